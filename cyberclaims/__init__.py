@@ -1,0 +1,1 @@
+"""The operator's entry point: the `cyberclaims` command line."""

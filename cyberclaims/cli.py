@@ -1,0 +1,132 @@
+"""`cyberclaims`: the operator's command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from cyberclaims import dlq
+from cyberclaims.broker import broker_command
+from cyberclaims.registry import SERVICES, ServiceEntry, service
+from shared.auth import Role, TokenService
+from shared.migrations import migrate as run_migrations
+from shared.settings import PlatformSettings
+
+app = typer.Typer(help="Run and operate cyberclaims.", no_args_is_help=True,
+                  add_completion=False)
+dlq_app = typer.Typer(help="Inspect and replay dead-lettered events.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout or notify")]
+
+
+def _entry(name: str) -> ServiceEntry:
+    try:
+        entry = service(name)
+    except KeyError:
+        raise typer.BadParameter(f"unknown service {name!r}; one of "
+                                 + ", ".join(e.name for e in SERVICES)) from None
+    if not entry.available():
+        raise typer.BadParameter(f"service {name!r} is not built yet")
+    return entry
+
+
+@app.command()
+def broker(port: int = 9092) -> None:
+    """Start the Tansu development broker (memory only) in the foreground."""
+    import os
+
+    command = broker_command(port)
+    os.execv(command[0], command)  # noqa: S606 - replaces this process with the broker
+
+
+@app.command()
+def migrate(name: ServiceName, revision: str = "head") -> None:
+    """Apply a service's database migrations (an explicit step, never at start-up)."""
+    entry = _entry(name)
+    url = entry.settings().resolved_database_url(name)
+    run_migrations(name, url, revision)
+    typer.echo(f"{name}: migrated to {revision}")
+
+
+@app.command()
+def serve(
+    name: ServiceName,
+    api_only: Annotated[bool, typer.Option(help="Serve HTTP only: no consumer, relay or timers")]
+    = False,
+) -> None:
+    """Run a service: its API, its event consumer, its outbox relay and its timers."""
+    entry = _entry(name)
+    settings = entry.settings()
+    application = entry.create_app(run_workers=not api_only)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_config=None,
+                access_log=False)
+
+
+@app.command()
+def token(
+    role: Annotated[Role, typer.Option(help="policyholder, vendor, adjuster or operator")],
+    sub: Annotated[str | None, typer.Option(help="subject (user id)")] = None,
+    org_id: Annotated[str | None, typer.Option("--org-id")] = None,
+    vendor_id: Annotated[str | None, typer.Option("--vendor-id")] = None,
+    authority_limit: Annotated[str | None, typer.Option("--authority-limit")] = None,
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 86_400,
+) -> None:
+    """Print a development JWT signed with the configured secret."""
+    limit = Decimal(authority_limit) if authority_limit is not None else None
+    subject = sub or org_id or vendor_id or f"{role.value}-1"
+    tokens = TokenService(PlatformSettings())
+    try:
+        typer.echo(tokens.issue(role=role, sub=subject, org_id=org_id, vendor_id=vendor_id,
+                                authority_limit=limit, ttl_seconds=ttl))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@dlq_app.command("list")
+def dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List every dead-lettered message, with its error and origin."""
+    letters = asyncio.run(dlq.read_all(PlatformSettings().kafka_bootstrap))
+    if as_json:
+        typer.echo(json.dumps([letter.summary() for letter in letters], indent=2))
+        return
+    if not letters:
+        typer.echo("no dead letters")
+    for letter in letters:
+        s = letter.summary()
+        typer.echo(f"{s['dead_letter']}  {s['type']}  consumer={s['consumer']}  "
+                   f"origin={s['origin']}  error={s['error']}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    dead_letter: Annotated[str | None, typer.Argument(help="topic:partition:offset from `list`")]
+    = None,
+    all_: Annotated[bool, typer.Option("--all", help="replay every dead letter")] = False,
+) -> None:
+    """Publish dead letters back to their origin topic (after the fault is fixed)."""
+    if not dead_letter and not all_:
+        raise typer.BadParameter("name a dead letter or pass --all")
+    replayed = asyncio.run(dlq.replay(PlatformSettings().kafka_bootstrap,
+                                      None if all_ else dead_letter))
+    typer.echo(f"replayed {replayed} message(s)")
+
+
+@app.command()
+def dev(
+    start_broker: Annotated[bool, typer.Option("--broker/--no-broker",
+                                               help="start the Tansu dev broker")] = True,
+) -> None:
+    """Start the whole system on embedded defaults (what `make run` does)."""
+    from cyberclaims.dev import run_dev
+
+    run_dev(start_broker=start_broker)
+
+
+if __name__ == "__main__":
+    app()

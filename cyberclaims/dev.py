@@ -1,0 +1,167 @@
+"""`cyberclaims dev`: the whole system on embedded defaults, as child processes.
+
+Order: broker, topics, migrations, then every service (API, consumer and relay in one
+process each), each awaited on /readyz. Output is prefixed per process; Ctrl-C stops all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from cyberclaims.broker import broker_command, port_in_use, wait_for_port
+from cyberclaims.registry import available_services
+from shared.kafka import ensure_topics
+from shared.migrations import migrate
+from shared.settings import DATA_DIR, PlatformSettings
+
+COLOURS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m", "\033[37m"]
+RESET = "\033[0m"
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    ready_url: str | None = None
+    port: int | None = None
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.processes: list[tuple[Child, subprocess.Popen[bytes]]] = []
+        self.width = 8
+
+    def start(self, child: Child) -> subprocess.Popen[bytes]:
+        colour = COLOURS[len(self.processes) % len(COLOURS)]
+        process = subprocess.Popen(child.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes.append((child, process))
+        prefix = f"{colour}{child.name:<{self.width}}|{RESET} "
+        threading.Thread(target=_pump, args=(process, prefix), daemon=True).start()
+        return process
+
+    def stop(self) -> None:
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for _, process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+    def crashed(self) -> str | None:
+        for child, process in self.processes:
+            if process.poll() is not None:
+                return f"{child.name} exited with code {process.returncode}"
+        return None
+
+
+def _pump(process: subprocess.Popen[bytes], prefix: str) -> None:
+    assert process.stdout is not None
+    for line in iter(process.stdout.readline, b""):
+        sys.stdout.write(prefix + line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def wait_ready(url: str, supervisor: Supervisor, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crashed = supervisor.crashed()
+        if crashed:
+            raise RuntimeError(crashed)
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cyberclaims.cli", *args]
+
+
+def extra_children() -> list[Child]:
+    """Development stand-ins for the outside world, when the project ships them."""
+    from importlib.util import find_spec
+
+    children = []
+    if find_spec("cyberclaims.sandbox.payments"):
+        children.append(Child("payments", cli_argv("sandbox-payments"),
+                              "http://127.0.0.1:8010/healthz", 8010))
+    if find_spec("cyberclaims.sandbox.smtp"):
+        children.append(Child("smtp", cli_argv("smtp-sink"), None, 1025))
+    return children
+
+
+def run_dev(start_broker: bool = True) -> None:
+    platform = PlatformSettings()
+    services = available_services()
+    DATA_DIR.mkdir(exist_ok=True)
+    supervisor = Supervisor()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if start_broker:
+            port = int(platform.kafka_bootstrap.rsplit(":", 1)[1])
+            if port_in_use(port):
+                raise SystemExit(f"port {port} is taken: stop what runs there, or set "
+                                 "CYBERCLAIMS_KAFKA_BOOTSTRAP and pass --no-broker")
+            supervisor.start(Child("broker", broker_command(port)))
+            wait_for_port(port)
+        asyncio.run(ensure_topics(platform.kafka_bootstrap))
+        for child in extra_children():
+            supervisor.start(child)
+            if child.ready_url:
+                wait_ready(child.ready_url, supervisor)
+            elif child.port:
+                wait_for_port(child.port)
+        for entry in services:
+            settings = entry.settings()
+            print(f"migrating {entry.name} ...", flush=True)
+            migrate(entry.name, settings.resolved_database_url(entry.name))
+        urls = []
+        for entry in services:
+            settings = entry.settings()
+            base = f"http://{settings.host}:{settings.port}"
+            supervisor.start(Child(entry.name, cli_argv("serve", entry.name)))
+            urls.append((entry.name, base))
+        for _, base in urls:
+            wait_ready(f"{base}/readyz", supervisor)
+        _banner(urls)
+        while True:
+            crashed = supervisor.crashed()
+            if crashed:
+                raise SystemExit(crashed)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    finally:
+        supervisor.stop()
+
+
+def _banner(urls: list[tuple[str, str]]) -> None:
+    lines = ["", "cyberclaims is running:"]
+    lines += [f"  {name:<8} {base}   (API docs: {base}/docs)" for name, base in urls]
+    lines += [
+        "",
+        "Try it (in another terminal):",
+        "  source .venv/bin/activate",
+        "  make demo            # a full ransomware claim, end to end",
+        "",
+        "Stop with Ctrl-C.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

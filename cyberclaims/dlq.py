@@ -1,0 +1,62 @@
+"""Dead letters: read every `.dlq` topic, and publish chosen messages back to their origin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from shared.kafka import read_from_beginning
+from shared.topics import CATALOG
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: ConsumerRecord[bytes, bytes]
+
+    @property
+    def id(self) -> str:
+        return f"{self.record.topic}:{self.record.partition}:{self.record.offset}"
+
+    def header(self, name: str) -> str:
+        for key, value in self.record.headers or ():
+            if key == name:
+                return value.decode(errors="replace")
+        return ""
+
+    def summary(self) -> dict[str, str]:
+        return {
+            "dead_letter": self.id,
+            "type": self.header("ce_type") or "(unreadable)",
+            "event_id": self.header("ce_id"),
+            "consumer": self.header("dlq_consumer"),
+            "origin": f"{self.header('dlq_origin_topic')}:{self.header('dlq_origin_partition')}"
+                      f":{self.header('dlq_origin_offset')}",
+            "attempts": self.header("dlq_attempts"),
+            "failed_at": self.header("dlq_failed_at"),
+            "error": self.header("dlq_error"),
+        }
+
+
+async def read_all(bootstrap: str) -> list[DeadLetter]:
+    records = await read_from_beginning(bootstrap, [t.dead_letter for t in CATALOG])
+    return [DeadLetter(record) for record in records]
+
+
+async def replay(bootstrap: str, dead_letter_id: str | None) -> int:
+    """Replay one dead letter (by id) or all; the consumers' inboxes keep this idempotent."""
+    letters = [letter for letter in await read_all(bootstrap)
+               if dead_letter_id is None or letter.id == dead_letter_id]
+    if dead_letter_id is not None and not letters:
+        raise SystemExit(f"no dead letter {dead_letter_id}")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for letter in letters:
+            headers = [(k, v) for k, v in letter.record.headers or () if not k.startswith("dlq_")]
+            await producer.send_and_wait(letter.header("dlq_origin_topic"),
+                                         letter.record.value, key=letter.record.key,
+                                         headers=headers)
+    finally:
+        await producer.stop()
+    return len(letters)

@@ -1,0 +1,1 @@
+"""Intake: policies, first notice of loss, and each incident's status timeline."""

@@ -1,0 +1,31 @@
+"""Assembles the intake service (the one place its parts are wired together)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.intake import handlers, views
+from services.intake.models import Inbox, Outbox
+from services.intake.settings import IntakeSettings
+from shared.clock import Clock
+from shared.service import ServiceSpec, create_service_app
+from shared.settings import PlatformSettings
+
+NAME = "intake"
+
+SPEC = ServiceSpec(
+    name=NAME,
+    title="cyberclaims intake",
+    description="Policies, first notice of loss and each incident's status timeline.",
+    routers=views.routers,
+    outbox_model=Outbox,
+    inbox_model=Inbox,
+    handlers=lambda _runtime: handlers.handlers(),
+)
+
+
+def create_app(settings: IntakeSettings | None = None, platform: PlatformSettings | None = None,
+               clock: Clock | None = None, **options: bool) -> FastAPI:
+    settings = settings or IntakeSettings()
+    return create_service_app(SPEC, database_url=settings.resolved_database_url(NAME),
+                              platform=platform, clock=clock, **options)

@@ -1,0 +1,222 @@
+"""Intake's use cases. Each stages its state change and its events in one unit of work."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from services.intake.models import Incident, Loss, Policy, TimelineEntry
+from services.intake.schemas import (
+    IncidentReportIn,
+    LossIn,
+    PolicyBody,
+    PolicyIn,
+    RegulatorReportIn,
+)
+from shared.auth import Principal, Role
+from shared.clock import Clock
+from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.events import (
+    IncidentReported,
+    LossSubmitted,
+    PolicyRegistered,
+    PolicyTerms,
+    PolicyUpdated,
+    RegulatorReportFiled,
+)
+from shared.outbox import Outbox
+from shared.problems import Conflict, NotFound, Unprocessable
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+REPORTED = "reported"
+
+
+# --- policies ------------------------------------------------------------------------------------
+
+
+def policy_terms(policy: Policy) -> PolicyTerms:
+    return PolicyTerms.model_validate(policy, from_attributes=True)
+
+
+def _apply_policy(policy: Policy, body: PolicyBody) -> None:
+    for name, value in body.model_dump(exclude={"sections", "policy_number"}).items():
+        setattr(policy, name, value)
+    policy.sections = {section.value: terms.model_dump(mode="json")
+                       for section, terms in body.sections.items()}
+
+
+async def register_policy(uow: UnitOfWork, outbox: Outbox, clock: Clock, body: PolicyIn) -> Policy:
+    if await uow.session.get(Policy, body.policy_number) is not None:
+        raise Conflict(f"policy {body.policy_number} already exists", field="policy_number")
+    now = clock.now()
+    policy = Policy(policy_number=body.policy_number, version=1, created_at=now, updated_at=now)
+    _apply_policy(policy, body)
+    uow.session.add(policy)
+    outbox.add(uow.session, PolicyRegistered(policy=policy_terms(policy)))
+    try:
+        await uow.commit()
+    except IntegrityError as exc:
+        raise Conflict(f"policy {body.policy_number} already exists", field="policy_number") from exc
+    return policy
+
+
+async def update_policy(uow: UnitOfWork, outbox: Outbox, clock: Clock, policy_number: str,
+                        body: PolicyBody) -> Policy:
+    policy = await uow.session.get(Policy, policy_number, with_for_update=True)
+    if policy is None:
+        raise NotFound(f"policy {policy_number} not found")
+    _apply_policy(policy, body)
+    policy.version += 1
+    policy.updated_at = clock.now()
+    outbox.add(uow.session, PolicyUpdated(policy=policy_terms(policy), version=policy.version))
+    await uow.commit()
+    return policy
+
+
+async def visible_policy(uow: UnitOfWork, principal: Principal, policy_number: str) -> Policy:
+    """The policy if the caller may see it; 404 otherwise (never reveal that it exists)."""
+    policy = await uow.session.get(Policy, policy_number)
+    if policy is None or (principal.role is Role.policyholder and policy.org_id != principal.org_id):
+        raise NotFound(f"policy {policy_number} not found")
+    return policy
+
+
+# --- incidents -----------------------------------------------------------------------------------
+
+
+def request_fingerprint(body: IncidentReportIn) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _reject_future_timestamps(body: IncidentReportIn, now: datetime) -> None:
+    latest = now + FUTURE_TOLERANCE
+    for name in ("occurred_at", "discovered_at", "outage_started_at"):
+        value = getattr(body, name)
+        if value is not None and value > latest:
+            raise Unprocessable(f"{name} is more than 5 minutes in the future", field=name)
+
+
+async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
+                          principal: Principal, idempotency_key: str,
+                          body: IncidentReportIn) -> tuple[Incident, bool]:
+    """Create the incident once per (org, Idempotency-Key); returns (incident, replayed)."""
+    now = clock.now()
+    _reject_future_timestamps(body, now)
+    org_id = principal.org_id or ""
+    fingerprint = request_fingerprint(body)
+    async with uows() as uow:
+        existing = await _by_idempotency_key(uow, org_id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint), True
+        await visible_policy(uow, principal, body.policy_number)
+        incident = Incident(
+            id=uuid.uuid4(), org_id=org_id, idempotency_key=idempotency_key,
+            request_hash=fingerprint, reported_at=now, status=REPORTED,
+            contact=body.contact.contract().model_dump(mode="json"),
+            **body.model_dump(exclude={"contact"}),
+        )
+        uow.session.add(incident)
+        envelope = outbox.add(uow.session, IncidentReported(
+            incident_id=incident.id, org_id=org_id, reported_at=now,
+            contact=body.contact.contract(), **body.model_dump(exclude={"contact"}),
+        ))
+        uow.session.add(TimelineEntry(incident_id=incident.id, event_id=envelope.id, at=now,
+                                      type="incident.reported",
+                                      summary=f"Incident reported: {body.title}"))
+        try:
+            await uow.commit()
+            return incident, False
+        except IntegrityError:
+            pass  # a concurrent request with the same key won the race: answer with its incident
+    async with uows() as uow:
+        existing = await _by_idempotency_key(uow, org_id, idempotency_key)
+        if existing is None:
+            raise Conflict("a concurrent report could not be stored; retry with the same key")
+        return _replay(existing, fingerprint), True
+
+
+async def _by_idempotency_key(uow: UnitOfWork, org_id: str, key: str) -> Incident | None:
+    return await uow.session.scalar(
+        select(Incident).where(Incident.org_id == org_id, Incident.idempotency_key == key)
+    )
+
+
+def _replay(existing: Incident, fingerprint: str) -> Incident:
+    if existing.request_hash != fingerprint:
+        raise Conflict("Idempotency-Key was already used with a different request body",
+                       field="Idempotency-Key")
+    return existing
+
+
+async def visible_incident(uow: UnitOfWork, principal: Principal, incident_id: uuid.UUID,
+                           *, for_update: bool = False) -> Incident:
+    incident = await uow.session.get(Incident, incident_id, with_for_update=for_update)
+    if incident is None or (principal.role is Role.policyholder
+                            and incident.org_id != principal.org_id):
+        raise NotFound(f"incident {incident_id} not found")
+    return incident
+
+
+async def list_incidents(uow: UnitOfWork, principal: Principal, *, limit: int,
+                         offset: int) -> tuple[list[Incident], int]:
+    query = select(Incident)
+    if principal.role is Role.policyholder:
+        query = query.where(Incident.org_id == principal.org_id)
+    total = await uow.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await uow.session.scalars(
+        query.order_by(Incident.reported_at.desc(), Incident.id).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+async def timeline(uow: UnitOfWork, incident_id: uuid.UUID) -> list[TimelineEntry]:
+    rows = await uow.session.scalars(
+        select(TimelineEntry).where(TimelineEntry.incident_id == incident_id)
+        .order_by(TimelineEntry.at, TimelineEntry.id)
+    )
+    return list(rows)
+
+
+async def submit_loss(uow: UnitOfWork, outbox: Outbox, clock: Clock, principal: Principal,
+                      incident_id: uuid.UUID, body: LossIn) -> Loss:
+    incident = await visible_incident(uow, principal, incident_id)
+    now = clock.now()
+    loss = Loss(id=uuid.uuid4(), incident_id=incident.id, submitted_at=now, **body.model_dump())
+    uow.session.add(loss)
+    envelope = outbox.add(uow.session, LossSubmitted(
+        incident_id=incident.id, org_id=incident.org_id, loss_id=loss.id,
+        policy_number=incident.policy_number, submitted_at=now, **body.model_dump(),
+    ))
+    claimed = f"{body.hourly_loss} per hour" if body.hourly_loss is not None else str(body.amount)
+    uow.session.add(TimelineEntry(incident_id=incident.id, event_id=envelope.id, at=now,
+                                  type="loss.submitted",
+                                  summary=f"Loss submitted: {body.section.value}, {claimed}"))
+    await uow.commit()
+    return loss
+
+
+async def file_regulator_report(uow: UnitOfWork, outbox: Outbox, clock: Clock,
+                                principal: Principal, incident_id: uuid.UUID,
+                                body: RegulatorReportIn) -> Incident:
+    incident = await visible_incident(uow, principal, incident_id, for_update=True)
+    if body.reported_at > clock.now() + FUTURE_TOLERANCE:
+        raise Unprocessable("reported_at is more than 5 minutes in the future", field="reported_at")
+    if incident.regulator_reported_at is not None:
+        raise Conflict("the regulator report was already confirmed")
+    incident.regulator_reported_at = body.reported_at
+    incident.regulator_reference = body.reference
+    envelope = outbox.add(uow.session, RegulatorReportFiled(
+        incident_id=incident.id, org_id=incident.org_id, reported_at=body.reported_at,
+        reference=body.reference,
+    ))
+    uow.session.add(TimelineEntry(incident_id=incident.id, event_id=envelope.id,
+                                  at=clock.now(), type="regulator.reported",
+                                  summary=f"Reported to the regulator (ref. {body.reference})"))
+    await uow.commit()
+    return incident

@@ -1,0 +1,116 @@
+"""Intake's HTTP API: thin routers over the use cases in `service`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from services.intake import service
+from services.intake.models import Incident, Policy
+from services.intake.schemas import (
+    IncidentOut,
+    IncidentPage,
+    IncidentReportIn,
+    IncidentSummary,
+    LossIn,
+    LossOut,
+    PolicyBody,
+    PolicyIn,
+    PolicyOut,
+    RegulatorReportIn,
+    TimelineItem,
+)
+from shared.auth import Principal, Role, require
+from shared.service import RuntimeDep, UnitOfWorkDep
+
+Operator = Annotated[Principal, require(Role.operator)]
+PolicyReader = Annotated[Principal, require(Role.operator, Role.policyholder)]
+Policyholder = Annotated[Principal, require(Role.policyholder)]
+IncidentReader = Annotated[Principal, require(Role.policyholder, Role.operator, Role.adjuster)]
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+
+policies = APIRouter(prefix="/v1/policies", tags=["policies"])
+incidents = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+
+
+def _policy_out(policy: Policy) -> PolicyOut:
+    return PolicyOut.model_validate(policy, from_attributes=True)
+
+
+@policies.post("", status_code=status.HTTP_201_CREATED, response_model=PolicyOut)
+async def register_policy(body: PolicyIn, _: Operator, runtime: RuntimeDep,
+                          uow: UnitOfWorkDep) -> PolicyOut:
+    policy = await service.register_policy(uow, runtime.outbox, runtime.clock, body)
+    return _policy_out(policy)
+
+
+@policies.put("/{policy_number}", response_model=PolicyOut)
+async def update_policy(policy_number: str, body: PolicyBody, _: Operator, runtime: RuntimeDep,
+                        uow: UnitOfWorkDep) -> PolicyOut:
+    policy = await service.update_policy(uow, runtime.outbox, runtime.clock, policy_number, body)
+    return _policy_out(policy)
+
+
+@policies.get("/{policy_number}", response_model=PolicyOut)
+async def read_policy(policy_number: str, caller: PolicyReader, uow: UnitOfWorkDep) -> PolicyOut:
+    return _policy_out(await service.visible_policy(uow, caller, policy_number))
+
+
+async def _incident_out(uow: UnitOfWorkDep, incident: Incident) -> IncidentOut:
+    entries = await service.timeline(uow, incident.id)
+    return IncidentOut.model_validate({
+        **{name: getattr(incident, name) for name in IncidentOut.model_fields if name != "timeline"},
+        "timeline": [TimelineItem(at=e.at, type=e.type, summary=e.summary) for e in entries],
+    })
+
+
+@incidents.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentOut,
+                responses={409: {"description": "Idempotency-Key reused with another body"}})
+async def report_incident(body: IncidentReportIn, key: IdempotencyKey, caller: Policyholder,
+                          runtime: RuntimeDep, response: Response) -> IncidentOut:
+    """First notice of loss. Retrying with the same Idempotency-Key returns the same incident."""
+    incident, replayed = await service.report_incident(runtime.uow, runtime.outbox, runtime.clock,
+                                                       caller, key, body)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/incidents/{incident.id}"
+    async with runtime.uow() as uow:
+        return await _incident_out(uow, incident)
+
+
+@incidents.get("", response_model=IncidentPage)
+async def list_incidents(caller: IncidentReader, uow: UnitOfWorkDep,
+                         limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                         offset: Annotated[int, Query(ge=0)] = 0) -> IncidentPage:
+    rows, total = await service.list_incidents(uow, caller, limit=limit, offset=offset)
+    return IncidentPage(items=[IncidentSummary.model_validate(r, from_attributes=True) for r in rows],
+                        total=total, limit=limit, offset=offset)
+
+
+@incidents.get("/{incident_id}", response_model=IncidentOut)
+async def read_incident(incident_id: uuid.UUID, caller: IncidentReader,
+                        uow: UnitOfWorkDep) -> IncidentOut:
+    return await _incident_out(uow, await service.visible_incident(uow, caller, incident_id))
+
+
+@incidents.post("/{incident_id}/losses", status_code=status.HTTP_201_CREATED,
+                response_model=LossOut)
+async def submit_loss(incident_id: uuid.UUID, body: LossIn, caller: Policyholder,
+                      runtime: RuntimeDep, uow: UnitOfWorkDep) -> LossOut:
+    loss = await service.submit_loss(uow, runtime.outbox, runtime.clock, caller, incident_id, body)
+    return LossOut.model_validate(loss, from_attributes=True)
+
+
+@incidents.post("/{incident_id}/regulator-report", response_model=IncidentOut)
+async def confirm_regulator_report(incident_id: uuid.UUID, body: RegulatorReportIn,
+                                   caller: Policyholder, runtime: RuntimeDep,
+                                   uow: UnitOfWorkDep) -> IncidentOut:
+    """The policyholder confirms it reported the incident to the regulator (stops reminders)."""
+    incident = await service.file_regulator_report(uow, runtime.outbox, runtime.clock, caller,
+                                                   incident_id, body)
+    return await _incident_out(uow, incident)
+
+
+routers = (policies, incidents)

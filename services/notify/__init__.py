@@ -1,0 +1,1 @@
+"""Notify: signed webhooks, email and an in-app feed for everyone involved."""

@@ -1,0 +1,1 @@
+"""Payout: loss verification, payout decisions, adjuster approvals and exactly-once payment."""

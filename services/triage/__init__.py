@@ -1,0 +1,1 @@
+"""Triage: grades incidents and dispatches response jobs to panel vendors."""

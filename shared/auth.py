@@ -1,0 +1,118 @@
+"""JWT bearer auth for the rulebook's roles (HS256, issuer and audience checked)."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from shared.problems import Forbidden, Unauthorized
+from shared.settings import PlatformSettings
+
+ALGORITHMS = ["HS256"]
+
+
+class Role(StrEnum):
+    policyholder = "policyholder"
+    vendor = "vendor"
+    adjuster = "adjuster"
+    operator = "operator"
+
+
+class Principal(BaseModel):
+    role: Role
+    sub: str
+    org_id: str | None = None
+    vendor_id: str | None = None
+    authority_limit: Decimal | None = None
+
+    @property
+    def recipient(self) -> str:
+        """The address notify files this caller's in-app notifications under."""
+        if self.role is Role.policyholder:
+            return f"org:{self.org_id}"
+        if self.role is Role.vendor:
+            return f"vendor:{self.vendor_id}"
+        return f"{self.role.value}:{self.sub}"
+
+
+REQUIRED_CLAIM = {Role.policyholder: "org_id", Role.vendor: "vendor_id",
+                  Role.adjuster: "authority_limit"}
+
+
+class TokenService:
+    def __init__(self, settings: PlatformSettings) -> None:
+        self._secret = settings.jwt_secret
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._ttl = settings.jwt_ttl_seconds
+
+    def issue(self, *, role: Role, sub: str, org_id: str | None = None,
+              vendor_id: str | None = None, authority_limit: Decimal | None = None,
+              ttl_seconds: int | None = None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": sub, "role": role.value, "iss": self._issuer,
+                                  "aud": self._audience, "iat": now,
+                                  "exp": now + (ttl_seconds or self._ttl)}
+        if org_id is not None:
+            claims["org_id"] = org_id
+        if vendor_id is not None:
+            claims["vendor_id"] = vendor_id
+        if authority_limit is not None:
+            claims["authority_limit"] = str(authority_limit)
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=ALGORITHMS,
+                                issuer=self._issuer, audience=self._audience,
+                                options={"require": ["exp", "iss", "aud", "sub"]})
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        try:
+            role = Role(str(claims.get("role")))
+        except ValueError as exc:
+            raise Unauthorized("token has no valid role") from exc
+        needed = REQUIRED_CLAIM.get(role)
+        if needed and claims.get(needed) in (None, ""):
+            raise Unauthorized(f"a {role.value} token must carry {needed}")
+        limit = claims.get("authority_limit")
+        try:
+            authority = Decimal(str(limit)) if limit is not None else None
+        except InvalidOperation as exc:
+            raise Unauthorized("authority_limit is not a number") from exc
+        return Principal(role=role, sub=str(claims["sub"]), org_id=claims.get("org_id"),
+                         vendor_id=claims.get("vendor_id"), authority_limit=authority)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token")
+    tokens: TokenService = request.app.state.tokens
+    return tokens.verify(credentials.credentials)
+
+
+def require(*roles: Role) -> Any:
+    """A dependency that admits only `roles` (403 for any other valid token)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"role {principal.role.value} may not call this endpoint")
+        return principal
+
+    return Depends(dependency)
+
+
+Caller = Annotated[Principal, Depends(current_principal)]

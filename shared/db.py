@@ -1,0 +1,148 @@
+"""Database plumbing: engines created at start-up, column types, and the unit of work.
+
+Money is stored as integer minor units (fen) so SQLite and PostgreSQL are both exact;
+timestamps are stored in UTC and always come back time-zone aware.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Self
+
+from sqlalchemy import BigInteger, DateTime, event
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.types import TypeDecorator
+
+from shared.money import CENT, round_money
+
+
+class MoneyColumn(TypeDecorator[Decimal]):
+    """A Decimal amount stored as a BIGINT count of cents."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        return int(round_money(Decimal(value)) / CENT)
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return (Decimal(value) * CENT).quantize(CENT)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """One engine per process, built at start-up. SQLite gets WAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def is_postgres(engine_or_session: AsyncEngine | AsyncSession) -> bool:
+    if isinstance(engine_or_session, AsyncSession):
+        return engine_or_session.get_bind().dialect.name == "postgresql"
+    return engine_or_session.dialect.name == "postgresql"
+
+
+class UnitOfWork:
+    """Owns one transaction. The only place that commits.
+
+    `after_commit` callbacks run once the transaction is durable (e.g. to wake the outbox
+    relay); they never run for a rolled-back unit of work.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession],
+                 on_commit: Callable[[], None] | None = None) -> None:
+        self._sessions = sessions
+        self._on_commit = on_commit
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("unit of work not started")
+        return self._session
+
+    async def __aenter__(self) -> Self:
+        self._session = self._sessions()
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        assert self._session is not None
+        try:
+            await self._session.rollback()
+        finally:
+            await self._session.close()
+            self._session = None
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        if self._on_commit is not None:
+            self._on_commit()
+
+
+class UnitOfWorkFactory:
+    """Builds units of work on the process's session factory."""
+
+    def __init__(self, engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.on_commit = on_commit
+
+    def __call__(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.on_commit)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Every service's metadata uses these names, so migrations are stable on both backends."""

@@ -1,0 +1,572 @@
+"""Event contracts for the whole system, and the CloudEvents 1.0 envelope that carries them.
+
+Every event is a pydantic model registered under its CloudEvents `type`
+(`cyberclaims.<domain>.<name>.v<version>`). A breaking change is a new version, a new class.
+On Kafka, events travel in the CloudEvents Kafka protocol binding, binary mode: attributes in
+`ce_*` headers, the data as the JSON value, and the partition key as the message key.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.money import Money
+from shared.topics import CLAIMS, INCIDENTS, NOTIFICATIONS, POLICIES, RESPONSE, Topic
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+
+# --- vocabularies of the rulebook --------------------------------------------------------------
+
+
+class Industry(StrEnum):
+    telecom = "telecom"
+    internet = "internet"
+    manufacturing = "manufacturing"
+    finance = "finance"
+    energy = "energy"
+    healthcare = "healthcare"
+    government = "government"
+    education = "education"
+    retail = "retail"
+    other = "other"
+
+
+class Section(StrEnum):
+    """Policy sections in canonical order (the order the retention is taken in)."""
+
+    incident_response = "incident_response"
+    legal_and_notification = "legal_and_notification"
+    data_restoration = "data_restoration"
+    business_interruption = "business_interruption"
+    cyber_extortion = "cyber_extortion"
+    funds_transfer_fraud = "funds_transfer_fraud"
+    regulatory_fines = "regulatory_fines"
+    third_party_liability = "third_party_liability"
+
+
+class Category(StrEnum):
+    ransomware = "ransomware"
+    data_breach = "data_breach"
+    business_email_compromise = "business_email_compromise"
+    ddos = "ddos"
+    malware = "malware"
+    unauthorized_access = "unauthorized_access"
+    insider_misuse = "insider_misuse"
+    other = "other"
+
+
+class DataType(StrEnum):
+    pii = "pii"
+    financial = "financial"
+    health = "health"
+    credentials = "credentials"
+    trade_secret = "trade_secret"  # noqa: S105 - a data type, not a password
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class RegulatoryGrade(StrEnum):
+    particularly_serious = "particularly_serious"
+    serious = "serious"
+    relatively_serious = "relatively_serious"
+    general = "general"
+
+
+class JobType(StrEnum):
+    forensics = "forensics"
+    ransomware_negotiation = "ransomware_negotiation"
+    data_recovery = "data_recovery"
+    legal_counsel = "legal_counsel"
+    notification_services = "notification_services"
+    funds_recovery = "funds_recovery"
+    ddos_mitigation = "ddos_mitigation"
+    crisis_communications = "crisis_communications"
+
+
+class Attribution(StrEnum):
+    criminal = "criminal"
+    insider = "insider"
+    state_actor = "state_actor"
+    unknown = "unknown"
+
+
+class CoverageQuestion(StrEnum):
+    OUTSIDE_POLICY_PERIOD = "OUTSIDE_POLICY_PERIOD"
+    BEFORE_RETROACTIVE_DATE = "BEFORE_RETROACTIVE_DATE"
+    LATE_NOTICE = "LATE_NOTICE"
+    SECTION_NOT_COVERED = "SECTION_NOT_COVERED"
+    WAR_EXCLUSION = "WAR_EXCLUSION"
+    EARLY_CLAIM = "EARLY_CLAIM"
+    REPEAT_INCIDENT = "REPEAT_INCIDENT"
+
+
+class Channel(StrEnum):
+    webhook = "webhook"
+    email = "email"
+    in_app = "in_app"
+
+
+# --- base classes --------------------------------------------------------------------------------
+
+
+class Contract(BaseModel):
+    """A strict, immutable part of an event: unknown fields are an error, not silently lost."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Event(Contract):
+    """An event's data. Subclasses name their CloudEvents type, topic and partition key."""
+
+    event_type: ClassVar[str]
+    topic: ClassVar[Topic]
+    registry: ClassVar[dict[str, type[Event]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "event_type" in cls.__dict__:
+            if cls.event_type in Event.registry:
+                raise TypeError(f"duplicate event type {cls.event_type}")
+            Event.registry[cls.event_type] = cls
+
+    def partition_key(self) -> str:
+        raise NotImplementedError
+
+    def subject(self) -> str:
+        return self.partition_key()
+
+
+class IncidentEvent(Event):
+    """Everything about an incident is keyed by its id and names the policyholder's org."""
+
+    incident_id: uuid.UUID
+    org_id: str
+
+    def partition_key(self) -> str:
+        return str(self.incident_id)
+
+
+# --- policies ------------------------------------------------------------------------------------
+
+
+class SectionTerms(Contract):
+    sublimit: Money
+
+
+class PolicyTerms(Contract):
+    policy_number: str
+    org_id: str
+    holder_name: str
+    industry: Industry
+    region: str
+    critical_infrastructure: bool
+    currency: str
+    period_start: AwareDatetime
+    period_end: AwareDatetime
+    retroactive_date: AwareDatetime | None
+    aggregate_limit: Money
+    retention: Money
+    bi_waiting_period_hours: int
+    notice_period_hours: int
+    war_exclusion: bool
+    sections: dict[Section, SectionTerms]
+
+
+class PolicyEvent(Event):
+    topic = POLICIES
+    policy: PolicyTerms
+
+    def partition_key(self) -> str:
+        return self.policy.policy_number
+
+
+class PolicyRegistered(PolicyEvent):
+    event_type = "cyberclaims.policy.registered.v1"
+
+
+class PolicyUpdated(PolicyEvent):
+    event_type = "cyberclaims.policy.updated.v1"
+    version: int
+
+
+# --- intake --------------------------------------------------------------------------------------
+
+
+class Contact(Contract):
+    name: str
+    email: str
+    phone: str
+
+
+class IncidentReported(IncidentEvent):
+    event_type = "cyberclaims.incident.reported.v1"
+    topic = INCIDENTS
+    policy_number: str
+    category: Category
+    title: str
+    description: str
+    occurred_at: AwareDatetime
+    discovered_at: AwareDatetime
+    reported_at: AwareDatetime
+    contact: Contact
+    systems_down: bool
+    outage_started_at: AwareDatetime | None
+    affected_hosts: int | None
+    records_exposed: int | None
+    data_types: list[DataType]
+    ransom_demanded: Money | None
+    funds_transferred: Money | None
+
+
+class LossSubmitted(IncidentEvent):
+    """A policyholder's loss item. Business interruption comes as `hourly_loss`, not `amount`."""
+
+    event_type = "cyberclaims.loss.submitted.v1"
+    topic = INCIDENTS
+    loss_id: uuid.UUID
+    policy_number: str
+    section: Section
+    amount: Money | None
+    hourly_loss: Money | None
+    description: str
+    submitted_at: AwareDatetime
+
+
+class RegulatorReportFiled(IncidentEvent):
+    """The policyholder confirmed it reported the incident to the regulator."""
+
+    event_type = "cyberclaims.incident.regulator_report_filed.v1"
+    topic = INCIDENTS
+    reported_at: AwareDatetime
+    reference: str
+
+
+# --- triage --------------------------------------------------------------------------------------
+
+
+class OpenedJob(Contract):
+    job_id: uuid.UUID
+    job_type: JobType
+
+
+class IncidentTriaged(IncidentEvent):
+    event_type = "cyberclaims.incident.triaged.v1"
+    topic = RESPONSE
+    policy_number: str
+    priority: Priority
+    regulatory_grade: RegulatoryGrade
+    regulatory_deadline: AwareDatetime | None
+    jobs: list[OpenedJob]
+    triaged_at: AwareDatetime
+
+
+class JobEvent(IncidentEvent):
+    topic = RESPONSE
+    job_id: uuid.UUID
+    job_type: JobType
+    at: AwareDatetime
+
+
+class JobDispatched(JobEvent):
+    event_type = "cyberclaims.job.dispatched.v1"
+    vendor_id: str
+    priority: Priority
+    accept_by: AwareDatetime
+    attempt: int = Field(ge=1, description="1 for the first vendor, 2 for the next, ...")
+
+
+class JobAccepted(JobEvent):
+    event_type = "cyberclaims.job.accepted.v1"
+    vendor_id: str
+
+
+class JobDeclined(JobEvent):
+    event_type = "cyberclaims.job.declined.v1"
+    vendor_id: str
+    reason: str
+
+
+class JobExpired(JobEvent):
+    event_type = "cyberclaims.job.expired.v1"
+    vendor_id: str
+    accept_by: AwareDatetime
+
+
+class JobUnassigned(JobEvent):
+    """No eligible vendor: operators are alerted; the job is assigned when capacity frees."""
+
+    event_type = "cyberclaims.job.unassigned.v1"
+    reason: str
+
+
+class JobCancelled(JobEvent):
+    event_type = "cyberclaims.job.cancelled.v1"
+    vendor_id: str | None
+    cancelled_by: str
+
+
+class VerifiedLoss(Contract):
+    section: Section
+    amount: Money
+    description: str
+
+
+class CompletionReport(Contract):
+    root_cause: str
+    attack_vector: str
+    attribution: Attribution
+    contained_at: AwareDatetime
+    outage_started_at: AwareDatetime | None = None
+    outage_ended_at: AwareDatetime | None = None
+    records_confirmed: int | None = Field(default=None, ge=0)
+    verified_losses: list[VerifiedLoss] = Field(default_factory=list)
+
+
+class JobCompleted(JobEvent):
+    event_type = "cyberclaims.job.completed.v1"
+    vendor_id: str
+    report: CompletionReport
+
+
+class Finding(Contract):
+    job_id: uuid.UUID
+    job_type: JobType
+    vendor_id: str
+    root_cause: str
+    attack_vector: str
+    attribution: Attribution
+    contained_at: AwareDatetime
+    records_confirmed: int | None
+
+
+class VendorVerifiedLoss(VerifiedLoss):
+    vendor_id: str
+    job_id: uuid.UUID
+
+
+class VerifiedOutage(Contract):
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+
+
+class IncidentResponseCompleted(IncidentEvent):
+    """Every job is completed or cancelled: what payout needs to assess the claim."""
+
+    event_type = "cyberclaims.incident.response_completed.v1"
+    topic = RESPONSE
+    policy_number: str
+    completed_at: AwareDatetime
+    findings: list[Finding]
+    attribution: Attribution
+    verified_outage: VerifiedOutage | None
+    verified_losses: list[VendorVerifiedLoss]
+
+
+# --- payout --------------------------------------------------------------------------------------
+
+
+class SectionBreakdown(Contract):
+    section: Section
+    eligible: Money
+    retention_absorbed: Money
+    net: Money
+    sublimit_remaining: Money
+    payable: Money
+
+
+class Decision(StrEnum):
+    closed_without_payment = "closed_without_payment"
+    approved = "approved"
+    pending_approval = "pending_approval"
+
+
+class ClaimEvent(IncidentEvent):
+    topic = CLAIMS
+    claim_id: uuid.UUID
+    at: AwareDatetime
+
+
+class ClaimOpened(ClaimEvent):
+    event_type = "cyberclaims.claim.opened.v1"
+    policy_number: str
+
+
+class ClaimAssessed(ClaimEvent):
+    event_type = "cyberclaims.claim.assessed.v1"
+    assessment_id: uuid.UUID
+    payable: Money
+    sections: list[SectionBreakdown]
+    coverage_questions: list[CoverageQuestion]
+    decision: Decision
+
+
+class ClaimPendingApproval(ClaimEvent):
+    event_type = "cyberclaims.claim.pending_approval.v1"
+    payable: Money
+    coverage_questions: list[CoverageQuestion]
+    approvals_required: int
+
+
+class ClaimApproved(ClaimEvent):
+    event_type = "cyberclaims.claim.approved.v1"
+    amount: Money
+    approvers: list[str]
+    automatic: bool
+    reason: str | None
+
+
+class ClaimDenied(ClaimEvent):
+    event_type = "cyberclaims.claim.denied.v1"
+    adjuster: str
+    reason: str
+
+
+class ClaimClosedWithoutPayment(ClaimEvent):
+    event_type = "cyberclaims.claim.closed_without_payment.v1"
+    reason: str
+
+
+class PaymentEvent(ClaimEvent):
+    payment_id: uuid.UUID
+    amount: Money
+    currency: str
+
+
+class PaymentRequested(PaymentEvent):
+    event_type = "cyberclaims.payment.requested.v1"
+
+
+class PaymentSucceeded(PaymentEvent):
+    event_type = "cyberclaims.payment.succeeded.v1"
+    provider_reference: str
+
+
+class PaymentFailed(PaymentEvent):
+    event_type = "cyberclaims.payment.failed.v1"
+    error: str
+    attempts: int
+
+
+# --- notify --------------------------------------------------------------------------------------
+
+
+class NotificationEvent(Event):
+    topic = NOTIFICATIONS
+    delivery_id: uuid.UUID
+    source_event_id: uuid.UUID
+    source_event_type: str
+    incident_id: uuid.UUID | None
+    recipient: str
+    channel: Channel
+    at: AwareDatetime
+
+    def partition_key(self) -> str:
+        return str(self.incident_id or self.delivery_id)
+
+
+class NotificationDelivered(NotificationEvent):
+    event_type = "cyberclaims.notification.delivered.v1"
+    attempts: int
+
+
+class NotificationDead(NotificationEvent):
+    event_type = "cyberclaims.notification.dead.v1"
+    attempts: int
+    last_error: str
+
+
+# --- the envelope --------------------------------------------------------------------------------
+
+
+class Envelope(BaseModel):
+    """A CloudEvents 1.0 event with the `correlationid` and `causationid` extensions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: uuid.UUID
+    source: str
+    type: str
+    specversion: Literal["1.0"] = "1.0"
+    time: AwareDatetime
+    subject: str | None = None
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = None
+    correlationid: str
+    causationid: str | None = None
+    data: dict[str, Any]
+
+    @classmethod
+    def wrap(
+        cls,
+        event: Event,
+        *,
+        source: str,
+        time: datetime,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        event_id: uuid.UUID | None = None,
+    ) -> Envelope:
+        """Wrap event data; without a correlation id the event starts a new conversation."""
+        new_id = event_id or uuid.uuid4()
+        return cls(
+            id=new_id,
+            source=source,
+            type=event.event_type,
+            time=time,
+            subject=event.subject(),
+            dataschema=f"urn:cyberclaims:schema:{event.event_type}",
+            correlationid=correlation_id or str(new_id),
+            causationid=causation_id,
+            data=event.model_dump(mode="json"),
+        )
+
+
+    def event(self) -> Event:
+        """The typed data; raises `UnknownEventType` or a pydantic `ValidationError`."""
+        model = Event.registry.get(self.type)
+        if model is None:
+            raise UnknownEventType(self.type)
+        return model.model_validate(self.data)
+
+    # CloudEvents Kafka protocol binding, binary content mode.
+    def to_kafka_headers(self) -> list[tuple[str, bytes]]:
+        attributes = self.model_dump(mode="json", exclude={"data", "datacontenttype"})
+        headers = [(f"ce_{name}", str(value).encode()) for name, value in attributes.items()
+                   if value is not None]
+        headers.append(("content-type", CONTENT_TYPE.encode()))
+        return headers
+
+    def to_kafka_value(self) -> bytes:
+        return json.dumps(self.data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_kafka(cls, headers: Any, value: bytes | None) -> Envelope:
+        """Rebuild the envelope from a binary-mode Kafka message; raises on a malformed one."""
+        attributes: dict[str, Any] = {}
+        for name, raw in headers or ():
+            if name.startswith("ce_"):
+                attributes[name[3:]] = raw.decode()
+        if value is None:
+            raise ValueError("message has no value")
+        return cls.model_validate({**attributes, "data": json.loads(value)})
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def event_class(event_type: str) -> type[Event]:
+    return Event.registry[event_type]

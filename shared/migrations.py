@@ -1,0 +1,50 @@
+"""Alembic, per service: migrations are an explicit step (`cyberclaims migrate SERVICE`),
+never run at import or at application start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def alembic_config(service: str, database_url: str) -> Config:
+    location = Path(str(importlib.resources.files(f"services.{service}") / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    config.set_main_option("sqlalchemy.url", database_url)
+    return config
+
+
+def migrate(service: str, database_url: str, revision: str = "head") -> None:
+    if database_url.startswith("sqlite"):
+        path = database_url.split("///", 1)[-1]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(service, database_url), revision)
+
+
+def run_env(metadata: MetaData) -> None:
+    """The body of every service's migrations/env.py (online, async engines)."""
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url is not set"
+
+    def _run(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=metadata,
+                          render_as_batch=connection.dialect.name == "sqlite",
+                          compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def _online() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+        await engine.dispose()
+
+    asyncio.run(_online())

@@ -1,0 +1,220 @@
+"""Assembles a service: settings, engine, outbox relay, consumer and workers in one lifespan.
+
+Every service is the same shape: a `ServiceSpec` names its routers, tables, event handlers
+and background workers, and `create_service_app` builds the FastAPI app around it. Everything
+with a connection is created when the app starts, not at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.auth import TokenService
+from shared.clock import Clock, SystemClock
+from shared.consumer import EventConsumer, Handler, InboxColumns
+from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
+from shared.events import Event
+from shared.kafka import KafkaPublisher, ensure_topics
+from shared.logs import configure_logging, correlation_id
+from shared.outbox import Outbox, OutboxColumns, OutboxRelay
+from shared.problems import install_problem_handlers
+from shared.settings import PlatformSettings
+
+log = logging.getLogger(__name__)
+
+HTTP_REQUESTS = Counter("cyberclaims_http_requests_total", "HTTP requests",
+                        ["service", "method", "route", "status"])
+HTTP_LATENCY = Histogram("cyberclaims_http_request_seconds", "HTTP latency",
+                         ["service", "method", "route"])
+
+Worker = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """What a running service holds: one of each, created at start-up."""
+
+    name: str
+    platform: PlatformSettings
+    clock: Clock
+    engine: AsyncEngine
+    uow: UnitOfWorkFactory
+    outbox: Outbox
+    relay: OutboxRelay
+    publisher: KafkaPublisher
+    tokens: TokenService
+    consumer: EventConsumer | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    async def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with self.engine.connect() as connection:
+                await asyncio.wait_for(connection.execute(text("SELECT 1")), timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        checks["broker"] = "ok" if await self.publisher.reachable() else "unavailable"
+        return checks
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    title: str
+    description: str
+    routers: Sequence[APIRouter]
+    outbox_model: type[OutboxColumns]
+    inbox_model: type[InboxColumns]
+    handlers: Callable[[Runtime], Mapping[type[Event], Handler]] = lambda _: {}
+    workers: Callable[[Runtime], Sequence[Worker]] = lambda _: ()
+    setup: Callable[[Runtime], Awaitable[None]] | None = None
+    teardown: Callable[[Runtime], Awaitable[None]] | None = None
+
+
+def create_service_app(
+    spec: ServiceSpec,
+    *,
+    database_url: str,
+    platform: PlatformSettings | None = None,
+    clock: Clock | None = None,
+    create_topics: bool = True,
+    run_workers: bool = True,
+) -> FastAPI:
+    """The service's ASGI app. `run_workers=False` serves the API only (tests, split pods)."""
+    platform = platform or PlatformSettings()
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(spec.name, platform.log_level)
+        engine = create_engine(database_url)
+        publisher = KafkaPublisher(platform.kafka_bootstrap, client_id=f"cyberclaims-{spec.name}",
+                                   idempotent=platform.kafka_idempotent_producer)
+        relay = OutboxRelay(UnitOfWorkFactory(engine).sessions, spec.outbox_model, publisher,
+                            service=spec.name, clock=clock, poll_seconds=platform.outbox_poll_seconds)
+        runtime = Runtime(
+            name=spec.name, platform=platform, clock=clock, engine=engine,
+            uow=UnitOfWorkFactory(engine, on_commit=relay.wake),
+            outbox=Outbox(spec.outbox_model, source=f"/cyberclaims/{spec.name}", clock=clock),
+            relay=relay, publisher=publisher, tokens=TokenService(platform),
+        )
+        if create_topics:
+            await ensure_topics(platform.kafka_bootstrap)
+        await publisher.start()
+        if spec.setup is not None:
+            await spec.setup(runtime)
+        handlers = spec.handlers(runtime)
+        if handlers:
+            runtime.consumer = EventConsumer(
+                name=spec.name, group_id=f"cyberclaims-{spec.name}",
+                bootstrap=platform.kafka_bootstrap, handlers=handlers, uow=runtime.uow,
+                inbox_model=spec.inbox_model, dead_letters=publisher, clock=clock,
+                max_attempts=platform.consumer_max_attempts,
+                session_timeout_ms=platform.kafka_session_timeout_ms,
+            )
+        app.state.runtime = runtime
+        app.state.tokens = runtime.tokens
+        tasks: list[asyncio.Task[None]] = []
+        if run_workers:
+            workers: list[Worker] = [relay.run, *spec.workers(runtime)]
+            if runtime.consumer is not None:
+                workers.append(runtime.consumer.run)
+            tasks = [asyncio.create_task(_supervised(spec.name, w)) for w in workers]
+        log.info("%s started", spec.name)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if spec.teardown is not None:
+                await spec.teardown(runtime)
+            await publisher.stop()
+            await engine.dispose()
+            log.info("%s stopped", spec.name)
+
+    app = FastAPI(title=spec.title, description=spec.description, version="1.0.0",
+                  lifespan=lifespan)
+    install_problem_handlers(app)
+    _install_observability(app, spec.name)
+    for router in spec.routers:
+        app.include_router(router)
+    return app
+
+
+async def _supervised(service: str, worker: Worker) -> None:
+    """Keep a background worker alive: log and restart it if it crashes."""
+    name = getattr(worker, "__qualname__", repr(worker))
+    while True:
+        try:
+            await worker()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s worker %s crashed; restarting", service, name)
+            await asyncio.sleep(1.0)
+
+
+def _install_observability(app: FastAPI, service: str) -> None:
+    @app.middleware("http")
+    async def correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                        ) -> Response:
+        value = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        token = correlation_id.set(value)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id.reset(token)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        HTTP_REQUESTS.labels(service, request.method, path, response.status_code).inc()
+        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
+        response.headers["X-Correlation-Id"] = value
+        return response
+
+    @app.get("/healthz", tags=["operations"], include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        checks = await request.app.state.runtime.ready()
+        ok = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_uow(runtime: RuntimeDep) -> AsyncIterator[UnitOfWork]:
+    async with runtime.uow() as uow:
+        yield uow
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_uow)]

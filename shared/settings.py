@@ -1,0 +1,75 @@
+"""Typed settings shared by every service; each service subclasses with its own env prefix.
+
+Settings fail fast: outside development a default or short JWT secret is refused, so a
+misconfigured pod crashes at start-up instead of accepting forged tokens.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "cyberclaims-dev-secret-change-me-0123456789"  # noqa: S105 - the refused default
+MIN_SECRET_LENGTH = 32
+DATA_DIR = Path(".data")
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class PlatformSettings(BaseSettings):
+    """What all services share. Read from `CYBERCLAIMS_*` variables (and `.env`)."""
+
+    model_config = SettingsConfigDict(env_prefix="CYBERCLAIMS_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.development
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_idempotent_producer: bool = Field(
+        default=False,
+        description="On against Apache Kafka; Tansu (the dev broker) rejects it.",
+    )
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_issuer: str = "cyberclaims"
+    jwt_audience: str = "cyberclaims-api"
+    jwt_ttl_seconds: int = Field(default=3600, gt=0)
+    log_level: str = "INFO"
+    kafka_session_timeout_ms: int = Field(
+        default=10_000, ge=1000,
+        description="Consumer group session timeout; a new member joins in about half of it.",
+    )
+    consumer_max_attempts: int = Field(default=3, ge=1)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    currency: str = "CNY"
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> PlatformSettings:
+        if self.env is Environment.production:
+            if self.jwt_secret == DEV_JWT_SECRET:
+                raise ValueError("CYBERCLAIMS_JWT_SECRET must be set in production")
+            if len(self.jwt_secret) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"CYBERCLAIMS_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters"
+                )
+        return self
+
+
+class ServiceSettings(BaseSettings):
+    """Per-service settings; subclasses set `env_prefix` (e.g. `INTAKE_`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int
+    database_url: str = ""
+
+    def resolved_database_url(self, service: str) -> str:
+        """The configured URL, or the embedded SQLite file under `.data/`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{DATA_DIR / service}.db"

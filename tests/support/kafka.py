@@ -1,0 +1,65 @@
+"""Reading what services published, straight from the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from shared.events import Envelope
+from shared.kafka import read_from_beginning
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    return await read_from_beginning(bootstrap, [topic])
+
+
+async def wait_for_records(bootstrap: str, topic: str,
+                           match: Callable[[ConsumerRecord[bytes, bytes]], bool], *,
+                           count: int = 1, timeout: float = 20.0,
+                           settle: float = 0.0) -> list[ConsumerRecord[bytes, bytes]]:
+    """Poll until at least `count` matching records exist; then wait `settle` seconds more
+    and return all matches (so a test can prove there is no second copy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [r for r in await read_topic(bootstrap, topic) if match(r)]
+        if len(found) >= count:
+            if settle:
+                await asyncio.sleep(settle)
+                found = [r for r in await read_topic(bootstrap, topic) if match(r)]
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(found)} of {count} records on {topic} after {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+async def wait_for_events(bootstrap: str, topic: str, match: Callable[[Envelope], bool], *,
+                          count: int = 1, timeout: float = 20.0,
+                          settle: float = 0.0) -> list[Envelope]:
+    def matches(record: ConsumerRecord[bytes, bytes]) -> bool:
+        try:
+            return match(Envelope.from_kafka(record.headers, record.value))
+        except ValueError:
+            return False
+
+    records = await wait_for_records(bootstrap, topic, matches, count=count, timeout=timeout,
+                                     settle=settle)
+    return [Envelope.from_kafka(r.headers, r.value) for r in records]
+
+
+async def publish(bootstrap: str, topic: str, envelope: Envelope | None = None, *,
+                  key: bytes = b"k", raw: bytes | None = None,
+                  headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Publish an event as a producer elsewhere would (or raw bytes, for poison tests)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        if envelope is not None:
+            await producer.send_and_wait(topic, envelope.to_kafka_value(), key=key,
+                                         headers=envelope.to_kafka_headers())
+        else:
+            await producer.send_and_wait(topic, raw, key=key, headers=headers or [])
+    finally:
+        await producer.stop()
