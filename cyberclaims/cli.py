@@ -117,6 +117,24 @@ def dlq_replay(
     typer.echo(f"replayed {replayed} message(s)")
 
 
+@app.command("sandbox-payments")
+def sandbox_payments(host: str = "127.0.0.1", port: int = 8010) -> None:
+    """Run the sandbox payment provider (a stand-in bank for development and tests)."""
+    from cyberclaims.sandbox import payments
+
+    payments.serve(host, port)
+
+
+@app.command("smtp-sink")
+def smtp_sink(host: str = "127.0.0.1", port: int = 1025,
+              maildir: Annotated[str, typer.Option(help="where received mail is written")]
+              = ".data/mail") -> None:
+    """Run a local SMTP server that keeps every message it receives (development)."""
+    from cyberclaims.sandbox import smtp
+
+    smtp.serve(host, port, maildir)
+
+
 @app.command()
 def dev(
     start_broker: Annotated[bool, typer.Option("--broker/--no-broker",

@@ -8,7 +8,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from shared.settings import PlatformSettings
-from tests.support.infra import migrated_database, tansu_broker
+from tests.support.infra import (
+    drop_database,
+    migrated_database,
+    tansu_broker,
+    test_database_name,
+)
 from tests.support.service import Tokens, test_platform
 
 
@@ -19,7 +24,7 @@ def broker() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def service_database() -> Callable[[str], str]:
+def service_database() -> Iterator[Callable[[str], str]]:
     """`service_database("intake")` -> URL of that service's test database."""
     created: dict[str, str] = {}
 
@@ -28,7 +33,9 @@ def service_database() -> Callable[[str], str]:
             created[service] = migrated_database(service)
         return created[service]
 
-    return get
+    yield get
+    for service in created:
+        drop_database(test_database_name(service))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ per service (created fresh and migrated once per test session)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -55,7 +56,23 @@ def fresh_database(name: str) -> str:
     return admin.rsplit("/", 1)[0] + f"/{name}"
 
 
-def migrated_database(service: str, suffix: str = "") -> str:
-    url = fresh_database(f"cyberclaims_test_{service}{suffix}")
+def drop_database(name: str) -> None:
+    async def drop() -> None:
+        connection = await asyncpg.connect(postgres_admin_url().replace("+asyncpg", ""))
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+def test_database_name(service: str) -> str:
+    """Unique per test session, so suites run side by side never share a database."""
+    return f"cyberclaims_test_{service}_{os.getpid()}"
+
+
+def migrated_database(service: str) -> str:
+    url = fresh_database(test_database_name(service))
     migrate(service, url)
     return url
