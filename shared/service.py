@@ -91,7 +91,6 @@ def create_service_app(
     database_url: str,
     platform: PlatformSettings | None = None,
     clock: Clock | None = None,
-    create_topics: bool = True,
     run_workers: bool = True,
 ) -> FastAPI:
     """The service's ASGI app. `run_workers=False` serves the API only (tests, split pods)."""
@@ -112,7 +111,7 @@ def create_service_app(
             outbox=Outbox(spec.outbox_model, source=f"/cyberclaims/{spec.name}", clock=clock),
             relay=relay, publisher=publisher, tokens=TokenService(platform),
         )
-        if create_topics:
+        if platform.kafka_create_topics:
             await ensure_topics(platform.kafka_bootstrap)
         await publisher.start()
         if spec.setup is not None:

@@ -39,6 +39,11 @@ class PlatformSettings(BaseSettings):
     jwt_audience: str = "cyberclaims-api"
     jwt_ttl_seconds: int = Field(default=3600, gt=0)
     log_level: str = "INFO"
+    kafka_create_topics: bool = Field(
+        default=True,
+        description="Create missing catalog topics at start-up (dev); off where topics are "
+                    "managed (Strimzi KafkaTopic in Kubernetes, a one-off job in compose).",
+    )
     kafka_session_timeout_ms: int = Field(
         default=10_000, ge=1000,
         description="Consumer group session timeout; a new member joins in about half of it.",
