@@ -157,9 +157,13 @@ def _banner(urls: list[tuple[str, str]]) -> None:
     lines += [f"  {name:<8} {base}   (API docs: {base}/docs)" for name, base in urls]
     lines += [
         "",
-        "Try it (in another terminal):",
-        "  source .venv/bin/activate",
-        "  make demo            # a full ransomware claim, end to end",
+        "Try it in another terminal (README, 'Quick start'):",
+        "  make demo",
+        "or, by hand:",
+        "  export OPERATOR=$(.venv/bin/cyberclaims token --role operator --sub ops-1)",
+        "  export HOLDER=$(.venv/bin/cyberclaims token --role policyholder --org-id org-demo)",
+        "  curl -s -X POST http://127.0.0.1:8001/v1/policies -H \"Authorization: Bearer $OPERATOR\" "
+        "-H 'Content-Type: application/json' -d @docs/examples/policy.json",
         "",
         "Stop with Ctrl-C.",
         "",
