@@ -1,0 +1,1 @@
+"""cyberclaims benchmarks: `python -m bench` (or `make bench`); see docs/performance.md."""

@@ -1,0 +1,68 @@
+"""`python -m bench [NAME ...] [--quick] [--profile] [--seed N]`: run benchmarks, write
+bench/results/<name>.json and .png, and refresh the results table in docs/performance.md.
+
+Benchmarks report figures against targets; they never fail the build for being slow. The exit
+status is non-zero only if a benchmark could not run (crashed), not if a target was missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+import time
+import traceback
+
+from bench.common import Options, Skipped, machine, print_result, write_result
+from bench.docs import update_performance_doc
+
+BENCHMARKS = ["intake_throughput", "dispatch_latency", "burst", "lifecycle"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, a few seconds of load each (smoke check; figures "
+                             "are labelled as quick runs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the intake process with py-spy during intake_throughput")
+    parser.add_argument("--seed", type=int, default=Options.seed, help="seed of every workload")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    options = Options(quick=args.quick, seed=args.seed, profile=args.profile,
+                      command=command.strip())
+    crashed = False
+    for name in args.names or BENCHMARKS:
+        module = importlib.import_module(f"bench.{name}")
+        print(f"-- {module.TITLE}{' (quick)' if options.quick else ''} ...", flush=True)
+        started = time.time()
+        at_start = machine()  # the load average says how busy the machine was before the run
+        try:
+            outcome = module.run(options)
+        except Skipped as exc:
+            result = write_result(options, name, module.TITLE, status="skipped", started=started,
+                                  reason=str(exc), machine_at_start=at_start)
+        except Exception as exc:
+            crashed = True
+            traceback.print_exc()
+            result = write_result(options, name, module.TITLE, status="failed", started=started,
+                                  reason=f"{type(exc).__name__}: {str(exc)[:500]}",
+                                  machine_at_start=at_start)
+        else:
+            result = write_result(options, name, module.TITLE, status="ok", started=started,
+                                  outcome=outcome, machine_at_start=at_start)
+        print_result(result)
+    path = update_performance_doc(options.results_dir)
+    print(f"results in {options.results_dir}; table refreshed in {path}")
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""3. Burst: a mass ransomware campaign hits many insured SMEs at once. 10,000 reports as fast as
+intake accepts them; the time until every one is triaged and every job of it placed on Kafka
+(dispatched, or unassigned), none lost; sustained end-to-end incidents per second.
+Target: at least 200 incidents per second on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench import charts
+from bench.common import Options, Outcome, Target, latency_summary_ms
+from bench.loadgen import LoadPlan, LoadResult, run_load
+from bench.scenario import full_system, prepare, require_services, warm_up, watcher
+from bench.system import RssSampler
+from bench.watch import Watcher, dead_letter_count
+from bench.workload import prepared_reports
+
+NAME = "burst"
+TITLE = "Burst: mass ransomware campaign"
+TARGET_RATE = 200.0
+TIME_LIMIT = 540.0  # the whole benchmark stays under 10 minutes
+
+
+def run(options: Options) -> Outcome:
+    require_services("intake", "triage")
+    count = options.size(10_000, 200)
+    with full_system() as system:
+        scenario = prepare(system, options.seed, orgs=options.size(1000, 20), vendors=20)
+        return asyncio.run(_measure(options, scenario, count))
+
+
+async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
+    system = scenario.system
+    concurrency = options.size(64, 16)
+    reports = prepared_reports(scenario.insured, scenario.tokens, options.seed, count,
+                               category="ransomware")
+    watch = watcher(system)
+    await watch.start()
+    try:
+        await warm_up(scenario, watch, options.seed)
+        rss = RssSampler(system)
+        rss.start()
+        begun = time.monotonic()
+        result = await run_load(LoadPlan(url=system.urls["intake"] + "/v1/incidents",
+                                         reports=reports, mode="closed", count=count,
+                                         concurrency=concurrency,
+                                         key_prefix=f"{scenario.run_id}-burst"))
+        accepted = {s[4]: s for s in result.accepted()}
+        remaining = max(10.0, options.size(TIME_LIMIT, 120.0) - (time.monotonic() - begun))
+        lost = await watch.wait_until(accepted, "all_placed_at", remaining)
+        await rss.stop()
+        dead = await dead_letter_count(system.bootstrap)
+    finally:
+        await watch.stop()
+    done = [watch.progress(i).all_placed_at for i in accepted]
+    finished = [t for t in done if t is not None]
+    start = result.started
+    elapsed = (max(finished) - start) if finished else None
+    rate = round(len(finished) / elapsed, 1) if elapsed else None
+    last_accept = max((s[2] for s in accepted.values()), default=start)
+    figures = {
+        "reports": count,
+        "accepted": len(accepted),
+        "rejected": count - len(accepted),
+        "dispatched": len(finished),
+        "lost": lost,
+        "dead_letters": dead,
+        "seconds_to_all_dispatched": round(elapsed, 2) if elapsed else None,
+        "incidents_per_second": rate,
+        "intake_accept_rate_per_second": round(len(accepted) / (last_accept - start), 1)
+        if last_accept > start else None,
+        "accept_to_dispatched": latency_summary_ms(
+            [watch.progress(i).all_placed_at - s[2] for i, s in accepted.items()  # type: ignore[operator]
+             if watch.progress(i).all_placed_at is not None]),
+        "rss_kib_peak_under_load": rss.peak,
+        "loadgen_cpu_fraction": round(result.cpu_fraction, 2),
+    }
+    notes = [f"{count} ransomware reports across {len(scenario.insured)} SMEs, closed loop with "
+             f"{concurrency} in flight; done = triaged and every job dispatched or unassigned"]
+    if lost:
+        notes.append(f"{lost} accepted incident(s) were not dispatched within the time limit")
+    if len(accepted) < count:
+        notes.append(f"{count - len(accepted)} report(s) were not accepted: {result.errors}")
+    return Outcome(
+        figures=figures,
+        targets=[Target("end-to-end incidents per second", rate, ">=", TARGET_RATE, "/s"),
+                 Target("incidents lost", lost, "<=", 0)],
+        parameters={"reports": count, "concurrency": concurrency, "orgs": len(scenario.insured),
+                    "vendors": len(scenario.vendors), "services": system.services},
+        notes=notes, chart=_chart(options, result, watch, accepted))
+
+
+def _chart(options: Options, result: LoadResult, watch: Watcher, accepted: dict[str, Any]) -> str:
+    fig, axis = charts.figure(1, width=8)
+    start = result.started
+    series = {
+        "accepted by intake": [s[2] for s in accepted.values()],
+        "triaged": [p.triaged_at for i in accepted if (p := watch.progress(i)).triaged_at],
+        "every job placed": [p.all_placed_at for i in accepted if (p := watch.progress(i)).all_placed_at],
+    }
+    for label, times in series.items():
+        ordered = sorted(t - start for t in times if t is not None)
+        axis.plot(ordered, range(1, len(ordered) + 1), label=label)
+    axis.set_xlabel("seconds since the first report")
+    axis.set_ylabel("incidents (cumulative)")
+    axis.legend()
+    suffix = " (quick run)" if options.quick else ""
+    day = time.strftime("%Y-%m-%d", time.gmtime(start))
+    return charts.save(fig, options.results_dir, NAME, f"{TITLE}{suffix}, {day}")

@@ -1,0 +1,122 @@
+"""2. Latency from report accepted (intake's 201 reaches the reporter) to its first response job
+dispatched on Kafka (JobDispatched on the response topic), at a steady open-loop rate with every
+service running. Targets: p50 <= 50 ms, p99 <= 250 ms. Also reported: until every job of the
+incident is placed (dispatched, or unassigned for want of a vendor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench import charts
+from bench.common import Options, Outcome, Target, latency_summary_ms
+from bench.loadgen import LoadPlan, LoadResult, run_load
+from bench.scenario import full_system, prepare, require_services, warm_up, watcher
+from bench.system import RssSampler
+from bench.watch import Watcher, dead_letter_count
+from bench.workload import prepared_reports
+
+NAME = "dispatch_latency"
+TITLE = "Report accepted to job dispatched (latency)"
+P50_TARGET_MS = 50
+P99_TARGET_MS = 250
+
+
+def run(options: Options) -> Outcome:
+    require_services("intake", "triage")
+    rate = options.size(50.0, 10.0)
+    duration = options.size(60.0, 5.0)
+    with full_system() as system:
+        scenario = prepare(system, options.seed, orgs=options.size(500, 20), vendors=20)
+        return asyncio.run(_measure(options, scenario, rate, duration))
+
+
+async def _measure(options: Options, scenario: Any, rate: float, duration: float) -> Outcome:
+    system = scenario.system
+    watch = watcher(system)
+    await watch.start()
+    try:
+        await warm_up(scenario, watch, options.seed)
+        count = int(rate * duration)
+        reports = prepared_reports(scenario.insured, scenario.tokens, options.seed, count)
+        rss = RssSampler(system)
+        at_rest = system.rss()
+        rss.start()
+        result = await run_load(LoadPlan(url=system.urls["intake"] + "/v1/incidents",
+                                         reports=reports, mode="open", rate=rate, count=count,
+                                         concurrency=200, key_prefix=f"{scenario.run_id}-steady"))
+        accepted = {s[4]: s for s in result.accepted()}
+        missing = await watch.wait_until(accepted, "first_dispatch_at", options.size(60, 30))
+        missing_all = await watch.wait_until(accepted, "all_placed_at", 10)
+        await rss.stop()
+        dead = await dead_letter_count(system.bootstrap)
+    finally:
+        await watch.stop()
+    first = [watch.progress(i).first_dispatch_at - s[2] for i, s in accepted.items()  # type: ignore[operator]
+             if watch.progress(i).first_dispatch_at is not None]
+    every = [watch.progress(i).all_placed_at - s[2] for i, s in accepted.items()  # type: ignore[operator]
+             if watch.progress(i).all_placed_at is not None]
+    summary = latency_summary_ms(first)
+    # Where the time goes, hop by hop (each arrival as the watcher saw it).
+    relay_hop = [p.reported_at - s[2] for i, s in accepted.items()
+                 if (p := watch.progress(i)).reported_at is not None]
+    triage_hop = [p.first_dispatch_at - p.reported_at for i in accepted
+                  if (p := watch.progress(i)).reported_at is not None
+                  and p.first_dispatch_at is not None]
+    late_starts = [s[1] - s[0] for s in result.samples]
+    notes = [f"open loop: {rate:g} reports/s for {duration:g} s ({len(reports)} reports), "
+             "latency measured from the HTTP 201 to the JobDispatched record arriving at a "
+             "watcher reading the response topic"]
+    if max(late_starts, default=0) > 0.1:
+        notes.append(f"the generator fell behind its schedule by up to {max(late_starts):.2f} s")
+    if dead:
+        notes.append(f"{dead} message(s) on dead-letter topics")
+    figures = {
+        "reports_sent": len(result.samples),
+        "reports_accepted": len(accepted),
+        "not_dispatched": missing,
+        "not_all_jobs_placed": missing_all,
+        "p50_ms": summary["p50_ms"], "p95_ms": summary["p95_ms"], "p99_ms": summary["p99_ms"],
+        "first_job_dispatched": summary,
+        "all_jobs_placed": latency_summary_ms(every),
+        "hop_201_to_incident_reported_on_kafka": latency_summary_ms(relay_hop),
+        "hop_incident_reported_to_job_dispatched": latency_summary_ms(triage_hop),
+        "intake_response": latency_summary_ms([s[2] - s[1] for s in accepted.values()]),
+        "dead_letters": dead,
+        "rss_kib_at_rest": at_rest,
+        "rss_kib_peak_under_load": rss.peak,
+        "loadgen_cpu_fraction": round(result.cpu_fraction, 2),
+    }
+    chart = _chart(options, result, watch, accepted)
+    return Outcome(
+        figures=figures,
+        targets=[Target("p50 report to dispatch", summary["p50_ms"], "<=", P50_TARGET_MS, "ms"),
+                 Target("p99 report to dispatch", summary["p99_ms"], "<=", P99_TARGET_MS, "ms")],
+        parameters={"rate_per_second": rate, "duration_seconds": duration,
+                    "orgs": len(scenario.insured), "vendors": len(scenario.vendors),
+                    "services": system.services},
+        notes=notes, chart=chart)
+
+
+def _chart(options: Options, result: LoadResult, watch: Watcher, accepted: dict[str, Any]) -> str:
+    fig, (left, right) = charts.figure(2)
+    xs, ys = [], []
+    for incident_id, sample in accepted.items():
+        dispatched = watch.progress(incident_id).first_dispatch_at
+        if dispatched is not None:
+            xs.append(sample[2] - result.started)
+            ys.append((dispatched - sample[2]) * 1000)
+    left.scatter(xs, ys, s=4)
+    left.axhline(P50_TARGET_MS, color="green", linestyle="--", label="p50 target")
+    left.axhline(P99_TARGET_MS, color="red", linestyle="--", label="p99 target")
+    left.set_xlabel("seconds since start")
+    left.set_ylabel("201 to JobDispatched (ms)")
+    left.legend()
+    right.hist(ys, bins=50)
+    right.set_xlabel("latency (ms)")
+    right.set_ylabel("reports")
+    suffix = " (quick run)" if options.quick else ""
+    day = time.strftime("%Y-%m-%d", time.gmtime(result.started))
+    return charts.save(fig, options.results_dir, NAME, f"{TITLE}{suffix}, {day}")

@@ -1,0 +1,263 @@
+"""The system under test, as in production: a Tansu broker, one fresh PostgreSQL database per
+service, and each service its own process (`python -m cyberclaims.cli serve <name>`).
+
+Everything listens on free ports, so a benchmark never collides with `make run` or the tests.
+Databases are named `cyberclaims_bench_<service>`: dropped and recreated at the start of each
+benchmark, kept afterwards for inspection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+import asyncpg
+import httpx
+
+from cyberclaims.broker import broker_command, wait_for_port
+from cyberclaims.registry import SERVICES
+from shared.kafka import ensure_topics
+
+JWT_SECRET = "cyberclaims-bench-secret-0123456789abcdef"  # noqa: S105 - a local benchmark key
+ALL_SERVICES = [entry.name for entry in SERVICES]
+
+
+def postgres_admin_dsn() -> str:
+    """Where bench databases are created (trust auth on the bench machine)."""
+    return os.environ.get("CYBERCLAIMS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service_built(name: str) -> bool:
+    return importlib.util.find_spec(f"services.{name}.app") is not None
+
+
+def sandbox_built(name: str) -> bool:
+    return importlib.util.find_spec(f"cyberclaims.sandbox.{name}") is not None
+
+
+async def _recreate_database(name: str) -> str:
+    admin = postgres_admin_dsn()
+    connection = await asyncpg.connect(admin)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return admin.rsplit("/", 1)[0] + f"/{name}"
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create database `name`; returns its plain (asyncpg) DSN."""
+    return asyncio.run(_recreate_database(name))
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of a process, from /proc (None once it has exited)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+class System:
+    """Start the broker and the chosen services; `stop()` ends every process it started."""
+
+    def __init__(self, services: list[str], *, payments: bool = False, smtp: bool = False,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.services = services
+        self.want_payments = payments
+        self.want_smtp = smtp
+        self.workdir = Path(tempfile.mkdtemp(prefix="cyberclaims-bench-"))
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+        self.ports = {name: free_port() for name in [*ALL_SERVICES, "payments", "smtp", "broker"]}
+        self.bootstrap = f"127.0.0.1:{self.ports['broker']}"
+        self.urls = {name: f"http://127.0.0.1:{self.ports[name]}" for name in self.ports}
+        self.database_urls: dict[str, str] = {}
+        self.env = {
+            **os.environ,
+            "CYBERCLAIMS_ENV": "development",
+            "CYBERCLAIMS_JWT_SECRET": JWT_SECRET,
+            "CYBERCLAIMS_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CYBERCLAIMS_LOG_LEVEL": "WARNING",
+            "PAYOUT_PAYMENT_PROVIDER_URL": self.urls["payments"],
+            "NOTIFY_SMTP_HOST": "127.0.0.1",
+            "NOTIFY_SMTP_PORT": str(self.ports["smtp"]),
+            **(extra_env or {}),
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> System:
+        if self.processes:
+            return self  # already running
+        try:
+            self._spawn("broker", broker_command(self.ports["broker"]))
+            wait_for_port(self.ports["broker"])
+            asyncio.run(ensure_topics(self.bootstrap))
+            for name in self.services:
+                dsn = fresh_database(f"cyberclaims_bench_{name}")
+                self.database_urls[name] = dsn
+                prefix = name.upper()
+                self.env[f"{prefix}_DATABASE_URL"] = sqlalchemy_url(dsn)
+                self.env[f"{prefix}_PORT"] = str(self.ports[name])
+                self.env[f"{prefix}_HOST"] = "127.0.0.1"
+                subprocess.run(cli_argv("migrate", name), env=self.env, check=True,
+                               capture_output=True)
+            if self.want_payments and sandbox_built("payments"):
+                self._spawn("payments", cli_argv("sandbox-payments", "--port",
+                                                 str(self.ports["payments"])))
+                wait_for_port(self.ports["payments"])
+            if self.want_smtp and sandbox_built("smtp"):
+                self._spawn("smtp", cli_argv("smtp-sink", "--port", str(self.ports["smtp"]),
+                                             "--maildir", str(self.workdir / "mail")))
+                wait_for_port(self.ports["smtp"])
+            for name in self.services:
+                self._spawn(name, cli_argv("serve", name))
+            for name in self.services:
+                self.wait_ready(name)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __enter__(self) -> System:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+        """Start another process (e.g. the baseline app) that `stop()` will end."""
+        return self._spawn(name, argv, env)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None
+               ) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("wb")
+        self._logs.append(log)
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                   env=env or self.env, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def wait_ready(self, name: str, path: str = "/readyz", timeout: float = 90.0) -> None:
+        url = self.urls[name] + path
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes[name]
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {process.returncode}:\n"
+                                   + self.log_tail(name))
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"{url} not ready after {timeout}s:\n" + self.log_tail(name))
+
+    def crashed(self) -> str | None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                return f"{name} exited with code {process.returncode}:\n{self.log_tail(name)}"
+        return None
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.workdir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        for process in reversed(self.processes.values()):
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for log in self._logs:
+            log.close()
+
+    # --- measurements ----------------------------------------------------------------------------
+
+    def pid(self, name: str) -> int:
+        return self.processes[name].pid
+
+    def rss(self) -> dict[str, int | None]:
+        """Each service's resident memory in KiB right now."""
+        return {name: rss_kib(self.pid(name)) for name in self.services}
+
+    def cpu(self) -> dict[str, float | None]:
+        return {name: cpu_seconds(self.pid(name)) for name in self.services}
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cyberclaims.cli", *args]
+
+
+class RssSampler:
+    """Samples every service's RSS in a background asyncio task; keeps the peak of each."""
+
+    def __init__(self, system: System, interval: float = 0.5) -> None:
+        self.system = system
+        self.interval = interval
+        self.peak: dict[str, int] = {}
+        self.samples: list[tuple[float, dict[str, int | None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            sample = self.system.rss()
+            self.samples.append((time.time(), sample))
+            for name, value in sample.items():
+                if value is not None:
+                    self.peak[name] = max(self.peak.get(name, 0), value)
+            await asyncio.sleep(self.interval)
