@@ -136,6 +136,32 @@ def smtp_sink(host: str = "127.0.0.1", port: int = 1025,
 
 
 @app.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI 3.0 document of every event (docs/asyncapi.json is its output)."""
+    from cyberclaims.asyncapi import render
+
+    typer.echo(render(), nl=False)
+
+
+@app.command()
+def demo() -> None:
+    """Play a full ransomware claim against the running system (start it with `make run`)."""
+    from cyberclaims.client import Api
+    from cyberclaims.demo import run_demo
+    from cyberclaims.registry import available_services
+
+    urls = {}
+    for entry in available_services():
+        settings = entry.settings()
+        urls[entry.name] = f"http://{settings.host}:{settings.port}"
+    api = Api(urls, TokenService(PlatformSettings()))
+    try:
+        run_demo(api)
+    finally:
+        api.close()
+
+
+@app.command()
 def dev(
     start_broker: Annotated[bool, typer.Option("--broker/--no-broker",
                                                help="start the Tansu dev broker")] = True,

@@ -34,20 +34,23 @@ class Child:
     argv: list[str]
     ready_url: str | None = None
     port: int | None = None
+    env: dict[str, str] | None = None
 
 
 class Supervisor:
-    def __init__(self) -> None:
+    def __init__(self, echo: bool = True) -> None:
         self.processes: list[tuple[Child, subprocess.Popen[bytes]]] = []
         self.width = 8
+        self.echo = echo
+        self.output: list[str] = []
 
     def start(self, child: Child) -> subprocess.Popen[bytes]:
         colour = COLOURS[len(self.processes) % len(COLOURS)]
         process = subprocess.Popen(child.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, env=child.env)
         self.processes.append((child, process))
         prefix = f"{colour}{child.name:<{self.width}}|{RESET} "
-        threading.Thread(target=_pump, args=(process, prefix), daemon=True).start()
+        threading.Thread(target=self._pump, args=(process, prefix), daemon=True).start()
         return process
 
     def stop(self) -> None:
@@ -63,6 +66,17 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
 
+    def _pump(self, process: subprocess.Popen[bytes], prefix: str) -> None:
+        """Copy a child's output, prefixed; kept in memory instead when not echoing (tests)."""
+        assert process.stdout is not None
+        for line in iter(process.stdout.readline, b""):
+            text = prefix + line.decode(errors="replace")
+            if self.echo:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                self.output.append(text)
+
     def crashed(self) -> str | None:
         for child, process in self.processes:
             if process.poll() is not None:
@@ -70,11 +84,6 @@ class Supervisor:
         return None
 
 
-def _pump(process: subprocess.Popen[bytes], prefix: str) -> None:
-    assert process.stdout is not None
-    for line in iter(process.stdout.readline, b""):
-        sys.stdout.write(prefix + line.decode(errors="replace"))
-        sys.stdout.flush()
 
 
 def wait_ready(url: str, supervisor: Supervisor, timeout: float = 60.0) -> None:

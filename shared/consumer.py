@@ -68,6 +68,7 @@ class EventConsumer:
         clock: Clock,
         max_attempts: int = 3,
         session_timeout_ms: int = 10_000,
+        fetch_max_wait_ms: int = 20,
         retry_delay_seconds: float = 0.2,
     ) -> None:
         self.name = name
@@ -81,6 +82,7 @@ class EventConsumer:
         self._clock = clock
         self._max_attempts = max_attempts
         self._session_timeout_ms = session_timeout_ms
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._retry_delay = retry_delay_seconds
         self.ready = asyncio.Event()
 
@@ -94,6 +96,7 @@ class EventConsumer:
             auto_offset_reset="earliest",
             max_poll_interval_ms=600_000,
             session_timeout_ms=self._session_timeout_ms,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             heartbeat_interval_ms=max(100, self._session_timeout_ms // 10),
         )
         await retry_until_connected(consumer.start, what=f"consumer {self.name}")

@@ -76,7 +76,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping (a round trip per checkout): stale connections are recycled instead, and a
+    # request that meets a dropped connection fails once and is retried by its client.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                               pool_recycle=1800)
 
 
 def is_postgres(engine_or_session: AsyncEngine | AsyncSession) -> bool:
@@ -111,6 +114,9 @@ class UnitOfWork:
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         assert self._session is not None
         try:
+            # Loaded objects outlive the unit of work (views render them after it ends), so
+            # detach them rather than let the rollback expire them.
+            self._session.expunge_all()
             await self._session.rollback()
         finally:
             await self._session.close()

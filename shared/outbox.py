@@ -29,6 +29,7 @@ from shared.clock import Clock
 from shared.db import UTCDateTime, is_postgres
 from shared.events import Envelope, Event
 from shared.kafka import Publisher
+from shared.logs import correlation_id as ambient_correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,15 @@ class Outbox:
 
     def add(self, session: AsyncSession, event: Event, *, cause: Envelope | None = None,
             correlation_id: str | None = None) -> Envelope:
-        """Stage `event` in `session`; it is published only if the transaction commits."""
+        """Stage `event` in `session`; it is published only if the transaction commits.
+
+        Its correlation id is the cause's, else `correlation_id`, else the one of the request
+        being served (X-Correlation-Id), so a report can be traced through every service."""
         now = self.clock.now()
         if cause is not None:
             correlation_id = cause.correlationid
+        elif correlation_id is None:
+            correlation_id = ambient_correlation_id.get()
         envelope = Envelope.wrap(event, source=self.source, time=now, correlation_id=correlation_id,
                                  causation_id=str(cause.id) if cause is not None else None)
         row = self.model()

@@ -41,6 +41,7 @@ HTTP_LATENCY = Histogram("cyberclaims_http_request_seconds", "HTTP latency",
                          ["service", "method", "route"])
 
 Worker = Callable[[], Awaitable[None]]
+MAX_CORRELATION_ID = 128
 
 
 @dataclass
@@ -124,6 +125,7 @@ def create_service_app(
                 inbox_model=spec.inbox_model, dead_letters=publisher, clock=clock,
                 max_attempts=platform.consumer_max_attempts,
                 session_timeout_ms=platform.kafka_session_timeout_ms,
+                fetch_max_wait_ms=platform.kafka_fetch_max_wait_ms,
             )
         app.state.runtime = runtime
         app.state.tokens = runtime.tokens
@@ -173,7 +175,8 @@ def _install_observability(app: FastAPI, service: str) -> None:
     @app.middleware("http")
     async def correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]
                         ) -> Response:
-        value = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        value = (request.headers.get("x-correlation-id") or "")[:MAX_CORRELATION_ID] \
+            or str(uuid.uuid4())
         token = correlation_id.set(value)
         started = time.perf_counter()
         try:

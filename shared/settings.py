@@ -48,6 +48,10 @@ class PlatformSettings(BaseSettings):
         default=10_000, ge=1000,
         description="Consumer group session timeout; a new member joins in about half of it.",
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=20, ge=1,
+        description="How long a consumer's fetch waits for data: the floor of each hop's latency.",
+    )
     consumer_max_attempts: int = Field(default=3, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     currency: str = "CNY"

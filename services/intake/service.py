@@ -104,8 +104,12 @@ def _reject_future_timestamps(body: IncidentReportIn, now: datetime) -> None:
 
 async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
                           principal: Principal, idempotency_key: str,
-                          body: IncidentReportIn) -> tuple[Incident, bool]:
-    """Create the incident once per (org, Idempotency-Key); returns (incident, replayed)."""
+                          body: IncidentReportIn
+                          ) -> tuple[Incident, list[TimelineEntry], bool]:
+    """Create the incident once per (org, Idempotency-Key).
+
+    Returns the incident, its timeline and whether this was a replay of an earlier request.
+    """
     now = clock.now()
     _reject_future_timestamps(body, now)
     org_id = principal.org_id or ""
@@ -113,7 +117,7 @@ async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
     async with uows() as uow:
         existing = await _by_idempotency_key(uow, org_id, idempotency_key)
         if existing is not None:
-            return _replay(existing, fingerprint), True
+            return _replay(existing, fingerprint), await timeline(uow, existing.id), True
         await visible_policy(uow, principal, body.policy_number)
         incident = Incident(
             id=uuid.uuid4(), org_id=org_id, idempotency_key=idempotency_key,
@@ -126,19 +130,20 @@ async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
             incident_id=incident.id, org_id=org_id, reported_at=now,
             contact=body.contact.contract(), **body.model_dump(exclude={"contact"}),
         ))
-        uow.session.add(TimelineEntry(incident_id=incident.id, event_id=envelope.id, at=now,
-                                      type="incident.reported",
-                                      summary=f"Incident reported: {body.title}"))
+        reported = TimelineEntry(incident_id=incident.id, event_id=envelope.id, at=now,
+                                 type="incident.reported",
+                                 summary=f"Incident reported: {body.title}")
+        uow.session.add(reported)
         try:
             await uow.commit()
-            return incident, False
+            return incident, [reported], False
         except IntegrityError:
             pass  # a concurrent request with the same key won the race: answer with its incident
     async with uows() as uow:
         existing = await _by_idempotency_key(uow, org_id, idempotency_key)
         if existing is None:
             raise Conflict("a concurrent report could not be stored; retry with the same key")
-        return _replay(existing, fingerprint), True
+        return _replay(existing, fingerprint), await timeline(uow, existing.id), True
 
 
 async def _by_idempotency_key(uow: UnitOfWork, org_id: str, key: str) -> Incident | None:

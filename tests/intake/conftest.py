@@ -1,18 +1,28 @@
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.clock import Clock
+from shared.events import Envelope
 from shared.settings import PlatformSettings
 from tests.support.service import Tokens, running
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -34,6 +44,63 @@ async def intake(make_intake: Callable[..., Any]) -> AsyncIterator[httpx.AsyncCl
         yield client
 
 
+@pytest.fixture
+async def api(make_intake: Callable[..., Any]) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP API alone (no relay, no consumer): for tests of validation and access rules."""
+    async with running(make_intake(run_workers=False), wait_for_consumer=False) as client:
+        yield client
+
+
+@pytest.fixture
+async def db(intake_db: str) -> AsyncIterator[AsyncEngine]:
+    """A connection of the test's own to intake's database, to look at what was stored."""
+    engine = create_async_engine(intake_db, poolclass=NullPool)
+    yield engine
+    await engine.dispose()
+
+
+async def sql_rows(engine: AsyncEngine, statement: str, **params: Any) -> list[Any]:
+    async with engine.connect() as connection:
+        return list((await connection.execute(text(statement), params)).all())
+
+
+async def sql_value(engine: AsyncEngine, statement: str, **params: Any) -> Any:
+    async with engine.connect() as connection:
+        return await connection.scalar(text(statement), params)
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0,
+                     what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy (no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached after {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes,
+                  headers: list[tuple[str, bytes]] | None = None) -> RecordMetadata:
+    """Publish raw bytes and return where they landed (partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        metadata: RecordMetadata = await producer.send_and_wait(topic, value, key=key,
+                                                                headers=headers or [])
+        return metadata
+    finally:
+        await producer.stop()
+
+
+async def produce_envelope(bootstrap: str, topic: str, envelope: Envelope, *,
+                           key: str) -> RecordMetadata:
+    return await produce(bootstrap, topic, envelope.to_kafka_value(), key=key.encode(),
+                         headers=envelope.to_kafka_headers())
+
+
 def policy_body(org_id: str, **overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     body: dict[str, Any] = {
@@ -53,8 +120,9 @@ def policy_body(org_id: str, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def report_body(policy_number: str, **overrides: Any) -> dict[str, Any]:
-    now = datetime.now(UTC)
+def report_body(policy_number: str, *, now: datetime | None = None,
+                **overrides: Any) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
     body: dict[str, Any] = {
         "policy_number": policy_number,
         "category": "ransomware",
@@ -70,12 +138,27 @@ def report_body(policy_number: str, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-async def insured(intake: httpx.AsyncClient, tokens: Tokens) -> dict[str, Any]:
-    """A fresh org with a registered policy."""
+async def register(client: httpx.AsyncClient, tokens: Tokens, **overrides: Any) -> dict[str, Any]:
+    """A fresh org with a registered policy: {org_id, policy_number, headers}."""
     org_id = f"org-{uuid.uuid4().hex[:8]}"
-    body = policy_body(org_id)
-    response = await intake.post("/v1/policies", json=body, headers=tokens.operator())
+    body = policy_body(org_id, **overrides)
+    response = await client.post("/v1/policies", json=body, headers=tokens.operator())
     assert response.status_code == 201, response.text
     return {"org_id": org_id, "policy_number": body["policy_number"],
             "headers": tokens.policyholder(org_id)}
+
+
+async def report(client: httpx.AsyncClient, insured: dict[str, Any], **overrides: Any) -> str:
+    """Report an incident on the insured's policy; returns its id."""
+    response = await client.post(
+        "/v1/incidents", json=report_body(insured["policy_number"], **overrides),
+        headers={**insured["headers"], "Idempotency-Key": uuid.uuid4().hex})
+    assert response.status_code == 201, response.text
+    incident_id: str = response.json()["id"]
+    return incident_id
+
+
+@pytest.fixture
+async def insured(intake: httpx.AsyncClient, tokens: Tokens) -> dict[str, Any]:
+    """A fresh org with a registered policy."""
+    return await register(intake, tokens)

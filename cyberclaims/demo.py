@@ -1,0 +1,264 @@
+"""`cyberclaims demo`: a full ransomware claim played against the running system, as its four
+kinds of users would, through the public APIs only.
+
+An operator registers a policy and panel vendors and subscribes webhooks; the policyholder
+reports; vendors accept and complete with verified losses; the policyholder submits its
+business-interruption loss; an adjuster verifies it and two adjusters approve; the payment
+is made. Prints the incident's timeline, the claim's breakdown and what went out.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cyberclaims.client import Actor, Api, wait_for
+
+WEBHOOK_SECRET = "demo-webhook-secret-0123456789"  # noqa: S105 - a throwaway demo receiver's key
+
+
+@dataclass
+class ReceivedWebhook:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint standing in for a subscriber's webhook URL."""
+
+    def __init__(self) -> None:
+        self.received: list[ReceivedWebhook] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                receiver.received.append(ReceivedWebhook(self.path, dict(self.headers),
+                                                         self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class ClaimStory:
+    """What the demo did, for printing and for the end-to-end tests to check."""
+
+    org_id: str
+    policy_number: str
+    incident_id: str = ""
+    claim: dict[str, Any] = field(default_factory=dict)
+    incident: dict[str, Any] = field(default_factory=dict)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def policy_body(org_id: str, policy_number: str, now: datetime, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "policy_number": policy_number, "org_id": org_id,
+        "holder_name": "Shenzhen Widget Manufacturing Co.", "industry": "manufacturing",
+        "region": "CN-GD", "period_start": (now - timedelta(days=180)).isoformat(),
+        "period_end": (now + timedelta(days=185)).isoformat(),
+        "aggregate_limit": "5000000.00", "retention": "50000.00",
+        "sections": {
+            "incident_response": {"sublimit": "500000.00"},
+            "data_restoration": {"sublimit": "500000.00"},
+            "business_interruption": {"sublimit": "300000.00"},
+            "cyber_extortion": {"sublimit": "1000000.00"},
+            "legal_and_notification": {"sublimit": "300000.00"},
+            "funds_transfer_fraud": {"sublimit": "1000000.00"},
+            "regulatory_fines": {"sublimit": "200000.00"},
+        },
+    }
+    body.update(overrides)
+    return body
+
+
+PANEL = [
+    ("dfir", ["forensics", "data_recovery", "crisis_communications"], 4.8),
+    ("negotiators", ["ransomware_negotiation", "funds_recovery"], 4.5),
+    ("counsel", ["legal_counsel", "notification_services"], 4.6),
+    ("shield", ["ddos_mitigation", "forensics"], 4.1),
+]
+
+
+def register_panel(operator: Actor, suffix: str, region: str) -> list[str]:
+    vendor_ids = []
+    for name, capabilities, rating in PANEL:
+        vendor_id = f"{name}-{suffix}"
+        operator.post("triage", "/v1/vendors", {
+            "vendor_id": vendor_id, "name": f"{name.title()} Security", "regions": [region],
+            "capabilities": capabilities, "capacity": 20, "rating": rating,
+        })
+        vendor_ids.append(vendor_id)
+    return vendor_ids
+
+
+def dispatched_jobs(api: Api, vendor_ids: list[str], incident_id: str,
+                    expected: int) -> list[tuple[str, dict[str, Any]]]:
+    """(vendor id, job) of the incident's jobs waiting for these vendors to accept."""
+
+    def probe() -> list[tuple[str, dict[str, Any]]]:
+        return [(vendor_id, job) for vendor_id in vendor_ids
+                for job in api.vendor(vendor_id).get("triage", "/v1/jobs",
+                                                     incident_id=incident_id)["items"]
+                if job["status"] == "dispatched"]
+
+    return wait_for(f"{expected} dispatched jobs", probe, until=lambda jobs: len(jobs) >= expected)
+
+
+def claim_in(adjuster: Actor, incident_id: str, statuses: set[str]) -> dict[str, Any]:
+    claim: dict[str, Any] = wait_for(
+        f"claim in {sorted(statuses)}",
+        lambda: adjuster.call("payout", "GET", f"/v1/incidents/{incident_id}/claim",
+                              expect=(200, 404)),
+        until=lambda found: bool(found) and found.get("status") in statuses)
+    return claim
+
+
+def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> ClaimStory:
+    suffix = uuid.uuid4().hex[:6]
+    now = datetime.now(UTC)
+    story = ClaimStory(org_id=f"org-widget-{suffix}", policy_number=f"POL-DEMO-{suffix}")
+    operator = api.operator()
+    holder = api.policyholder(story.org_id)
+
+    say(f"operator registers policy {story.policy_number} for {story.org_id}")
+    operator.post("intake", "/v1/policies",
+                  policy_body(story.org_id, story.policy_number, now, region=region))
+    say(f"operator registers the panel vendors serving {region}")
+    vendor_ids = register_panel(operator, suffix, region)
+    say("vendors and the policyholder subscribe their webhooks")
+    for vendor_id in vendor_ids:
+        api.vendor(vendor_id).post("notify", "/v1/subscriptions",
+                                   {"url": f"{webhook_url}/{vendor_id}", "secret": WEBHOOK_SECRET})
+    holder.post("notify", "/v1/subscriptions",
+                {"url": f"{webhook_url}/{story.org_id}", "secret": WEBHOOK_SECRET})
+
+    say("policyholder reports ransomware: ERP encrypted, systems down")
+    outage_start = now - timedelta(hours=31)
+    incident = holder.post("intake", "/v1/incidents", {
+        "policy_number": story.policy_number, "category": "ransomware",
+        "title": "ERP and file servers encrypted",
+        "description": "Ransom note on 40 hosts; production planning is down.",
+        "occurred_at": (now - timedelta(hours=32)).isoformat(),
+        "discovered_at": outage_start.isoformat(),
+        "contact": {"name": "Li Wei", "email": "li.wei@widget.example", "phone": "+86 755 1234 5678"},
+        "systems_down": True, "outage_started_at": outage_start.isoformat(),
+        "affected_hosts": 40, "ransom_demanded": "2000000.00",
+    }, headers={"Idempotency-Key": f"demo-{suffix}"})
+    story.incident_id = incident["id"]
+    say(f"incident {story.incident_id} reported")
+
+    jobs = dispatched_jobs(api, vendor_ids, story.incident_id, expected=4)
+    say(f"triage dispatched {len(jobs)} jobs: "
+        + ", ".join(f"{job['job_type']} -> {vendor}" for vendor, job in jobs))
+    invoices = {
+        "forensics": ("incident_response", "180000.00", "Forensic investigation and containment"),
+        "ransomware_negotiation": ("cyber_extortion", "850000.00",
+                                   "Negotiated ransom and negotiation fee"),
+        "data_recovery": ("data_restoration", "220000.00", "Rebuilt ERP from offline backups"),
+        "crisis_communications": ("incident_response", "30000.00", "Crisis communications"),
+    }
+    for vendor_id, job in jobs:
+        vendor = api.vendor(vendor_id)
+        vendor.post("triage", f"/v1/jobs/{job['id']}/accept")
+        section, amount, description = invoices[job["job_type"]]
+        report: dict[str, Any] = {
+            "root_cause": "Phished VPN credentials, no MFA", "attack_vector": "VPN",
+            "attribution": "criminal", "contained_at": (now - timedelta(hours=2)).isoformat(),
+            "verified_losses": [{"section": section, "amount": amount,
+                                 "description": description}],
+        }
+        if job["job_type"] == "forensics":
+            report |= {"outage_started_at": outage_start.isoformat(),
+                       "outage_ended_at": (outage_start + timedelta(hours=30)).isoformat()}
+        vendor.post("triage", f"/v1/jobs/{job['id']}/complete", report)
+        say(f"{vendor_id} accepted and completed {job['job_type']} ({section} {amount})")
+
+    say("policyholder claims business interruption at 15,000.00 an hour")
+    holder.post("intake", f"/v1/incidents/{story.incident_id}/losses", {
+        "section": "business_interruption", "hourly_loss": "15000.00",
+        "description": "Lost net income while production planning was down",
+    })
+    first = api.adjuster("adjuster-chen", "2000000")
+    second = api.adjuster("adjuster-wang", "5000000")
+    claim = wait_for("the policyholder's loss on the claim",
+                     lambda: first.call("payout", "GET",
+                                        f"/v1/incidents/{story.incident_id}/claim",
+                                        expect=(200, 404)),
+                     until=lambda c: bool(c) and any(loss["source"] == "policyholder"
+                                                     for loss in c["losses"]))
+    for loss in claim["losses"]:
+        if loss["state"] == "unverified":
+            first.post("payout", f"/v1/claims/{claim['id']}/losses/{loss['id']}/verify",
+                       {"note": "Checked against the monthly management accounts"})
+            say(f"adjuster-chen verified the {loss['section']} loss")
+    claim = claim_in(first, story.incident_id, {"pending_approval"})
+    say(f"claim assessed: payable {claim['payable']}, needs "
+        f"{claim['approvals_required']} approvals")
+    first.post("payout", f"/v1/claims/{claim['id']}/approve", {})
+    second.post("payout", f"/v1/claims/{claim['id']}/approve", {})
+    say("adjuster-chen and adjuster-wang approved")
+    story.claim = claim_in(first, story.incident_id, {"paid", "payment_failed"})
+    say(f"payment {story.claim['payment']['state']}: {story.claim['payment']['amount']} "
+        f"{story.claim['payment']['currency']}")
+    story.incident = wait_for("the payment on the timeline",
+                              lambda: holder.get("intake", f"/v1/incidents/{story.incident_id}"),
+                              until=lambda i: i["status"] in ("paid", "payment_failed"))
+    story.deliveries = wait_for("notifications", lambda: operator.get(
+        "notify", "/v1/deliveries", incident_id=story.incident_id, limit=100)["items"])
+    return story
+
+
+def print_story(story: ClaimStory, receiver: WebhookReceiver) -> None:
+    print("\nTimeline of incident", story.incident_id)
+    for entry in story.incident["timeline"]:
+        print(f"  {entry['at']}  {entry['type']:<28} {entry['summary']}")
+    print("\nClaim breakdown (payable", story.claim["payable"], story.claim["payment"]["currency"]
+          + ")")
+    print(f"  {'section':<24}{'eligible':>14}{'retention':>12}{'net':>14}{'remaining':>14}"
+          f"{'payable':>14}")
+    for row in story.claim["sections"]:
+        print(f"  {row['section']:<24}{row['eligible']:>14}{row['retention_absorbed']:>12}"
+              f"{row['net']:>14}{row['sublimit_remaining']:>14}{row['payable']:>14}")
+    print("  coverage questions:", ", ".join(story.claim["coverage_questions"]) or "none")
+    print("\nWebhooks received by the subscribers:")
+    for hook in receiver.received:
+        event = json.loads(hook.body).get("type", "?") if hook.body else "?"
+        print(f"  {hook.path:<24} {event}")
+    emails = [d for d in story.deliveries if d["channel"] == "email"]
+    print(f"\nEmails sent ({len(emails)}):")
+    for delivery in emails:
+        print(f"  {delivery['state']:<10} {delivery['target']:<32} {delivery['kind']}")
+
+
+def run_demo(api: Api) -> ClaimStory:
+    with WebhookReceiver() as receiver:
+        story = play_ransomware_claim(api, receiver.url)
+        wait_for("webhooks", lambda: receiver.received, timeout=15)
+        print_story(story, receiver)
+    return story

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cyberclaims.client import Api
+from shared.auth import TokenService
+from shared.settings import PlatformSettings
+from tests.e2e.system import System, running_system
+
+E2E_ENV = {
+    "TRIAGE_SLA_P4_MINUTES": "0.1",  # a P4 job expires after 6 s: the expiry story waits for it
+    "TRIAGE_TIMER_POLL_SECONDS": "0.2",
+    "NOTIFY_WORKER_POLL_SECONDS": "0.2",
+    "NOTIFY_BACKOFF_BASE_SECONDS": "0.5",
+    "PAYOUT_PAYMENT_POLL_SECONDS": "0.2",
+}
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    with running_system(Path(tmp_path_factory.mktemp("e2e")), extra_env=E2E_ENV) as running:
+        yield running
+
+
+def api_for(system: System) -> Api:
+    return Api(system.urls, TokenService(PlatformSettings()))
+
+
+@pytest.fixture
+def api(system: System) -> Iterator[Api]:
+    client = api_for(system)
+    yield client
+    client.close()

@@ -1,0 +1,24 @@
+"""The demo's story on the embedded SQLite defaults (what `make run` uses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cyberclaims.demo import run_demo
+from tests.e2e.conftest import E2E_ENV, api_for
+from tests.e2e.system import running_system
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_demo_story_on_sqlite(tmp_path: Path) -> None:
+    with running_system(tmp_path, backend="sqlite", extra_env=E2E_ENV) as system:
+        api = api_for(system)
+        try:
+            story = run_demo(api)
+        finally:
+            api.close()
+    assert story.claim["status"] == "paid"
+    assert story.incident["status"] == "paid"

@@ -1,0 +1,59 @@
+"""Settings fail fast: outside development a default or short JWT secret is refused."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from services.intake.settings import IntakeSettings
+from shared.settings import DEV_JWT_SECRET, MIN_SECRET_LENGTH, Environment, PlatformSettings
+
+STRONG = "k" * MIN_SECRET_LENGTH
+
+
+@pytest.mark.parametrize("secret", [DEV_JWT_SECRET, "short-secret", "k" * (MIN_SECRET_LENGTH - 1)])
+def test_production_refuses_a_default_or_short_secret(secret: str) -> None:
+    with pytest.raises(ValidationError, match="CYBERCLAIMS_JWT_SECRET"):
+        PlatformSettings(env=Environment.production, jwt_secret=secret)
+
+
+def test_production_accepts_a_long_secret() -> None:
+    settings = PlatformSettings(env="production", jwt_secret=STRONG)  # type: ignore[arg-type]
+    assert settings.env is Environment.production
+
+
+def test_production_from_the_environment_fails_at_start_up(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setenv("CYBERCLAIMS_ENV", "production")
+    monkeypatch.delenv("CYBERCLAIMS_JWT_SECRET", raising=False)
+    with pytest.raises(ValidationError):
+        PlatformSettings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("CYBERCLAIMS_JWT_SECRET", STRONG)
+    assert PlatformSettings(_env_file=None).jwt_secret == STRONG  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("env", [Environment.development, Environment.test])
+def test_development_accepts_the_default_secret(env: Environment) -> None:
+    assert PlatformSettings(env=env, jwt_secret=DEV_JWT_SECRET).jwt_secret == DEV_JWT_SECRET
+    assert PlatformSettings(env=env, jwt_secret="short").jwt_secret == "short"
+
+
+def test_other_settings_are_checked_too() -> None:
+    with pytest.raises(ValidationError):
+        PlatformSettings(jwt_ttl_seconds=0)
+    with pytest.raises(ValidationError):
+        PlatformSettings(consumer_max_attempts=0)
+
+
+def test_service_settings_read_their_prefix_and_fall_back_to_sqlite(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INTAKE_DATABASE_URL", raising=False)
+    settings = IntakeSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.port == 8001
+    assert settings.resolved_database_url("intake") == "sqlite+aiosqlite:///.data/intake.db"
+    monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql+asyncpg://db/intake")
+    monkeypatch.setenv("INTAKE_PORT", "9001")
+    settings = IntakeSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.resolved_database_url("intake") == "postgresql+asyncpg://db/intake"
+    assert settings.port == 9001
