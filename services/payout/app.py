@@ -1,0 +1,59 @@
+"""Assembles the payout service (the one place its parts are wired together)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import httpx
+from fastapi import FastAPI
+
+from services.payout import handlers, views
+from services.payout.models import Inbox, Outbox
+from services.payout.payments import PaymentProvider, PaymentWorker
+from services.payout.service import Context, Rules
+from services.payout.settings import PayoutSettings
+from shared.clock import Clock
+from shared.service import Runtime, ServiceSpec, Worker, create_service_app
+from shared.settings import PlatformSettings
+
+NAME = "payout"
+
+
+def spec(settings: PayoutSettings) -> ServiceSpec:
+    async def setup(runtime: Runtime) -> None:
+        ctx = Context(outbox=runtime.outbox, clock=runtime.clock,
+                      rules=Rules(auto_approval_limit=settings.auto_approval_limit,
+                                  two_approver_threshold=settings.two_approver_threshold))
+        client = httpx.AsyncClient(base_url=settings.payment_provider_url,
+                                   timeout=settings.payment_timeout_seconds)
+        runtime.resources.update(
+            context=ctx, provider_client=client,
+            payments=PaymentWorker(runtime.uow, ctx, PaymentProvider(client), settings),
+        )
+
+    async def teardown(runtime: Runtime) -> None:
+        await runtime.resources["provider_client"].aclose()
+
+    def workers(runtime: Runtime) -> Sequence[Worker]:
+        return [runtime.resources["payments"].run]
+
+    return ServiceSpec(
+        name=NAME,
+        title="cyberclaims payout",
+        description="Loss verification, payout decisions, adjuster approvals and exactly-once "
+                    "payment; the adjuster console at /console.",
+        routers=views.routers,
+        outbox_model=Outbox,
+        inbox_model=Inbox,
+        handlers=lambda runtime: handlers.handlers(runtime.resources["context"]),
+        workers=workers,
+        setup=setup,
+        teardown=teardown,
+    )
+
+
+def create_app(settings: PayoutSettings | None = None, platform: PlatformSettings | None = None,
+               clock: Clock | None = None, **options: bool) -> FastAPI:
+    settings = settings or PayoutSettings()
+    return create_service_app(spec(settings), database_url=settings.resolved_database_url(NAME),
+                              platform=platform, clock=clock, **options)

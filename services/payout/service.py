@@ -1,0 +1,586 @@
+"""Payout's use cases. Each stages its state change and its events in one unit of work.
+
+Locks, always in this order: the claim row, then the policy row, then the payment row. The
+claim lock serialises every decision on a claim (racing approvals see each other); the policy
+lock serialises every decision drawing on the policy's sublimits and aggregate limit (two
+claims of one policy decided at once never both take the same remaining amount). On SQLite
+`FOR UPDATE` is ignored, but SQLite serialises writers anyway.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from services.payout import assessment as engine
+from services.payout.assessment import (
+    AssessmentInputs,
+    AssessmentResult,
+    IncidentFacts,
+    LossLine,
+    LossSource,
+    LossState,
+    MissingOutage,
+    OtherIncident,
+)
+from services.payout.models import (
+    Approval,
+    Assessment,
+    Claim,
+    Commitment,
+    Incident,
+    LossItem,
+    Payment,
+    Policy,
+)
+from services.payout.schemas import ApproveIn, DenyIn, OutageIn, RejectLossIn, VerifyLossIn
+from shared.auth import Principal
+from shared.clock import Clock
+from shared.db import UnitOfWork
+from shared.events import (
+    Attribution,
+    ClaimApproved,
+    ClaimAssessed,
+    ClaimClosedWithoutPayment,
+    ClaimDenied,
+    ClaimOpened,
+    ClaimPendingApproval,
+    Decision,
+    Envelope,
+    IncidentReported,
+    IncidentResponseCompleted,
+    LossSubmitted,
+    PaymentRequested,
+    PolicyTerms,
+    SectionBreakdown,
+)
+from shared.money import ZERO
+from shared.outbox import Outbox
+from shared.problems import Conflict, Forbidden, NotFound, Unprocessable
+
+SYSTEM = "system"
+
+
+class ClaimStatus:
+    open = "open"
+    pending_approval = "pending_approval"
+    approved = "approved"
+    denied = "denied"
+    closed_without_payment = "closed_without_payment"
+    paid = "paid"
+    payment_failed = "payment_failed"
+
+
+ASSESSABLE = (ClaimStatus.open, ClaimStatus.pending_approval)
+ALL_STATUSES = (ClaimStatus.open, ClaimStatus.pending_approval, ClaimStatus.approved,
+                ClaimStatus.denied, ClaimStatus.closed_without_payment, ClaimStatus.paid,
+                ClaimStatus.payment_failed)
+
+
+class PaymentState:
+    pending = "pending"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+@dataclass(frozen=True)
+class Rules:
+    auto_approval_limit: Decimal
+    two_approver_threshold: Decimal
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every use case needs from the running service."""
+
+    outbox: Outbox
+    clock: Clock
+    rules: Rules
+
+
+# --- policies and incidents (from events) ---------------------------------------------------------
+
+
+async def store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int) -> bool:
+    """Keep the newest version of a policy; returns whether this one was applied."""
+    policy = await uow.session.get(Policy, terms.policy_number, with_for_update=True)
+    if policy is None:
+        uow.session.add(Policy(policy_number=terms.policy_number, org_id=terms.org_id,
+                               version=version, terms=terms.model_dump(mode="json"),
+                               updated_at=ctx.clock.now()))
+        return True
+    if version <= policy.version:
+        return False
+    policy.org_id = terms.org_id
+    policy.version = version
+    policy.terms = terms.model_dump(mode="json")
+    policy.updated_at = ctx.clock.now()
+    return True
+
+
+async def assess_open_claims_of(uow: UnitOfWork, ctx: Context, policy_number: str,
+                                cause: Envelope) -> None:
+    """Claims that were only waiting for their policy are assessed once it arrives."""
+    claims = await uow.session.scalars(
+        select(Claim).where(Claim.policy_number == policy_number, Claim.status == ClaimStatus.open)
+        .order_by(Claim.opened_at).with_for_update()
+    )
+    for claim in claims.all():
+        await assess_if_ready(uow, ctx, claim, cause)
+
+
+async def _claim_for_incident(uow: UnitOfWork, ctx: Context, incident_id: uuid.UUID, org_id: str,
+                              policy_number: str, cause: Envelope) -> Claim:
+    """The incident's claim, opened on the first event that mentions the incident."""
+    claim = await uow.session.scalar(
+        select(Claim).where(Claim.incident_id == incident_id).with_for_update()
+    )
+    if claim is not None:
+        return claim
+    now = ctx.clock.now()
+    claim = Claim(id=uuid.uuid4(), incident_id=incident_id, policy_number=policy_number,
+                  org_id=org_id, status=ClaimStatus.open, opened_at=now, updated_at=now)
+    uow.session.add(claim)
+    ctx.outbox.add(uow.session, ClaimOpened(incident_id=incident_id, org_id=org_id,
+                                            claim_id=claim.id, at=now,
+                                            policy_number=policy_number), cause=cause)
+    await uow.session.flush()
+    return claim
+
+
+async def record_incident(uow: UnitOfWork, ctx: Context, event: IncidentReported,
+                          envelope: Envelope) -> None:
+    if await uow.session.get(Incident, event.incident_id) is None:
+        uow.session.add(Incident(
+            id=event.incident_id, policy_number=event.policy_number, org_id=event.org_id,
+            category=event.category.value, occurred_at=event.occurred_at,
+            discovered_at=event.discovered_at, reported_at=event.reported_at,
+        ))
+        await uow.session.flush()
+    claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
+                                      event.policy_number, envelope)
+    await assess_if_ready(uow, ctx, claim, envelope)
+
+
+async def record_submitted_loss(uow: UnitOfWork, ctx: Context, event: LossSubmitted,
+                                envelope: Envelope) -> None:
+    claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
+                                      event.policy_number, envelope)
+    if await uow.session.get(LossItem, event.loss_id) is not None:
+        return
+    uow.session.add(LossItem(
+        id=event.loss_id, claim_id=claim.id, source=LossSource.policyholder,
+        state=LossState.unverified, section=event.section.value, amount=event.amount,
+        hourly_loss=event.hourly_loss, description=event.description,
+        submitted_at=event.submitted_at,
+    ))
+    claim.updated_at = ctx.clock.now()
+
+
+async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponseCompleted,
+                          envelope: Envelope) -> None:
+    """The vendors' findings: attribution, verified outage and verified loss items."""
+    claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
+                                      event.policy_number, envelope)
+    if claim.response_completed_at is not None:
+        return  # the response completes once; a second report (replay) changes nothing
+    claim.response_completed_at = event.completed_at
+    claim.attribution = event.attribution.value
+    if event.verified_outage is not None:
+        claim.outage_started_at = event.verified_outage.started_at
+        claim.outage_ended_at = event.verified_outage.ended_at
+    for index, loss in enumerate(event.verified_losses):
+        loss_id = uuid.uuid5(claim.incident_id, f"{loss.job_id}/{index}")
+        if await uow.session.get(LossItem, loss_id) is not None:
+            continue
+        uow.session.add(LossItem(
+            id=loss_id, claim_id=claim.id, source=LossSource.vendor, state=LossState.verified,
+            section=loss.section.value, amount=loss.amount, description=loss.description,
+            vendor_id=loss.vendor_id, submitted_at=event.completed_at,
+        ))
+    claim.updated_at = ctx.clock.now()
+    await uow.session.flush()
+    await assess_if_ready(uow, ctx, claim, envelope)
+
+
+# --- assessment -----------------------------------------------------------------------------------
+
+
+async def _losses(uow: UnitOfWork, claim: Claim) -> list[LossItem]:
+    rows = await uow.session.scalars(
+        select(LossItem).where(LossItem.claim_id == claim.id)
+        .order_by(LossItem.submitted_at, LossItem.id)
+    )
+    return list(rows)
+
+
+def outage_minutes(claim: Claim) -> tuple[int, str] | None:
+    """(minutes, source): the vendor-verified outage wins over the adjuster's figure."""
+    if claim.outage_started_at is not None and claim.outage_ended_at is not None:
+        return engine.outage_minutes(claim.outage_started_at, claim.outage_ended_at), "vendor"
+    if claim.adjuster_outage_minutes is not None:
+        return claim.adjuster_outage_minutes, "adjuster"
+    return None
+
+
+async def _paid_on_policy(uow: UnitOfWork, policy_number: str, excluding: uuid.UUID
+                          ) -> tuple[dict[engine.Section, Decimal], Decimal]:
+    rows = await uow.session.execute(
+        select(Commitment.section, Commitment.amount)
+        .where(Commitment.policy_number == policy_number, Commitment.claim_id != excluding)
+    )
+    return engine.paid_from((section, amount) for section, amount in rows.all())
+
+
+async def _inputs(uow: UnitOfWork, claim: Claim, policy: Policy, incident: Incident
+                  ) -> AssessmentInputs:
+    others = await uow.session.scalars(
+        select(Incident).where(Incident.policy_number == policy.policy_number,
+                               Incident.category == incident.category, Incident.id != incident.id)
+    )
+    paid_by_section, paid_total = await _paid_on_policy(uow, policy.policy_number, claim.id)
+    outage = outage_minutes(claim)
+    return AssessmentInputs(
+        policy=PolicyTerms.model_validate(policy.terms),
+        incident=IncidentFacts(category=incident.category, occurred_at=incident.occurred_at,
+                               discovered_at=incident.discovered_at,
+                               reported_at=incident.reported_at),
+        attribution=Attribution(claim.attribution) if claim.attribution else None,
+        losses=[LossLine(id=item.id, section=item.section, source=item.source, state=item.state,
+                         amount=item.amount, hourly_loss=item.hourly_loss,
+                         verified_amount=item.verified_amount)
+                for item in await _losses(uow, claim)],
+        outage_minutes=outage[0] if outage else None,
+        paid_by_section=paid_by_section,
+        paid_total=paid_total,
+        other_incidents=[OtherIncident(incident_id=other.id, category=other.category,
+                                       occurred_at=other.occurred_at) for other in others],
+    )
+
+
+async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,
+                          requested_by: str = SYSTEM) -> Assessment | None:
+    """Assess once the response is complete and no loss item awaits verification."""
+    if claim.status not in ASSESSABLE or claim.response_completed_at is None:
+        return None
+    if any(item.state == LossState.unverified for item in await _losses(uow, claim)):
+        return None
+    try:
+        return await _assess(uow, ctx, claim, cause, requested_by)
+    except (_NotReady, MissingOutage):
+        return None  # waits for the policy, the incident report or the outage figure
+
+
+class _NotReady(Exception):
+    pass
+
+
+async def _assess(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,
+                  requested_by: str) -> Assessment:
+    incident = await uow.session.get(Incident, claim.incident_id)
+    if incident is None:
+        raise _NotReady("the incident report has not arrived yet")
+    policy = await uow.session.get(Policy, claim.policy_number, with_for_update=True)
+    if policy is None:
+        raise _NotReady(f"policy {claim.policy_number} has not arrived yet")
+    inputs = await _inputs(uow, claim, policy, incident)
+    result = engine.assess(inputs)
+    decision = engine.decide(result, ctx.rules.auto_approval_limit)
+    now = ctx.clock.now()
+    row = Assessment(
+        id=uuid.uuid4(), claim_id=claim.id, at=now, requested_by=requested_by,
+        inputs=inputs.model_dump(mode="json"),
+        sections=[line.model_dump(mode="json") for line in result.sections],
+        coverage_questions=[q.value for q in result.coverage_questions],
+        payable=result.payable, decision=decision.value,
+    )
+    uow.session.add(row)
+    claim.latest_assessment_id = row.id
+    claim.payable = result.payable
+    claim.updated_at = now
+    ctx.outbox.add(uow.session, ClaimAssessed(
+        incident_id=claim.incident_id, org_id=claim.org_id, claim_id=claim.id, at=now,
+        assessment_id=row.id, payable=result.payable, sections=result.sections,
+        coverage_questions=result.coverage_questions, decision=decision,
+    ), cause=cause)
+    if decision is Decision.closed_without_payment:
+        _close(claim, now, SYSTEM, "nothing is payable under the policy terms")
+        ctx.outbox.add(uow.session, ClaimClosedWithoutPayment(
+            incident_id=claim.incident_id, org_id=claim.org_id, claim_id=claim.id, at=now,
+            reason=claim.decision_reason or ""), cause=cause)
+    elif decision is Decision.approved:
+        await _approve(uow, ctx, claim, policy, result.sections, result.payable, approvers=[],
+                       reason=None, cause=cause)
+    else:
+        claim.status = ClaimStatus.pending_approval
+        ctx.outbox.add(uow.session, ClaimPendingApproval(
+            incident_id=claim.incident_id, org_id=claim.org_id, claim_id=claim.id, at=now,
+            payable=result.payable, coverage_questions=result.coverage_questions,
+            approvals_required=engine.approvals_required(result.payable,
+                                                         ctx.rules.two_approver_threshold),
+        ), cause=cause)
+    await uow.session.flush()
+    return row
+
+
+def _close(claim: Claim, now: datetime, by: str, reason: str,
+           status: str = ClaimStatus.closed_without_payment) -> None:
+    claim.status = status
+    claim.decision_reason = reason
+    claim.decided_by = by
+    claim.decided_at = now
+    claim.updated_at = now
+
+
+async def _approve(uow: UnitOfWork, ctx: Context, claim: Claim, policy: Policy,
+                   sections: list[SectionBreakdown], amount: Decimal, *, approvers: list[str],
+                   reason: str | None, cause: Envelope | None) -> Payment:
+    """Approve `amount`: draw it from the policy's ledger and request exactly one payment."""
+    now = ctx.clock.now()
+    for section, drawn in engine.allocate(amount, sections).items():
+        uow.session.add(Commitment(claim_id=claim.id, section=section.value,
+                                   policy_number=policy.policy_number, amount=drawn, at=now))
+    currency = PolicyTerms.model_validate(policy.terms).currency
+    payment = Payment(id=uuid.uuid4(), claim_id=claim.id, amount=amount, currency=currency,
+                      state=PaymentState.pending, attempts=0, next_attempt_at=now, created_at=now)
+    uow.session.add(payment)
+    claim.approved_amount = amount
+    _close(claim, now, ", ".join(approvers) or SYSTEM, reason or "approved",
+           status=ClaimStatus.approved)
+    ids = {"incident_id": claim.incident_id, "org_id": claim.org_id, "claim_id": claim.id, "at": now}
+    ctx.outbox.add(uow.session, ClaimApproved(**ids, amount=amount, approvers=approvers,
+                                              automatic=not approvers, reason=reason), cause=cause)
+    ctx.outbox.add(uow.session, PaymentRequested(**ids, payment_id=payment.id, amount=amount,
+                                                 currency=currency), cause=cause)
+    return payment
+
+
+# --- adjusters ------------------------------------------------------------------------------------
+
+
+async def locked_claim(uow: UnitOfWork, claim_id: uuid.UUID) -> Claim:
+    claim = await uow.session.get(Claim, claim_id, with_for_update=True)
+    if claim is None:
+        raise NotFound(f"claim {claim_id} not found")
+    return claim
+
+
+def _adjuster(principal: Principal) -> str:
+    return f"adjuster:{principal.sub}"
+
+
+async def assess_claim(uow: UnitOfWork, ctx: Context, principal: Principal,
+                       claim_id: uuid.UUID) -> Claim:
+    """An adjuster asks for an assessment now (unverified items simply do not count)."""
+    claim = await locked_claim(uow, claim_id)
+    if claim.status not in ASSESSABLE:
+        raise Conflict(f"claim is {claim.status}; only open or pending claims are assessed")
+    try:
+        await _assess(uow, ctx, claim, None, _adjuster(principal))
+    except _NotReady as exc:
+        raise Conflict(str(exc)) from exc
+    except MissingOutage as exc:
+        raise Conflict(f"{exc}: set the outage hours first", field="outage_hours") from exc
+    await uow.commit()
+    return claim
+
+
+async def _open_loss(uow: UnitOfWork, claim: Claim, loss_id: uuid.UUID) -> LossItem:
+    item = await uow.session.get(LossItem, loss_id, with_for_update=True)
+    if item is None or item.claim_id != claim.id:
+        raise NotFound(f"loss item {loss_id} not found")
+    if claim.status not in ASSESSABLE:
+        raise Conflict(f"claim is {claim.status}; its losses can no longer change")
+    if item.state != LossState.unverified:
+        raise Conflict(f"loss item is already {item.state}")
+    return item
+
+
+async def verify_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+                      loss_id: uuid.UUID, body: VerifyLossIn) -> Claim:
+    claim = await locked_claim(uow, claim_id)
+    item = await _open_loss(uow, claim, loss_id)
+    if body.amount is not None and item.amount is not None and body.amount > item.amount:
+        raise Unprocessable("a loss may be verified at its claimed amount or lower", field="amount")
+    now = ctx.clock.now()
+    item.state = LossState.verified
+    item.verified_amount = body.amount
+    item.note = body.note
+    item.decided_by = _adjuster(principal)
+    item.decided_at = now
+    claim.updated_at = now
+    await uow.session.flush()
+    await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
+    await uow.commit()
+    return claim
+
+
+async def reject_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+                      loss_id: uuid.UUID, body: RejectLossIn) -> Claim:
+    claim = await locked_claim(uow, claim_id)
+    item = await _open_loss(uow, claim, loss_id)
+    now = ctx.clock.now()
+    item.state = LossState.rejected
+    item.note = body.reason
+    item.decided_by = _adjuster(principal)
+    item.decided_at = now
+    claim.updated_at = now
+    await uow.session.flush()
+    await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
+    await uow.commit()
+    return claim
+
+
+async def set_outage(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+                     body: OutageIn) -> Claim:
+    claim = await locked_claim(uow, claim_id)
+    if claim.status not in ASSESSABLE:
+        raise Conflict(f"claim is {claim.status}; its outage can no longer change")
+    if claim.outage_started_at is not None:
+        raise Conflict("a vendor verified the outage; it is not overridden", field="outage_hours")
+    claim.adjuster_outage_minutes = int(body.outage_hours * 60)
+    claim.adjuster_outage_note = body.note
+    claim.updated_at = ctx.clock.now()
+    await uow.session.flush()
+    await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
+    await uow.commit()
+    return claim
+
+
+async def latest_assessment(uow: UnitOfWork, claim: Claim) -> Assessment | None:
+    if claim.latest_assessment_id is None:
+        return None
+    return await uow.session.get(Assessment, claim.latest_assessment_id)
+
+
+async def approvals_of(uow: UnitOfWork, assessment_id: uuid.UUID) -> list[Approval]:
+    rows = await uow.session.scalars(
+        select(Approval).where(Approval.assessment_id == assessment_id).order_by(Approval.id)
+    )
+    return list(rows)
+
+
+async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+                  body: ApproveIn) -> tuple[Claim, bool]:
+    """Approve the latest assessment; returns (claim, whether a payment was requested).
+
+    Above the two-approver threshold the first approval is recorded and the second, by a
+    different adjuster for the same amount, completes it. The claim row lock makes racing
+    approvals run one after another; the payments' UNIQUE(claim_id) is the last line.
+    """
+    claim = await locked_claim(uow, claim_id)
+    if claim.status != ClaimStatus.pending_approval:
+        raise Conflict(f"claim is {claim.status}, not pending approval")
+    current = await latest_assessment(uow, claim)
+    assert current is not None, "a pending claim has an assessment"
+    amount = body.amount if body.amount is not None else current.payable
+    if amount <= ZERO:
+        raise Unprocessable("nothing to approve: deny the claim instead", field="amount")
+    if amount > current.payable:
+        raise Unprocessable(f"amount exceeds the payable {current.payable}", field="amount")
+    if amount < current.payable and not body.reason:
+        raise Unprocessable("approving less than payable needs a reason", field="reason")
+    if principal.authority_limit is None or principal.authority_limit < amount:
+        raise Forbidden(f"approving {amount} exceeds your authority limit")
+    adjuster = _adjuster(principal)
+    earlier = await approvals_of(uow, current.id)
+    if any(a.adjuster == adjuster for a in earlier):
+        raise Conflict("you already approved this claim; a second adjuster must approve")
+    if any(a.amount != amount for a in earlier):
+        raise Conflict(f"the first approval was for {earlier[0].amount}; approve the same amount "
+                       "or deny", field="amount")
+    now = ctx.clock.now()
+    uow.session.add(Approval(claim_id=claim.id, assessment_id=current.id, adjuster=adjuster,
+                             amount=amount, reason=body.reason, at=now))
+    claim.updated_at = now
+    paying = len(earlier) + 1 >= engine.approvals_required(amount, ctx.rules.two_approver_threshold)
+    if paying:
+        policy = await uow.session.get(Policy, claim.policy_number, with_for_update=True)
+        assert policy is not None, "an assessed claim has its policy"
+        fresh = await _reassess_limits(uow, claim, current)
+        if amount > fresh.payable:
+            raise Conflict(f"another claim of policy {claim.policy_number} drew on its limits since "
+                           f"this assessment: payable is now {fresh.payable}; re-assess")
+        await _approve(uow, ctx, claim, policy, fresh.sections, amount,
+                       approvers=[*(a.adjuster for a in earlier), adjuster], reason=body.reason,
+                       cause=None)
+    try:
+        await uow.commit()
+    except IntegrityError as exc:
+        raise Conflict("a concurrent decision on this claim won; reload it") from exc
+    return claim, paying
+
+
+async def _reassess_limits(uow: UnitOfWork, claim: Claim, current: Assessment) -> AssessmentResult:
+    """The stored assessment recomputed against the policy's ledger as it is now."""
+    inputs = AssessmentInputs.model_validate(current.inputs)
+    paid_by_section, paid_total = await _paid_on_policy(uow, claim.policy_number, claim.id)
+    return engine.assess(inputs.model_copy(update={"paid_by_section": paid_by_section,
+                                                   "paid_total": paid_total}))
+
+
+async def deny(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+               body: DenyIn) -> Claim:
+    """Deny within authority: the adjuster's limit must cover what the claim would pay."""
+    claim = await locked_claim(uow, claim_id)
+    if claim.status != ClaimStatus.pending_approval:
+        raise Conflict(f"claim is {claim.status}, not pending approval")
+    payable = claim.payable or ZERO
+    if principal.authority_limit is None or principal.authority_limit < payable:
+        raise Forbidden(f"denying a claim of {payable} exceeds your authority limit")
+    now = ctx.clock.now()
+    _close(claim, now, _adjuster(principal), body.reason, status=ClaimStatus.denied)
+    ctx.outbox.add(uow.session, ClaimDenied(incident_id=claim.incident_id, org_id=claim.org_id,
+                                            claim_id=claim.id, at=now,
+                                            adjuster=_adjuster(principal), reason=body.reason))
+    await uow.commit()
+    return claim
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+async def list_claims(uow: UnitOfWork, *, status: str | None, limit: int, offset: int
+                      ) -> tuple[list[Claim], int]:
+    query = select(Claim)
+    if status is not None:
+        query = query.where(Claim.status == status)
+    total = await uow.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await uow.session.scalars(
+        query.order_by(Claim.opened_at, Claim.id).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+async def claim_by_id(uow: UnitOfWork, claim_id: uuid.UUID) -> Claim:
+    claim = await uow.session.get(Claim, claim_id)
+    if claim is None:
+        raise NotFound(f"claim {claim_id} not found")
+    return claim
+
+
+async def claim_of_incident(uow: UnitOfWork, incident_id: uuid.UUID) -> Claim:
+    claim = await uow.session.scalar(select(Claim).where(Claim.incident_id == incident_id))
+    if claim is None:
+        raise NotFound(f"no claim for incident {incident_id}")
+    return claim
+
+
+async def losses_of(uow: UnitOfWork, claim: Claim) -> list[LossItem]:
+    return await _losses(uow, claim)
+
+
+async def payment_of(uow: UnitOfWork, claim: Claim) -> Payment | None:
+    return await uow.session.scalar(select(Payment).where(Payment.claim_id == claim.id))
+
+
+async def assessments_of(uow: UnitOfWork, claim: Claim) -> list[Assessment]:
+    rows = await uow.session.scalars(
+        select(Assessment).where(Assessment.claim_id == claim.id).order_by(Assessment.at)
+    )
+    return list(rows)

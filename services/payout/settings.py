@@ -1,0 +1,28 @@
+from decimal import Decimal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class PayoutSettings(ServiceSettings):
+    """`PAYOUT_*` variables: the payment provider, the retry policy and the approval rules."""
+
+    model_config = SettingsConfigDict(env_prefix="PAYOUT_", env_file=".env", extra="ignore")
+
+    port: int = 8003
+    payment_provider_url: str = "http://127.0.0.1:8010"
+    payment_timeout_seconds: float = Field(default=10.0, gt=0)
+    payment_lease_seconds: float = Field(
+        default=30.0, gt=0,
+        description="How long a payment attempt in flight is left alone before it is tried again "
+                    "(after a crash). Longer than the timeout, so two tries never overlap.",
+    )
+    payment_max_attempts: int = Field(default=5, ge=1)
+    payment_retry_base_seconds: float = Field(default=2.0, gt=0)
+    payment_retry_max_seconds: float = Field(default=600.0, gt=0)
+    payment_poll_seconds: float = Field(default=1.0, gt=0)
+    payment_batch_size: int = Field(default=10, ge=1)
+    auto_approval_limit: Decimal = Decimal("50000")
+    two_approver_threshold: Decimal = Decimal("1000000")
