@@ -164,6 +164,9 @@ def run_dev(start_broker: bool = True) -> None:
 def _banner(urls: list[tuple[str, str]]) -> None:
     lines = ["", "cyberclaims is running:"]
     lines += [f"  {name:<8} {base}   (API docs: {base}/docs)" for name, base in urls]
+    lines += ["  payments http://127.0.0.1:8010   (sandbox payment provider)",
+              "  mail     smtp://127.0.0.1:1025 -> .data/mail/*.eml   (SMTP sink)",
+              "  console  http://127.0.0.1:8003/console   (adjusters)"]
     lines += [
         "",
         "Try it in another terminal (README, 'Quick start'):",

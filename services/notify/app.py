@@ -1,0 +1,59 @@
+"""Assembles the notify service (the one place its parts are wired together)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.notify import handlers, views
+from services.notify.channels import EmailSender, WebhookSender, new_http_client
+from services.notify.delivery import DeliveryWorker
+from services.notify.models import Inbox, Outbox
+from services.notify.reminders import ReminderWorker
+from services.notify.rendering import Templates
+from services.notify.service import Notifier
+from services.notify.settings import NotifySettings
+from shared.clock import Clock
+from shared.service import Runtime, ServiceSpec, create_service_app
+from shared.settings import PlatformSettings
+
+NAME = "notify"
+
+
+def build_spec(settings: NotifySettings) -> ServiceSpec:
+    """The spec, bound to these settings (team addresses, SMTP server, retry schedule)."""
+
+    async def setup(runtime: Runtime) -> None:
+        notifier = Notifier(settings=settings, clock=runtime.clock, outbox=runtime.outbox,
+                            templates=Templates())
+        http = new_http_client(settings)
+        delivery_worker = DeliveryWorker(runtime.uow, settings, runtime.clock, runtime.outbox,
+                                         WebhookSender(http), EmailSender(settings))
+        runtime.resources.update(
+            settings=settings, notifier=notifier, http=http, delivery_worker=delivery_worker,
+            reminder_worker=ReminderWorker(runtime.uow, notifier, delivery_worker.wake),
+        )
+
+    async def teardown(runtime: Runtime) -> None:
+        await runtime.resources["http"].aclose()
+
+    return ServiceSpec(
+        name=NAME,
+        title="cyberclaims notify",
+        description="Signed webhooks, email and an in-app feed for everyone involved; "
+                    "regulatory deadline reminders.",
+        routers=views.routers,
+        outbox_model=Outbox,
+        inbox_model=Inbox,
+        handlers=lambda runtime: handlers.handlers(runtime.resources["notifier"]),
+        workers=lambda runtime: [runtime.resources["delivery_worker"].run,
+                                 runtime.resources["reminder_worker"].run],
+        setup=setup,
+        teardown=teardown,
+    )
+
+
+def create_app(settings: NotifySettings | None = None, platform: PlatformSettings | None = None,
+               clock: Clock | None = None, **options: bool) -> FastAPI:
+    settings = settings or NotifySettings()
+    return create_service_app(build_spec(settings), database_url=settings.resolved_database_url(NAME),
+                              platform=platform, clock=clock, **options)

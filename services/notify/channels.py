@@ -1,0 +1,84 @@
+"""The outside world: signed webhooks over httpx and email over SMTP (aiosmtplib).
+
+A sender returns None on success and raises `SendFailed` with a short reason otherwise; the
+delivery worker decides about retries.
+"""
+
+from __future__ import annotations
+
+import json
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Any
+
+import aiosmtplib
+import httpx
+
+from services.notify.settings import NotifySettings
+from services.notify.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
+
+
+class SendFailed(Exception):
+    """A try that did not deliver (timeout, refused connection, non-2xx answer, SMTP error)."""
+
+
+def webhook_body(payload: dict[str, Any]) -> bytes:
+    """The exact bytes that are signed and sent."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+class WebhookSender:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def send(self, *, url: str, secret: str, delivery_id: str, event_type: str,
+                   payload: dict[str, Any], timestamp: int) -> None:
+        body = webhook_body(payload)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(secret, body, timestamp),
+            DELIVERY_HEADER: delivery_id,
+            EVENT_HEADER: event_type,
+            "User-Agent": "cyberclaims-notify/1",
+        }
+        try:
+            response = await self._client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise SendFailed(f"{type(exc).__name__}: {exc}"[:500]) from exc
+        if not response.is_success:
+            raise SendFailed(f"HTTP {response.status_code}")
+
+
+def email_message(*, sender: str, to: str, subject: str, text: str, html: str,
+                  delivery_id: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = make_msgid(idstring=delivery_id, domain="cyberclaims.notify")
+    message[DELIVERY_HEADER] = delivery_id
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+class EmailSender:
+    def __init__(self, settings: NotifySettings) -> None:
+        self._settings = settings
+
+    async def send(self, message: EmailMessage) -> None:
+        settings = self._settings
+        try:
+            await aiosmtplib.send(
+                message, hostname=settings.smtp_host, port=settings.smtp_port,
+                username=settings.smtp_username, password=settings.smtp_password,
+                start_tls=settings.smtp_starttls, timeout=settings.smtp_timeout_seconds,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise SendFailed(f"{type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def new_http_client(settings: NotifySettings) -> httpx.AsyncClient:
+    """One pooled client per process; redirects are not followed (a 3xx is a failure)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+                             follow_redirects=False)

@@ -1,0 +1,57 @@
+"""Notify's event handlers: keep the incident copy and the reminders current, and fan every
+routed event out to its deliveries. The consumer commits (with the inbox row)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from services.notify import reminders
+from services.notify.models import IncidentCopy
+from services.notify.routing import ROUTED_TYPES
+from services.notify.service import Notifier, incident_copy
+from shared.consumer import Handler
+from shared.db import UnitOfWork
+from shared.events import (
+    Envelope,
+    Event,
+    IncidentEvent,
+    IncidentReported,
+    IncidentTriaged,
+    RegulatorReportFiled,
+)
+
+
+def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
+    async def on_reported(uow: UnitOfWork, event: IncidentReported, envelope: Envelope) -> None:
+        copy = await incident_copy(uow.session, event.incident_id, event.org_id, for_update=True)
+        copy.contact_email = event.contact.email
+        copy.title = event.title
+        copy.policy_number = event.policy_number
+        await notifier.notify(uow.session, envelope, copy)
+
+    async def on_triaged(uow: UnitOfWork, event: IncidentTriaged, envelope: Envelope) -> None:
+        copy = await incident_copy(uow.session, event.incident_id, event.org_id, for_update=True)
+        copy.regulatory_deadline = event.regulatory_deadline
+        copy.policy_number = copy.policy_number or event.policy_number
+        if event.regulatory_deadline is not None:
+            await reminders.schedule(uow.session, notifier, copy, event.regulatory_deadline,
+                                     envelope.correlationid)
+        await notifier.notify(uow.session, envelope, copy)
+
+    async def on_regulator_report(uow: UnitOfWork, event: RegulatorReportFiled,
+                                  envelope: Envelope) -> None:
+        copy = await incident_copy(uow.session, event.incident_id, event.org_id, for_update=True)
+        copy.regulator_reported_at = event.reported_at
+        await reminders.cancel(uow.session, event.incident_id)
+
+    async def on_event(uow: UnitOfWork, event: IncidentEvent, envelope: Envelope) -> None:
+        copy = await uow.session.get(IncidentCopy, event.incident_id)
+        await notifier.notify(uow.session, envelope, copy)
+
+    table: dict[type[Event], Handler] = {
+        event_type: on_event for name, event_type in Event.registry.items() if name in ROUTED_TYPES
+    }
+    table[IncidentReported] = on_reported
+    table[IncidentTriaged] = on_triaged
+    table[RegulatorReportFiled] = on_regulator_report
+    return table

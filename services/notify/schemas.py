@@ -1,0 +1,106 @@
+"""Notify's API bodies. Unknown fields are rejected (422); subscription secrets are write-only."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from services.notify.routing import ROUTED_TYPES
+from shared.events import Channel
+
+Recipient = Annotated[str, Field(min_length=5, max_length=200,
+                                 pattern=r"^(org:[^\s]+|vendor:[^\s]+|team:(adjusters|operators))$",
+                                 examples=["vendor:acme-dfir", "org:shenzhen-widget",
+                                           "team:adjusters"])]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubscriptionIn(Strict):
+    url: AnyHttpUrl = Field(description="http(s) endpoint that receives signed POSTs")
+    secret: Annotated[str, Field(min_length=16, max_length=500,
+                                 description="HMAC key of the signatures; never returned")]
+    event_types: list[str] | None = Field(
+        default=None, description="only these notification types; all when absent")
+    owner: Recipient | None = Field(
+        default=None, description="operators only: whose endpoint this is (vendor:…, org:…, team:…)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if len(str(value)) > 2000:
+            raise ValueError("url is longer than 2000 characters")
+        return value
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = sorted(set(value) - ROUTED_TYPES)
+        if unknown:
+            raise ValueError(f"not a notification type: {', '.join(unknown)}")
+        if not value:
+            raise ValueError("name at least one type, or leave event_types out for all")
+        return sorted(set(value))
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    owner: str
+    url: str
+    event_types: list[str] | None
+    created_at: AwareDatetime
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]
+
+
+class DeliveryOut(BaseModel):
+    id: uuid.UUID
+    source_event_id: uuid.UUID
+    event_type: str
+    incident_id: uuid.UUID | None
+    recipient: str
+    channel: Channel
+    target: str
+    subscription_id: uuid.UUID | None
+    kind: str
+    state: str
+    attempts: int
+    next_attempt_at: AwareDatetime | None
+    last_error: str | None
+    created_at: AwareDatetime
+    delivered_at: AwareDatetime | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class NotificationOut(BaseModel):
+    id: uuid.UUID
+    recipient: str
+    event_type: str
+    kind: str
+    incident_id: uuid.UUID | None
+    title: str
+    body: str
+    created_at: AwareDatetime
+    read_at: AwareDatetime | None
+
+
+class NotificationPage(BaseModel):
+    items: list[NotificationOut]
+    total: int
+    unread: int
+    limit: int
+    offset: int
