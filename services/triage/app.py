@@ -1,0 +1,69 @@
+"""Assembles the triage service (the one place its parts are wired together)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from fastapi import FastAPI
+
+from services.triage import handlers, service, views
+from services.triage.models import Inbox, Outbox
+from services.triage.service import TriageContext
+from services.triage.settings import TriageSettings
+from shared.clock import Clock
+from shared.consumer import Handler
+from shared.events import Event
+from shared.service import Runtime, ServiceSpec, Worker, create_service_app
+from shared.settings import PlatformSettings
+
+NAME = "triage"
+SETTINGS = "settings"
+
+
+def _context(runtime: Runtime) -> TriageContext:
+    context: TriageContext = runtime.resources[views.CONTEXT]
+    return context
+
+
+def _handlers(runtime: Runtime) -> Mapping[type[Event], Handler]:
+    return handlers.handlers(_context(runtime))
+
+
+def _workers(runtime: Runtime) -> Sequence[Worker]:
+    async def deadline_timer() -> None:
+        """Expire, re-dispatch and assign from the database; nothing waits in memory."""
+        settings: TriageSettings = runtime.resources[SETTINGS]
+        while True:
+            await service.run_timer_pass(runtime.uow, _context(runtime))
+            await asyncio.sleep(settings.timer_poll_seconds)
+
+    return [deadline_timer]
+
+
+SPEC = ServiceSpec(
+    name=NAME,
+    title="cyberclaims triage",
+    description="Grades incidents and dispatches response jobs to panel vendors, with acceptance "
+                "deadlines and re-dispatch; the vendors' job API.",
+    routers=views.routers,
+    outbox_model=Outbox,
+    inbox_model=Inbox,
+    handlers=_handlers,
+    workers=_workers,
+)
+
+
+def create_app(settings: TriageSettings | None = None, platform: PlatformSettings | None = None,
+               clock: Clock | None = None, **options: bool) -> FastAPI:
+    settings = settings or TriageSettings()
+
+    async def setup(runtime: Runtime) -> None:
+        runtime.resources[SETTINGS] = settings
+        runtime.resources[views.CONTEXT] = TriageContext(runtime.outbox, runtime.clock,
+                                                         settings.response_times())
+
+    return create_service_app(dataclasses.replace(SPEC, setup=setup),
+                              database_url=settings.resolved_database_url(NAME),
+                              platform=platform, clock=clock, **options)

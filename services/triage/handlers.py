@@ -1,0 +1,26 @@
+"""Triage's event handlers: its copy of policies, and each reported incident."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from services.triage import service
+from services.triage.service import TriageContext
+from shared.consumer import Handler
+from shared.db import UnitOfWork
+from shared.events import Envelope, Event, IncidentReported, PolicyRegistered, PolicyUpdated
+
+
+def handlers(ctx: TriageContext) -> Mapping[type[Event], Handler]:
+    async def policy_registered(uow: UnitOfWork, event: PolicyRegistered, _: Envelope) -> None:
+        await service.record_policy(uow.session, ctx, event.policy, version=1)
+
+    async def policy_updated(uow: UnitOfWork, event: PolicyUpdated, _: Envelope) -> None:
+        await service.record_policy(uow.session, ctx, event.policy, version=event.version)
+
+    async def incident_reported(uow: UnitOfWork, event: IncidentReported,
+                                envelope: Envelope) -> None:
+        await service.receive_incident(uow.session, ctx, event, envelope)
+
+    return {PolicyRegistered: policy_registered, PolicyUpdated: policy_updated,
+            IncidentReported: incident_reported}

@@ -1,0 +1,154 @@
+"""Triage's API bodies. Unknown fields are rejected (422), every amount is a decimal string."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from shared.events import (
+    Attribution,
+    CompletionReport,
+    JobType,
+    Priority,
+    RegulatoryGrade,
+    Section,
+)
+from shared.money import Money
+
+VendorId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Region = Annotated[str, Field(pattern=r"^(CN-[A-Z]{2}|\*)$", examples=["CN-GD", "*"])]
+ShortText = Annotated[str, Field(min_length=1, max_length=300)]
+Text = Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- vendors -------------------------------------------------------------------------------------
+
+
+class VendorBody(Strict):
+    name: ShortText
+    capabilities: Annotated[list[JobType], Field(min_length=1)]
+    regions: Annotated[list[Region], Field(min_length=1, description='region codes, or "*" for all')]
+    capacity: Annotated[int, Field(ge=0, le=10_000, description="most open jobs at once")]
+    rating: Annotated[float, Field(ge=0, le=5)]
+    active: bool = True
+
+    @field_validator("capabilities", "regions")
+    @classmethod
+    def _no_repeats(cls, value: list[Any]) -> list[Any]:
+        return list(dict.fromkeys(value))
+
+
+class VendorIn(VendorBody):
+    vendor_id: VendorId
+
+
+class VendorOut(VendorIn):
+    open_jobs: int
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+class HistoryItem(BaseModel):
+    at: AwareDatetime
+    status: str
+    vendor_id: str | None
+    actor: str
+    note: str | None
+
+
+class JobOut(BaseModel):
+    id: uuid.UUID
+    incident_id: uuid.UUID
+    job_type: JobType
+    priority: Priority
+    vendor_id: str | None
+    status: str
+    accept_by: AwareDatetime | None
+    attempt: int
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    completed_at: AwareDatetime | None
+    report: CompletionReport | None
+    history: list[HistoryItem]
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+JobStatusFilter = Literal["unassigned", "dispatched", "accepted", "completed", "cancelled"]
+
+
+class DeclineIn(Strict):
+    reason: ShortText
+
+
+class AssignIn(Strict):
+    vendor_id: VendorId
+
+
+class VerifiedLossIn(Strict):
+    """The vendor's own invoice or a loss it verified; a section of the rulebook, amount >= 0."""
+
+    section: Section
+    amount: Money
+    description: Text
+
+
+class CompletionReportIn(Strict):
+    """A vendor's completion report (rulebook section 5)."""
+
+    root_cause: Text
+    attack_vector: ShortText
+    attribution: Attribution
+    contained_at: AwareDatetime
+    outage_started_at: AwareDatetime | None = None
+    outage_ended_at: AwareDatetime | None = Field(default=None, validate_default=True)
+    records_confirmed: Annotated[int, Field(ge=0)] | None = None
+    verified_losses: list[VerifiedLossIn] = Field(default_factory=list)
+
+    @field_validator("outage_ended_at")
+    @classmethod
+    def _outage_is_a_span(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        started = info.data.get("outage_started_at")
+        if "outage_started_at" in info.data and (value is None) != (started is None):
+            raise ValueError("outage_started_at and outage_ended_at come together")
+        if value is not None and started is not None and value < started:
+            raise ValueError("outage_ended_at must not be before outage_started_at")
+        return value
+
+    def contract(self) -> CompletionReport:
+        return CompletionReport.model_validate(self.model_dump())
+
+
+# --- incidents -----------------------------------------------------------------------------------
+
+
+class IncidentTriageOut(BaseModel):
+    incident_id: uuid.UUID
+    policy_number: str
+    status: str
+    priority: Priority | None
+    regulatory_grade: RegulatoryGrade | None
+    regulatory_deadline: AwareDatetime | None
+    triaged_at: AwareDatetime | None
+    response_completed_at: AwareDatetime | None
+    jobs: list[JobOut]
