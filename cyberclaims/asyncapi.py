@@ -28,7 +28,7 @@ def consumers() -> dict[str, set[type[Event]]]:
     """Each built service's handled events, read from its ServiceSpec."""
     found: dict[str, set[type[Event]]] = {}
     for entry in available_services():
-        spec = importlib.import_module(f"{entry.module}.app").SPEC
+        spec = importlib.import_module(f"{entry.module}.app").spec(entry.settings())
         found[entry.name] = set(spec.handlers(_AnyRuntime()))
     return found
 

@@ -37,6 +37,8 @@ EVENTS_HANDLED = Counter("cyberclaims_events_handled_total", "Events handled", [
 EVENTS_DUPLICATE = Counter("cyberclaims_events_duplicate_total", "Duplicates skipped", ["consumer"])
 EVENTS_DEAD = Counter("cyberclaims_events_dead_lettered_total", "Dead-lettered", ["consumer"])
 
+STOP_TIMEOUT_SECONDS = 10.0
+
 Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
 """`handler(uow, event, envelope)`: stage effects in `uow.session`; the consumer commits."""
 
@@ -109,7 +111,12 @@ class EventConsumer:
                         await self.process(record)
                     await consumer.commit({partition: records[-1].offset + 1})
         finally:
-            await consumer.stop()
+            # Leaving the group can hang if the broker is mid-rebalance; never block shutdown
+            # on it (uncommitted offsets are re-delivered, and the inbox skips them).
+            try:
+                await asyncio.wait_for(consumer.stop(), timeout=STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.warning("consumer %s did not leave its group in time", self.name)
 
     async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Apply one message exactly once, or dead-letter it. Never raises for bad input."""

@@ -42,6 +42,7 @@ HTTP_LATENCY = Histogram("cyberclaims_http_request_seconds", "HTTP latency",
 
 Worker = Callable[[], Awaitable[None]]
 MAX_CORRELATION_ID = 128
+SHUTDOWN_TIMEOUT_SECONDS = 20.0
 
 
 @dataclass
@@ -141,7 +142,10 @@ def create_service_app(
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_SECONDS)
+                for task in stuck:
+                    log.warning("%s: a worker did not stop in time: %r", spec.name, task)
             if spec.teardown is not None:
                 await spec.teardown(runtime)
             await publisher.stop()

@@ -13,19 +13,21 @@ from shared.settings import PlatformSettings
 
 NAME = "intake"
 
-SPEC = ServiceSpec(
-    name=NAME,
-    title="cyberclaims intake",
-    description="Policies, first notice of loss and each incident's status timeline.",
-    routers=views.routers,
-    outbox_model=Outbox,
-    inbox_model=Inbox,
-    handlers=lambda _runtime: handlers.handlers(),
-)
+def spec(settings: IntakeSettings) -> ServiceSpec:
+    """The service, bound to its settings (intake needs none beyond the platform's)."""
+    return ServiceSpec(
+        name=NAME,
+        title="cyberclaims intake",
+        description="Policies, first notice of loss and each incident's status timeline.",
+        routers=views.routers,
+        outbox_model=Outbox,
+        inbox_model=Inbox,
+        handlers=lambda _runtime: handlers.handlers(),
+    )
 
 
 def create_app(settings: IntakeSettings | None = None, platform: PlatformSettings | None = None,
                clock: Clock | None = None, **options: bool) -> FastAPI:
     settings = settings or IntakeSettings()
-    return create_service_app(SPEC, database_url=settings.resolved_database_url(NAME),
+    return create_service_app(spec(settings), database_url=settings.resolved_database_url(NAME),
                               platform=platform, clock=clock, **options)

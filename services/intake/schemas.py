@@ -19,15 +19,9 @@ from pydantic import (
 
 from shared.events import Category, Contact, DataType, Industry, Section, SectionTerms
 from shared.money import Money
+from shared.regions import Region
 
 PolicyNumber = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
-CN_REGIONS = (
-    "AH", "BJ", "CQ", "FJ", "GD", "GS", "GX", "GZ", "HA", "HB", "HE", "HI", "HK", "HL", "HN",
-    "JL", "JS", "JX", "LN", "MO", "NM", "NX", "QH", "SC", "SD", "SH", "SN", "SX", "TJ", "TW",
-    "XJ", "XZ", "YN", "ZJ",
-)
-"""The subdivisions of ISO 3166-2:CN (a pattern alone would admit codes such as CN-XX)."""
-Region = Annotated[str, Field(pattern=rf"^CN-({'|'.join(CN_REGIONS)})$", examples=["CN-GD"])]
 Text = Annotated[str, Field(min_length=1, max_length=10_000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=300)]
 

@@ -19,7 +19,7 @@ from shared.settings import PlatformSettings
 NAME = "notify"
 
 
-def build_spec(settings: NotifySettings) -> ServiceSpec:
+def spec(settings: NotifySettings) -> ServiceSpec:
     """The spec, bound to these settings (team addresses, SMTP server, retry schedule)."""
 
     async def setup(runtime: Runtime) -> None:
@@ -55,5 +55,5 @@ def build_spec(settings: NotifySettings) -> ServiceSpec:
 def create_app(settings: NotifySettings | None = None, platform: PlatformSettings | None = None,
                clock: Clock | None = None, **options: bool) -> FastAPI:
     settings = settings or NotifySettings()
-    return create_service_app(build_spec(settings), database_url=settings.resolved_database_url(NAME),
+    return create_service_app(spec(settings), database_url=settings.resolved_database_url(NAME),
                               platform=platform, clock=clock, **options)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI
@@ -19,51 +18,47 @@ from shared.service import Runtime, ServiceSpec, Worker, create_service_app
 from shared.settings import PlatformSettings
 
 NAME = "triage"
-SETTINGS = "settings"
 
 
-def _context(runtime: Runtime) -> TriageContext:
-    context: TriageContext = runtime.resources[views.CONTEXT]
-    return context
+def spec(settings: TriageSettings) -> ServiceSpec:
+    """The service, bound to its settings (response times, the timer's pace)."""
 
+    def context(runtime: Runtime) -> TriageContext:
+        found: TriageContext = runtime.resources[views.CONTEXT]
+        return found
 
-def _handlers(runtime: Runtime) -> Mapping[type[Event], Handler]:
-    return handlers.handlers(_context(runtime))
+    async def setup(runtime: Runtime) -> None:
+        runtime.resources[views.CONTEXT] = TriageContext(runtime.outbox, runtime.clock,
+                                                         settings.response_times())
 
+    def workers(runtime: Runtime) -> Sequence[Worker]:
+        async def deadline_timer() -> None:
+            """Expire, re-dispatch and assign from the database; nothing waits in memory."""
+            while True:
+                await service.run_timer_pass(runtime.uow, context(runtime))
+                await asyncio.sleep(settings.timer_poll_seconds)
 
-def _workers(runtime: Runtime) -> Sequence[Worker]:
-    async def deadline_timer() -> None:
-        """Expire, re-dispatch and assign from the database; nothing waits in memory."""
-        settings: TriageSettings = runtime.resources[SETTINGS]
-        while True:
-            await service.run_timer_pass(runtime.uow, _context(runtime))
-            await asyncio.sleep(settings.timer_poll_seconds)
+        return [deadline_timer]
 
-    return [deadline_timer]
+    def event_handlers(runtime: Runtime) -> Mapping[type[Event], Handler]:
+        return handlers.handlers(context(runtime))
 
-
-SPEC = ServiceSpec(
-    name=NAME,
-    title="cyberclaims triage",
-    description="Grades incidents and dispatches response jobs to panel vendors, with acceptance "
-                "deadlines and re-dispatch; the vendors' job API.",
-    routers=views.routers,
-    outbox_model=Outbox,
-    inbox_model=Inbox,
-    handlers=_handlers,
-    workers=_workers,
-)
+    return ServiceSpec(
+        name=NAME,
+        title="cyberclaims triage",
+        description="Grades incidents and dispatches response jobs to panel vendors, with "
+                    "acceptance deadlines and re-dispatch; the vendors' job API.",
+        routers=views.routers,
+        outbox_model=Outbox,
+        inbox_model=Inbox,
+        handlers=event_handlers,
+        workers=workers,
+        setup=setup,
+    )
 
 
 def create_app(settings: TriageSettings | None = None, platform: PlatformSettings | None = None,
                clock: Clock | None = None, **options: bool) -> FastAPI:
     settings = settings or TriageSettings()
-
-    async def setup(runtime: Runtime) -> None:
-        runtime.resources[SETTINGS] = settings
-        runtime.resources[views.CONTEXT] = TriageContext(runtime.outbox, runtime.clock,
-                                                         settings.response_times())
-
-    return create_service_app(dataclasses.replace(SPEC, setup=setup),
-                              database_url=settings.resolved_database_url(NAME),
+    return create_service_app(spec(settings), database_url=settings.resolved_database_url(NAME),
                               platform=platform, clock=clock, **options)

@@ -24,9 +24,9 @@ from shared.events import (
     Section,
 )
 from shared.money import Money
+from shared.regions import ServedRegion
 
 VendorId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Region = Annotated[str, Field(pattern=r"^(CN-[A-Z]{2}|\*)$", examples=["CN-GD", "*"])]
 ShortText = Annotated[str, Field(min_length=1, max_length=300)]
 Text = Annotated[str, Field(min_length=1, max_length=10_000)]
 
@@ -41,7 +41,7 @@ class Strict(BaseModel):
 class VendorBody(Strict):
     name: ShortText
     capabilities: Annotated[list[JobType], Field(min_length=1)]
-    regions: Annotated[list[Region], Field(min_length=1, description='region codes, or "*" for all')]
+    regions: Annotated[list[ServedRegion], Field(min_length=1, description='region codes, or "*" for all')]
     capacity: Annotated[int, Field(ge=0, le=10_000, description="most open jobs at once")]
     rating: Annotated[float, Field(ge=0, le=5)]
     active: bool = True

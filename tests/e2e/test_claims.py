@@ -109,7 +109,7 @@ def test_data_breach_on_critical_infrastructure_sets_a_one_hour_regulatory_deadl
     adjuster = api.adjuster("adj-1", "100000")
     triage = wait_for("the triage", lambda: adjuster.call(
         "triage", "GET", f"/v1/incidents/{incident_id}/triage", expect=(200, 404)),
-        until=lambda t: bool(t) and t["priority"] is not None and len(t["jobs"]) == 4)
+        until=lambda t: bool(t) and t.get("priority") is not None and len(t.get("jobs", [])) == 4)
     assert triage["priority"] == "P1"
     assert triage["regulatory_grade"] == "relatively_serious"
     deadline = datetime.fromisoformat(triage["regulatory_deadline"])
