@@ -108,7 +108,9 @@ async def test_the_reminder_fires_once_an_hour_before_the_deadline_unless_confir
         uows = app.state.runtime.uow
         due = deadline - timedelta(hours=1)
         clock.set(due - timedelta(seconds=1))
-        assert await fire_due_reminders(uows, notifier, due - timedelta(seconds=1)) == 0
+        # (a pass fires every due reminder in the database, other tests' too: look at ours)
+        await fire_due_reminders(uows, notifier, due - timedelta(seconds=1))
+        assert await reminder_state(app, first) == "pending"
         assert REMINDER not in await kinds(notify, tokens, reminded)
 
         clock.set(due)  # the worker fires it
@@ -116,7 +118,7 @@ async def test_the_reminder_fires_once_an_hour_before_the_deadline_unless_confir
         reminder_mail = await wait_until(
             lambda: [m for m in mailbox.to(mail) if "regulator" in str(m["Subject"])])
         clock.set(deadline + timedelta(minutes=45))  # past the second incident's due time too
-        assert await fire_due_reminders(uows, notifier) == 0
+        await fire_due_reminders(uows, notifier)
         assert await reminder_state(app, first) == "sent"
         assert await reminder_state(app, second) == "cancelled"
         first_kinds = await kinds(notify, tokens, reminded)
@@ -143,7 +145,8 @@ async def test_a_confirmation_that_arrives_before_the_triage_prevents_the_remind
         await wait_until(lambda: _is(app, incident_id, "cancelled"))
         uows, notifier = app.state.runtime.uow, app.state.runtime.resources["notifier"]
         clock.set(deadline - timedelta(minutes=30))
-        assert await fire_due_reminders(uows, notifier) == 0
+        await fire_due_reminders(uows, notifier)
+        assert await reminder_state(app, incident_id) == "cancelled"
         assert REMINDER not in await kinds(notify, tokens, org)
 
         # an unconfirmed one, fired by two racing passes (the clock stays before it is due, so
@@ -153,9 +156,9 @@ async def test_a_confirmation_that_arrives_before_the_triage_prevents_the_remind
         await emit(broker, triaged(other_id, other, other_deadline))
         await wait_until(lambda: _is(app, other_id, "pending"))
         due = other_deadline - timedelta(hours=1)
-        fired = await asyncio.gather(fire_due_reminders(uows, notifier, due),
-                                     fire_due_reminders(uows, notifier, due))
-        assert sorted(fired) == [0, 1]
+        await asyncio.gather(fire_due_reminders(uows, notifier, due),
+                             fire_due_reminders(uows, notifier, due))
+        assert await reminder_state(app, other_id) == "sent"
         assert (await kinds(notify, tokens, other)).count(REMINDER) == 1
 
 
