@@ -21,6 +21,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import TokenService
 from shared.clock import Clock, SystemClock
@@ -175,24 +177,46 @@ async def _supervised(service: str, worker: Worker) -> None:
             await asyncio.sleep(1.0)
 
 
-def _install_observability(app: FastAPI, service: str) -> None:
-    @app.middleware("http")
-    async def correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                        ) -> Response:
-        value = (request.headers.get("x-correlation-id") or "")[:MAX_CORRELATION_ID] \
-            or str(uuid.uuid4())
-        token = correlation_id.set(value)
+class CorrelationMiddleware:
+    """Gives every request a correlation id (the caller's `X-Correlation-Id`, or a new one),
+    echoes it in the response, and counts and times the request per route.
+
+    A plain ASGI middleware: Starlette's `BaseHTTPMiddleware` costs a task group per request.
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-correlation-id", "")[:MAX_CORRELATION_ID]
+        value = given or str(uuid.uuid4())
+        status = 500
         started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Correlation-Id"] = value
+            await send(message)
+
+        token = correlation_id.set(value)
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(service, request.method, path, response.status_code).inc()
-        HTTP_LATENCY.labels(service, request.method, path).observe(time.perf_counter() - started)
-        response.headers["X-Correlation-Id"] = value
-        return response
+            path = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, scope["method"], path, status).inc()
+            HTTP_LATENCY.labels(self.service, scope["method"], path).observe(
+                time.perf_counter() - started)
+
+
+def _install_observability(app: FastAPI, service: str) -> None:
+    app.add_middleware(CorrelationMiddleware, service=service)
 
     @app.get("/healthz", tags=["operations"], include_in_schema=False)
     async def healthz() -> dict[str, str]:
