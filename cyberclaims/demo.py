@@ -70,6 +70,13 @@ class ClaimStory:
     claim: dict[str, Any] = field(default_factory=dict)
     incident: dict[str, Any] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    subscriptions: list[tuple[Actor, str]] = field(default_factory=list)
+
+    def unsubscribe(self) -> None:
+        """The demo's webhook receiver goes away with the demo: so do its subscriptions."""
+        for subscriber, subscription_id in self.subscriptions:
+            subscriber.call("notify", "DELETE", f"/v1/subscriptions/{subscription_id}",
+                            expect=(204, 404))
 
 
 def say(message: str) -> None:
@@ -117,15 +124,14 @@ def register_panel(operator: Actor, suffix: str, region: str) -> list[str]:
     return vendor_ids
 
 
-def dispatched_jobs(api: Api, vendor_ids: list[str], incident_id: str,
+def dispatched_jobs(api: Api, incident_id: str,
                     expected: int) -> list[tuple[str, dict[str, Any]]]:
-    """(vendor id, job) of the incident's jobs waiting for these vendors to accept."""
+    """(vendor id, job) of the incident's jobs waiting to be accepted, whichever panel vendor
+    triage chose (the operator sees every job; each vendor then acts on its own)."""
 
     def probe() -> list[tuple[str, dict[str, Any]]]:
-        return [(vendor_id, job) for vendor_id in vendor_ids
-                for job in api.vendor(vendor_id).get("triage", "/v1/jobs",
-                                                     incident_id=incident_id)["items"]
-                if job["status"] == "dispatched"]
+        jobs = api.operator().get("triage", "/v1/jobs", incident_id=incident_id)["items"]
+        return [(job["vendor_id"], job) for job in jobs if job["status"] == "dispatched"]
 
     return wait_for(f"{expected} dispatched jobs", probe, until=lambda jobs: len(jobs) >= expected)
 
@@ -152,11 +158,10 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
     say(f"operator registers the panel vendors serving {region}")
     vendor_ids = register_panel(operator, suffix, region)
     say("vendors and the policyholder subscribe their webhooks")
-    for vendor_id in vendor_ids:
-        api.vendor(vendor_id).post("notify", "/v1/subscriptions",
-                                   {"url": f"{webhook_url}/{vendor_id}", "secret": WEBHOOK_SECRET})
-    holder.post("notify", "/v1/subscriptions",
-                {"url": f"{webhook_url}/{story.org_id}", "secret": WEBHOOK_SECRET})
+    for subscriber in [*(api.vendor(vendor_id) for vendor_id in vendor_ids), holder]:
+        subscription = subscriber.post("notify", "/v1/subscriptions", {
+            "url": f"{webhook_url}/{subscriber.name.split()[-1]}", "secret": WEBHOOK_SECRET})
+        story.subscriptions.append((subscriber, subscription["id"]))
 
     say("policyholder reports ransomware: ERP encrypted, systems down")
     outage_start = now - timedelta(hours=31)
@@ -173,7 +178,7 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
     story.incident_id = incident["id"]
     say(f"incident {story.incident_id} reported")
 
-    jobs = dispatched_jobs(api, vendor_ids, story.incident_id, expected=4)
+    jobs = dispatched_jobs(api, story.incident_id, expected=4)
     say(f"triage dispatched {len(jobs)} jobs: "
         + ", ".join(f"{job['job_type']} -> {vendor}" for vendor, job in jobs))
     invoices = {
@@ -229,8 +234,13 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
     story.incident = wait_for("the payment on the timeline",
                               lambda: holder.get("intake", f"/v1/incidents/{story.incident_id}"),
                               until=lambda i: i["status"] in ("paid", "payment_failed"))
-    story.deliveries = wait_for("notifications", lambda: operator.get(
-        "notify", "/v1/deliveries", incident_id=story.incident_id, limit=100)["items"])
+    say("waiting for notify to deliver the news of the payment")
+    story.deliveries = wait_for(
+        "the payment's notifications",
+        lambda: operator.get("notify", "/v1/deliveries", incident_id=story.incident_id,
+                             limit=100)["items"],
+        until=lambda items: any(d["kind"] == "payment_succeeded" and d["state"] == "delivered"
+                                and d["channel"] == "webhook" for d in items))
     return story
 
 
@@ -259,6 +269,8 @@ def print_story(story: ClaimStory, receiver: WebhookReceiver) -> None:
 def run_demo(api: Api) -> ClaimStory:
     with WebhookReceiver() as receiver:
         story = play_ransomware_claim(api, receiver.url)
-        wait_for("webhooks", lambda: receiver.received, timeout=15)
-        print_story(story, receiver)
+        try:
+            print_story(story, receiver)
+        finally:
+            story.unsubscribe()
     return story
