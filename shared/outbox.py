@@ -11,7 +11,6 @@ replica relay at a time, so two replicas never interleave one key.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 import zlib
@@ -30,6 +29,7 @@ from shared.db import UTCDateTime, is_postgres
 from shared.events import Envelope, Event
 from shared.kafka import Publisher
 from shared.logs import correlation_id as ambient_correlation_id
+from shared.polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -127,28 +127,23 @@ class OutboxRelay:
         self._max_backoff = max_backoff_seconds
         self._keep_sent_for = keep_sent_for
         self._lock_key = zlib.crc32(f"outbox:{service}".encode())
-        self._wakeup = asyncio.Event()
+        self._last_purge = clock.now()
+        self._loop = PollingLoop(f"{service} outbox relay", self._pass,
+                                 interval_seconds=poll_seconds, again_at=batch_size)
 
     def wake(self) -> None:
         """Called after a commit that wrote outbox rows (safe from any coroutine)."""
-        self._wakeup.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        last_purge = self._clock.now()
-        while True:
-            self._wakeup.clear()
-            try:
-                published = await self.publish_pending()
-            except Exception:
-                log.exception("outbox relay pass failed")
-                published = 0
-            if self._clock.now() - last_purge > timedelta(hours=1):
-                await self.purge_sent()
-                last_purge = self._clock.now()
-            if published >= self._batch_size:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_seconds)
+        await self._loop.run()
+
+    async def _pass(self) -> int:
+        published = await self.publish_pending()
+        if self._clock.now() - self._last_purge > timedelta(hours=1):
+            await self.purge_sent()
+            self._last_purge = self._clock.now()
+        return published
 
     async def publish_pending(self) -> int:
         """One pass: publish due rows in order; returns how many were sent."""

@@ -11,7 +11,6 @@ last try the delivery is dead until an operator redelivers it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import uuid
@@ -28,6 +27,7 @@ from shared.clock import Clock
 from shared.db import UnitOfWorkFactory
 from shared.events import Channel, NotificationDead, NotificationDelivered
 from shared.outbox import Outbox
+from shared.polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +65,15 @@ class DeliveryWorker:
         self._outbox = outbox
         self._webhooks = webhooks
         self._email = email
-        self._wakeup = asyncio.Event()
+        self._loop = PollingLoop("delivery", self.run_once,
+                                 interval_seconds=settings.worker_poll_seconds,
+                                 again_at=settings.worker_batch_size)
 
     def wake(self) -> None:
-        self._wakeup.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        while True:
-            self._wakeup.clear()
-            try:
-                done = await self.run_once()
-            except Exception:
-                log.exception("delivery pass failed")
-                done = 0
-            if done >= self._settings.worker_batch_size:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._settings.worker_poll_seconds)
+        await self._loop.run()
 
     async def run_once(self) -> int:
         """One pass: claim what is due, send it concurrently, record each result."""

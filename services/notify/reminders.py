@@ -10,7 +10,6 @@ deadline has passed is not sent (it lapses).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from services.notify.routing import REGULATORY_REMINDER
 from services.notify.service import Notifier
 from shared.db import UnitOfWorkFactory
 from shared.events import Envelope
+from shared.polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +105,14 @@ class ReminderWorker:
         self._uows = uows
         self._notifier = notifier
         self._on_fired = on_fired
+        self._loop = PollingLoop("reminder", self._pass,
+                                 interval_seconds=notifier.settings.reminder_poll_seconds)
 
     async def run(self) -> None:
-        while True:
-            try:
-                if await fire_due_reminders(self._uows, self._notifier):
-                    self._on_fired()
-            except Exception:
-                log.exception("reminder pass failed")
-            await asyncio.sleep(self._notifier.settings.reminder_poll_seconds)
+        await self._loop.run()
+
+    async def _pass(self) -> int:
+        fired = await fire_due_reminders(self._uows, self._notifier)
+        if fired:
+            self._on_fired()
+        return fired

@@ -12,7 +12,6 @@ are alerted by the PaymentFailed event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from services.payout.service import ClaimStatus, Context, PaymentState
 from services.payout.settings import PayoutSettings
 from shared.db import UnitOfWorkFactory
 from shared.events import PaymentFailed, PaymentSucceeded
+from shared.polling import PollingLoop
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +92,15 @@ class PaymentWorker:
         self._ctx = ctx
         self._provider = provider
         self._settings = settings
-        self._wakeup = asyncio.Event()
+        self._loop = PollingLoop("payment", self.process_due,
+                                 interval_seconds=settings.payment_poll_seconds)
 
     def wake(self) -> None:
         """Look for due payments now (called after an approval commits)."""
-        self._wakeup.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        while True:
-            self._wakeup.clear()
-            if await self.process_due():
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._settings.payment_poll_seconds)
+        await self._loop.run()
 
     async def process_due(self) -> int:
         """One pass: lease due payments, call the provider for each, record the outcomes."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI
@@ -14,6 +13,7 @@ from services.triage.settings import TriageSettings
 from shared.clock import Clock
 from shared.consumer import Handler
 from shared.events import Event
+from shared.polling import PollingLoop
 from shared.service import Runtime, ServiceSpec, Worker, create_service_app
 from shared.settings import PlatformSettings
 
@@ -32,13 +32,14 @@ def spec(settings: TriageSettings) -> ServiceSpec:
                                                          settings.response_times())
 
     def workers(runtime: Runtime) -> Sequence[Worker]:
-        async def deadline_timer() -> None:
+        async def deadline_timer_pass() -> int:
             """Expire, re-dispatch and assign from the database; nothing waits in memory."""
-            while True:
-                await service.run_timer_pass(runtime.uow, context(runtime))
-                await asyncio.sleep(settings.timer_poll_seconds)
+            await service.run_timer_pass(runtime.uow, context(runtime))
+            return 0
 
-        return [deadline_timer]
+        timer = PollingLoop("deadline timer", deadline_timer_pass,
+                            interval_seconds=settings.timer_poll_seconds)
+        return [timer.run]
 
     def event_handlers(runtime: Runtime) -> Mapping[type[Event], Handler]:
         return handlers.handlers(context(runtime))

@@ -179,8 +179,11 @@ async def test_every_coverage_question_holds_the_claim_for_an_adjuster(
             await incident.complete({EXTORTION if code == "SECTION_NOT_COVERED" else IR: "60000"},
                                     attribution=Attribution.state_actor if code == "WAR_EXCLUSION"
                                     else Attribution.criminal)
-        for incident in repeat:
+        for incident in repeat:  # payout knows both incidents before either is assessed
             await incident.report()
+        for incident in repeat:
+            await claim_when(payout, adjuster, incident.incident_id, "open")
+        for incident in repeat:
             await incident.complete({IR: "60000"})
         for code, incident in [*cases.items(), *(("REPEAT_INCIDENT", i) for i in repeat)]:
             claim = await claim_when(payout, adjuster, incident.incident_id, "pending_approval")
