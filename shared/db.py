@@ -6,7 +6,6 @@ timestamps are stored in UTC and always come back time-zone aware.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -138,10 +137,6 @@ class UnitOfWorkFactory:
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.on_commit)
-
-
-def new_id() -> uuid.UUID:
-    return uuid.uuid4()
 
 
 NAMING_CONVENTION = {

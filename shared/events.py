@@ -19,7 +19,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from shared.money import Money
 from shared.topics import CLAIMS, INCIDENTS, NOTIFICATIONS, POLICIES, RESPONSE, Topic
 
-SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 
 

@@ -122,7 +122,6 @@ class OutboxRelay:
         self._publisher = publisher
         self._service = service
         self._clock = clock
-        self._poll_seconds = poll_seconds
         self._batch_size = batch_size
         self._max_backoff = max_backoff_seconds
         self._keep_sent_for = keep_sent_for

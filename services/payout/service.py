@@ -407,26 +407,23 @@ async def verify_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim
     item = await _open_loss(uow, claim, loss_id)
     if body.amount is not None and item.amount is not None and body.amount > item.amount:
         raise Unprocessable("a loss may be verified at its claimed amount or lower", field="amount")
-    now = ctx.clock.now()
-    item.state = LossState.verified
     item.verified_amount = body.amount
-    item.note = body.note
-    item.decided_by = _adjuster(principal)
-    item.decided_at = now
-    claim.updated_at = now
-    await uow.session.flush()
-    await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
-    await uow.commit()
-    return claim
+    return await _decide_loss(uow, ctx, principal, claim, item, LossState.verified, body.note)
 
 
 async def reject_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
                       loss_id: uuid.UUID, body: RejectLossIn) -> Claim:
     claim = await locked_claim(uow, claim_id)
     item = await _open_loss(uow, claim, loss_id)
+    return await _decide_loss(uow, ctx, principal, claim, item, LossState.rejected, body.reason)
+
+
+async def _decide_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim: Claim,
+                       item: LossItem, state: str, note: str) -> Claim:
+    """Record an adjuster's verdict on a loss item, then assess the claim if it is now ready."""
     now = ctx.clock.now()
-    item.state = LossState.rejected
-    item.note = body.reason
+    item.state = state
+    item.note = note
     item.decided_by = _adjuster(principal)
     item.decided_at = now
     claim.updated_at = now
