@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -50,11 +51,15 @@ class Unprocessable(Problem):
     title = "Unprocessable content"
 
 
+RETRY_AFTER_SECONDS = 1
+
+
 def problem_response(status: int, title: str, detail: str, instance: str,
                      **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "instance": instance, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {401: {"WWW-Authenticate": "Bearer"},
+               503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}.get(status)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -83,3 +88,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), str(exc.detail),
                                 request.url.path)
+
+    @app.exception_handler(PoolTimeout)
+    async def _overloaded(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every database connection stayed busy for the pool's whole timeout: overload, which
+        # the client may retry (with its Idempotency-Key), not a server bug.
+        return problem_response(503, "Service unavailable",
+                                "the service is overloaded; retry shortly", request.url.path)
