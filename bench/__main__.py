@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample the intake process with py-spy during intake_throughput")
     parser.add_argument("--seed", type=int, default=Options.seed, help="seed of every workload")
     args = parser.parse_args(argv)
+    # A SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so every benchmark stops the services it
+    # started (they run in their own sessions and would otherwise outlive it, skewing the next run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
