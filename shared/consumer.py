@@ -4,7 +4,13 @@ For each message: the handler's effects and the inbox row (consumer, event id) c
 transaction, so an event delivered twice has one effect. The offset is committed only after
 that commit. A handler that fails `max_attempts` times, or a message that cannot be read, goes
 to the topic's dead-letter topic with the error and its origin in headers, and the partition
-keeps flowing. Losing the database is not the message's fault: that waits and retries.
+keeps flowing. Losing the database is not the message's fault: that waits and retries, and so
+do a deadlock and a serialization failure (another transaction's fault, not the message's).
+
+Throughput: the messages of one fetch are applied in one transaction, in partition order (one
+BEGIN, one inbox look-up and one COMMIT for up to `batch_size` events instead of one each). If
+anything in that transaction fails, it is rolled back and the same messages are applied one
+at a time, so a poison message only ever costs its own retries.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ EVENTS_DUPLICATE = Counter("cyberclaims_events_duplicate_total", "Duplicates ski
 EVENTS_DEAD = Counter("cyberclaims_events_dead_lettered_total", "Dead-lettered", ["consumer"])
 
 STOP_TIMEOUT_SECONDS = 10.0
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 
 Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
 """`handler(uow, event, envelope)`: stage effects in `uow.session`; the consumer commits."""
@@ -72,6 +79,7 @@ class EventConsumer:
         session_timeout_ms: int = 10_000,
         fetch_max_wait_ms: int = 20,
         retry_delay_seconds: float = 0.2,
+        batch_size: int = 100,
     ) -> None:
         self.name = name
         self._group_id = group_id
@@ -86,6 +94,7 @@ class EventConsumer:
         self._session_timeout_ms = session_timeout_ms
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._retry_delay = retry_delay_seconds
+        self._batch_size = batch_size
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -105,11 +114,12 @@ class EventConsumer:
         self.ready.set()
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=500)
-                for partition, records in batches.items():
-                    for record in records:
-                        await self.process(record)
-                    await consumer.commit({partition: records[-1].offset + 1})
+                batches = await consumer.getmany(timeout_ms=500, max_records=self._batch_size)
+                if not batches:
+                    continue
+                await self.process_batch([r for records in batches.values() for r in records])
+                await consumer.commit({partition: records[-1].offset + 1
+                                       for partition, records in batches.items()})
         finally:
             # Leaving the group can hang if the broker is mid-rebalance; never block shutdown
             # on it (uncommitted offsets are re-delivered, and the inbox skips them).
@@ -118,22 +128,44 @@ class EventConsumer:
             except TimeoutError:
                 log.warning("consumer %s did not leave its group in time", self.name)
 
-    async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Apply one message exactly once, or dead-letter it. Never raises for bad input."""
-        try:
-            envelope = Envelope.from_kafka(record.headers, record.value)
-        except (ValueError, ValidationError) as exc:
-            await self._dead_letter(record, exc, attempts=1)
+    async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Apply each message exactly once, or dead-letter it. Never raises for bad input.
+
+        `records` keep each partition's order; they are applied in the order given."""
+        wanted: list[tuple[ConsumerRecord[bytes, bytes], Envelope, Handler]] = []
+        for record in records:
+            try:
+                envelope = Envelope.from_kafka(record.headers, record.value)
+            except (ValueError, ValidationError) as exc:
+                await self._dead_letter(record, exc, attempts=1)
+                continue
+            handler = self._handlers.get(envelope.type)
+            if handler is not None:  # a topic carries many event types; we want only some
+                wanted.append((record, envelope, handler))
+        if len(wanted) > 1 and await self._apply_together(wanted):
             return
-        handler = self._handlers.get(envelope.type)
-        if handler is None:
-            return  # a topic carries many event types; this consumer wants only some
+        for record, envelope, handler in wanted:
+            await self._process_one(record, envelope, handler)
+
+    async def _apply_together(self, wanted: list[tuple[ConsumerRecord[bytes, bytes], Envelope,
+                                                       Handler]]) -> bool:
+        """All of `wanted` in one transaction; False (nothing applied) if any of it failed."""
+        try:
+            await self._apply([(envelope, handler) for _, envelope, handler in wanted])
+        except Exception:
+            log.warning("%s: a batch of %d failed; applying them one at a time", self.name,
+                        len(wanted), exc_info=True)
+            return False
+        return True
+
+    async def _process_one(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope,
+                           handler: Handler) -> None:
         with correlation_scope(envelope.correlationid):
             attempts = 0
             while True:
                 attempts += 1
                 try:
-                    await self._apply(handler, envelope)
+                    await self._apply([(envelope, handler)])
                     return
                 except (PoisonMessage, ValidationError, UnknownEventType) as exc:
                     await self._dead_letter(record, exc, attempts=attempts)
@@ -143,6 +175,11 @@ class EventConsumer:
                         log.warning("database unreachable, retrying %s", envelope.id)
                         attempts -= 1
                         await asyncio.sleep(1.0)
+                        continue
+                    if getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+                        log.info("%s: %s lost a lock conflict, retrying", self.name, envelope.id)
+                        attempts -= 1
+                        await asyncio.sleep(self._retry_delay)
                         continue
                     if attempts >= self._max_attempts:
                         await self._dead_letter(record, exc, attempts=attempts)
@@ -158,41 +195,51 @@ class EventConsumer:
                                 exc_info=True)
                 await asyncio.sleep(self._retry_delay * attempts)
 
-    async def _apply(self, handler: Handler, envelope: Envelope) -> None:
-        event = envelope.event()
+    async def _apply(self, items: list[tuple[Envelope, Handler]]) -> None:
+        """Apply `items` in order in one transaction, skipping events the inbox already holds.
+        Raises, with nothing applied, if any of them fails."""
+        applied: list[Envelope] = []
+        duplicates = 0
         async with self._uow() as uow:
-            inbox = self._inbox
-            seen = await uow.session.scalar(
-                select(inbox.event_id).where(inbox.consumer == self.name,
-                                             inbox.event_id == envelope.id)
-            )
-            if seen is not None:
-                EVENTS_DUPLICATE.labels(self.name).inc()
-                return
-            row = inbox()
-            row.consumer = self.name
-            row.event_id = envelope.id
-            row.event_type = envelope.type
-            row.received_at = self._clock.now()
-            uow.session.add(row)
-            await handler(uow, event, envelope)
+            seen = await self._applied_already(uow, [envelope.id for envelope, _ in items])
+            for envelope, handler in items:
+                if envelope.id in seen:
+                    duplicates += 1
+                    continue
+                seen.add(envelope.id)
+                with correlation_scope(envelope.correlationid):
+                    uow.session.add(self._inbox_row(envelope))
+                    await handler(uow, envelope.event(), envelope)
+                applied.append(envelope)
             try:
                 await uow.commit()
             except IntegrityError:
                 # A concurrent delivery of the same event won the inbox row: one effect.
-                if await self._already_applied(envelope.id):
-                    EVENTS_DUPLICATE.labels(self.name).inc()
-                    return
-                raise
-        EVENTS_HANDLED.labels(self.name, envelope.type).inc()
+                if len(items) != 1:
+                    raise
+                async with self._uow() as fresh:
+                    if not await self._applied_already(fresh, [items[0][0].id]):
+                        raise
+                applied, duplicates = [], 1
+        EVENTS_DUPLICATE.labels(self.name).inc(duplicates)
+        for envelope in applied:
+            EVENTS_HANDLED.labels(self.name, envelope.type).inc()
 
-    async def _already_applied(self, event_id: uuid.UUID) -> bool:
-        async with self._uow() as uow:
-            inbox = self._inbox
-            found = await uow.session.scalar(
-                select(inbox.event_id).where(inbox.consumer == self.name, inbox.event_id == event_id)
-            )
-            return found is not None
+    def _inbox_row(self, envelope: Envelope) -> InboxColumns:
+        row = self._inbox()
+        row.consumer = self.name
+        row.event_id = envelope.id
+        row.event_type = envelope.type
+        row.received_at = self._clock.now()
+        return row
+
+    async def _applied_already(self, uow: UnitOfWork, event_ids: list[uuid.UUID]
+                               ) -> set[uuid.UUID]:
+        inbox = self._inbox
+        return set(await uow.session.scalars(
+            select(inbox.event_id).where(inbox.consumer == self.name,
+                                         inbox.event_id.in_(event_ids))
+        ))
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *,
                            attempts: int) -> None:

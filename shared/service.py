@@ -129,6 +129,7 @@ def create_service_app(
                 max_attempts=platform.consumer_max_attempts,
                 session_timeout_ms=platform.kafka_session_timeout_ms,
                 fetch_max_wait_ms=platform.kafka_fetch_max_wait_ms,
+                batch_size=platform.consumer_batch_size,
             )
         app.state.runtime = runtime
         app.state.tokens = runtime.tokens

@@ -53,6 +53,10 @@ class PlatformSettings(BaseSettings):
         description="How long a consumer's fetch waits for data: the floor of each hop's latency.",
     )
     consumer_max_attempts: int = Field(default=3, ge=1)
+    consumer_batch_size: int = Field(
+        default=100, ge=1,
+        description="Most events a consumer applies in one transaction (1: one at a time).",
+    )
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     currency: str = "CNY"
 

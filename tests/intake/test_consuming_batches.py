@@ -1,0 +1,115 @@
+"""The consumer applies a fetch's messages in one transaction; when anything in it fails, the
+same messages are applied one at a time, so a poison message costs only its own retries and a
+duplicate inside one fetch still has one effect.
+
+The records are handed to `EventConsumer.process_batch` directly (as one fetch would), against
+intake's real database and the real broker for dead letters."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.intake.handlers import handlers
+from services.intake.models import Inbox
+from shared.clock import SystemClock
+from shared.consumer import EventConsumer
+from shared.db import UnitOfWorkFactory, create_engine
+from shared.events import Envelope, Priority
+from shared.kafka import KafkaPublisher
+from shared.topics import RESPONSE
+from tests.intake.conftest import report, sql_rows, sql_value
+from tests.intake.test_consuming import dispatched, triaged
+from tests.support.kafka import wait_for_records
+
+
+@pytest.fixture
+async def consumer(intake_db: str, broker: str) -> AsyncIterator[EventConsumer]:
+    engine = create_engine(intake_db)
+    publisher = KafkaPublisher(broker, client_id="batch-test", idempotent=False)
+    await publisher.start()
+    try:
+        yield EventConsumer(name="intake", group_id="unused", bootstrap=broker,
+                            handlers=handlers(), uow=UnitOfWorkFactory(engine),
+                            inbox_model=Inbox, dead_letters=publisher, clock=SystemClock(),
+                            retry_delay_seconds=0.01)
+    finally:
+        await publisher.stop()
+        await engine.dispose()
+
+
+def records(*envelopes: Envelope, key: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """The envelopes as consecutive records of one partition."""
+    base = uuid.uuid4().int % 1_000_000_000  # an offset no other test's records use
+    return [ConsumerRecord(topic=RESPONSE.name, partition=0, offset=base + i, timestamp=0,
+                           timestamp_type=0, key=key.encode(), value=e.to_kafka_value(),
+                           checksum=None, serialized_key_size=0, serialized_value_size=0,
+                           headers=e.to_kafka_headers())
+            for i, e in enumerate(envelopes)]
+
+
+async def timeline(db: AsyncEngine, incident_id: str) -> list[str]:
+    rows = await sql_rows(db, "SELECT type FROM timeline WHERE incident_id = CAST(:id AS uuid) "
+                              "ORDER BY at, id", id=incident_id)
+    return [row[0] for row in rows]
+
+
+def fell_back(caplog: pytest.LogCaptureFixture) -> bool:
+    return any("applying them one at a time" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_fetch_with_a_duplicate_inside_is_applied_once(
+    consumer: EventConsumer, api: httpx.AsyncClient, insured: dict[str, Any], db: AsyncEngine,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="shared.consumer")
+    incident_id = await report(api, insured)
+    first = triaged(incident_id, insured["org_id"], insured["policy_number"])
+    then = dispatched(incident_id, insured["org_id"])
+
+    await consumer.process_batch(records(first, first, then, key=incident_id))
+    await consumer.process_batch(records(first, then, key=incident_id))  # the fetch again
+
+    assert not fell_back(caplog)  # each fetch was one transaction
+    assert await timeline(db, incident_id) == [
+        "incident.reported", "incident.triaged", "job.dispatched"]
+    assert await sql_value(db, "SELECT count(*) FROM inbox WHERE event_id IN (:a, :b)",
+                           a=first.id, b=then.id) == 2
+
+
+async def test_a_poison_message_in_a_fetch_does_not_hold_back_the_others(
+    consumer: EventConsumer, api: httpx.AsyncClient, insured: dict[str, Any], db: AsyncEngine,
+    broker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="shared.consumer")
+    incident_id = await report(api, insured)
+    org, policy = insured["org_id"], insured["policy_number"]
+    before = triaged(incident_id, org, policy, priority=Priority.P3)
+    # Fails on every try: its id collides with the report's timeline entry (unique constraint).
+    reported_event = await sql_value(
+        db, "SELECT event_id FROM timeline WHERE incident_id = CAST(:id AS uuid)", id=incident_id)
+    failing = triaged(incident_id, org, policy, priority=Priority.P4, event_id=reported_event)
+    after = dispatched(incident_id, org)
+    fetch = records(before, failing, after, key=incident_id)
+
+    await consumer.process_batch(fetch)
+
+    assert fell_back(caplog)
+    assert await timeline(db, incident_id) == [
+        "incident.reported", "incident.triaged", "job.dispatched"]
+    priority = await sql_value(db, "SELECT priority FROM incidents WHERE id = CAST(:id AS uuid)",
+                               id=incident_id)
+    assert priority == "P3"  # the poison's P4 never landed
+    [letter] = await wait_for_records(
+        broker, RESPONSE.dead_letter,
+        lambda r: dict(r.headers).get("ce_id") == str(failing.id).encode())
+    headers = {name: value.decode() for name, value in letter.headers}
+    assert headers["dlq_origin_offset"] == str(fetch[1].offset)
+    assert headers["dlq_attempts"] == "3"
