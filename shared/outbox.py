@@ -2,7 +2,8 @@
 publishes them to Kafka.
 
 The relay publishes pending rows in id order, which keeps per-key order; a row that fails
-holds back every later row of its key until it is sent. Rows stay `pending` until Kafka
+holds back every later row of its key until it is sent (`attempts` counts the tries of each
+row, so a stuck row shows how often it failed). Rows stay `pending` until Kafka
 acknowledged them, so rows left by a crash are simply published on the next pass
 (at-least-once; consumers de-duplicate by event id). On PostgreSQL an advisory lock lets one
 replica relay at a time, so two replicas never interleave one key.
@@ -174,9 +175,8 @@ class OutboxRelay:
                     future = _failed(exc)
                 deliveries.append((row, future))
             held_back: set[str] = set()
-            sent = 0
+            sent: list[int] = []
             for row, future in deliveries:
-                row.attempts += 1
                 if row.partition_key in held_back:
                     continue
                 try:
@@ -185,15 +185,21 @@ class OutboxRelay:
                     held_back.add(row.partition_key)
                     await self._hold_back_key(session, row, exc, now)
                     continue
-                row.state = OutboxState.sent
-                row.sent_at = self._clock.now()
-                sent += 1
-            OUTBOX_PUBLISHED.labels(self._service).inc(sent)
-            return sent
+                sent.append(row.id)
+            if sent:  # one statement for the whole pass, not one per row
+                await session.execute(
+                    update(model).where(model.id.in_(sent))
+                    .values(state=OutboxState.sent, sent_at=self._clock.now(),
+                            attempts=model.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+            OUTBOX_PUBLISHED.labels(self._service).inc(len(sent))
+            return len(sent)
 
     async def _hold_back_key(self, session: AsyncSession, row: OutboxColumns, exc: BaseException,
                              now: datetime) -> None:
         OUTBOX_FAILURES.labels(self._service).inc()
+        row.attempts += 1
         backoff = min(self._max_backoff, 0.5 * 2 ** min(row.attempts, 10))
         log.warning("outbox publish of %s failed (try %d): %r", row.event_id, row.attempts, exc)
         row.last_error = repr(exc)[:2000]

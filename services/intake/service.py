@@ -109,15 +109,14 @@ async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
     """Create the incident once per (org, Idempotency-Key).
 
     Returns the incident, its timeline and whether this was a replay of an earlier request.
+    The first request simply inserts (a retry is the rare case): the unique (org, key) index
+    turns a retry into an IntegrityError, and the retry is then answered from the stored one.
     """
     now = clock.now()
     _reject_future_timestamps(body, now)
     org_id = principal.org_id or ""
     fingerprint = request_fingerprint(body)
     async with uows() as uow:
-        existing = await _by_idempotency_key(uow, org_id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, fingerprint), await timeline(uow, existing.id), True
         await visible_policy(uow, principal, body.policy_number)
         incident = Incident(
             id=uuid.uuid4(), org_id=org_id, idempotency_key=idempotency_key,
@@ -138,11 +137,11 @@ async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
             await uow.commit()
             return incident, [reported], False
         except IntegrityError:
-            pass  # a concurrent request with the same key won the race: answer with its incident
+            pass  # the key was used before (a retry, or a concurrent request that won)
     async with uows() as uow:
         existing = await _by_idempotency_key(uow, org_id, idempotency_key)
         if existing is None:
-            raise Conflict("a concurrent report could not be stored; retry with the same key")
+            raise Conflict("the report could not be stored; retry with the same key")
         return _replay(existing, fingerprint), await timeline(uow, existing.id), True
 
 

@@ -2,8 +2,9 @@
 
 A pass claims due rows (FOR UPDATE SKIP LOCKED, so replicas share the work), counts the try
 and pushes `next_attempt_at` forward by a lease before anything is sent: if the process dies
-mid-send, the row is simply due again once the lease runs out. The result is recorded in a
-second transaction, fenced by the try number so a late answer never overwrites a newer try.
+mid-send, the row is simply due again once the lease runs out. The pass sends concurrently and
+records every result in a second transaction, fenced by the try number so a late answer never
+overwrites a newer try.
 Failures are retried after `base * 2^(tries-1)` seconds with full jitter, capped; after the
 last try the delivery is dead until an operator redelivers it.
 """
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.channels import EmailSender, SendFailed, WebhookSender, email_message
 from services.notify.models import Delivery, DeliveryState, Subscription
@@ -76,9 +78,11 @@ class DeliveryWorker:
         await self._loop.run()
 
     async def run_once(self) -> int:
-        """One pass: claim what is due, send it concurrently, record each result."""
+        """One pass: claim what is due, send it concurrently, record the results together."""
         claimed = await self._claim()
-        await asyncio.gather(*(self._attempt(item) for item in claimed))
+        if claimed:
+            errors = await asyncio.gather(*(self._attempt(item) for item in claimed))
+            await self._record(list(zip(claimed, errors, strict=True)))
         return len(claimed)
 
     async def _claim(self) -> list[Claimed]:
@@ -92,12 +96,15 @@ class DeliveryWorker:
                 .limit(self._settings.worker_batch_size)
                 .with_for_update(skip_locked=True)
             )).all()
+            wanted = {row.subscription_id for row in rows if row.subscription_id}
+            subscriptions = {s.id: s for s in await uow.session.scalars(
+                select(Subscription).where(Subscription.id.in_(wanted)))} if wanted else {}
             claimed = []
             for row in rows:
                 row.attempts += 1
                 row.next_attempt_at = now + lease
-                subscription = (await uow.session.get(Subscription, row.subscription_id)
-                                if row.subscription_id else None)
+                subscription = subscriptions.get(row.subscription_id) if row.subscription_id \
+                    else None
                 claimed.append(Claimed(
                     id=row.id, tries=row.attempts, channel=row.channel, event_type=row.event_type,
                     payload=row.payload, url=subscription.url if subscription else None,
@@ -107,7 +114,8 @@ class DeliveryWorker:
             await uow.commit()
         return claimed
 
-    async def _attempt(self, item: Claimed) -> None:
+    async def _attempt(self, item: Claimed) -> SendFailed | None:
+        """Send one delivery; its failure, or None."""
         error: SendFailed | None = None
         try:
             await self._send(item)
@@ -118,7 +126,7 @@ class DeliveryWorker:
             error = SendFailed(repr(exc)[:500])
         if error is not None:
             log.warning("delivery %s try %d failed: %s", item.id, item.tries, error)
-        await self._record(item, error)
+        return error
 
     async def _send(self, item: Claimed) -> None:
         if item.channel == Channel.webhook:
@@ -136,30 +144,39 @@ class DeliveryWorker:
         else:
             raise Permanent(f"nothing to send over {item.channel}")
 
-    async def _record(self, item: Claimed, error: SendFailed | None) -> None:
+    async def _record(self, results: list[tuple[Claimed, SendFailed | None]]) -> None:
         async with self._uows() as uow:
-            row = await uow.session.get(Delivery, item.id, with_for_update=True)
-            if row is None or row.state != DeliveryState.pending or row.attempts != item.tries:
-                return  # redelivered or re-claimed meanwhile: that try owns the row now
+            rows = {row.id: row for row in await uow.session.scalars(
+                select(Delivery).where(Delivery.id.in_([item.id for item, _ in results]))
+                .order_by(Delivery.id).with_for_update()
+            )}
             now = self._clock.now()
-            if error is None:
-                row.state = DeliveryState.delivered
-                row.delivered_at = now
-                row.last_error = None
-                self._outbox.add(uow.session, NotificationDelivered(
-                    **_facts(row, now), attempts=row.attempts), correlation_id=row.correlation_id)
-            elif isinstance(error, Permanent) or row.attempts >= self._settings.max_attempts:
-                row.state = DeliveryState.dead
-                row.last_error = str(error)
-                self._outbox.add(uow.session, NotificationDead(
-                    **_facts(row, now), attempts=row.attempts, last_error=str(error)),
-                    correlation_id=row.correlation_id)
-            else:
-                row.last_error = str(error)
-                row.next_attempt_at = now + timedelta(seconds=backoff_seconds(
-                    row.attempts, base=self._settings.backoff_base_seconds,
-                    cap=self._settings.backoff_cap_seconds))
+            for item, error in results:
+                row = rows.get(item.id)
+                if row is None or row.state != DeliveryState.pending or row.attempts != item.tries:
+                    continue  # redelivered or re-claimed meanwhile: that try owns the row now
+                self._apply_result(uow.session, row, error, now)
             await uow.commit()
+
+    def _apply_result(self, session: AsyncSession, row: Delivery, error: SendFailed | None,
+                      now: datetime) -> None:
+        if error is None:
+            row.state = DeliveryState.delivered
+            row.delivered_at = now
+            row.last_error = None
+            self._outbox.add(session, NotificationDelivered(
+                **_facts(row, now), attempts=row.attempts), correlation_id=row.correlation_id)
+        elif isinstance(error, Permanent) or row.attempts >= self._settings.max_attempts:
+            row.state = DeliveryState.dead
+            row.last_error = str(error)
+            self._outbox.add(session, NotificationDead(
+                **_facts(row, now), attempts=row.attempts, last_error=str(error)),
+                correlation_id=row.correlation_id)
+        else:
+            row.last_error = str(error)
+            row.next_attempt_at = now + timedelta(seconds=backoff_seconds(
+                row.attempts, base=self._settings.backoff_base_seconds,
+                cap=self._settings.backoff_cap_seconds))
 
 
 def _facts(row: Delivery, now: datetime) -> dict[str, Any]:

@@ -246,8 +246,10 @@ def _dispatch(session: AsyncSession, ctx: TriageContext, job: Job, incident: Inc
     ), incident, cause)
 
 
-async def _refusers(session: AsyncSession, job_id: uuid.UUID) -> list[str]:
-    return list(await session.scalars(select(JobRefusal.vendor_id).where(JobRefusal.job_id == job_id)))
+async def _refusers(session: AsyncSession, job: Job) -> list[str]:
+    if job.attempt == 0:
+        return []  # never dispatched, so nobody has declined it or let it expire
+    return list(await session.scalars(select(JobRefusal.vendor_id).where(JobRefusal.job_id == job.id)))
 
 
 async def _offer(session: AsyncSession, ctx: TriageContext, job: Job, incident: Incident,
@@ -256,7 +258,7 @@ async def _offer(session: AsyncSession, ctx: TriageContext, job: Job, incident: 
     """Dispatch the job to the first eligible vendor that still has room (the rulebook's
     order); otherwise leave it unassigned (and, if `announce`, tell the operators)."""
     candidates = rules.rank_vendors(pool.values(), JobType(job.job_type), job.region,
-                                    await _refusers(session, job.id))
+                                    await _refusers(session, job))
     for candidate in candidates:
         open_jobs = await _take_slot(session, candidate.vendor_id)
         if open_jobs is None:
