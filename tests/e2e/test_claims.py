@@ -187,6 +187,11 @@ def test_a_job_not_accepted_in_time_goes_to_the_next_vendor(system: System, api:
         if pair[0] == backup_id], timeout=60)
     assert second == backup_id
     assert [h["status"] for h in job["history"]].count("expired") == 1
-    assert "job.expired" in timeline_types(holder, incident_id)
-    expired = api.operator().get("notify", "/v1/deliveries", incident_id=incident_id)["items"]
-    assert any(d["recipient"] == "team:operators" for d in expired)
+    # Triage's API shows the re-dispatch as soon as triage commits; intake's timeline and
+    # notify's deliveries learn of the expiry from Kafka a moment later.
+    wait_for("the timeline", lambda: timeline_types(holder, incident_id),
+             until=lambda types: "job.expired" in types)
+    operator = api.operator()
+    wait_for("the operators' alert", lambda: operator.get(
+        "notify", "/v1/deliveries", incident_id=incident_id)["items"],
+        until=lambda items: any(d["recipient"] == "team:operators" for d in items))
