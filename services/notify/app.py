@@ -26,15 +26,18 @@ def spec(settings: NotifySettings) -> ServiceSpec:
         notifier = Notifier(settings=settings, clock=runtime.clock, outbox=runtime.outbox,
                             templates=Templates())
         http = new_http_client(settings)
+        email = EmailSender(settings)
         delivery_worker = DeliveryWorker(runtime.uow, settings, runtime.clock, runtime.outbox,
-                                         WebhookSender(http), EmailSender(settings))
+                                         WebhookSender(http), email)
         runtime.resources.update(
-            settings=settings, notifier=notifier, http=http, delivery_worker=delivery_worker,
+            settings=settings, notifier=notifier, http=http, email=email,
+            delivery_worker=delivery_worker,
             reminder_worker=ReminderWorker(runtime.uow, notifier, delivery_worker.wake),
         )
 
     async def teardown(runtime: Runtime) -> None:
         await runtime.resources["http"].aclose()
+        await runtime.resources["email"].close()
 
     return ServiceSpec(
         name=NAME,

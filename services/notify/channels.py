@@ -6,6 +6,7 @@ delivery worker decides about retries.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -63,19 +64,60 @@ def email_message(*, sender: str, to: str, subject: str, text: str, html: str,
 
 
 class EmailSender:
+    """SMTP over a few kept-open connections (`smtp_connections`).
+
+    A connection per mail cost a TCP and SMTP handshake (and TLS, in production) for every
+    message. A connection that fails is dropped; one the server closed while it sat idle is
+    replaced once before the try counts as failed."""
+
     def __init__(self, settings: NotifySettings) -> None:
         self._settings = settings
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(settings.smtp_connections)
 
     async def send(self, message: EmailMessage) -> None:
+        async with self._slots:
+            try:
+                client = await self._deliver(self._idle.pop() if self._idle else None, message)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                raise SendFailed(f"{type(exc).__name__}: {exc}"[:500]) from exc
+            self._idle.append(client)
+
+    async def _deliver(self, client: aiosmtplib.SMTP | None, message: EmailMessage
+                       ) -> aiosmtplib.SMTP:
+        """Send on `client` if it is still open, else on a new connection; the connection
+        to keep."""
+        if client is not None and client.is_connected:
+            try:
+                await client.send_message(message)
+                return client
+            except aiosmtplib.SMTPServerDisconnected:
+                client.close()  # the server hung up on the idle connection
+            except BaseException:
+                client.close()
+                raise
         settings = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.smtp_host, port=settings.smtp_port,
+            username=settings.smtp_username, password=settings.smtp_password,
+            start_tls=settings.smtp_starttls, timeout=settings.smtp_timeout_seconds,
+        )
         try:
-            await aiosmtplib.send(
-                message, hostname=settings.smtp_host, port=settings.smtp_port,
-                username=settings.smtp_username, password=settings.smtp_password,
-                start_tls=settings.smtp_starttls, timeout=settings.smtp_timeout_seconds,
-            )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise SendFailed(f"{type(exc).__name__}: {exc}"[:500]) from exc
+            await client.connect()
+            await client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    async def close(self) -> None:
+        """Say goodbye on every idle connection (at shutdown)."""
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()
 
 
 def new_http_client(settings: NotifySettings) -> httpx.AsyncClient:

@@ -16,6 +16,8 @@ class NotifySettings(ServiceSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    smtp_connections: int = Field(default=4, ge=1,
+                                  description="SMTP connections kept open and used at once")
     sender: str = "cyberclaims <notify@insurer.example>"
     adjusters_email: str | None = "adjusters@insurer.example"
     operators_email: str | None = "operators@insurer.example"
