@@ -10,7 +10,9 @@ do a deadlock and a serialization failure (another transaction's fault, not the 
 Throughput: the messages of one fetch are applied in one transaction, in partition order (one
 BEGIN, one inbox look-up and one COMMIT for up to `batch_size` events instead of one each). If
 anything in that transaction fails, it is rolled back and the same messages are applied one
-at a time, so a poison message only ever costs its own retries.
+at a time, so a poison message only ever costs its own retries. A message whose `ce_type`
+header names a type this consumer has no handler for is skipped without being decoded (a topic
+carries many types; the consumer that handles it judges whether it is readable).
 """
 
 from __future__ import annotations
@@ -134,13 +136,16 @@ class EventConsumer:
         `records` keep each partition's order; they are applied in the order given."""
         wanted: list[tuple[ConsumerRecord[bytes, bytes], Envelope, Handler]] = []
         for record in records:
+            declared = Envelope.type_in_kafka_headers(record.headers)
+            if declared is not None and declared not in self._handlers:
+                continue  # another consumer's event (a topic carries many types): not decoded
             try:
                 envelope = Envelope.from_kafka(record.headers, record.value)
             except (ValueError, ValidationError) as exc:
                 await self._dead_letter(record, exc, attempts=1)
                 continue
             handler = self._handlers.get(envelope.type)
-            if handler is not None:  # a topic carries many event types; we want only some
+            if handler is not None:
                 wanted.append((record, envelope, handler))
         if len(wanted) > 1 and await self._apply_together(wanted):
             return

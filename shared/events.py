@@ -551,6 +551,14 @@ class Envelope(BaseModel):
     def to_kafka_value(self) -> bytes:
         return json.dumps(self.data, separators=(",", ":")).encode()
 
+    @staticmethod
+    def type_in_kafka_headers(headers: Any) -> str | None:
+        """The event type a message declares, read without decoding the message."""
+        for name, raw in headers or ():
+            if name == "ce_type":
+                return bytes(raw).decode(errors="replace")
+        return None
+
     @classmethod
     def from_kafka(cls, headers: Any, value: bytes | None) -> Envelope:
         """Rebuild the envelope from a binary-mode Kafka message; raises on a malformed one."""

@@ -113,3 +113,24 @@ async def test_a_poison_message_in_a_fetch_does_not_hold_back_the_others(
     headers = {name: value.decode() for name, value in letter.headers}
     assert headers["dlq_origin_offset"] == str(fetch[1].offset)
     assert headers["dlq_attempts"] == "3"
+
+
+async def test_only_messages_of_handled_types_are_decoded_and_so_dead_lettered(
+    consumer: EventConsumer, api: httpx.AsyncClient, insured: dict[str, Any], broker: str
+) -> None:
+    incident_id = await report(api, insured)
+    handled = dispatched(incident_id, insured["org_id"])
+    not_ours = triaged(incident_id, insured["org_id"], insured["policy_number"]).model_copy(
+        update={"type": "cyberclaims.incident.reported.v1"})  # intake publishes it, never reads it
+    fetch = records(not_ours, handled, key=incident_id)
+    for record in fetch:  # both unreadable
+        object.__setattr__(record, "value", b"{not json")
+
+    await consumer.process_batch(fetch)
+
+    offsets = {str(r.offset).encode() for r in fetch}
+    letters = await wait_for_records(
+        broker, RESPONSE.dead_letter,
+        lambda r: dict(r.headers).get("dlq_origin_offset") in offsets, settle=0.5)
+    assert [dict(r.headers)["dlq_origin_offset"] for r in letters] == [
+        str(fetch[1].offset).encode()]
