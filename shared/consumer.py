@@ -213,9 +213,11 @@ class EventConsumer:
                     continue
                 seen.add(envelope.id)
                 with correlation_scope(envelope.correlationid):
-                    uow.session.add(self._inbox_row(envelope))
                     await handler(uow, envelope.event(), envelope)
                 applied.append(envelope)
+            # Added last, so the inbox rows go in as one INSERT at commit rather than one per
+            # event in the handlers' flushes; a concurrent copy still collides with them there.
+            uow.session.add_all([self._inbox_row(envelope) for envelope in applied])
             try:
                 await uow.commit()
             except IntegrityError:
