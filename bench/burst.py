@@ -90,7 +90,7 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
     if lost:
         notes.append(f"{lost} accepted incident(s) were not dispatched within the time limit")
     if len(accepted) < count:
-        notes.append(f"{count - len(accepted)} report(s) were not accepted: {result.errors}")
+        notes.append(f"{count - len(accepted)} report(s) were not accepted: {result.not_accepted()}")
     return Outcome(
         figures=figures,
         targets=[Target("end-to-end incidents per second", rate, ">=", TARGET_RATE, "/s"),
