@@ -83,14 +83,14 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
         "loadgen_cpu_fraction": round(result.cpu_fraction, 2),
     }
     notes = [f"{count} ransomware reports across {len(scenario.insured)} SMEs, closed loop with "
-             f"{concurrency} in flight; done = triaged and every job dispatched or unassigned"]
-    notes.append("cpu_ms_per_incident: each service's CPU time from the first report until "
-                 "the last incident was placed, over the incidents placed; steadier across "
-                 "runs than the rate (notify and payout may still be catching up at the end)")
+             f"{concurrency} in flight; done = triaged and every job dispatched or unassigned",
+             "cpu_ms_per_incident: each service's CPU time from the first report until the "
+             "last incident was placed, over the incidents placed; steadier across runs than "
+             "the rate (notify and payout may still be catching up at the end)"]
     if lost:
         notes.append(f"{lost} accepted incident(s) were not dispatched within the time limit")
-    if len(accepted) < count:
-        notes.append(f"{count - len(accepted)} report(s) were not accepted: {result.not_accepted()}")
+    if refused := result.not_accepted_note():
+        notes.append(refused)
     return Outcome(
         figures=figures,
         targets=[Target("end-to-end incidents per second", rate, ">=", TARGET_RATE, "/s"),

@@ -73,9 +73,8 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         notes.append(f"the generator fell behind its schedule by up to {max(late_starts):.2f} s")
     if dead:
         notes.append(f"{dead} message(s) on dead-letter topics")
-    if len(accepted) < len(result.samples):
-        notes.append(f"{len(result.samples) - len(accepted)} report(s) were not accepted: "
-                     f"{result.not_accepted()}")
+    if refused := result.not_accepted_note():
+        notes.append(refused)
     figures = {
         "reports_sent": len(result.samples),
         "reports_accepted": len(accepted),

@@ -68,10 +68,14 @@ class LoadResult:
     def accepted(self) -> list[Sample]:
         return [s for s in self.samples if s[3] in (200, 201)]
 
-    def not_accepted(self) -> dict[str, int]:
-        """Why the other requests failed: HTTP status or client error, and how often."""
-        statuses = Counter(f"HTTP {s[3]}" for s in self.samples if s[3] not in (0, 200, 201))
-        return {**statuses, **self.errors}
+    def not_accepted_note(self) -> str | None:
+        """How many reports were not accepted and why (HTTP status or client error), if any."""
+        refused = len(self.samples) - len(self.accepted())
+        if not refused:
+            return None
+        reasons = {**Counter(f"HTTP {s[3]}" for s in self.samples if s[3] not in (0, 200, 201)),
+                   **self.errors}
+        return f"{refused} report(s) were not accepted: {reasons}"
 
 
 class LoadProcess:

@@ -116,23 +116,18 @@ async def receive_incident(session: AsyncSession, ctx: TriageContext, event: Inc
     if await session.get(Incident, event.incident_id) is not None:
         return  # the same incident again (a replay under another event id)
     with session.no_autoflush:
-        await _receive_new_incident(session, ctx, event, envelope)
-
-
-async def _receive_new_incident(session: AsyncSession, ctx: TriageContext, event: IncidentReported,
-                                envelope: Envelope) -> None:
-    incident = Incident(
-        id=event.incident_id, org_id=event.org_id, policy_number=event.policy_number,
-        correlation_id=envelope.correlationid, category=event.category.value,
-        systems_down=event.systems_down, records_exposed=event.records_exposed,
-        affected_hosts=event.affected_hosts, funds_transferred=event.funds_transferred,
-        discovered_at=event.discovered_at, reported_at=event.reported_at,
-        status=IncidentStatus.awaiting_policy,
-    )
-    session.add(incident)
-    policy = await session.get(Policy, event.policy_number)
-    if policy is not None:
-        await _triage(session, ctx, incident, policy, envelope, ctx.clock.now())
+        incident = Incident(
+            id=event.incident_id, org_id=event.org_id, policy_number=event.policy_number,
+            correlation_id=envelope.correlationid, category=event.category.value,
+            systems_down=event.systems_down, records_exposed=event.records_exposed,
+            affected_hosts=event.affected_hosts, funds_transferred=event.funds_transferred,
+            discovered_at=event.discovered_at, reported_at=event.reported_at,
+            status=IncidentStatus.awaiting_policy,
+        )
+        session.add(incident)
+        policy = await session.get(Policy, event.policy_number)
+        if policy is not None:
+            await _triage(session, ctx, incident, policy, envelope, ctx.clock.now())
 
 
 def incident_facts(incident: Incident, critical_infrastructure: bool) -> IncidentFacts:
