@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -542,14 +543,10 @@ class Envelope(BaseModel):
 
     # CloudEvents Kafka protocol binding, binary content mode.
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:
-        attributes = self.model_dump(mode="json", exclude={"data", "datacontenttype"})
-        headers = [(f"ce_{name}", str(value).encode()) for name, value in attributes.items()
-                   if value is not None]
-        headers.append(("content-type", CONTENT_TYPE.encode()))
-        return headers
+        return kafka_headers(self.model_dump(mode="json"))
 
     def to_kafka_value(self) -> bytes:
-        return json.dumps(self.data, separators=(",", ":")).encode()
+        return kafka_value(self.data)
 
     @staticmethod
     def type_in_kafka_headers(headers: Any) -> str | None:
@@ -577,3 +574,17 @@ class UnknownEventType(ValueError):
 
 def event_class(event_type: str) -> type[Event]:
     return Event.registry[event_type]
+
+
+def kafka_headers(stored: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """The `ce_*` headers of an envelope in its JSON form (as the outbox stores it), so the
+    relay can publish a stored envelope without rebuilding the model."""
+    headers = [(f"ce_{name}", str(value).encode()) for name, value in stored.items()
+               if value is not None and name not in ("data", "datacontenttype")]
+    headers.append(("content-type", CONTENT_TYPE.encode()))
+    return headers
+
+
+def kafka_value(data: Mapping[str, Any]) -> bytes:
+    """The message value: the event's data as compact JSON."""
+    return json.dumps(data, separators=(",", ":")).encode()

@@ -20,14 +20,26 @@ from enum import StrEnum
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import BigInteger, Index, Integer, String, Text, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Integer,
+    Row,
+    String,
+    Text,
+    delete,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import JSON, Uuid
 
 from shared.clock import Clock
 from shared.db import UTCDateTime, is_postgres
-from shared.events import Envelope, Event
+from shared.events import Envelope, Event, kafka_headers, kafka_value
 from shared.kafka import Publisher
 from shared.logs import correlation_id as ambient_correlation_id
 from shared.polling import PollingLoop
@@ -77,7 +89,15 @@ class Outbox:
 
     def add(self, session: AsyncSession, event: Event, *, cause: Envelope | None = None,
             correlation_id: str | None = None) -> Envelope:
-        """Stage `event` in `session`; it is published only if the transaction commits.
+        """Stage `event` in `session`; it is published only if the transaction commits."""
+        envelope, values = self.stage(event, cause=cause, correlation_id=correlation_id)
+        session.add(self.model(**values))
+        return envelope
+
+    def stage(self, event: Event, *, cause: Envelope | None = None,
+              correlation_id: str | None = None) -> tuple[Envelope, dict[str, Any]]:
+        """The envelope of `event` and the column values of its outbox row, for a caller that
+        writes the row with its own statement (in the same transaction as its state change).
 
         Its correlation id is the cause's, else `correlation_id`, else the one of the request
         being served (X-Correlation-Id), so a report can be traced through every service."""
@@ -88,18 +108,11 @@ class Outbox:
             correlation_id = ambient_correlation_id.get()
         envelope = Envelope.wrap(event, source=self.source, time=now, correlation_id=correlation_id,
                                  causation_id=str(cause.id) if cause is not None else None)
-        row = self.model()
-        row.event_id = envelope.id
-        row.event_type = envelope.type
-        row.topic = event.topic.name
-        row.partition_key = event.partition_key()
-        row.envelope = envelope.model_dump(mode="json")
-        row.state = OutboxState.pending
-        row.attempts = 0
-        row.next_attempt_at = now
-        row.created_at = now
-        session.add(row)
-        return envelope
+        return envelope, {
+            "event_id": envelope.id, "event_type": envelope.type, "topic": event.topic.name,
+            "partition_key": event.partition_key(), "envelope": envelope.model_dump(mode="json"),
+            "state": OutboxState.pending, "attempts": 0, "next_attempt_at": now, "created_at": now,
+        }
 
 
 class OutboxRelay:
@@ -146,30 +159,34 @@ class OutboxRelay:
         return published
 
     async def publish_pending(self) -> int:
-        """One pass: publish due rows in order; returns how many were sent."""
-        model = self._model
+        """One pass: publish due rows in order; returns how many were sent.
+
+        Reads plain columns and publishes each stored envelope as it is (it was validated when
+        it was written), and on PostgreSQL takes the advisory lock in the same statement: the
+        relay's cost per event is a small part of the business transaction that wrote it."""
+        table = self._model.__table__  # type: ignore[attr-defined]
         async with self._sessions() as session, session.begin():
-            if is_postgres(session):
-                locked = await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
-                if not locked:
-                    return 0
             now = self._clock.now()
-            rows = (await session.scalars(
-                select(model)
-                .where(model.state == OutboxState.pending, model.next_attempt_at <= now)
-                .order_by(model.id)
+            query = (
+                select(table.c.id, table.c.event_id, table.c.topic, table.c.partition_key,
+                       table.c.envelope, table.c.attempts)
+                .where(table.c.state == OutboxState.pending, table.c.next_attempt_at <= now)
+                .order_by(table.c.id)
                 .limit(self._batch_size)
-            )).all()
+            )
+            if is_postgres(session):  # no rows unless this replica holds the relay's lock
+                lock = select(func.pg_try_advisory_xact_lock(self._lock_key).label("held")).cte()
+                query = query.select_from(table.join(lock, true())).where(lock.c.held)
+            rows = (await session.execute(query)).all()
             if not rows:
                 OUTBOX_PENDING.labels(self._service).set(0)
                 return 0
             deliveries = []
             for row in rows:
-                envelope = Envelope.model_validate(row.envelope)
                 try:
                     future = await self._publisher.send(
-                        row.topic, envelope.to_kafka_value(), key=row.partition_key.encode(),
-                        headers=envelope.to_kafka_headers(),
+                        row.topic, kafka_value(row.envelope["data"]),
+                        key=row.partition_key.encode(), headers=kafka_headers(row.envelope),
                     )
                 except Exception as exc:  # buffer full or producer closed: retry the row later
                     future = _failed(exc)
@@ -188,25 +205,25 @@ class OutboxRelay:
                 sent.append(row.id)
             if sent:  # one statement for the whole pass, not one per row
                 await session.execute(
-                    update(model).where(model.id.in_(sent))
+                    update(table).where(table.c.id.in_(sent))
                     .values(state=OutboxState.sent, sent_at=self._clock.now(),
-                            attempts=model.attempts + 1)
-                    .execution_options(synchronize_session=False)
+                            attempts=table.c.attempts + 1)
                 )
             OUTBOX_PUBLISHED.labels(self._service).inc(len(sent))
             return len(sent)
 
-    async def _hold_back_key(self, session: AsyncSession, row: OutboxColumns, exc: BaseException,
-                             now: datetime) -> None:
+    async def _hold_back_key(self, session: AsyncSession, row: Row[*tuple[Any, ...]],
+                             exc: BaseException, now: datetime) -> None:
         OUTBOX_FAILURES.labels(self._service).inc()
-        row.attempts += 1
-        backoff = min(self._max_backoff, 0.5 * 2 ** min(row.attempts, 10))
-        log.warning("outbox publish of %s failed (try %d): %r", row.event_id, row.attempts, exc)
-        row.last_error = repr(exc)[:2000]
+        attempts = row.attempts + 1
+        backoff = min(self._max_backoff, 0.5 * 2 ** min(attempts, 10))
+        log.warning("outbox publish of %s failed (try %d): %r", row.event_id, attempts, exc)
+        table = self._model.__table__  # type: ignore[attr-defined]
+        await session.execute(update(table).where(table.c.id == row.id)
+                              .values(attempts=attempts, last_error=repr(exc)[:2000]))
         await session.execute(
-            update(self._model)
-            .where(self._model.state == OutboxState.pending,
-                   self._model.partition_key == row.partition_key)
+            update(table)
+            .where(table.c.state == OutboxState.pending, table.c.partition_key == row.partition_key)
             .values(next_attempt_at=now + timedelta(seconds=backoff))
         )
 

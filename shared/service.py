@@ -235,7 +235,8 @@ def _install_observability(app: FastAPI, service: str) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """Async although it awaits nothing: FastAPI runs a plain function dependency in a thread."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
