@@ -1,8 +1,8 @@
 """Triage's use cases. Each stages its state change and its events in one unit of work.
 
-Capacity: a vendor's slot is taken with a conditional UPDATE (`open_jobs < capacity`) whose
-row count says whether it worked, so no vendor ever exceeds its capacity, whatever runs at
-once. Deadlocks: a transaction locks, in this order, the incident, then the job, then every
+Capacity: vendors' slots are taken with a conditional UPDATE (`open_jobs + taken <= capacity`)
+whose returned rows say where it worked, so no vendor ever exceeds its capacity, whatever runs
+at once. Deadlocks: a transaction locks, in this order, the incident, then the job, then every
 vendor it may touch in one `SELECT ... ORDER BY vendor_id FOR UPDATE`; holding a vendor, it
 only takes job rows with SKIP LOCKED. So no two transactions wait on each other in a cycle.
 """
@@ -10,12 +10,13 @@ only takes job rows with SKIP LOCKED. So no two transactions wait on each other 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -164,8 +165,7 @@ async def _triage(session: AsyncSession, ctx: TriageContext, incident: Incident,
         triaged_at=now,
     ), incident, cause)
     pool = await _lock_vendors(session, {job.job_type for job in jobs}, policy.region)
-    for job in jobs:
-        await _offer(session, ctx, job, incident, pool, now, cause=cause, announce=True)
+    await _offer_new_jobs(session, ctx, jobs, incident, pool, now, cause=cause)
 
 
 # --- vendor slots --------------------------------------------------------------------------------
@@ -200,18 +200,19 @@ async def _lock_vendors(session: AsyncSession, job_types: Iterable[str], region:
     return {vendor.vendor_id: _load(vendor) for vendor in locked}
 
 
-async def _take_slot(session: AsyncSession, vendor_id: str) -> int | None:
-    """One more open job for the vendor if it has room; its new open_jobs, or None."""
+async def _take_slots(session: AsyncSession, slots: Mapping[str, int]) -> dict[str, int]:
+    """`slots[v]` more open jobs for each vendor `v` that stays active and within its capacity
+    (a negative count gives slots back), in one statement; the new open_jobs of those changed."""
+    change = case(dict(slots), value=Vendor.vendor_id)
     result = await session.execute(
         update(Vendor)
-        .where(Vendor.vendor_id == vendor_id, Vendor.active.is_(True),
-               Vendor.open_jobs < Vendor.capacity)
-        .values(open_jobs=Vendor.open_jobs + 1)
-        .returning(Vendor.open_jobs)
+        .where(Vendor.vendor_id.in_(list(slots)), Vendor.active.is_(True),
+               Vendor.open_jobs + change <= Vendor.capacity)
+        .values(open_jobs=Vendor.open_jobs + change)
+        .returning(Vendor.vendor_id, Vendor.open_jobs)
         .execution_options(synchronize_session=False)
     )
-    taken: int | None = result.scalar_one_or_none()
-    return taken
+    return {vendor_id: open_jobs for vendor_id, open_jobs in result}
 
 
 async def _release_slot(session: AsyncSession, pool: dict[str, VendorLoad], vendor_id: str) -> None:
@@ -265,12 +266,50 @@ async def _offer(session: AsyncSession, ctx: TriageContext, job: Job, incident: 
     candidates = rules.rank_vendors(pool.values(), JobType(job.job_type), job.region,
                                     await _refusers(session, job))
     for candidate in candidates:
-        open_jobs = await _take_slot(session, candidate.vendor_id)
-        if open_jobs is None:
+        taken = await _take_slots(session, {candidate.vendor_id: 1})
+        if not taken:
             continue
-        pool[candidate.vendor_id] = replace(candidate, open_jobs=open_jobs)
+        pool[candidate.vendor_id] = replace(candidate, open_jobs=taken[candidate.vendor_id])
         _dispatch(session, ctx, job, incident, candidate.vendor_id, now, cause=cause, actor=SYSTEM)
         return True
+    _leave_unassigned(session, ctx, job, incident, now, cause=cause, announce=announce,
+                      reason=reason)
+    return False
+
+
+async def _offer_new_jobs(session: AsyncSession, ctx: TriageContext, jobs: Sequence[Job],
+                          incident: Incident, pool: dict[str, VendorLoad], now: datetime, *,
+                          cause: Envelope | None) -> None:
+    """`_offer` each new job of an incident, in the playbook's order, with one UPDATE for all
+    their slots. The vendors are locked, so choosing in memory gives what one conditional UPDATE
+    per job would. Should the UPDATE find a vendor otherwise than chosen against (SQLite takes
+    no row locks), it is undone and the jobs are offered one at a time."""
+    planned = dict(pool)
+    chosen: list[str | None] = []
+    for job in jobs:
+        ranked = rules.rank_vendors(planned.values(), JobType(job.job_type), job.region)
+        if ranked:
+            planned[ranked[0].vendor_id] = replace(ranked[0], open_jobs=ranked[0].open_jobs + 1)
+        chosen.append(ranked[0].vendor_id if ranked else None)
+    slots = Counter(vendor_id for vendor_id in chosen if vendor_id is not None)
+    taken = await _take_slots(session, slots) if slots else {}
+    if taken != {vendor_id: planned[vendor_id].open_jobs for vendor_id in slots}:
+        if taken:
+            await _take_slots(session, {vendor_id: -slots[vendor_id] for vendor_id in taken})
+        for job in jobs:
+            await _offer(session, ctx, job, incident, pool, now, cause=cause, announce=True)
+        return
+    for job, vendor_id in zip(jobs, chosen, strict=True):
+        if vendor_id is None:
+            _leave_unassigned(session, ctx, job, incident, now, cause=cause, announce=True,
+                              reason=NO_VENDOR)
+        else:
+            _dispatch(session, ctx, job, incident, vendor_id, now, cause=cause, actor=SYSTEM)
+
+
+def _leave_unassigned(session: AsyncSession, ctx: TriageContext, job: Job, incident: Incident,
+                      now: datetime, *, cause: Envelope | None, announce: bool,
+                      reason: str) -> None:
     job.status = JobStatus.unassigned
     job.vendor_id = None
     job.accept_by = None
@@ -281,7 +320,6 @@ async def _offer(session: AsyncSession, ctx: TriageContext, job: Job, incident: 
             incident_id=incident.id, org_id=incident.org_id, job_id=job.id,
             job_type=JobType(job.job_type), at=now, reason=reason,
         ), incident, cause)
-    return False
 
 
 async def _fill_vendor(session: AsyncSession, ctx: TriageContext, vendor: VendorLoad,
@@ -303,7 +341,7 @@ async def _fill_vendor(session: AsyncSession, ctx: TriageContext, vendor: Vendor
     )
     assigned = 0
     for job in list(waiting):
-        if await _take_slot(session, vendor.vendor_id) is None:
+        if not await _take_slots(session, {vendor.vendor_id: 1}):
             break
         incident = await session.get(Incident, job.incident_id)
         assert incident is not None
@@ -562,7 +600,7 @@ async def assign_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
         raise Unprocessable(f"vendor {vendor_id} is not active", field="vendor_id")
     if JobType(job.job_type) not in target.capabilities:
         raise Unprocessable(f"vendor {vendor_id} does not do {job.job_type}", field="vendor_id")
-    if await _take_slot(uow.session, vendor_id) is None:
+    if not await _take_slots(uow.session, {vendor_id: 1}):
         raise Conflict(f"vendor {vendor_id} has no free capacity "
                        f"({target.open_jobs} of {target.capacity} open jobs)", state=job.status)
     incident = await _incident_of(uow.session, job)
