@@ -1,11 +1,16 @@
 """Notify's event handlers: keep the incident copy and the reminders current, and fan every
-routed event out to its deliveries. The consumer commits (with the inbox row)."""
+routed event out to its deliveries. The consumer commits (with the inbox row).
+
+They run without autoflush and look rows up through the transaction's cache
+(`services.notify.cache`): the rows of a whole fetch are inserted at commit, one statement per
+table."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from services.notify import reminders
+from services.notify.cache import TransactionCache
 from services.notify.models import IncidentCopy
 from services.notify.routing import ROUTED_TYPES
 from services.notify.service import Notifier, incident_copy
@@ -23,14 +28,14 @@ from shared.events import (
 
 def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
     async def on_reported(uow: UnitOfWork, event: IncidentReported, envelope: Envelope) -> None:
-        copy = await incident_copy(uow.session, event.incident_id, event.org_id, for_update=True)
+        copy = await incident_copy(uow.session, event.incident_id, event.org_id)
         copy.contact_email = event.contact.email
         copy.title = event.title
         copy.policy_number = event.policy_number
         await notifier.notify(uow.session, envelope, copy)
 
     async def on_triaged(uow: UnitOfWork, event: IncidentTriaged, envelope: Envelope) -> None:
-        copy = await incident_copy(uow.session, event.incident_id, event.org_id, for_update=True)
+        copy = await incident_copy(uow.session, event.incident_id, event.org_id)
         copy.regulatory_deadline = event.regulatory_deadline
         copy.policy_number = copy.policy_number or event.policy_number
         if event.regulatory_deadline is not None:
@@ -40,12 +45,13 @@ def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
 
     async def on_regulator_report(uow: UnitOfWork, event: RegulatorReportFiled,
                                   envelope: Envelope) -> None:
-        copy = await incident_copy(uow.session, event.incident_id, event.org_id, for_update=True)
+        copy = await incident_copy(uow.session, event.incident_id, event.org_id)
         copy.regulator_reported_at = event.reported_at
         await reminders.cancel(uow.session, event.incident_id)
 
     async def on_event(uow: UnitOfWork, event: IncidentEvent, envelope: Envelope) -> None:
-        copy = await uow.session.get(IncidentCopy, event.incident_id)
+        copy = await TransactionCache.of(uow.session).get(uow.session, IncidentCopy,
+                                                          event.incident_id)
         await notifier.notify(uow.session, envelope, copy)
 
     table: dict[type[Event], Handler] = {
@@ -54,4 +60,12 @@ def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
     table[IncidentReported] = on_reported
     table[IncidentTriaged] = on_triaged
     table[RegulatorReportFiled] = on_regulator_report
-    return table
+    return {event_type: _without_autoflush(handler) for event_type, handler in table.items()}
+
+
+def _without_autoflush(handler: Handler) -> Handler:
+    async def run(uow: UnitOfWork, event: Event, envelope: Envelope) -> None:
+        with uow.session.no_autoflush:
+            await handler(uow, event, envelope)
+
+    return run

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notify.cache import TransactionCache
 from services.notify.models import (
     Delivery,
     DeliveryState,
@@ -46,44 +47,39 @@ class Notifier:
                      incident: IncidentCopy | None) -> int:
         """Stage the deliveries of `envelope`; returns how many are new. Keys that already
         have a delivery (a replay) are skipped: at most one per (event, recipient, channel,
-        target)."""
+        target). Reads nothing it adds, so it runs as well without autoflush."""
         rule = ROUTES.get(envelope.type)
         if rule is None:
             return 0
-        existing = {tuple(row) for row in await session.execute(
-            select(Delivery.recipient, Delivery.channel, Delivery.target)
-            .where(Delivery.source_event_id == envelope.id)
-        )}
+        cache = TransactionCache.of(session)
         context = _context(envelope, incident)
+        existing = await cache.delivery_keys(session, context["incident_id"])
         created = 0
         for route in rule.routes:
             recipient = route.audience.address(envelope.data)
             rendered = self.templates.render(route.template, {**context, "recipient": recipient})
             for channel in route.channels:
-                for target, subscription in await self._targets(session, channel, recipient,
-                                                                envelope.type, incident):
-                    if (recipient, channel.value, target) in existing:
+                for target, subscription in await self._targets(session, cache, channel,
+                                                                recipient, envelope.type,
+                                                                incident):
+                    key = (envelope.id, recipient, channel.value, target)
+                    if key in existing:
                         continue
-                    existing.add((recipient, channel.value, target))
+                    existing.add(key)
                     self._stage(session, envelope, route, recipient, channel, target,
                                 subscription, rendered, context["incident_id"])
                     created += 1
         return created
 
-    async def _targets(self, session: AsyncSession, channel: Channel, recipient: str,
-                       event_type: str, incident: IncidentCopy | None
+    async def _targets(self, session: AsyncSession, cache: TransactionCache, channel: Channel,
+                       recipient: str, event_type: str, incident: IncidentCopy | None
                        ) -> list[tuple[str, Subscription | None]]:
         if channel is Channel.in_app:
             return [(recipient, None)]
         if channel is Channel.email:
             address = self.email_address(recipient, incident)
             return [(address, None)] if address else []
-        subscriptions = await session.scalars(
-            select(Subscription).where(Subscription.owner == recipient,
-                                       Subscription.active.is_(True))
-            .order_by(Subscription.created_at, Subscription.id)
-        )
-        return [(str(s.id), s) for s in subscriptions
+        return [(str(s.id), s) for s in await cache.subscriptions(session, recipient)
                 if s.event_types is None or event_type in s.event_types]
 
     def email_address(self, recipient: str, incident: IncidentCopy | None) -> str | None:
@@ -98,7 +94,7 @@ class Notifier:
 
     def _stage(self, session: AsyncSession, envelope: Envelope, route: Route, recipient: str,
                channel: Channel, target: str, subscription: Subscription | None,
-               rendered: Rendered, incident_id: uuid.UUID | None) -> None:
+               rendered: Rendered, incident_id: uuid.UUID) -> None:
         now = self.clock.now()
         delivery = Delivery(
             id=uuid.uuid4(), source_event_id=envelope.id, event_type=envelope.type,
@@ -138,25 +134,24 @@ class Notifier:
 
 
 def _context(envelope: Envelope, incident: IncidentCopy | None) -> dict[str, Any]:
-    raw_incident = envelope.data.get("incident_id")
-    incident_id = uuid.UUID(str(raw_incident)) if raw_incident else None
     return {
         "data": envelope.data,
         "event_type": envelope.type,
         "event_id": str(envelope.id),
-        "incident_id": incident_id,
+        "incident_id": uuid.UUID(str(envelope.data["incident_id"])),
         "incident": {"title": incident.title if incident else None,
                      "policy_number": incident.policy_number if incident else None},
     }
 
 
-async def incident_copy(session: AsyncSession, incident_id: uuid.UUID, org_id: str,
-                        *, for_update: bool = False) -> IncidentCopy:
-    """The incident's copy, created (partly known) when this is the first word of it."""
-    copy = await session.get(IncidentCopy, incident_id, with_for_update=for_update)
+async def incident_copy(session: AsyncSession, incident_id: uuid.UUID,
+                        org_id: str) -> IncidentCopy:
+    """The incident's copy, locked, created (partly known) when this is the first word of it."""
+    cache = TransactionCache.of(session)
+    copy = await cache.get(session, IncidentCopy, incident_id, for_update=True)
     if copy is None:
         copy = IncidentCopy(incident_id=incident_id, org_id=org_id)
-        session.add(copy)
+        cache.add(session, copy, incident_id)
     return copy
 
 

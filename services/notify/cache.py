@@ -1,0 +1,93 @@
+"""What notify has read and added in one transaction, kept on the session (`session.info`).
+
+The consumer applies a whole fetch of events in one transaction, and many of them touch the
+same incident, vendor or policyholder. Each row is read once per transaction instead of once
+per event, and the handlers run without autoflush: a row they added is found here before it
+is flushed, so everything they add goes in at commit, one statement per table, instead of in a
+flush before every query. A unit of work commits once (the consumer's, a reminder pass), so the
+cache never outlives its transaction or its locks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notify.models import Base, Delivery, Subscription
+
+Row = TypeVar("Row", bound=Base)
+
+DeliveryKey = tuple[uuid.UUID, str, str, str]
+"""(source event id, recipient, channel, target): at most one delivery each."""
+
+_SESSION_INFO_KEY = "notify.transaction_cache"
+
+
+@dataclass
+class _Known:
+    """A row as this transaction read or added it (None: there is none), and whether it holds
+    the row's lock."""
+
+    row: Any
+    locked: bool
+
+
+class TransactionCache:
+    """Rows by primary key, the delivery keys of each incident and the subscriptions of each
+    owner, as this transaction has seen them."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[type[Base], uuid.UUID], _Known] = {}
+        self._delivery_keys: dict[uuid.UUID, set[DeliveryKey]] = {}
+        self._subscriptions: dict[str, list[Subscription]] = {}
+
+    @classmethod
+    def of(cls, session: AsyncSession) -> TransactionCache:
+        cache = session.info.get(_SESSION_INFO_KEY)
+        if cache is None:
+            cache = session.info[_SESSION_INFO_KEY] = cls()
+        return cache
+
+    async def get(self, session: AsyncSession, model: type[Row], key: uuid.UUID, *,
+                  for_update: bool = False) -> Row | None:
+        """The row (or None), read at most once, and again only to lock one read unlocked."""
+        known = self._rows.get((model, key))
+        if known is None or (for_update and not known.locked):
+            row = await session.get(model, key, with_for_update=for_update,
+                                    populate_existing=for_update)
+            known = self._rows[(model, key)] = _Known(row, for_update)
+        return known.row
+
+    def add(self, session: AsyncSession, row: Row, key: uuid.UUID) -> None:
+        """Stage a new row; `get` finds it before it is flushed."""
+        session.add(row)
+        self._rows[(type(row), key)] = _Known(row, locked=True)
+
+    async def delivery_keys(self, session: AsyncSession,
+                            incident_id: uuid.UUID) -> set[DeliveryKey]:
+        """The keys of the incident's deliveries: the caller adds the ones it stages, so one
+        look-up per incident answers every later event of it in this transaction."""
+        keys = self._delivery_keys.get(incident_id)
+        if keys is None:
+            rows = await session.execute(
+                select(Delivery.source_event_id, Delivery.recipient, Delivery.channel,
+                       Delivery.target).where(Delivery.incident_id == incident_id))
+            keys = self._delivery_keys[incident_id] = {
+                (event_id, recipient, channel, target)
+                for event_id, recipient, channel, target in rows}
+        return keys
+
+    async def subscriptions(self, session: AsyncSession, owner: str) -> list[Subscription]:
+        """The owner's active subscriptions, oldest first."""
+        subscriptions = self._subscriptions.get(owner)
+        if subscriptions is None:
+            subscriptions = self._subscriptions[owner] = list(await session.scalars(
+                select(Subscription).where(Subscription.owner == owner,
+                                           Subscription.active.is_(True))
+                .order_by(Subscription.created_at, Subscription.id)
+            ))
+        return subscriptions
