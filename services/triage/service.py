@@ -16,9 +16,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import ColumnElement, and_, case, cast, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.triage import rules
 from services.triage.models import (
@@ -37,7 +40,7 @@ from services.triage.rules import IncidentFacts, ResponseTimes, VendorLoad
 from services.triage.schemas import CompletionReportIn, VendorBody, VendorIn
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.db import UnitOfWork, UnitOfWorkFactory, is_postgres
 from shared.events import (
     Category,
     CompletionReport,
@@ -182,22 +185,32 @@ def _load(vendor: Vendor) -> VendorLoad:
 async def _lock_vendors(session: AsyncSession, job_types: Iterable[str], region: str,
                         also: Iterable[str | None] = ()) -> dict[str, VendorLoad]:
     """Lock, in vendor_id order, every active vendor that could take one of `job_types` in
-    `region`, and the vendors in `also`; returns their loads as of the lock."""
-    wanted = {JobType(t) for t in job_types}
-    rows = (await session.execute(
-        select(Vendor.vendor_id, Vendor.capabilities, Vendor.regions).where(Vendor.active.is_(True))
-    )).all()
-    ids = {vendor_id for vendor_id, capabilities, regions in rows
-           if wanted.intersection(capabilities)
-           and (rules.EVERY_REGION in regions or region in regions)}
-    ids.update(v for v in also if v is not None)
-    if not ids:
+    `region`, and the vendors in `also`; returns their loads as of the lock. One statement: the
+    database itself looks into the vendors' lists of capabilities and regions."""
+    wanted = sorted({JobType(t).value for t in job_types})
+    named = sorted({v for v in also if v is not None})
+    if not wanted and not named:
         return {}
+    which: list[ColumnElement[bool]] = [Vendor.vendor_id.in_(named)] if named else []
+    if wanted:
+        which.append(and_(Vendor.active.is_(True),
+                          _lists_any(session, Vendor.capabilities, wanted),
+                          _lists_any(session, Vendor.regions, [rules.EVERY_REGION, region])))
     locked = await session.scalars(
-        select(Vendor).where(Vendor.vendor_id.in_(sorted(ids))).order_by(Vendor.vendor_id)
+        select(Vendor).where(or_(*which)).order_by(Vendor.vendor_id)
         .with_for_update().execution_options(populate_existing=True)
     )
     return {vendor.vendor_id: _load(vendor) for vendor in locked}
+
+
+def _lists_any(session: AsyncSession, column: InstrumentedAttribute[list[str]],
+               values: Sequence[str]) -> ColumnElement[bool]:
+    """Whether the JSON list in `column` holds any of `values` (JSONB `?|` on PostgreSQL,
+    `json_each` on SQLite)."""
+    if is_postgres(session):
+        return cast(column, JSONB).has_any(postgresql.array(values))
+    elements = func.json_each(column).table_valued("value")
+    return select(elements.c.value).where(elements.c.value.in_(values)).exists()
 
 
 async def _take_slots(session: AsyncSession, slots: Mapping[str, int]) -> dict[str, int]:
