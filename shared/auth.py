@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from shared.problems import Forbidden, Unauthorized
 from shared.settings import PlatformSettings
@@ -26,6 +27,8 @@ class Role(StrEnum):
 
 
 class Principal(BaseModel):
+    model_config = ConfigDict(frozen=True)  # one verified token's principal serves many requests
+
     role: Role
     sub: str
     org_id: str | None = None
@@ -47,11 +50,17 @@ REQUIRED_CLAIM = {Role.policyholder: "org_id", Role.vendor: "vendor_id",
 
 
 class TokenService:
-    def __init__(self, settings: PlatformSettings) -> None:
+    """Issues and verifies tokens. A verified token is remembered until it expires (at most
+    `cache_size` of them, least recently used out first): clients send the same bearer token
+    with every request, and decoding one costs about 100 µs, a tenth of a cheap request."""
+
+    def __init__(self, settings: PlatformSettings, *, cache_size: int = 10_000) -> None:
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self._ttl = settings.jwt_ttl_seconds
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
 
     def issue(self, *, role: Role, sub: str, org_id: str | None = None,
               vendor_id: str | None = None, authority_limit: Decimal | None = None,
@@ -69,6 +78,17 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None and known[1] > time.time():
+            self._verified.move_to_end(token)
+            return known[0]
+        principal, expires_at = self._decode(token)
+        self._verified[token] = (principal, expires_at)
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(token, self._secret, algorithms=ALGORITHMS,
                                 issuer=self._issuer, audience=self._audience,
@@ -87,8 +107,9 @@ class TokenService:
             authority = Decimal(str(limit)) if limit is not None else None
         except InvalidOperation as exc:
             raise Unauthorized("authority_limit is not a number") from exc
-        return Principal(role=role, sub=str(claims["sub"]), org_id=claims.get("org_id"),
-                         vendor_id=claims.get("vendor_id"), authority_limit=authority)
+        principal = Principal(role=role, sub=str(claims["sub"]), org_id=claims.get("org_id"),
+                              vendor_id=claims.get("vendor_id"), authority_limit=authority)
+        return principal, float(claims["exp"])
 
 
 _bearer = HTTPBearer(auto_error=False)

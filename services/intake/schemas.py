@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
+from pydantic.networks import validate_email
 
 from shared.events import Category, Contact, DataType, Industry, Section, SectionTerms
 from shared.money import Money
@@ -24,6 +27,17 @@ from shared.regions import Region
 PolicyNumber = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 Text = Annotated[str, Field(min_length=1, max_length=10_000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=300)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalised_email(value: str) -> str:
+    """pydantic's EmailStr check, memoised: it costs about 70 µs a call on the busiest path,
+    and an insured reports with the same few contact addresses again and again."""
+    return validate_email(value)[1]
+
+
+Email = Annotated[str, AfterValidator(_normalised_email),
+                  WithJsonSchema({"type": "string", "format": "email"})]
 
 
 class Strict(BaseModel):
@@ -76,7 +90,7 @@ class PolicyOut(PolicyIn):
 
 class ContactIn(Strict):
     name: ShortText
-    email: EmailStr
+    email: Email
     phone: Annotated[str, Field(min_length=3, max_length=40, pattern=r"^[0-9+() .-]+$")]
 
     def contract(self) -> Contact:

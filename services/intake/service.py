@@ -15,11 +15,13 @@ from sqlalchemy.exc import IntegrityError
 
 from services.intake.models import Base, Incident, Loss, Policy, TimelineEntry
 from services.intake.schemas import (
+    IncidentOut,
     IncidentReportIn,
     LossIn,
     PolicyBody,
     PolicyIn,
     RegulatorReportIn,
+    TimelineItem,
 )
 from shared.auth import Principal, Role
 from shared.clock import Clock
@@ -105,38 +107,48 @@ def _reject_future_timestamps(body: IncidentReportIn, now: datetime) -> None:
             raise Unprocessable(f"{name} is more than 5 minutes in the future", field=name)
 
 
+def incident_view(incident: Incident, entries: list[TimelineEntry]) -> IncidentOut:
+    return IncidentOut.model_validate({
+        **{name: getattr(incident, name) for name in IncidentOut.model_fields if name != "timeline"},
+        "timeline": [TimelineItem(at=e.at, type=e.type, summary=e.summary) for e in entries],
+    })
+
+
 async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
                           principal: Principal, idempotency_key: str,
-                          body: IncidentReportIn
-                          ) -> tuple[Incident, list[TimelineEntry], bool]:
+                          body: IncidentReportIn) -> tuple[IncidentOut, bool]:
     """Create the incident once per (org, Idempotency-Key), against the caller's own policy.
 
-    Returns the incident, its timeline and whether this was a replay of an earlier request.
-    The first request simply inserts (a retry is the rare case): nothing is stored when the
-    policy is not the caller's or the key was used before, and only then is it looked up why.
+    Returns the incident and whether this was a replay of an earlier request. The first
+    request simply inserts (a retry is the rare case): nothing is stored when the policy is
+    not the caller's or the key was used before, and only then is it looked up why. A new
+    report is built as plain values, not ORM objects: this is the busiest path of the system.
     """
     now = clock.now()
     _reject_future_timestamps(body, now)
     org_id = principal.org_id or ""
     fingerprint = request_fingerprint(body)
     details = body.model_dump(exclude={"contact"})
-    incident = Incident(
-        id=uuid.uuid4(), org_id=org_id, idempotency_key=idempotency_key,
-        request_hash=fingerprint, reported_at=now, status=REPORTED,
-        contact=body.contact.contract().model_dump(mode="json"), **details,
-    )
+    contact = body.contact.contract()
+    incident = {
+        **details, "id": uuid.uuid4(), "org_id": org_id, "idempotency_key": idempotency_key,
+        "request_hash": fingerprint, "reported_at": now, "status": REPORTED,
+        "contact": contact.model_dump(mode="json"),
+    }
     envelope, event_row = outbox.stage(IncidentReported(
-        incident_id=incident.id, org_id=org_id, reported_at=now, contact=body.contact.contract(),
-        **details,
-    ))
-    reported = TimelineEntry(incident_id=incident.id, event_id=envelope.id, at=now,
-                             type="incident.reported", summary=f"Incident reported: {body.title}")
-    if await _store_new_report(uows, outbox, incident, reported, event_row):
-        return incident, [reported], False
+        incident_id=incident["id"], org_id=org_id, reported_at=now, contact=contact, **details))
+    entry = {"event_id": envelope.id, "at": now, "type": "incident.reported",
+             "summary": f"Incident reported: {body.title}"}
+    if await _store_new_report(uows, outbox, incident, entry, event_row):
+        return IncidentOut.model_validate({
+            **incident, "priority": None, "regulatory_deadline": None,
+            "regulator_reported_at": None, "regulator_reference": None, "timeline": [entry],
+        }), False
     async with uows() as uow:
         existing = await _by_idempotency_key(uow, org_id, idempotency_key)
         if existing is not None:
-            return _replay(existing, fingerprint), await timeline(uow, existing.id), True
+            _reject_other_body(existing, fingerprint)
+            return incident_view(existing, await timeline(uow, existing.id)), True
         await visible_policy(uow, principal, body.policy_number)
     raise Conflict("the report could not be stored; retry with the same key")
 
@@ -186,13 +198,13 @@ OUTBOX_COLUMNS = ("event_id", "event_type", "topic", "partition_key", "envelope"
 INSERT_INCIDENT, STORE_WHOLE_REPORT = _report_statements()
 
 
-async def _store_new_report(uows: UnitOfWorkFactory, outbox: Outbox, incident: Incident,
-                            reported: TimelineEntry, event_row: dict[str, Any]) -> bool:
+async def _store_new_report(uows: UnitOfWorkFactory, outbox: Outbox, incident: dict[str, Any],
+                            entry: dict[str, Any], event_row: dict[str, Any]) -> bool:
     """Store the incident, its first timeline entry and its event together; False (nothing
     stored) when the policy is not the caller's or the Idempotency-Key was used before."""
     parameters = {
-        **{f"incident_{name}": getattr(incident, name) for name in INCIDENT_COLUMNS},
-        **{f"entry_{name}": getattr(reported, name) for name in ENTRY_COLUMNS},
+        **{f"incident_{name}": incident[name] for name in INCIDENT_COLUMNS},
+        **{f"entry_{name}": entry[name] for name in ENTRY_COLUMNS},
         **{f"event_{name}": event_row[name] for name in OUTBOX_COLUMNS},
     }
     try:
@@ -203,7 +215,8 @@ async def _store_new_report(uows: UnitOfWorkFactory, outbox: Outbox, incident: I
                 name: value for name, value in parameters.items() if name.startswith("incident_")})
             if not inserted.rowcount:  # type: ignore[attr-defined]
                 return False
-            uow.session.add_all([reported, outbox.model(**event_row)])
+            uow.session.add_all([TimelineEntry(incident_id=incident["id"], **entry),
+                                 outbox.model(**event_row)])
             await uow.commit()
             return True
     except IntegrityError:  # the key was used before (SQLite), or a constraint refused the rows
@@ -216,11 +229,10 @@ async def _by_idempotency_key(uow: UnitOfWork, org_id: str, key: str) -> Inciden
     )
 
 
-def _replay(existing: Incident, fingerprint: str) -> Incident:
+def _reject_other_body(existing: Incident, fingerprint: str) -> None:
     if existing.request_hash != fingerprint:
         raise Conflict("Idempotency-Key was already used with a different request body",
                        field="Idempotency-Key")
-    return existing
 
 
 async def visible_incident(uow: UnitOfWork, principal: Principal, incident_id: uuid.UUID,

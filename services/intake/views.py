@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from services.intake import service
-from services.intake.models import Incident, Policy, TimelineEntry
+from services.intake.models import Policy
 from services.intake.schemas import (
     IncidentOut,
     IncidentPage,
@@ -20,7 +20,6 @@ from services.intake.schemas import (
     PolicyIn,
     PolicyOut,
     RegulatorReportIn,
-    TimelineItem,
 )
 from shared.auth import Principal, Role, require
 from shared.service import RuntimeDep, UnitOfWorkDep
@@ -58,24 +57,17 @@ async def read_policy(policy_number: str, caller: PolicyReader, uow: UnitOfWorkD
     return _policy_out(await service.visible_policy(uow, caller, policy_number))
 
 
-def _incident_out(incident: Incident, entries: list[TimelineEntry]) -> IncidentOut:
-    return IncidentOut.model_validate({
-        **{name: getattr(incident, name) for name in IncidentOut.model_fields if name != "timeline"},
-        "timeline": [TimelineItem(at=e.at, type=e.type, summary=e.summary) for e in entries],
-    })
-
-
 @incidents.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentOut,
                 responses={409: {"description": "Idempotency-Key reused with another body"}})
 async def report_incident(body: IncidentReportIn, key: IdempotencyKey, caller: Policyholder,
                           runtime: RuntimeDep, response: Response) -> IncidentOut:
     """First notice of loss. Retrying with the same Idempotency-Key returns the same incident."""
-    incident, entries, replayed = await service.report_incident(
+    incident, replayed = await service.report_incident(
         runtime.uow, runtime.outbox, runtime.clock, caller, key, body)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/incidents/{incident.id}"
-    return _incident_out(incident, entries)
+    return incident
 
 
 @incidents.get("", response_model=IncidentPage)
@@ -91,7 +83,7 @@ async def list_incidents(caller: IncidentReader, uow: UnitOfWorkDep,
 async def read_incident(incident_id: uuid.UUID, caller: IncidentReader,
                         uow: UnitOfWorkDep) -> IncidentOut:
     incident = await service.visible_incident(uow, caller, incident_id)
-    return _incident_out(incident, await service.timeline(uow, incident.id))
+    return service.incident_view(incident, await service.timeline(uow, incident.id))
 
 
 @incidents.post("/{incident_id}/losses", status_code=status.HTTP_201_CREATED,
@@ -109,7 +101,7 @@ async def confirm_regulator_report(incident_id: uuid.UUID, body: RegulatorReport
     """The policyholder confirms it reported the incident to the regulator (stops reminders)."""
     incident = await service.file_regulator_report(uow, runtime.outbox, runtime.clock, caller,
                                                    incident_id, body)
-    return _incident_out(incident, await service.timeline(uow, incident.id))
+    return service.incident_view(incident, await service.timeline(uow, incident.id))
 
 
 routers = (policies, incidents)
