@@ -44,6 +44,7 @@ class TransactionCache:
         self._rows: dict[tuple[type[Base], uuid.UUID], _Known] = {}
         self._delivery_keys: dict[uuid.UUID, set[DeliveryKey]] = {}
         self._subscriptions: dict[str, list[Subscription]] = {}
+        self._subscribed_owners: set[str] | None = None
 
     @classmethod
     def of(cls, session: AsyncSession) -> TransactionCache:
@@ -82,7 +83,13 @@ class TransactionCache:
         return keys
 
     async def subscriptions(self, session: AsyncSession, owner: str) -> list[Subscription]:
-        """The owner's active subscriptions, oldest first."""
+        """The owner's active subscriptions, oldest first. Most recipients have none: one
+        look-up per transaction names the owners that have any, and only theirs are read."""
+        if self._subscribed_owners is None:
+            self._subscribed_owners = set(await session.scalars(
+                select(Subscription.owner).where(Subscription.active.is_(True)).distinct()))
+        if owner not in self._subscribed_owners:
+            return []
         subscriptions = self._subscriptions.get(owner)
         if subscriptions is None:
             subscriptions = self._subscriptions[owner] = list(await session.scalars(
