@@ -116,8 +116,16 @@ async def receive_incident(session: AsyncSession, ctx: TriageContext, event: Inc
 
     Without autoflush: none of the queries of the triage reads the rows it adds, so they are
     inserted in one flush (one statement per table) instead of a flush before each query, and
-    each job is inserted once, already dispatched, instead of inserted and then updated."""
-    if await session.get(Incident, event.incident_id) is not None:
+    each job is inserted once, already dispatched, instead of inserted and then updated.
+    Whether the incident is known already is read with its policy, in one statement (and on its
+    own only while the policy is missing)."""
+    found = (await session.execute(
+        select(Policy, exists().where(Incident.id == event.incident_id))
+        .where(Policy.policy_number == event.policy_number)
+    )).first()
+    policy, known = found if found is not None else (
+        None, await session.get(Incident, event.incident_id) is not None)
+    if known:
         return  # the same incident again (a replay under another event id)
     with session.no_autoflush:
         incident = Incident(
@@ -129,7 +137,6 @@ async def receive_incident(session: AsyncSession, ctx: TriageContext, event: Inc
             status=IncidentStatus.awaiting_policy,
         )
         session.add(incident)
-        policy = await session.get(Policy, event.policy_number)
         if policy is not None:
             await _triage(session, ctx, incident, policy, envelope, ctx.clock.now())
 

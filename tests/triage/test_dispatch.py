@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
-from services.triage.service import run_timer_pass
+from services.triage.models import Incident, Job, Outbox
+from services.triage.service import receive_incident, run_timer_pass
 from shared.clock import ManualClock
 from shared.events import (
     Category,
@@ -25,7 +27,7 @@ from shared.events import (
 from shared.topics import RESPONSE
 from tests.support.kafka import wait_for_events
 from tests.support.service import Tokens, running
-from tests.triage.conftest import Desk, eventually
+from tests.triage.conftest import Desk, envelope, eventually, incident_report
 
 
 def about(incident_id: uuid.UUID, event_type: str) -> Callable[[Any], bool]:
@@ -263,3 +265,31 @@ async def test_policy_copies_keep_the_newest_version_and_late_policies_still_tri
     await desk.publish_policy(unseen)
     triage = await desk.triaged(late)
     assert (triage["priority"], triage["jobs"][0]["status"]) == ("P4", "dispatched")
+
+
+async def test_an_incident_delivered_again_under_another_event_id_is_stored_once(
+        desk: Desk) -> None:
+    """With its policy known (triaged once) and without (stored once, waiting for it)."""
+    await desk.vendor("any")
+    known = await desk.policy()
+    unseen = known.model_copy(update={"policy_number": f"POL-{uuid.uuid4().hex[:10]}"})
+    reports = [incident_report(terms, desk.clock.now(), category=Category.ransomware)
+               for terms in (known, unseen)]
+    for report in reports:
+        for _ in range(2):
+            async with desk.runtime.uow() as uow:
+                await receive_incident(uow.session, desk.context, report,
+                                       envelope(report, desk.clock.now()))
+                await uow.commit()
+    async with desk.runtime.uow() as uow:
+        statuses = {incident_id: status for incident_id, status in await uow.session.execute(
+            select(Incident.id, Incident.status)
+            .where(Incident.id.in_([r.incident_id for r in reports])))}
+        jobs = await uow.session.scalar(
+            select(func.count()).where(Job.incident_id == reports[0].incident_id))
+        triaged = await uow.session.scalar(select(func.count()).where(
+            Outbox.event_type == IncidentTriaged.event_type,
+            Outbox.partition_key == str(reports[0].incident_id)))
+    assert statuses == {reports[0].incident_id: "triaged",
+                        reports[1].incident_id: "awaiting_policy"}
+    assert (jobs, triaged) == (3, 1)
