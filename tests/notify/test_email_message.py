@@ -23,3 +23,17 @@ def test_a_title_cannot_add_headers_and_chinese_text_survives_the_round_trip() -
     assert received.get_content_type() == "multipart/alternative"
     assert received.get_body(("plain",)).get_content().strip() == "正文 plain"
     assert received.get_body(("html",)).get_content().strip() == "<p>正文 html</p>"
+
+
+def test_a_text_that_looks_like_the_boundary_does_not_end_its_part() -> None:
+    boundary_line = "--=_cyberclaims_d-1"
+    wire = email_message(
+        sender="cyberclaims <notify@insurer.example>", to="holder@example.com", subject="s",
+        text=f"{boundary_line}\n{boundary_line}--\nafter", html=f"<p>{boundary_line}</p>",
+        delivery_id="d-1",
+    ).as_bytes()
+
+    received = message_from_bytes(wire, policy=default)
+    assert received.get_boundary() == "=_cyberclaims_d-1"
+    assert received.get_body(("plain",)).get_content() == f"{boundary_line}\n{boundary_line}--\nafter"
+    assert received.get_body(("html",)).get_content() == f"<p>{boundary_line}</p>"
