@@ -15,6 +15,7 @@ import asyncio
 import logging
 import uuid
 import zlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -26,14 +27,19 @@ from sqlalchemy import (
     Integer,
     Row,
     String,
+    Table,
     Text,
+    any_,
+    bindparam,
     delete,
     func,
+    literal,
     select,
     true,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import JSON, Uuid
 
@@ -116,11 +122,18 @@ class Outbox:
 
 
 class OutboxRelay:
-    """Publishes pending outbox rows; woken right after a commit, and polls as a safety net."""
+    """Publishes pending outbox rows; woken right after a commit, and polls as a safety net.
+
+    A pass is two statements in autocommit, not a transaction: one takes the relay's lock and
+    reads the due rows, one marks what Kafka acknowledged and releases the lock. On PostgreSQL
+    the lock is a session advisory lock held for the pass, so replicas take turns and never
+    interleave one key; a pass that fails midway releases it, or drops its connection (which
+    releases it too).
+    """
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         model: type[OutboxColumns],
         publisher: Publisher,
         *,
@@ -131,15 +144,16 @@ class OutboxRelay:
         max_backoff_seconds: float = 60.0,
         keep_sent_for: timedelta = timedelta(days=7),
     ) -> None:
-        self._sessions = sessions
-        self._model = model
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._postgres = is_postgres(engine)
+        self._table: Table = model.__table__  # type: ignore[attr-defined]
         self._publisher = publisher
         self._service = service
         self._clock = clock
         self._batch_size = batch_size
         self._max_backoff = max_backoff_seconds
         self._keep_sent_for = keep_sent_for
-        self._lock_key = zlib.crc32(f"outbox:{service}".encode())
+        self._lock_key = literal(zlib.crc32(f"outbox:{service}".encode()), BigInteger())
         self._last_purge = clock.now()
         self._loop = PollingLoop(f"{service} outbox relay", self._pass,
                                  interval_seconds=poll_seconds, again_at=batch_size)
@@ -161,78 +175,116 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """One pass: publish due rows in order; returns how many were sent.
 
-        Reads plain columns and publishes each stored envelope as it is (it was validated when
-        it was written), and on PostgreSQL takes the advisory lock in the same statement: the
-        relay's cost per event is a small part of the business transaction that wrote it."""
-        table = self._model.__table__  # type: ignore[attr-defined]
-        async with self._sessions() as session, session.begin():
-            now = self._clock.now()
-            query = (
-                select(table.c.id, table.c.event_id, table.c.topic, table.c.partition_key,
-                       table.c.envelope, table.c.attempts)
-                .where(table.c.state == OutboxState.pending, table.c.next_attempt_at <= now)
-                .order_by(table.c.id)
-                .limit(self._batch_size)
-            )
-            if is_postgres(session):  # no rows unless this replica holds the relay's lock
-                lock = select(func.pg_try_advisory_xact_lock(self._lock_key).label("held")).cte()
-                query = query.select_from(table.join(lock, true())).where(lock.c.held)
-            rows = (await session.execute(query)).all()
-            if not rows:
-                OUTBOX_PENDING.labels(self._service).set(0)
+        Each stored envelope is published as it is (it was validated when it was written)."""
+        async with self._engine.connect() as connection:
+            held, rows = await self._lock_and_read_due(connection)
+            if not held:
                 return 0
-            deliveries = []
-            for row in rows:
-                try:
-                    future = await self._publisher.send(
-                        row.topic, kafka_value(row.envelope["data"]),
-                        key=row.partition_key.encode(), headers=kafka_headers(row.envelope),
-                    )
-                except Exception as exc:  # buffer full or producer closed: retry the row later
-                    future = _failed(exc)
-                deliveries.append((row, future))
-            held_back: set[str] = set()
-            sent: list[int] = []
-            for row, future in deliveries:
-                if row.partition_key in held_back:
-                    continue
-                try:
-                    await future
-                except Exception as exc:
-                    held_back.add(row.partition_key)
-                    await self._hold_back_key(session, row, exc, now)
-                    continue
-                sent.append(row.id)
-            if sent:  # one statement for the whole pass, not one per row
-                await session.execute(
-                    update(table).where(table.c.id.in_(sent))
-                    .values(state=OutboxState.sent, sent_at=self._clock.now(),
-                            attempts=table.c.attempts + 1)
-                )
+            try:
+                sent = await self._publish(connection, rows)
+                await self._mark_sent_and_unlock(connection, sent)
+            except BaseException:
+                await self._unlock_or_drop(connection)
+                raise
             OUTBOX_PUBLISHED.labels(self._service).inc(len(sent))
             return len(sent)
 
-    async def _hold_back_key(self, session: AsyncSession, row: Row[*tuple[Any, ...]],
-                             exc: BaseException, now: datetime) -> None:
+    async def _lock_and_read_due(self, connection: AsyncConnection
+                                 ) -> tuple[bool, Sequence[Row[*tuple[Any, ...]]]]:
+        """Whether this relay holds the lock, and if so the due rows in id order."""
+        table = self._table
+        due = (select(table.c.id, table.c.event_id, table.c.topic, table.c.partition_key,
+                      table.c.envelope, table.c.attempts)
+               .where(table.c.state == OutboxState.pending,
+                      table.c.next_attempt_at <= self._clock.now())
+               .order_by(table.c.id)
+               .limit(self._batch_size))
+        if not self._postgres:  # one process per SQLite file: nobody to take turns with
+            return True, (await connection.execute(due)).all()
+        lock = select(func.pg_try_advisory_lock(self._lock_key).label("held")).cte("relay_lock")
+        due_if_held = due.where(lock.c.held).lateral("due")
+        rows = (await connection.execute(
+            select(lock.c.held, *due_if_held.c)
+            .select_from(lock.outerjoin(due_if_held, true()))
+        )).all()
+        held = bool(rows[0].held)
+        return held, [row for row in rows if row.id is not None]
+
+    async def _publish(self, connection: AsyncConnection, rows: Sequence[Row[*tuple[Any, ...]]]) -> list[int]:
+        """Send every row, then wait for the acknowledgements; a failed row holds back its key."""
+        deliveries = []
+        for row in rows:
+            try:
+                future = await self._publisher.send(
+                    row.topic, kafka_value(row.envelope["data"]),
+                    key=row.partition_key.encode(), headers=kafka_headers(row.envelope),
+                )
+            except Exception as exc:  # buffer full or producer closed: retry the row later
+                future = _failed(exc)
+            deliveries.append((row, future))
+        held_back: set[str] = set()
+        sent: list[int] = []
+        for row, future in deliveries:
+            if row.partition_key in held_back:
+                continue
+            try:
+                await future
+            except Exception as exc:
+                held_back.add(row.partition_key)
+                await self._hold_back_key(connection, row, exc)
+                continue
+            sent.append(row.id)
+        return sent
+
+    async def _mark_sent_and_unlock(self, connection: AsyncConnection, sent: list[int]) -> None:
+        """One statement: what was sent is marked (all of it at once) and the lock released."""
+        table = self._table
+        if not sent and not self._postgres:
+            return
+        mark = (update(table)
+                .values(state=OutboxState.sent, sent_at=self._clock.now(),
+                        attempts=table.c.attempts + 1))
+        if not self._postgres:
+            await connection.execute(mark.where(table.c.id.in_(sent)))
+            return
+        unlock = select(func.pg_advisory_unlock(self._lock_key))
+        if sent:
+            ids = bindparam("sent", sent, type_=postgresql.ARRAY(BigInteger()))
+            unlock = unlock.add_cte(mark.where(table.c.id == any_(ids))
+                                    .returning(table.c.id).cte("marked"))
+        await connection.execute(unlock)
+
+    async def _unlock_or_drop(self, connection: AsyncConnection) -> None:
+        if not self._postgres:
+            return
+        try:
+            await connection.execute(select(func.pg_advisory_unlock(self._lock_key)))
+        except Exception:
+            log.warning("%s outbox relay: could not release its lock; dropping the connection",
+                        self._service)
+            await connection.invalidate()
+
+    async def _hold_back_key(self, connection: AsyncConnection, row: Row[*tuple[Any, ...]],
+                             exc: BaseException) -> None:
         OUTBOX_FAILURES.labels(self._service).inc()
         attempts = row.attempts + 1
         backoff = min(self._max_backoff, 0.5 * 2 ** min(attempts, 10))
         log.warning("outbox publish of %s failed (try %d): %r", row.event_id, attempts, exc)
-        table = self._model.__table__  # type: ignore[attr-defined]
-        await session.execute(update(table).where(table.c.id == row.id)
-                              .values(attempts=attempts, last_error=repr(exc)[:2000]))
-        await session.execute(
+        table = self._table
+        await connection.execute(update(table).where(table.c.id == row.id)
+                                 .values(attempts=attempts, last_error=repr(exc)[:2000]))
+        await connection.execute(
             update(table)
             .where(table.c.state == OutboxState.pending, table.c.partition_key == row.partition_key)
-            .values(next_attempt_at=now + timedelta(seconds=backoff))
+            .values(next_attempt_at=self._clock.now() + timedelta(seconds=backoff))
         )
 
     async def purge_sent(self) -> None:
         cutoff = self._clock.now() - self._keep_sent_for
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                delete(self._model).where(self._model.state == OutboxState.sent,
-                                          self._model.sent_at < cutoff)
+        async with self._engine.connect() as connection:
+            await connection.execute(
+                delete(self._table).where(self._table.c.state == OutboxState.sent,
+                                          self._table.c.sent_at < cutoff)
             )
 
 

@@ -107,7 +107,7 @@ def create_service_app(
         engine = create_engine(database_url)
         publisher = KafkaPublisher(platform.kafka_bootstrap, client_id=f"cyberclaims-{spec.name}",
                                    idempotent=platform.kafka_idempotent_producer)
-        relay = OutboxRelay(UnitOfWorkFactory(engine).sessions, spec.outbox_model, publisher,
+        relay = OutboxRelay(engine, spec.outbox_model, publisher,
                             service=spec.name, clock=clock, poll_seconds=platform.outbox_poll_seconds)
         runtime = Runtime(
             name=spec.name, platform=platform, clock=clock, engine=engine,
