@@ -5,11 +5,11 @@ Absent counts and amounts in a report count as zero.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 
 from shared.events import (
     Attribution,
@@ -138,20 +138,19 @@ class VendorLoad:
         return self.open_jobs < self.capacity
 
 
-def selection_key(vendor: VendorLoad) -> tuple[Fraction, float, str]:
-    """Lowest open_jobs/capacity first (exact ratios, so 1/3 ties 2/6), then highest rating,
-    then vendor_id ascending."""
-    return Fraction(vendor.open_jobs, vendor.capacity), -vendor.rating, vendor.vendor_id
-
-
 def rank_vendors(vendors: Iterable[VendorLoad], job_type: JobType, region: str,
                  refused: Iterable[str] = ()) -> list[VendorLoad]:
-    """The eligible vendors for a job, best first. `refused`: vendors that declined this job
-    or let it expire."""
+    """The eligible vendors for a job, best first: lowest open_jobs/capacity (exact ratios, so
+    1/3 ties 2/6), then highest rating, then vendor_id ascending. `refused`: vendors that
+    declined this job or let it expire."""
     excluded = set(refused)
     eligible = [v for v in vendors
                 if v.can_do(job_type, region) and v.has_room() and v.vendor_id not in excluded]
-    return sorted(eligible, key=selection_key)
+    # The ratios as numerators over one common denominator: exact, and integers compare several
+    # times faster than Fractions (this runs for every job triage places).
+    common = math.lcm(*(v.capacity for v in eligible))
+    return sorted(eligible, key=lambda v: (v.open_jobs * (common // v.capacity), -v.rating,
+                                           v.vendor_id))
 
 
 # --- the response's outcome ----------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -177,6 +179,19 @@ ORDER_CASES = [
 def test_vendor_order(vendors: list[VendorLoad], expected: list[str]) -> None:
     ranked = rules.rank_vendors(vendors, J.forensics, "CN-GD")
     assert [v.vendor_id for v in ranked] == expected
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_vendor_order_compares_exact_ratios(seed: int) -> None:
+    """Whatever the capacities (ratios a float would round together included), the order is
+    that of the exact fractions, then rating, then vendor_id."""
+    rng = random.Random(seed)
+    capacities = [rng.choice([3, 6, 7, 10_000, 9_999, 2**31 - 1, 2**31 - 2]) for _ in range(12)]
+    vendors = [vendor(f"v{i:02d}", capacity=capacity, open_jobs=rng.randrange(capacity),
+                      rating=rng.choice([3.0, 4.5])) for i, capacity in enumerate(capacities)]
+    ranked = rules.rank_vendors(vendors, J.forensics, "CN-GD")
+    assert ranked == sorted(vendors, key=lambda v: (Fraction(v.open_jobs, v.capacity),
+                                                    -v.rating, v.vendor_id))
 
 
 ELIGIBILITY_CASES = [
