@@ -27,13 +27,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import String, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import String, Table, bindparam, func, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
 from shared.clock import Clock
-from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime
+from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime, is_postgres
 from shared.events import Envelope, Event, UnknownEventType
 from shared.kafka import Publisher, retry_until_connected
 from shared.logs import correlation_scope
@@ -204,49 +205,45 @@ class EventConsumer:
         """Apply `items` in order in one transaction, skipping events the inbox already holds.
         Raises, with nothing applied, if any of them fails."""
         applied: list[Envelope] = []
-        duplicates = 0
         async with self._uow() as uow:
-            seen = await self._applied_already(uow, [envelope.id for envelope, _ in items])
+            new = await self._claim(uow, [envelope for envelope, _ in items])
             for envelope, handler in items:
-                if envelope.id in seen:
-                    duplicates += 1
-                    continue
-                seen.add(envelope.id)
+                if envelope.id not in new:
+                    continue  # applied before, or a second copy in this batch
+                new.discard(envelope.id)
                 with correlation_scope(envelope.correlationid):
                     await handler(uow, envelope.event(), envelope)
                 applied.append(envelope)
-            # Added last, so the inbox rows go in as one INSERT at commit rather than one per
-            # event in the handlers' flushes; a concurrent copy still collides with them there.
-            uow.session.add_all([self._inbox_row(envelope) for envelope in applied])
-            try:
-                await uow.commit()
-            except IntegrityError:
-                # A concurrent delivery of the same event won the inbox row: one effect.
-                if len(items) != 1:
-                    raise
-                async with self._uow() as fresh:
-                    if not await self._applied_already(fresh, [items[0][0].id]):
-                        raise
-                applied, duplicates = [], 1
-        EVENTS_DUPLICATE.labels(self.name).inc(duplicates)
+            await uow.commit()
+        EVENTS_DUPLICATE.labels(self.name).inc(len(items) - len(applied))
         for envelope in applied:
             EVENTS_HANDLED.labels(self.name, envelope.type).inc()
 
-    def _inbox_row(self, envelope: Envelope) -> InboxColumns:
-        row = self._inbox()
-        row.consumer = self.name
-        row.event_id = envelope.id
-        row.event_type = envelope.type
-        row.received_at = self._clock.now()
-        return row
-
-    async def _applied_already(self, uow: UnitOfWork, event_ids: list[uuid.UUID]
-                               ) -> set[uuid.UUID]:
-        inbox = self._inbox
-        return set(await uow.session.scalars(
-            select(inbox.event_id).where(inbox.consumer == self.name,
-                                         inbox.event_id.in_(event_ids))
-        ))
+    async def _claim(self, uow: UnitOfWork, envelopes: list[Envelope]) -> set[uuid.UUID]:
+        """Insert the inbox rows first, in the handlers' transaction, and return the ids that
+        were not there yet: one statement instead of a look-up and an insert. A concurrent
+        copy of an event waits on its inbox row and then finds it taken: one effect."""
+        inbox: Table = self._inbox.__table__  # type: ignore[attr-defined]
+        now = self._clock.now()
+        if is_postgres(uow.session):  # one statement text for any batch size (no re-prepare)
+            rows = (func.unnest(bindparam("ids", type_=postgresql.ARRAY(Uuid())),
+                                bindparam("types", type_=postgresql.ARRAY(String())))
+                    .table_valued("event_id", "event_type").render_derived())
+            claim = (postgresql.insert(inbox).from_select(
+                ["consumer", "event_id", "event_type", "received_at"],
+                select(literal(self.name, String()), rows.c.event_id, rows.c.event_type,
+                       literal(now, UTCDateTime())))
+                     .on_conflict_do_nothing().returning(inbox.c.event_id))
+            result = await uow.session.execute(claim, {
+                "ids": [envelope.id for envelope in envelopes],
+                "types": [envelope.type for envelope in envelopes]})
+        else:
+            result = await uow.session.execute(
+                sqlite.insert(inbox).values([
+                    {"consumer": self.name, "event_id": envelope.id, "event_type": envelope.type,
+                     "received_at": now} for envelope in envelopes])
+                .on_conflict_do_nothing().returning(inbox.c.event_id))
+        return set(result.scalars())
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *,
                            attempts: int) -> None:

@@ -7,6 +7,7 @@ intake's real database and the real broker for dead letters."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -134,3 +135,25 @@ async def test_only_messages_of_handled_types_are_decoded_and_so_dead_lettered(
         lambda r: dict(r.headers).get("dlq_origin_offset") in offsets, settle=0.5)
     assert [dict(r.headers)["dlq_origin_offset"] for r in letters] == [
         str(fetch[1].offset).encode()]
+
+
+async def test_the_same_event_applied_by_two_consumers_at_once_has_one_effect(
+    consumer: EventConsumer, intake_db: str, broker: str, api: httpx.AsyncClient,
+    insured: dict[str, Any], db: AsyncEngine
+) -> None:
+    """Two replicas during a rebalance: the second waits on the first's inbox row, then skips."""
+    incident_id = await report(api, insured)
+    event = triaged(incident_id, insured["org_id"], insured["policy_number"])
+    engine = create_engine(intake_db)
+    try:
+        other = EventConsumer(name="intake", group_id="unused", bootstrap=broker,
+                              handlers=handlers(), uow=UnitOfWorkFactory(engine),
+                              inbox_model=Inbox, dead_letters=consumer._dead_letters,
+                              clock=SystemClock())
+        await asyncio.gather(*(c.process_batch(records(event, key=incident_id))
+                               for c in (consumer, other) for _ in range(3)))
+    finally:
+        await engine.dispose()
+    assert await timeline(db, incident_id) == ["incident.reported", "incident.triaged"]
+    assert await sql_value(db, "SELECT count(*) FROM inbox WHERE event_id = CAST(:id AS uuid)",
+                           id=str(event.id)) == 1
