@@ -5,8 +5,11 @@ Status only moves forward (events of different topics may arrive in any order).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import Incident, TimelineEntry
 from shared.consumer import Handler
@@ -86,7 +89,7 @@ async def record_on_timeline(uow: UnitOfWork, event: Event, envelope: Envelope) 
     entry_type, status, at, summary = _describe(event)
     incident_id = event.incident_id  # type: ignore[attr-defined]
     with uow.session.no_autoflush:
-        incident = await uow.session.get(Incident, incident_id, with_for_update=True)
+        incident = await _locked_incident(uow.session, incident_id)
         if incident is None:
             return  # not an incident of this intake (e.g. created elsewhere); nothing to show
         _advance(incident, status)
@@ -95,6 +98,19 @@ async def record_on_timeline(uow: UnitOfWork, event: Event, envelope: Envelope) 
             incident.regulatory_deadline = event.regulatory_deadline
         uow.session.add(TimelineEntry(incident_id=incident.id, event_id=envelope.id, at=at,
                                       type=entry_type, summary=summary))
+
+
+async def _locked_incident(session: AsyncSession, incident_id: uuid.UUID) -> Incident | None:
+    """The incident, locked FOR UPDATE once per transaction: a fetch often carries several
+    events of one incident (triaged, then each job dispatched), and the lock lasts until the
+    consumer commits, so later events take it from the session without a round trip."""
+    locked: set[uuid.UUID] = session.info.setdefault("intake.locked_incidents", set())
+    if incident_id in locked:
+        return await session.get(Incident, incident_id)  # in the identity map: no SQL
+    incident = await session.get(Incident, incident_id, with_for_update=True)
+    if incident is not None:
+        locked.add(incident_id)
+    return incident
 
 
 TIMELINE_EVENTS: tuple[type[Event], ...] = (

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import ConsumerRecord
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.handlers import handlers
@@ -157,3 +158,25 @@ async def test_the_same_event_applied_by_two_consumers_at_once_has_one_effect(
     assert await timeline(db, incident_id) == ["incident.reported", "incident.triaged"]
     assert await sql_value(db, "SELECT count(*) FROM inbox WHERE event_id = CAST(:id AS uuid)",
                            id=str(event.id)) == 1
+
+
+async def test_a_fetch_of_one_incidents_events_locks_and_reads_it_once(
+    consumer: EventConsumer, api: httpx.AsyncClient, insured: dict[str, Any], db: AsyncEngine
+) -> None:
+    incident_id = await report(api, insured)
+    batch = [triaged(incident_id, insured["org_id"], insured["policy_number"]),
+             *(dispatched(incident_id, insured["org_id"]) for _ in range(3))]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = consumer._uow.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        await consumer.process_batch(records(*batch, key=incident_id))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert sum("FROM incidents" in s and "FOR UPDATE" in s for s in statements) == 1
+    assert await timeline(db, incident_id) == [
+        "incident.reported", "incident.triaged", *["job.dispatched"] * 3]
