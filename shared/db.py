@@ -62,8 +62,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """One engine per process, built at start-up. SQLite gets WAL and a busy timeout."""
+def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+    """One engine per process, built at start-up. SQLite gets WAL and a busy timeout.
+
+    The PostgreSQL pool has a fixed size: overflow connections are closed as soon as they are
+    returned, so under a burst each would be a new server process started and stopped again."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -77,8 +80,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         return engine
     # No pre-ping (a round trip per checkout): stale connections are recycled instead, and a
     # request that meets a dropped connection fails once and is retried by its client.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                               pool_recycle=1800)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
 
 
 def is_postgres(engine_or_session: AsyncEngine | AsyncSession) -> bool:

@@ -104,7 +104,7 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(spec.name, platform.log_level)
-        engine = create_engine(database_url)
+        engine = create_engine(database_url, pool_size=platform.database_pool_size)
         publisher = KafkaPublisher(platform.kafka_bootstrap, client_id=f"cyberclaims-{spec.name}",
                                    idempotent=platform.kafka_idempotent_producer)
         relay = OutboxRelay(engine, spec.outbox_model, publisher,

@@ -58,6 +58,11 @@ class PlatformSettings(BaseSettings):
         description="Most events a consumer applies in one transaction (1: one at a time).",
     )
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    database_pool_size: int = Field(
+        default=20, ge=1,
+        description="Connections each process keeps to its database (a fixed pool: a burst "
+                    "waits for one rather than opening and closing extra connections).",
+    )
     currency: str = "CNY"
 
     @model_validator(mode="after")

@@ -35,7 +35,8 @@ JobReader = Annotated[Principal, require(Role.vendor, Role.operator)]
 TriageReader = Annotated[Principal, require(Role.operator, Role.adjuster)]
 
 
-def get_context(runtime: RuntimeDep) -> TriageContext:
+async def get_context(runtime: RuntimeDep) -> TriageContext:
+    """Async although it awaits nothing: FastAPI runs a plain function dependency in a thread."""
     context: TriageContext = runtime.resources[CONTEXT]
     return context
 
