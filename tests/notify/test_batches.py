@@ -36,6 +36,10 @@ def records(envelopes: list[Envelope]) -> list[ConsumerRecord[bytes, bytes]]:
     return fetched
 
 
+CONFIRMED_AT = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+CORRECTED_AT = datetime(2025, 3, 1, 8, 30, tzinfo=UTC)
+
+
 def incident_story(org: str, vendor: str) -> list[Event]:
     """A job dispatched before notify saw the report, the report, its triage, the
     policyholder's confirmation to the regulator, and two more jobs."""
@@ -46,10 +50,20 @@ def incident_story(org: str, vendor: str) -> list[Event]:
         dispatched(vendor, incident_id=incident_id, org_id=org),
         report,
         triaged(str(incident_id), org, deadline),
-        RegulatorReportFiled(incident_id=incident_id, org_id=org, reported_at=datetime.now(UTC),
+        RegulatorReportFiled(incident_id=incident_id, org_id=org, reported_at=CONFIRMED_AT,
                              reference="CAC-1"),
         dispatched(vendor, incident_id=incident_id, org_id=org),
         dispatched(f"{vendor}-other", incident_id=incident_id, org_id=org),
+    ]
+
+
+def later_fetch(org: str, vendor: str, incident_id: uuid.UUID) -> list[Event]:
+    """A job (the copy read without a lock) and a corrected confirmation (the copy locked and
+    read again) in a later fetch."""
+    return [
+        dispatched(vendor, incident_id=incident_id, org_id=org),
+        RegulatorReportFiled(incident_id=incident_id, org_id=org, reported_at=CORRECTED_AT,
+                             reference="CAC-2"),
     ]
 
 
@@ -72,7 +86,7 @@ async def outcome(runtime: Runtime, incident_id: uuid.UUID, org: str,
             for row in rows),
         "events_notified": len({row.source_event_id for row in rows}),
         "reminder": reminder.state,
-        "copy": (copy.title, plain(copy.contact_email or ""), copy.regulator_reported_at is not None),
+        "copy": (copy.title, plain(copy.contact_email or ""), copy.regulator_reported_at),
     }
 
 
@@ -95,14 +109,19 @@ async def test_one_transaction_per_fetch_notifies_as_one_event_at_a_time_and_rep
 
         together = [wrap(e) for e in incident_story(together_org, together_vendor)]
         alone = [wrap(e) for e in incident_story(alone_org, alone_vendor)]
-        with caplog.at_level(logging.WARNING, logger="shared.consumer"):
-            await consumer.process_batch(records(together))
+        caplog.set_level(logging.WARNING, logger="shared.consumer")
+        await consumer.process_batch(records(together))
         assert "one at a time" not in caplog.text  # the fetch was applied in one transaction
         for envelope in alone:
             await consumer.process_batch(records([envelope]))
-
         incident_together = uuid.UUID(together[0].data["incident_id"])
         incident_alone = uuid.UUID(alone[0].data["incident_id"])
+        await consumer.process_batch(records(
+            [wrap(e) for e in later_fetch(together_org, together_vendor, incident_together)]))
+        for event in later_fetch(alone_org, alone_vendor, incident_alone):
+            await consumer.process_batch(records([wrap(event)]))
+        assert "one at a time" not in caplog.text
+
         applied_together = await outcome(runtime, incident_together, together_org,
                                          together_vendor)
         applied_alone = await outcome(runtime, incident_alone, alone_org, alone_vendor)
@@ -120,10 +139,10 @@ async def test_one_transaction_per_fetch_notifies_as_one_event_at_a_time_and_rep
     assert applied_together == applied_alone
     assert replayed == applied_together
     assert applied_together["reminder"] == ReminderState.cancelled
-    assert applied_together["copy"] == ("ERP down", "ORG@example.com", True)
-    assert applied_together["events_notified"] == 5
+    assert applied_together["copy"] == ("ERP down", "ORG@example.com", CORRECTED_AT)
+    assert applied_together["events_notified"] == 6
     assert ("incident_received", "org:ORG", "email", "ORG@example.com", "pending") \
         in applied_together["deliveries"]
     webhooks = [d for d in applied_together["deliveries"] if d[2] == "webhook"]
     assert webhooks == [("job_dispatched", "vendor:VENDOR", "webhook", "subscription",
-                         "pending")] * 2
+                         "pending")] * 3
