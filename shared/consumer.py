@@ -2,8 +2,10 @@
 
 For each message: the handler's effects and the inbox row (consumer, event id) commit in one
 transaction, so an event delivered twice has one effect. The offset is committed only after
-that commit. A handler that fails `max_attempts` times, or a message that cannot be read, goes
-to the topic's dead-letter topic with the error and its origin in headers, and the partition
+that commit (at most every `commit_interval_ms`, and whenever the consumer is idle or gives
+up a partition: what a crash leaves uncommitted is delivered again and skipped). A handler
+that fails `max_attempts` times, or a message that cannot be read, goes to the topic's
+dead-letter topic with the error and its origin in headers, and the partition
 keeps flowing. Losing the database is not the message's fault: that waits and retries, and so
 do a deadlock and a serialization failure (another transaction's fault, not the message's).
 
@@ -18,13 +20,16 @@ carries many types; the consumer that handles it judges whether it is readable).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import String, Table, bindparam, func, literal, select
@@ -83,6 +88,7 @@ class EventConsumer:
         fetch_max_wait_ms: int = 20,
         retry_delay_seconds: float = 0.2,
         batch_size: int = 100,
+        commit_interval_ms: int = 100,
     ) -> None:
         self.name = name
         self._group_id = group_id
@@ -98,11 +104,11 @@ class EventConsumer:
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._retry_delay = retry_delay_seconds
         self._batch_size = batch_size
+        self._commit_interval_ms = commit_interval_ms
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            *self.topics,
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             client_id=f"{self._group_id}-consumer",
@@ -113,19 +119,26 @@ class EventConsumer:
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             heartbeat_interval_ms=max(100, self._session_timeout_ms // 10),
         )
+        offsets = _Offsets(consumer, self.name)
+        consumer.subscribe(self.topics, listener=_CommitBeforeRevoke(offsets))
         await retry_until_connected(consumer.start, what=f"consumer {self.name}")
         self.ready.set()
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=self._batch_size)
-                if not batches:
-                    continue
-                await self.process_batch([r for records in batches.values() for r in records])
-                await consumer.commit({partition: records[-1].offset + 1
-                                       for partition, records in batches.items()})
+                batches = await consumer.getmany(
+                    timeout_ms=self._commit_interval_ms if offsets.pending else 500,
+                    max_records=self._batch_size)
+                if batches:
+                    await self.process_batch([r for records in batches.values() for r in records])
+                    offsets.applied({partition: records[-1].offset + 1
+                                     for partition, records in batches.items()})
+                if offsets.pending and (not batches or offsets.age_ms() >= self._commit_interval_ms):
+                    await offsets.commit()
         finally:
             # Leaving the group can hang if the broker is mid-rebalance; never block shutdown
             # on it (uncommitted offsets are re-delivered, and the inbox skips them).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(offsets.commit(), timeout=STOP_TIMEOUT_SECONDS)
             try:
                 await asyncio.wait_for(consumer.stop(), timeout=STOP_TIMEOUT_SECONDS)
             except TimeoutError:
@@ -265,3 +278,50 @@ class EventConsumer:
         future = await self._dead_letters.send(target, record.value or b"", key=record.key or b"",
                                                headers=headers)
         await future
+
+
+class _Offsets:
+    """Offsets of applied messages, committed to Kafka at most every `commit_interval_ms`
+    (and as soon as the consumer is idle, before a rebalance and on the way out) instead of
+    after every fetch: always after the database commit, never before it. What a crash leaves
+    uncommitted is delivered again, and the inbox skips it."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, name: str) -> None:
+        self._consumer = consumer
+        self._name = name
+        self.pending: dict[TopicPartition, int] = {}
+        self._since = time.monotonic()
+
+    def applied(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not self.pending:
+            self._since = time.monotonic()
+        self.pending.update(offsets)
+
+    def age_ms(self) -> float:
+        return (time.monotonic() - self._since) * 1000
+
+    async def commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit what is pending (of `partitions` only, if given)."""
+        due = {tp: offset for tp, offset in self.pending.items()
+               if partitions is None or tp in partitions}
+        if not due:
+            return
+        for tp in due:
+            del self.pending[tp]
+        try:
+            await self._consumer.commit(due)
+        except KafkaError as exc:  # e.g. the group moved on: the new owner re-reads, the inbox skips
+            log.warning("consumer %s could not commit its offsets: %r", self._name, exc)
+
+
+class _CommitBeforeRevoke(ConsumerRebalanceListener):
+    """Before partitions move to another member, commit what was applied from them."""
+
+    def __init__(self, offsets: _Offsets) -> None:
+        self._offsets = offsets
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self._offsets.commit(revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        pass

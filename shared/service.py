@@ -130,6 +130,7 @@ def create_service_app(
                 session_timeout_ms=platform.kafka_session_timeout_ms,
                 fetch_max_wait_ms=platform.kafka_fetch_max_wait_ms,
                 batch_size=platform.consumer_batch_size,
+                commit_interval_ms=platform.consumer_commit_interval_ms,
             )
         app.state.runtime = runtime
         app.state.tokens = runtime.tokens

@@ -57,6 +57,11 @@ class PlatformSettings(BaseSettings):
         default=100, ge=1,
         description="Most events a consumer applies in one transaction (1: one at a time).",
     )
+    consumer_commit_interval_ms: int = Field(
+        default=100, ge=0,
+        description="How often a busy consumer commits its offsets to Kafka (0: after every "
+                    "fetch); always after the database commit, and at once when idle.",
+    )
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     database_pool_size: int = Field(
         default=20, ge=1,
