@@ -304,10 +304,14 @@ class _Offsets:
         """Commit what is pending (of `partitions` only, if given)."""
         due = {tp: offset for tp, offset in self.pending.items()
                if partitions is None or tp in partitions}
-        if not due:
-            return
         for tp in due:
             del self.pending[tp]
+        # A partition given up meanwhile is another member's now: it re-reads what this one
+        # did not commit (and skips it), and committing it would fail the whole request.
+        assigned = self._consumer.assignment()
+        due = {tp: offset for tp, offset in due.items() if tp in assigned}
+        if not due:
+            return
         try:
             await self._consumer.commit(due)
         except KafkaError as exc:  # e.g. the group moved on: the new owner re-reads, the inbox skips

@@ -11,7 +11,6 @@ replica relay at a time, so two replicas never interleave one key.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 import zlib
@@ -54,7 +53,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX_PUBLISHED = Counter("cyberclaims_outbox_published_total", "Events published", ["service"])
 OUTBOX_FAILURES = Counter("cyberclaims_outbox_failures_total", "Failed publish tries", ["service"])
-OUTBOX_PENDING = Gauge("cyberclaims_outbox_pending", "Rows waiting to be published", ["service"])
+OUTBOX_PENDING = Gauge("cyberclaims_outbox_pending",
+                       "Due rows the last relay pass could not publish (held back)", ["service"])
 
 
 class OutboxState(StrEnum):
@@ -125,10 +125,13 @@ class OutboxRelay:
     """Publishes pending outbox rows; woken right after a commit, and polls as a safety net.
 
     A pass is two statements in autocommit, not a transaction: one takes the relay's lock and
-    reads the due rows, one marks what Kafka acknowledged and releases the lock. On PostgreSQL
-    the lock is a session advisory lock held for the pass, so replicas take turns and never
-    interleave one key; a pass that fails midway releases it, or drops its connection (which
-    releases it too).
+    reads the due rows, one marks what Kafka acknowledged and then releases the lock. On
+    PostgreSQL the lock is a session advisory lock held for the pass, so replicas take turns
+    and a key's rows reach Kafka in order. A pass that fails in any way drops its connection,
+    which releases the lock with it (a pooled connection must never keep it). A replica that
+    takes the lock in the instant between another's unlock and that statement's commit can
+    publish the same rows again: a duplicate, which consumers skip, never a reordering (every
+    row the first one sent was acknowledged before it unlocked).
     """
 
     def __init__(
@@ -177,26 +180,36 @@ class OutboxRelay:
 
         Each stored envelope is published as it is (it was validated when it was written)."""
         async with self._engine.connect() as connection:
-            held, rows = await self._lock_and_read_due(connection)
-            if not held:
-                return 0
             try:
+                held, rows = await self._lock_and_read_due(connection)
+                if not held:
+                    return 0
                 sent = await self._publish(connection, rows)
                 await self._mark_sent_and_unlock(connection, sent)
             except BaseException:
-                await self._unlock_or_drop(connection)
+                # Whether the lock is still held is unknown: closing the session releases it.
+                await connection.invalidate()
                 raise
-            OUTBOX_PUBLISHED.labels(self._service).inc(len(sent))
-            return len(sent)
+        OUTBOX_PUBLISHED.labels(self._service).inc(len(sent))
+        OUTBOX_PENDING.labels(self._service).set(len(rows) - len(sent))
+        return len(sent)
 
     async def _lock_and_read_due(self, connection: AsyncConnection
                                  ) -> tuple[bool, Sequence[Row[*tuple[Any, ...]]]]:
-        """Whether this relay holds the lock, and if so the due rows in id order."""
+        """Whether this relay holds the lock, and if so the due rows in id order. A row waits
+        while an earlier row of its key is held back, so a key's rows stay in order even when
+        one was written after its key's failure."""
         table = self._table
+        now = self._clock.now()
+        earlier = table.alias("earlier")
+        held_back_before = (select(earlier.c.id)
+                            .where(earlier.c.state == OutboxState.pending,
+                                   earlier.c.partition_key == table.c.partition_key,
+                                   earlier.c.id < table.c.id, earlier.c.next_attempt_at > now))
         due = (select(table.c.id, table.c.event_id, table.c.topic, table.c.partition_key,
                       table.c.envelope, table.c.attempts)
-               .where(table.c.state == OutboxState.pending,
-                      table.c.next_attempt_at <= self._clock.now())
+               .where(table.c.state == OutboxState.pending, table.c.next_attempt_at <= now,
+                      ~held_back_before.exists())
                .order_by(table.c.id)
                .limit(self._batch_size))
         if not self._postgres:  # one process per SQLite file: nobody to take turns with
@@ -206,34 +219,41 @@ class OutboxRelay:
         rows = (await connection.execute(
             select(lock.c.held, *due_if_held.c)
             .select_from(lock.outerjoin(due_if_held, true()))
+            .order_by(due_if_held.c.id)
         )).all()
         held = bool(rows[0].held)
         return held, [row for row in rows if row.id is not None]
 
-    async def _publish(self, connection: AsyncConnection, rows: Sequence[Row[*tuple[Any, ...]]]) -> list[int]:
-        """Send every row, then wait for the acknowledgements; a failed row holds back its key."""
+    async def _publish(self, connection: AsyncConnection, rows: Sequence[Row[*tuple[Any, ...]]]
+                       ) -> list[int]:
+        """Send every row, then wait for the acknowledgements. A row that fails holds back its
+        key: no later row of that key is sent in this pass, nor before it on a later one."""
         deliveries = []
+        held_back: set[str] = set()
         for row in rows:
+            if row.partition_key in held_back:
+                continue
             try:
                 future = await self._publisher.send(
                     row.topic, kafka_value(row.envelope["data"]),
                     key=row.partition_key.encode(), headers=kafka_headers(row.envelope),
                 )
             except Exception as exc:  # buffer full or producer closed: retry the row later
-                future = _failed(exc)
-            deliveries.append((row, future))
-        held_back: set[str] = set()
-        sent: list[int] = []
-        for row, future in deliveries:
-            if row.partition_key in held_back:
-                continue
-            try:
-                await future
-            except Exception as exc:
                 held_back.add(row.partition_key)
                 await self._hold_back_key(connection, row, exc)
                 continue
-            sent.append(row.id)
+            deliveries.append((row, future))
+        sent: list[int] = []
+        for row, future in deliveries:
+            try:
+                await future
+            except Exception as exc:
+                if row.partition_key not in held_back:
+                    held_back.add(row.partition_key)
+                    await self._hold_back_key(connection, row, exc)
+                continue
+            if row.partition_key not in held_back:  # else it goes again after the failed row
+                sent.append(row.id)
         return sent
 
     async def _mark_sent_and_unlock(self, connection: AsyncConnection, sent: list[int]) -> None:
@@ -248,21 +268,11 @@ class OutboxRelay:
             await connection.execute(mark.where(table.c.id.in_(sent)))
             return
         unlock = select(func.pg_advisory_unlock(self._lock_key))
-        if sent:
+        if sent:  # the unlock reads the UPDATE's result, so it runs once every row is marked
             ids = bindparam("sent", sent, type_=postgresql.ARRAY(BigInteger()))
-            unlock = unlock.add_cte(mark.where(table.c.id == any_(ids))
-                                    .returning(table.c.id).cte("marked"))
+            marked = mark.where(table.c.id == any_(ids)).returning(table.c.id).cte("marked")
+            unlock = unlock.select_from(select(func.count()).select_from(marked).subquery())
         await connection.execute(unlock)
-
-    async def _unlock_or_drop(self, connection: AsyncConnection) -> None:
-        if not self._postgres:
-            return
-        try:
-            await connection.execute(select(func.pg_advisory_unlock(self._lock_key)))
-        except Exception:
-            log.warning("%s outbox relay: could not release its lock; dropping the connection",
-                        self._service)
-            await connection.invalidate()
 
     async def _hold_back_key(self, connection: AsyncConnection, row: Row[*tuple[Any, ...]],
                              exc: BaseException) -> None:
@@ -286,9 +296,3 @@ class OutboxRelay:
                 delete(self._table).where(self._table.c.state == OutboxState.sent,
                                           self._table.c.sent_at < cutoff)
             )
-
-
-def _failed(exc: BaseException) -> asyncio.Future[object]:
-    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-    future.set_exception(exc)
-    return future

@@ -1,7 +1,8 @@
-"""The relay's lock on PostgreSQL: replicas take turns, and a pass cut short releases it.
+"""The relay on PostgreSQL: replicas take turns, a pass cut short releases the lock, and a key
+whose row failed keeps its later rows back until that row is sent.
 
-The publisher here is a stand-in that holds a send open on command (what is tested is the
-relay's use of the real database, not Kafka)."""
+The publishers here are stand-ins that hold a send open or fail it on command (what is tested
+is the relay's use of the real database, not Kafka)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.models import Outbox as OutboxRow
-from shared.clock import SystemClock
+from shared.clock import Clock, ManualClock, SystemClock
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.events import RegulatorReportFiled
 from shared.migrations import migrate
@@ -62,14 +63,16 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def stage_events(engine: AsyncEngine, count: int) -> None:
-    outbox = Outbox(OutboxRow, source="/test", clock=CLOCK)
+async def stage_events(engine: AsyncEngine, count: int, *, key: uuid.UUID | None = None,
+                       clock: Clock = CLOCK) -> list[str]:
+    """`count` events (of one incident, so one partition key, when `key` is given); their ids."""
+    outbox = Outbox(OutboxRow, source="/test", clock=clock)
     async with UnitOfWorkFactory(engine)() as uow:
-        for _ in range(count):
-            outbox.add(uow.session, RegulatorReportFiled(
-                incident_id=uuid.uuid4(), org_id="org-relay", reported_at=datetime.now(UTC),
-                reference="REF-1"))
+        ids = [str(outbox.add(uow.session, RegulatorReportFiled(
+            incident_id=key or uuid.uuid4(), org_id="org-relay", reported_at=datetime.now(UTC),
+            reference=f"REF-{n}")).id) for n in range(count)]
         await uow.commit()
+    return ids
 
 
 async def pending(engine: AsyncEngine) -> int:
@@ -78,8 +81,33 @@ async def pending(engine: AsyncEngine) -> int:
             select(func.count()).where(OutboxRow.state == OutboxState.pending)) or 0)
 
 
-def relay(engine: AsyncEngine, publisher: HeldPublisher) -> OutboxRelay:
-    return OutboxRelay(engine, OutboxRow, publisher, service="intake", clock=CLOCK)
+class FailingPublisher:
+    """Fails the first send of the events named in `failing` (at once, or at the
+    acknowledgement); records the ids it sent, in order."""
+
+    def __init__(self, failing: set[str], *, at_send: bool) -> None:
+        self.failing = failing
+        self.at_send = at_send
+        self.sent: list[str] = []
+
+    async def send(self, topic: str, value: bytes, *, key: bytes,
+                   headers: list[tuple[str, bytes]]) -> asyncio.Future[object]:
+        event_id = dict(headers)["ce_id"].decode()
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if event_id in self.failing:
+            self.failing.discard(event_id)
+            if self.at_send:
+                raise RuntimeError("producer buffer full")
+            future.set_exception(RuntimeError("broker unavailable"))
+            return future
+        self.sent.append(event_id)
+        future.set_result(None)
+        return future
+
+
+def relay(engine: AsyncEngine, publisher: HeldPublisher | FailingPublisher,
+          clock: Clock = CLOCK) -> OutboxRelay:
+    return OutboxRelay(engine, OutboxRow, publisher, service="intake", clock=clock)
 
 
 async def test_two_replicas_take_turns_and_each_row_is_sent_once(engine: AsyncEngine) -> None:
@@ -113,4 +141,29 @@ async def test_a_pass_cut_short_releases_the_lock_and_leaves_its_rows_pending(
     other = HeldPublisher()
     other.release.set()
     assert await relay(engine, other).publish_pending() == 2
+    assert await pending(engine) == 0
+
+
+@pytest.mark.parametrize("at_send", [True, False], ids=["send-refused", "not-acknowledged"])
+async def test_a_failed_row_holds_back_its_key_even_against_rows_written_later(
+    engine: AsyncEngine, at_send: bool
+) -> None:
+    clock = ManualClock()
+    key = uuid.uuid4()
+    first, second = await stage_events(engine, 2, key=key, clock=clock)
+    [other] = await stage_events(engine, 1, clock=clock)
+    # Refused at once, the row stops its key's later rows from being sent; not acknowledged,
+    # it fails with its key's batch (one partition's records go and fail together).
+    publisher = FailingPublisher({first} if at_send else {first, second}, at_send=at_send)
+    relaying = relay(engine, publisher, clock)
+
+    assert await relaying.publish_pending() == 1  # the other key's row
+    assert publisher.sent == [other]
+    [later] = await stage_events(engine, 1, key=key, clock=clock)  # due now, its key is not
+    assert await relaying.publish_pending() == 0
+
+    clock.advance(timedelta(minutes=2))  # past the key's backoff
+    assert await relaying.publish_pending() == 3
+    first_sends = list(dict.fromkeys(i for i in publisher.sent if i != other))
+    assert first_sends == [first, second, later]
     assert await pending(engine) == 0
