@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import String, Table, bindparam, func, literal, select
+from sqlalchemy import Insert, String, Table, bindparam, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -105,6 +105,7 @@ class EventConsumer:
         self._retry_delay = retry_delay_seconds
         self._batch_size = batch_size
         self._commit_interval_ms = commit_interval_ms
+        self._claim_on_postgres = self._claim_statement()
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -232,25 +233,30 @@ class EventConsumer:
         for envelope in applied:
             EVENTS_HANDLED.labels(self.name, envelope.type).inc()
 
+    def _claim_statement(self) -> Insert:
+        """PostgreSQL's claim of a batch's inbox rows, built once: over `unnest` arrays, so one
+        statement text serves any batch size (no re-prepare per size)."""
+        inbox: Table = self._inbox.__table__  # type: ignore[attr-defined]
+        rows = (func.unnest(bindparam("ids", type_=postgresql.ARRAY(Uuid())),
+                            bindparam("types", type_=postgresql.ARRAY(String())))
+                .table_valued("event_id", "event_type").render_derived())
+        return (postgresql.insert(inbox).from_select(
+            ["consumer", "event_id", "event_type", "received_at"],
+            select(literal(self.name, String()), rows.c.event_id, rows.c.event_type,
+                   bindparam("received_at", type_=UTCDateTime())))
+                .on_conflict_do_nothing().returning(inbox.c.event_id))
+
     async def _claim(self, uow: UnitOfWork, envelopes: list[Envelope]) -> set[uuid.UUID]:
         """Insert the inbox rows first, in the handlers' transaction, and return the ids that
         were not there yet: one statement instead of a look-up and an insert. A concurrent
         copy of an event waits on its inbox row and then finds it taken: one effect."""
-        inbox: Table = self._inbox.__table__  # type: ignore[attr-defined]
         now = self._clock.now()
-        if is_postgres(uow.session):  # one statement text for any batch size (no re-prepare)
-            rows = (func.unnest(bindparam("ids", type_=postgresql.ARRAY(Uuid())),
-                                bindparam("types", type_=postgresql.ARRAY(String())))
-                    .table_valued("event_id", "event_type").render_derived())
-            claim = (postgresql.insert(inbox).from_select(
-                ["consumer", "event_id", "event_type", "received_at"],
-                select(literal(self.name, String()), rows.c.event_id, rows.c.event_type,
-                       literal(now, UTCDateTime())))
-                     .on_conflict_do_nothing().returning(inbox.c.event_id))
-            result = await uow.session.execute(claim, {
+        if is_postgres(uow.session):
+            result = await uow.session.execute(self._claim_on_postgres, {
                 "ids": [envelope.id for envelope in envelopes],
-                "types": [envelope.type for envelope in envelopes]})
+                "types": [envelope.type for envelope in envelopes], "received_at": now})
         else:
+            inbox: Table = self._inbox.__table__  # type: ignore[attr-defined]
             result = await uow.session.execute(
                 sqlite.insert(inbox).values([
                     {"consumer": self.name, "event_id": envelope.id, "event_type": envelope.type,

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Row,
+    Select,
     String,
     Table,
     Text,
@@ -157,6 +158,7 @@ class OutboxRelay:
         self._max_backoff = max_backoff_seconds
         self._keep_sent_for = keep_sent_for
         self._lock_key = literal(zlib.crc32(f"outbox:{service}".encode()), BigInteger())
+        self._read_due = self._due_rows_statement()
         self._last_purge = clock.now()
         self._loop = PollingLoop(f"{service} outbox relay", self._pass,
                                  interval_seconds=poll_seconds, again_at=batch_size)
@@ -194,13 +196,13 @@ class OutboxRelay:
         OUTBOX_PENDING.labels(self._service).set(len(rows) - len(sent))
         return len(sent)
 
-    async def _lock_and_read_due(self, connection: AsyncConnection
-                                 ) -> tuple[bool, Sequence[Row[*tuple[Any, ...]]]]:
-        """Whether this relay holds the lock, and if so the due rows in id order. A row waits
-        while an earlier row of its key is held back, so a key's rows stay in order even when
-        one was written after its key's failure."""
+    def _due_rows_statement(self) -> Select[Any]:
+        """The due rows in id order (at `now`), built once; on PostgreSQL only while this relay
+        holds the lock, taken in the same statement. A row waits while an earlier row of its
+        key is held back, so a key's rows stay in order even when one was written after its
+        key's failure."""
         table = self._table
-        now = self._clock.now()
+        now = bindparam("now", type_=UTCDateTime())
         earlier = table.alias("earlier")
         held_back_before = (select(earlier.c.id)
                             .where(earlier.c.state == OutboxState.pending,
@@ -213,16 +215,20 @@ class OutboxRelay:
                .order_by(table.c.id)
                .limit(self._batch_size))
         if not self._postgres:  # one process per SQLite file: nobody to take turns with
-            return True, (await connection.execute(due)).all()
+            return due
         lock = select(func.pg_try_advisory_lock(self._lock_key).label("held")).cte("relay_lock")
         due_if_held = due.where(lock.c.held).lateral("due")
-        rows = (await connection.execute(
-            select(lock.c.held, *due_if_held.c)
-            .select_from(lock.outerjoin(due_if_held, true()))
-            .order_by(due_if_held.c.id)
-        )).all()
-        held = bool(rows[0].held)
-        return held, [row for row in rows if row.id is not None]
+        return (select(lock.c.held, *due_if_held.c)
+                .select_from(lock.outerjoin(due_if_held, true()))
+                .order_by(due_if_held.c.id))
+
+    async def _lock_and_read_due(self, connection: AsyncConnection
+                                 ) -> tuple[bool, Sequence[Row[*tuple[Any, ...]]]]:
+        """Whether this relay holds the lock, and if so the due rows in id order."""
+        rows = (await connection.execute(self._read_due, {"now": self._clock.now()})).all()
+        if not self._postgres:
+            return True, rows
+        return bool(rows[0].held), [row for row in rows if row.id is not None]
 
     async def _publish(self, connection: AsyncConnection, rows: Sequence[Row[*tuple[Any, ...]]]
                        ) -> list[int]:
@@ -230,6 +236,12 @@ class OutboxRelay:
         key: no later row of that key is sent in this pass, nor before it on a later one."""
         deliveries = []
         held_back: set[str] = set()
+
+        async def hold_back(row: Row[*tuple[Any, ...]], exc: BaseException) -> None:
+            if row.partition_key not in held_back:
+                held_back.add(row.partition_key)
+                await self._hold_back_key(connection, row, exc)
+
         for row in rows:
             if row.partition_key in held_back:
                 continue
@@ -239,8 +251,7 @@ class OutboxRelay:
                     key=row.partition_key.encode(), headers=kafka_headers(row.envelope),
                 )
             except Exception as exc:  # buffer full or producer closed: retry the row later
-                held_back.add(row.partition_key)
-                await self._hold_back_key(connection, row, exc)
+                await hold_back(row, exc)
                 continue
             deliveries.append((row, future))
         sent: list[int] = []
@@ -248,9 +259,7 @@ class OutboxRelay:
             try:
                 await future
             except Exception as exc:
-                if row.partition_key not in held_back:
-                    held_back.add(row.partition_key)
-                    await self._hold_back_key(connection, row, exc)
+                await hold_back(row, exc)
                 continue
             if row.partition_key not in held_back:  # else it goes again after the failed row
                 sent.append(row.id)
@@ -259,13 +268,12 @@ class OutboxRelay:
     async def _mark_sent_and_unlock(self, connection: AsyncConnection, sent: list[int]) -> None:
         """One statement: what was sent is marked (all of it at once) and the lock released."""
         table = self._table
-        if not sent and not self._postgres:
-            return
         mark = (update(table)
                 .values(state=OutboxState.sent, sent_at=self._clock.now(),
                         attempts=table.c.attempts + 1))
         if not self._postgres:
-            await connection.execute(mark.where(table.c.id.in_(sent)))
+            if sent:
+                await connection.execute(mark.where(table.c.id.in_(sent)))
             return
         unlock = select(func.pg_advisory_unlock(self._lock_key))
         if sent:  # the unlock reads the UPDATE's result, so it runs once every row is marked
