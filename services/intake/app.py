@@ -6,15 +6,20 @@ from fastapi import FastAPI
 
 from services.intake import handlers, views
 from services.intake.models import Inbox, Outbox
+from services.intake.reports import ReportStore
 from services.intake.settings import IntakeSettings
 from shared.clock import Clock
-from shared.service import ServiceSpec, create_service_app
+from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import PlatformSettings
 
 NAME = "intake"
 
 def spec(settings: IntakeSettings) -> ServiceSpec:
     """The service, bound to its settings (intake needs none beyond the platform's)."""
+
+    async def setup(runtime: Runtime) -> None:
+        runtime.resources[views.REPORTS] = ReportStore(runtime.uow, runtime.outbox)
+
     return ServiceSpec(
         name=NAME,
         title="cyberclaims intake",
@@ -23,6 +28,7 @@ def spec(settings: IntakeSettings) -> ServiceSpec:
         outbox_model=Outbox,
         inbox_model=Inbox,
         handlers=lambda _runtime: handlers.handlers(),
+        setup=setup,
     )
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import BindParameter, Insert, Select, Table, bindparam, exists, func, insert, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from services.intake.models import Base, Incident, Loss, Policy, TimelineEntry
+from services.intake.models import Incident, Loss, Policy, TimelineEntry
+from services.intake.reports import NewReport, ReportStore
 from services.intake.schemas import (
     IncidentOut,
     IncidentReportIn,
@@ -25,7 +23,7 @@ from services.intake.schemas import (
 )
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.db import UnitOfWork
 from shared.events import (
     IncidentReported,
     LossSubmitted,
@@ -114,7 +112,7 @@ def incident_view(incident: Incident, entries: list[TimelineEntry]) -> IncidentO
     })
 
 
-async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
+async def report_incident(reports: ReportStore, outbox: Outbox, clock: Clock,
                           principal: Principal, idempotency_key: str,
                           body: IncidentReportIn) -> tuple[IncidentOut, bool]:
     """Create the incident once per (org, Idempotency-Key), against the caller's own policy.
@@ -139,88 +137,18 @@ async def report_incident(uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock,
         incident_id=incident["id"], org_id=org_id, reported_at=now, contact=contact, **details))
     entry = {"event_id": envelope.id, "at": now, "type": "incident.reported",
              "summary": f"Incident reported: {body.title}"}
-    if await _store_new_report(uows, outbox, incident, entry, event_row):
+    if await reports.store(NewReport(incident, entry, event_row)):
         return IncidentOut.model_validate({
             **incident, "priority": None, "regulatory_deadline": None,
             "regulator_reported_at": None, "regulator_reference": None, "timeline": [entry],
         }), False
-    async with uows() as uow:
+    async with reports.uows() as uow:
         existing = await _by_idempotency_key(uow, org_id, idempotency_key)
         if existing is not None:
             _reject_other_body(existing, fingerprint)
             return incident_view(existing, await timeline(uow, existing.id)), True
         await visible_policy(uow, principal, body.policy_number)
     raise Conflict("the report could not be stored; retry with the same key")
-
-
-def _typed_binds(table: Table, names: Sequence[str], prefix: str) -> dict[str, BindParameter[Any]]:
-    return {name: bindparam(prefix + name, type_=table.c[name].type) for name in names}
-
-
-def _report_statements() -> tuple[Insert, Select[Any]]:
-    """A new report's INSERT of its incident (only against the caller's own policy), and the
-    same as one PostgreSQL statement that also writes its timeline entry and its outbox row
-    when the incident was inserted: one round trip for the whole report."""
-    tables = Base.metadata.tables
-    incidents, policies = tables["incidents"], tables["policies"]
-    timeline_table, outbox_table = tables["timeline"], tables["outbox"]
-    incident = _typed_binds(incidents, INCIDENT_COLUMNS, "incident_")
-    against_callers_policy = (
-        select(*(incident[name].label(name) for name in INCIDENT_COLUMNS))
-        .where(exists().where(policies.c.policy_number == incident["policy_number"],
-                              policies.c.org_id == incident["org_id"]))
-    )
-    new_incident = (postgresql.insert(incidents)
-                    .from_select(INCIDENT_COLUMNS, against_callers_policy)
-                    .on_conflict_do_nothing(index_elements=["org_id", "idempotency_key"])
-                    .returning(incidents.c.id).cte("new_incident"))
-    entry = _typed_binds(timeline_table, ENTRY_COLUMNS, "entry_")
-    new_entry = insert(timeline_table).from_select(
-        ["incident_id", *ENTRY_COLUMNS],
-        select(new_incident.c.id, *(entry[name] for name in ENTRY_COLUMNS))).cte("new_entry")
-    event = _typed_binds(outbox_table, OUTBOX_COLUMNS, "event_")
-    new_event = insert(outbox_table).from_select(
-        OUTBOX_COLUMNS, select(*(event[name] for name in OUTBOX_COLUMNS))
-        .select_from(new_incident)).cte("new_event")
-    return (insert(incidents).from_select(INCIDENT_COLUMNS, against_callers_policy),
-            select(new_incident.c.id).add_cte(new_entry, new_event))
-
-
-INCIDENT_COLUMNS = (
-    "id", "org_id", "policy_number", "idempotency_key", "request_hash", "category", "title",
-    "description", "occurred_at", "discovered_at", "reported_at", "contact", "systems_down",
-    "outage_started_at", "affected_hosts", "records_exposed", "data_types", "ransom_demanded",
-    "funds_transferred", "status",
-)
-ENTRY_COLUMNS = ("event_id", "at", "type", "summary")
-OUTBOX_COLUMNS = ("event_id", "event_type", "topic", "partition_key", "envelope", "state",
-                  "attempts", "next_attempt_at", "created_at")
-INSERT_INCIDENT, STORE_WHOLE_REPORT = _report_statements()
-
-
-async def _store_new_report(uows: UnitOfWorkFactory, outbox: Outbox, incident: dict[str, Any],
-                            entry: dict[str, Any], event_row: dict[str, Any]) -> bool:
-    """Store the incident, its first timeline entry and its event together; False (nothing
-    stored) when the policy is not the caller's or the Idempotency-Key was used before."""
-    parameters = {
-        **{f"incident_{name}": incident[name] for name in INCIDENT_COLUMNS},
-        **{f"entry_{name}": entry[name] for name in ENTRY_COLUMNS},
-        **{f"event_{name}": event_row[name] for name in OUTBOX_COLUMNS},
-    }
-    try:
-        if uows.is_postgres:
-            return bool(await uows.commit_statement(STORE_WHOLE_REPORT, parameters))
-        async with uows() as uow:  # SQLite: no writes inside WITH, so one statement each
-            inserted = await uow.session.execute(INSERT_INCIDENT, {
-                name: value for name, value in parameters.items() if name.startswith("incident_")})
-            if not inserted.rowcount:  # type: ignore[attr-defined]
-                return False
-            uow.session.add_all([TimelineEntry(incident_id=incident["id"], **entry),
-                                 outbox.model(**event_row)])
-            await uow.commit()
-            return True
-    except IntegrityError:  # the key was used before (SQLite), or a constraint refused the rows
-        return False
 
 
 async def _by_idempotency_key(uow: UnitOfWork, org_id: str, key: str) -> Incident | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from services.intake import service
 from services.intake.models import Policy
+from services.intake.reports import ReportStore
 from services.intake.schemas import (
     IncidentOut,
     IncidentPage,
@@ -29,6 +30,16 @@ PolicyReader = Annotated[Principal, require(Role.operator, Role.policyholder)]
 Policyholder = Annotated[Principal, require(Role.policyholder)]
 IncidentReader = Annotated[Principal, require(Role.policyholder, Role.operator, Role.adjuster)]
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+REPORTS = "reports"
+
+
+async def get_reports(runtime: RuntimeDep) -> ReportStore:
+    """Async although it awaits nothing: FastAPI runs a plain function dependency in a thread."""
+    reports: ReportStore = runtime.resources[REPORTS]
+    return reports
+
+
+ReportsDep = Annotated[ReportStore, Depends(get_reports)]
 
 policies = APIRouter(prefix="/v1/policies", tags=["policies"])
 incidents = APIRouter(prefix="/v1/incidents", tags=["incidents"])
@@ -60,10 +71,11 @@ async def read_policy(policy_number: str, caller: PolicyReader, uow: UnitOfWorkD
 @incidents.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentOut,
                 responses={409: {"description": "Idempotency-Key reused with another body"}})
 async def report_incident(body: IncidentReportIn, key: IdempotencyKey, caller: Policyholder,
-                          runtime: RuntimeDep, response: Response) -> IncidentOut:
+                          runtime: RuntimeDep, reports: ReportsDep,
+                          response: Response) -> IncidentOut:
     """First notice of loss. Retrying with the same Idempotency-Key returns the same incident."""
     incident, replayed = await service.report_incident(
-        runtime.uow, runtime.outbox, runtime.clock, caller, key, body)
+        reports, runtime.outbox, runtime.clock, caller, key, body)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/incidents/{incident.id}"

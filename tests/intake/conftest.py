@@ -4,6 +4,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -67,6 +68,35 @@ async def sql_rows(engine: AsyncEngine, statement: str, **params: Any) -> list[A
 async def sql_value(engine: AsyncEngine, statement: str, **params: Any) -> Any:
     async with engine.connect() as connection:
         return await connection.scalar(text(statement), params)
+
+
+FAIL_AT_COMMIT = """
+CREATE OR REPLACE FUNCTION test_refuse_outbox_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.envelope -> 'data' ->> 'title' = '{marker}' THEN
+    RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NULL;
+END $$
+"""
+
+
+@asynccontextmanager
+async def refused_at_commit(engine: AsyncEngine, title: str) -> AsyncIterator[None]:
+    """While open, a deferred trigger makes COMMIT itself fail for the outbox row of an
+    incident titled `title`, after every row was written."""
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql(FAIL_AT_COMMIT.replace("{marker}", title))
+        await connection.exec_driver_sql(
+            "CREATE CONSTRAINT TRIGGER test_refuse_outbox_at_commit AFTER INSERT ON outbox "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "EXECUTE FUNCTION test_refuse_outbox_at_commit()")
+    try:
+        yield
+    finally:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("DROP TRIGGER test_refuse_outbox_at_commit ON outbox")
+            await connection.exec_driver_sql("DROP FUNCTION test_refuse_outbox_at_commit()")
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0,

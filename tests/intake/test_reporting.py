@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events import IncidentReported
 from shared.topics import INCIDENTS
-from tests.intake.conftest import register, report_body, sql_rows, sql_value
+from tests.intake.conftest import refused_at_commit, register, report_body, sql_rows, sql_value
 from tests.support.kafka import read_topic, wait_for_events, wait_for_records
 from tests.support.service import Tokens, running
 
@@ -87,37 +87,15 @@ async def test_without_a_correlation_header_the_event_carries_the_one_the_respon
     assert envelope.correlationid == response.headers["X-Correlation-Id"]
 
 
-FAIL_AT_COMMIT = """
-CREATE OR REPLACE FUNCTION test_refuse_outbox_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.envelope -> 'data' ->> 'title' = '{marker}' THEN
-    RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation';
-  END IF;
-  RETURN NULL;
-END $$
-"""
-
-
 async def test_a_failed_commit_leaves_neither_incident_nor_outbox_row(
     intake: httpx.AsyncClient, insured: dict[str, Any], broker: str, db: AsyncEngine
 ) -> None:
     """A deferred trigger makes COMMIT itself fail, after every row was written."""
     marker = f"refused-{uuid.uuid4().hex}"
-    async with db.begin() as connection:
-        await connection.exec_driver_sql(FAIL_AT_COMMIT.replace("{marker}", marker))
-        await connection.exec_driver_sql(
-            "CREATE CONSTRAINT TRIGGER test_refuse_outbox_at_commit AFTER INSERT ON outbox "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-            "EXECUTE FUNCTION test_refuse_outbox_at_commit()")
     body = report_body(insured["policy_number"], title=marker)
     headers = {**insured["headers"], "Idempotency-Key": "fails-once"}
-    try:
+    async with refused_at_commit(db, marker):
         response = await intake.post("/v1/incidents", json=body, headers=headers)
-    finally:
-        async with db.begin() as connection:
-            await connection.exec_driver_sql(
-                "DROP TRIGGER test_refuse_outbox_at_commit ON outbox")
-            await connection.exec_driver_sql("DROP FUNCTION test_refuse_outbox_at_commit()")
     assert response.status_code == 409, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert await sql_value(db, "SELECT count(*) FROM incidents WHERE org_id = :org",

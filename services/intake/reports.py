@@ -1,0 +1,156 @@
+"""How a new report is written: its incident, first timeline entry and outbox row, all or
+nothing, and on PostgreSQL together with the other reports that arrive at the same moment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import JSON, Insert, Select, Text, bindparam, cast, exists, func, insert, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import TypeEngine
+
+from services.intake.models import Base, TimelineEntry
+from shared.batching import GroupCommit
+from shared.db import UnitOfWorkFactory
+from shared.outbox import Outbox
+
+INCIDENT_COLUMNS = (
+    "id", "org_id", "policy_number", "idempotency_key", "request_hash", "category", "title",
+    "description", "occurred_at", "discovered_at", "reported_at", "contact", "systems_down",
+    "outage_started_at", "affected_hosts", "records_exposed", "data_types", "ransom_demanded",
+    "funds_transferred", "status",
+)
+ENTRY_COLUMNS = ("event_id", "at", "type", "summary")
+OUTBOX_COLUMNS = ("event_id", "event_type", "topic", "partition_key", "envelope", "state",
+                  "attempts", "next_attempt_at", "created_at")
+
+
+class NewReport(NamedTuple):
+    """A new report's rows, as plain column values: its incident, its first timeline entry
+    and its outbox row."""
+
+    incident: dict[str, Any]
+    entry: dict[str, Any]
+    event: dict[str, Any]
+
+
+class _ReportColumn(NamedTuple):
+    part: str  # the NewReport field the value is in
+    name: str  # the column's name in that part's table
+    type: TypeEngine[Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.part}_{self.name}"
+
+    @property
+    def is_json(self) -> bool:
+        """JSON travels as text: an array of JSON lists would read as a nested array."""
+        return isinstance(self.type, JSON)
+
+
+REPORT_COLUMNS = tuple(
+    _ReportColumn(part, name, Base.metadata.tables[table].c[name].type)
+    for part, table, names in (("incident", "incidents", INCIDENT_COLUMNS),
+                               ("entry", "timeline", ENTRY_COLUMNS),
+                               ("event", "outbox", OUTBOX_COLUMNS))
+    for name in names
+)
+
+
+def _store_reports_statement() -> Select[Any]:
+    """Many new reports in one PostgreSQL statement: each incident (only against the caller's
+    own policy, and only once per Idempotency-Key) and, for the incidents inserted, their
+    timeline entries and outbox rows, in the order given. Each column arrives as one array
+    (`unnest`), so one statement text serves any number of reports. Returns the ids of the
+    incidents inserted."""
+    tables = Base.metadata.tables
+    incidents, policies = tables["incidents"], tables["policies"]
+    unnested = func.unnest(*(
+        bindparam(column.key, type_=postgresql.ARRAY(Text() if column.is_json else column.type))
+        for column in REPORT_COLUMNS
+    )).table_valued(*(column.key for column in REPORT_COLUMNS),
+                    with_ordinality="position").render_derived()
+    report = select(*(cast(unnested.c[column.key], column.type).label(column.key)
+                      if column.is_json else unnested.c[column.key] for column in REPORT_COLUMNS),
+                    unnested.c.position).cte("report")
+
+    def values(part: str, names: Sequence[str]) -> list[Any]:
+        return [report.c[f"{part}_{name}"] for name in names]
+
+    new_incident = (
+        postgresql.insert(incidents)
+        .from_select(INCIDENT_COLUMNS, select(*values("incident", INCIDENT_COLUMNS))
+                     .where(exists().where(policies.c.policy_number == report.c.incident_policy_number,
+                                           policies.c.org_id == report.c.incident_org_id))
+                     .order_by(report.c.position))
+        .on_conflict_do_nothing(index_elements=["org_id", "idempotency_key"])
+        .returning(incidents.c.id).cte("new_incident"))
+    stored = report.join(new_incident, new_incident.c.id == report.c.incident_id)
+    new_entries = insert(tables["timeline"]).from_select(
+        ["incident_id", *ENTRY_COLUMNS],
+        select(report.c.incident_id, *values("entry", ENTRY_COLUMNS)).select_from(stored)
+        .order_by(report.c.position)).cte("new_entries")
+    new_events = insert(tables["outbox"]).from_select(
+        OUTBOX_COLUMNS, select(*values("event", OUTBOX_COLUMNS)).select_from(stored)
+        .order_by(report.c.position)).cte("new_events")
+    return select(new_incident.c.id).add_cte(new_entries, new_events)
+
+
+def _insert_incident_statement() -> Insert:
+    """SQLite's INSERT of one new incident, only against the caller's own policy."""
+    incidents, policies = Base.metadata.tables["incidents"], Base.metadata.tables["policies"]
+    incident = {name: bindparam(name, type_=incidents.c[name].type) for name in INCIDENT_COLUMNS}
+    return insert(incidents).from_select(INCIDENT_COLUMNS, select(
+        *(incident[name].label(name) for name in INCIDENT_COLUMNS))
+        .where(exists().where(policies.c.policy_number == incident["policy_number"],
+                              policies.c.org_id == incident["org_id"])))
+
+
+STORE_REPORTS = _store_reports_statement()
+INSERT_INCIDENT = _insert_incident_statement()
+
+
+class ReportStore:
+    """Stores new reports. On PostgreSQL the reports that arrive together are stored in one
+    statement (`GroupCommit`): under load, one round trip and one commit for many reports."""
+
+    def __init__(self, uows: UnitOfWorkFactory, outbox: Outbox) -> None:
+        self.uows = uows
+        self._outbox = outbox
+        self._together: GroupCommit[NewReport, bool] | None = (
+            GroupCommit(self._store_together) if uows.is_postgres else None)
+
+    async def store(self, report: NewReport) -> bool:
+        """Store the incident, its first timeline entry and its event together; False
+        (nothing stored) when the policy is not the caller's or the Idempotency-Key was
+        used before."""
+        try:
+            if self._together is not None:
+                return await self._together.submit(report)
+            return await self._store_on_sqlite(report)
+        except IntegrityError:  # a constraint refused its rows (on SQLite: the key was used)
+            return False
+
+    async def _store_together(self, reports: Sequence[NewReport]) -> list[bool]:
+        parameters = {}
+        for column in REPORT_COLUMNS:
+            values = [getattr(report, column.part)[column.name] for report in reports]
+            parameters[column.key] = [json.dumps(v) for v in values] if column.is_json else values
+        stored = {row.id for row in await self.uows.commit_statement(STORE_REPORTS, parameters)}
+        return [report.incident["id"] in stored for report in reports]
+
+    async def _store_on_sqlite(self, report: NewReport) -> bool:
+        """No writes inside WITH on SQLite: one statement per row, in one transaction."""
+        async with self.uows() as uow:
+            inserted = await uow.session.execute(INSERT_INCIDENT, {
+                name: report.incident[name] for name in INCIDENT_COLUMNS})
+            if not inserted.rowcount:  # type: ignore[attr-defined]
+                return False
+            uow.session.add_all([TimelineEntry(incident_id=report.incident["id"], **report.entry),
+                                 self._outbox.model(**report.event)])
+            await uow.commit()
+            return True
