@@ -6,11 +6,13 @@ import time
 from collections import OrderedDict
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
 import jwt
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel, ConfigDict
 
 from shared.problems import Forbidden, Unauthorized
@@ -112,26 +114,29 @@ class TokenService:
         return principal, float(claims["exp"])
 
 
-_bearer = HTTPBearer(auto_error=False)
+class RoleBearer(SecurityBase):
+    """The dependency that admits a verified bearer token of one of `roles`: 401 without a
+    valid token, 403 for any other role. In OpenAPI it is the `HTTPBearer` scheme.
 
+    One dependency rather than a chain (scheme, then token, then role): FastAPI pays for
+    every dependency on every request, about 12 µs each."""
 
-async def current_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing bearer token")
-    tokens: TokenService = request.app.state.tokens
-    return tokens.verify(credentials.credentials)
+    def __init__(self, roles: tuple[Role, ...]) -> None:
+        self.model = HTTPBearerModel()
+        self.scheme_name = "HTTPBearer"
+        self.roles = frozenset(roles)
+
+    async def __call__(self, request: Request) -> Principal:
+        scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+        if not token or scheme.lower() != "bearer":
+            raise Unauthorized("missing bearer token")
+        tokens: TokenService = request.app.state.tokens
+        principal = tokens.verify(token)
+        if principal.role not in self.roles:
+            raise Forbidden(f"role {principal.role.value} may not call this endpoint")
+        return principal
 
 
 def require(*roles: Role) -> Any:
     """A dependency that admits only `roles` (403 for any other valid token)."""
-
-    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        if principal.role not in roles:
-            raise Forbidden(f"role {principal.role.value} may not call this endpoint")
-        return principal
-
-    return Depends(dependency)
-
+    return Depends(RoleBearer(roles))

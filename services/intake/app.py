@@ -18,7 +18,8 @@ def spec(settings: IntakeSettings) -> ServiceSpec:
     """The service, bound to its settings (intake needs none beyond the platform's)."""
 
     async def setup(runtime: Runtime) -> None:
-        runtime.resources[views.REPORTS] = ReportStore(runtime.uow, runtime.outbox)
+        runtime.resources[views.REPORTS] = ReportStore(runtime.uow, runtime.outbox,
+                                                       runtime.clock)
 
     return ServiceSpec(
         name=NAME,

@@ -14,6 +14,7 @@ from sqlalchemy.types import TypeEngine
 
 from services.intake.models import Base, TimelineEntry
 from shared.batching import GroupCommit
+from shared.clock import Clock
 from shared.db import UnitOfWorkFactory
 from shared.outbox import Outbox
 
@@ -115,12 +116,14 @@ INSERT_INCIDENT = _insert_incident_statement()
 
 
 class ReportStore:
-    """Stores new reports. On PostgreSQL the reports that arrive together are stored in one
-    statement (`GroupCommit`): under load, one round trip and one commit for many reports."""
+    """Stages and stores new reports (it holds the outbox and clock they are staged with).
+    On PostgreSQL the reports that arrive together are stored in one statement
+    (`GroupCommit`): under load, one round trip and one commit for many reports."""
 
-    def __init__(self, uows: UnitOfWorkFactory, outbox: Outbox) -> None:
+    def __init__(self, uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock) -> None:
         self.uows = uows
-        self._outbox = outbox
+        self.outbox = outbox
+        self.clock = clock
         self._together: GroupCommit[NewReport, bool] | None = (
             GroupCommit("intake_reports", self._store_together) if uows.is_postgres else None)
 
@@ -151,6 +154,6 @@ class ReportStore:
             if not inserted.rowcount:  # type: ignore[attr-defined]
                 return False
             uow.session.add_all([TimelineEntry(incident_id=report.incident["id"], **report.entry),
-                                 self._outbox.model(**report.event)])
+                                 self.outbox.model(**report.event)])
             await uow.commit()
             return True

@@ -7,7 +7,7 @@ import json
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.intake.models import Incident, Loss, Policy, TimelineEntry
@@ -112,8 +112,7 @@ def incident_view(incident: Incident, entries: list[TimelineEntry]) -> IncidentO
     })
 
 
-async def report_incident(reports: ReportStore, outbox: Outbox, clock: Clock,
-                          principal: Principal, idempotency_key: str,
+async def report_incident(reports: ReportStore, principal: Principal, idempotency_key: str,
                           body: IncidentReportIn) -> tuple[IncidentOut, bool]:
     """Create the incident once per (org, Idempotency-Key), against the caller's own policy.
 
@@ -122,7 +121,7 @@ async def report_incident(reports: ReportStore, outbox: Outbox, clock: Clock,
     not the caller's or the key was used before, and only then is it looked up why. A new
     report is built as plain values, not ORM objects: this is the busiest path of the system.
     """
-    now = clock.now()
+    now = reports.clock.now()
     _reject_future_timestamps(body, now)
     org_id = principal.org_id or ""
     fingerprint = request_fingerprint(body)
@@ -133,7 +132,7 @@ async def report_incident(reports: ReportStore, outbox: Outbox, clock: Clock,
         "request_hash": fingerprint, "reported_at": now, "status": REPORTED,
         "contact": contact.model_dump(mode="json"),
     }
-    envelope, event_row = outbox.stage(IncidentReported(
+    envelope, event_row = reports.outbox.stage(IncidentReported(
         incident_id=incident["id"], org_id=org_id, reported_at=now, contact=contact, **details))
     entry = {"event_id": envelope.id, "at": now, "type": "incident.reported",
              "summary": f"Incident reported: {body.title}"}
@@ -143,18 +142,35 @@ async def report_incident(reports: ReportStore, outbox: Outbox, clock: Clock,
             "regulator_reported_at": None, "regulator_reference": None, "timeline": [entry],
         }), False
     async with reports.uows() as uow:
-        existing = await _by_idempotency_key(uow, org_id, idempotency_key)
+        existing = await _with_timeline(uow, Incident.org_id == org_id,
+                                        Incident.idempotency_key == idempotency_key)
         if existing is not None:
-            _reject_other_body(existing, fingerprint)
-            return incident_view(existing, await timeline(uow, existing.id)), True
+            _reject_other_body(existing[0], fingerprint)
+            return incident_view(*existing), True
         await visible_policy(uow, principal, body.policy_number)
     raise Conflict("the report could not be stored; retry with the same key")
 
 
-async def _by_idempotency_key(uow: UnitOfWork, org_id: str, key: str) -> Incident | None:
-    return await uow.session.scalar(
-        select(Incident).where(Incident.org_id == org_id, Incident.idempotency_key == key)
-    )
+async def _with_timeline(uow: UnitOfWork, *where: ColumnElement[bool]
+                         ) -> tuple[Incident, list[TimelineEntry]] | None:
+    """An incident and its timeline, read by one statement and so from one snapshot: read
+    apart, an event applied in between showed a timeline ahead of the incident's status."""
+    rows = (await uow.session.execute(
+        select(Incident, TimelineEntry)
+        .outerjoin(TimelineEntry, TimelineEntry.incident_id == Incident.id)
+        .where(*where).order_by(TimelineEntry.at, TimelineEntry.id)
+    )).all()
+    if not rows:
+        return None
+    return rows[0][0], [entry for _, entry in rows if entry is not None]
+
+
+async def read_incident(uow: UnitOfWork, principal: Principal, incident_id: uuid.UUID
+                        ) -> IncidentOut:
+    found = await _with_timeline(uow, Incident.id == incident_id)
+    if found is None or not _may_see(principal, found[0]):
+        raise NotFound(f"incident {incident_id} not found")
+    return incident_view(*found)
 
 
 def _reject_other_body(existing: Incident, fingerprint: str) -> None:
@@ -166,10 +182,13 @@ def _reject_other_body(existing: Incident, fingerprint: str) -> None:
 async def visible_incident(uow: UnitOfWork, principal: Principal, incident_id: uuid.UUID,
                            *, for_update: bool = False) -> Incident:
     incident = await uow.session.get(Incident, incident_id, with_for_update=for_update)
-    if incident is None or (principal.role is Role.policyholder
-                            and incident.org_id != principal.org_id):
+    if incident is None or not _may_see(principal, incident):
         raise NotFound(f"incident {incident_id} not found")
     return incident
+
+
+def _may_see(principal: Principal, incident: Incident) -> bool:
+    return principal.role is not Role.policyholder or incident.org_id == principal.org_id
 
 
 async def list_incidents(uow: UnitOfWork, principal: Principal, *, limit: int,
