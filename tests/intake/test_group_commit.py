@@ -6,7 +6,6 @@ constraint refuses its rows, without taking the others down with it."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.intake.conftest import refused_at_commit, register, report_body, sql_rows, sql_value
-from tests.support.service import Tokens, running
+from tests.support.service import Tokens, running, service_logs
 
 
 async def _post(client: httpx.AsyncClient, insured: dict[str, Any], key: str,
@@ -79,16 +78,11 @@ async def test_a_report_refused_at_commit_fails_alone(
     async with refused_at_commit(db, marker), running(make_intake(run_workers=False),
                                                       wait_for_consumer=False) as api:
         insured = await register(api, tokens)
-        # The service's logging replaced the root handlers: listen on the logger itself.
-        batching_log = logging.getLogger("shared.batching")
-        batching_log.addHandler(caplog.handler)
-        try:
+        with service_logs(caplog, "shared.batching"):
             responses = await asyncio.gather(
                 *(_post(api, insured, f"ok-{n}", title=f"fine {n}") for n in range(10)),
                 _post(api, insured, "refused", title=marker),
                 *(_post(api, insured, f"ok-{n}", title=f"fine {n}") for n in range(10, 20)))
-        finally:
-            batching_log.removeHandler(caplog.handler)
 
     refused = responses.pop(10)
     assert refused.status_code == 409, refused.text

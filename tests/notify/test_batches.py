@@ -3,7 +3,6 @@ the handlers read each row once per transaction and insert what they add at comm
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from shared.service import Runtime
 from tests.notify.conftest import dispatched, subscribe, unique
 from tests.notify.test_email import reported
 from tests.notify.test_reminders import triaged
-from tests.support.service import Tokens, running
+from tests.support.service import Tokens, running, service_logs
 
 
 def records(envelopes: list[Envelope]) -> list[ConsumerRecord[bytes, bytes]]:
@@ -109,18 +108,18 @@ async def test_one_transaction_per_fetch_notifies_as_one_event_at_a_time_and_rep
 
         together = [wrap(e) for e in incident_story(together_org, together_vendor)]
         alone = [wrap(e) for e in incident_story(alone_org, alone_vendor)]
-        caplog.set_level(logging.WARNING, logger="shared.consumer")
-        await consumer.process_batch(records(together))
-        assert "one at a time" not in caplog.text  # the fetch was applied in one transaction
-        for envelope in alone:
-            await consumer.process_batch(records([envelope]))
-        incident_together = uuid.UUID(together[0].data["incident_id"])
-        incident_alone = uuid.UUID(alone[0].data["incident_id"])
-        await consumer.process_batch(records(
-            [wrap(e) for e in later_fetch(together_org, together_vendor, incident_together)]))
-        for event in later_fetch(alone_org, alone_vendor, incident_alone):
-            await consumer.process_batch(records([wrap(event)]))
-        assert "one at a time" not in caplog.text
+        with service_logs(caplog, "shared.consumer"):
+            await consumer.process_batch(records(together))
+            assert "one at a time" not in caplog.text  # the fetch was applied in one transaction
+            for envelope in alone:
+                await consumer.process_batch(records([envelope]))
+            incident_together = uuid.UUID(together[0].data["incident_id"])
+            incident_alone = uuid.UUID(alone[0].data["incident_id"])
+            await consumer.process_batch(records(
+                [wrap(e) for e in later_fetch(together_org, together_vendor, incident_together)]))
+            for event in later_fetch(alone_org, alone_vendor, incident_alone):
+                await consumer.process_batch(records([wrap(event)]))
+            assert "one at a time" not in caplog.text
 
         applied_together = await outcome(runtime, incident_together, together_org,
                                          together_vendor)

@@ -4,11 +4,13 @@ HTTP client on its ASGI app."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from shared.auth import Role, TokenService
@@ -20,6 +22,22 @@ def test_platform(bootstrap: str, **overrides: object) -> PlatformSettings:
     return PlatformSettings(env=Environment.test, kafka_bootstrap=bootstrap,
                             kafka_session_timeout_ms=2000, outbox_poll_seconds=0.2,
                             **overrides)  # type: ignore[arg-type]
+
+
+@contextmanager
+def service_logs(caplog: pytest.LogCaptureFixture, logger: str,
+                 level: int = logging.WARNING) -> Iterator[None]:
+    """Capture `logger` while a service runs: its start-up replaced the root logger's handlers
+    (JSON lines on stdout), pytest's capture among them, so listen on the logger itself."""
+    target = logging.getLogger(logger)
+    previous = target.level
+    target.setLevel(level)
+    target.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        target.removeHandler(caplog.handler)
+        target.setLevel(previous)
 
 
 @asynccontextmanager
