@@ -20,6 +20,8 @@ import uvicorn
 from fastapi import Body, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from shared.settings import PlatformSettings
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
     id uuid PRIMARY KEY,
@@ -53,6 +55,8 @@ CREATE INDEX IF NOT EXISTS ix_incidents_org_reported ON incidents (org_id, repor
 CREATE INDEX IF NOT EXISTS ix_incidents_policy_number ON incidents (policy_number);
 """
 
+SERVICE_POOL_SIZE: int = PlatformSettings.model_fields["database_pool_size"].default
+
 INSERT = """
 INSERT INTO incidents (id, org_id, policy_number, idempotency_key, request_hash, category, title,
     description, occurred_at, discovered_at, reported_at, contact, systems_down,
@@ -79,8 +83,8 @@ def _cents(value: Any) -> int | None:
     return round(float(value) * 100) if value is not None else None
 
 
-def create_app(dsn: str, pool_size: int = 10) -> FastAPI:
-    """The same pool size as a service's SQLAlchemy engine (10)."""
+def create_app(dsn: str, pool_size: int = SERVICE_POOL_SIZE) -> FastAPI:
+    """The same pool size as a service's database engine."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
