@@ -81,8 +81,8 @@ def _cents(value: Any) -> int | None:
 
 def create_app(dsn: str, pool_size: int = 10) -> FastAPI:
     """Ten pooled connections, as in every run of this benchmark so far. The services' pools
-    hold 20 now (and intake writes reports through at most two of them), but 20 make this
-    app about 8 % slower on a 2-core machine (more server processes competing), which would
+    hold 20 (and intake writes reports through at most two of them), but 20 make this app
+    about 8 % slower on a 2-core machine (more server processes competing), which would
     flatter the ratio."""
 
     @contextlib.asynccontextmanager

@@ -26,15 +26,25 @@ Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 
 
+class GroupCommitStopped(RuntimeError):
+    """The writers were stopped (the service is shutting down) before this item's outcome was
+    known: it may or may not have been stored."""
+
+
 class GroupCommit(Generic[Item, Outcome]):
     def __init__(self, name: str, write: Callable[[Sequence[Item]], Awaitable[Sequence[Outcome]]],
-                 *, writers: int = 2, max_batch: int = 200) -> None:
+                 *, item_errors: tuple[type[Exception], ...] = (Exception,), writers: int = 2,
+                 max_batch: int = 200) -> None:
         """`write(items)` stores `items` in one transaction and returns one outcome per item,
-        in order; if it raises, nothing of it was stored. Up to `writers` writes are in
-        flight at once, so the next batch is on its way while the database works on one.
-        `name` labels the batch sizes in the `cyberclaims_group_commit_items` metric."""
+        in order; if it raises, nothing of it was stored. A batch that fails with one of
+        `item_errors` (an error one item can cause, such as a constraint) is written again
+        item by item, so only the item at fault gets it; any other error (the database is
+        unreachable, say) is every item's outcome at once. Up to `writers` writes are in
+        flight, so the next batch is on its way while the database works on one. `name`
+        labels the batch sizes in the `cyberclaims_group_commit_items` metric."""
         self._sizes = GROUP_COMMIT_ITEMS.labels(name)
         self._write = write
+        self._item_errors = item_errors
         self._max_writers = writers
         self._max_batch = max_batch
         self._waiting: list[tuple[Item, asyncio.Future[Outcome]]] = []
@@ -45,56 +55,69 @@ class GroupCommit(Generic[Item, Outcome]):
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if len(self._writers) < self._max_writers:
-            writer = asyncio.create_task(self._write_waiting())
-            self._writers.add(writer)
-            writer.add_done_callback(self._writer_done)
+            self._start_writer()
         return await future
 
+    def _start_writer(self) -> None:
+        writer = asyncio.create_task(self._write_waiting())
+        self._writers.add(writer)
+        writer.add_done_callback(self._writer_done)
+
     async def _write_waiting(self) -> None:
+        me = asyncio.current_task()
         batch: list[tuple[Item, asyncio.Future[Outcome]]] = []
         try:
             while self._waiting:
                 batch = self._waiting[:self._max_batch]
                 del self._waiting[:self._max_batch]
                 await self._write_batch(batch)
-        except BaseException as exc:  # cancelled mid-write: its batch is told so
-            for _, future in batch:
-                _settle(future, exception=exc)
+                batch = []
+        except asyncio.CancelledError:
+            _fail(batch, GroupCommitStopped("stopped while writing"))
             raise
+        except Exception as exc:  # unexpected (a bug): its batch is told, the others go on
+            log.exception("a group commit writer failed")
+            _fail(batch, exc)
+        finally:
+            # In the same step as the last look at the queue: an item queued after this
+            # finds a free slot and starts a writer of its own.
+            self._writers.discard(me)
+        if self._waiting and len(self._writers) < self._max_writers:
+            self._start_writer()
 
     def _writer_done(self, writer: asyncio.Task[None]) -> None:
-        """A writer stopped; if it was the last one and did not finish (cancelled at
-        shutdown), whoever still waits is told so instead of waiting for ever."""
+        """Also covers a writer cancelled before it ever ran: if no writer is left, whoever
+        still waits is told the writers stopped instead of waiting for ever."""
         self._writers.discard(writer)
-        if self._writers or not self._waiting or not writer.cancelled():
-            return
-        for _, future in self._waiting:
-            _settle(future, exception=asyncio.CancelledError())
-        self._waiting.clear()
+        if writer.cancelled() and not self._writers:
+            _fail(self._waiting, GroupCommitStopped("stopped before writing"))
+            self._waiting.clear()
 
     async def _write_batch(self, batch: list[tuple[Item, asyncio.Future[Outcome]]]) -> None:
-        self._sizes.observe(len(batch))
         try:
             outcomes = await self._write([item for item, _ in batch])
-        except Exception as exc:
+        except self._item_errors as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], exception=exc)
+                _fail(batch, exc)
                 return
-            # One bad item must not fail the others: each is written on its own instead.
             log.warning("a group commit of %d failed; writing them one at a time", len(batch),
                         exc_info=True)
             for one in batch:
                 await self._write_batch([one])
             return
+        except Exception as exc:
+            _fail(batch, exc)
+            return
+        if len(outcomes) != len(batch):
+            _fail(batch, RuntimeError(f"{len(outcomes)} outcomes for {len(batch)} items"))
+            return
+        self._sizes.observe(len(batch))
         for (_, future), outcome in zip(batch, outcomes, strict=True):
-            _settle(future, result=outcome)
+            if not future.done():
+                future.set_result(outcome)
 
 
-def _settle(future: asyncio.Future[Outcome], *, result: Outcome | None = None,
-            exception: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if exception is not None:
-        future.set_exception(exception)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]
+def _fail(items: Sequence[tuple[object, asyncio.Future[Outcome]]], error: BaseException) -> None:
+    for _, future in items:
+        if not future.done():
+            future.set_exception(error)

@@ -51,6 +51,13 @@ class Unprocessable(Problem):
     title = "Unprocessable content"
 
 
+class Unavailable(Problem):
+    """The request may be retried shortly (with its Idempotency-Key where it has one)."""
+
+    status = 503
+    title = "Service unavailable"
+
+
 RETRY_AFTER_SECONDS = 1
 
 

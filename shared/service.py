@@ -157,6 +157,7 @@ def create_service_app(
                 await spec.teardown(runtime)
             await publisher.stop()
             await engine.dispose()
+            gc.unfreeze()  # a process that starts another app (tests do) collects this one's
             log.info("%s stopped", spec.name)
 
     app = FastAPI(title=spec.title, description=spec.description, version="1.0.0",

@@ -9,14 +9,15 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Insert, Select, Text, bindparam, cast, exists, func, insert, select
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.types import TypeEngine
 
 from services.intake.models import Base, TimelineEntry
-from shared.batching import GroupCommit
+from shared.batching import GroupCommit, GroupCommitStopped
 from shared.clock import Clock
 from shared.db import UnitOfWorkFactory
 from shared.outbox import Outbox
+from shared.problems import Unavailable
 
 INCIDENT_COLUMNS = (
     "id", "org_id", "policy_number", "idempotency_key", "request_hash", "category", "title",
@@ -125,7 +126,8 @@ class ReportStore:
         self.outbox = outbox
         self.clock = clock
         self._together: GroupCommit[NewReport, bool] | None = (
-            GroupCommit("intake_reports", self._store_together) if uows.is_postgres else None)
+            GroupCommit("intake_reports", self.store_together, item_errors=(IntegrityError, DataError))
+            if uows.is_postgres else None)
 
     async def store(self, report: NewReport) -> bool:
         """Store the incident, its first timeline entry and its event together; False
@@ -137,8 +139,13 @@ class ReportStore:
             return await self._store_on_sqlite(report)
         except IntegrityError:  # a constraint refused its rows (on SQLite: the key was used)
             return False
+        except GroupCommitStopped as exc:
+            raise Unavailable("the service is stopping; retry with the same Idempotency-Key "
+                              "(the report may have been stored)") from exc
 
-    async def _store_together(self, reports: Sequence[NewReport]) -> list[bool]:
+    async def store_together(self, reports: Sequence[NewReport]) -> list[bool]:
+        """What the group commit calls: `reports` in one statement; for each, whether it was
+        stored."""
         parameters = {}
         for column in REPORT_COLUMNS:
             values = [getattr(report, column.part)[column.name] for report in reports]

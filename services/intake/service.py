@@ -159,6 +159,7 @@ async def _with_timeline(uow: UnitOfWork, *where: ColumnElement[bool]
         select(Incident, TimelineEntry)
         .outerjoin(TimelineEntry, TimelineEntry.incident_id == Incident.id)
         .where(*where).order_by(TimelineEntry.at, TimelineEntry.id)
+        .execution_options(populate_existing=True)  # an incident loaded before is read afresh
     )).all()
     if not rows:
         return None
@@ -203,14 +204,6 @@ async def list_incidents(uow: UnitOfWork, principal: Principal, *, limit: int,
     return list(rows), total
 
 
-async def timeline(uow: UnitOfWork, incident_id: uuid.UUID) -> list[TimelineEntry]:
-    rows = await uow.session.scalars(
-        select(TimelineEntry).where(TimelineEntry.incident_id == incident_id)
-        .order_by(TimelineEntry.at, TimelineEntry.id)
-    )
-    return list(rows)
-
-
 async def submit_loss(uow: UnitOfWork, outbox: Outbox, clock: Clock, principal: Principal,
                       incident_id: uuid.UUID, body: LossIn) -> Loss:
     incident = await visible_incident(uow, principal, incident_id)
@@ -231,7 +224,7 @@ async def submit_loss(uow: UnitOfWork, outbox: Outbox, clock: Clock, principal: 
 
 async def file_regulator_report(uow: UnitOfWork, outbox: Outbox, clock: Clock,
                                 principal: Principal, incident_id: uuid.UUID,
-                                body: RegulatorReportIn) -> Incident:
+                                body: RegulatorReportIn) -> IncidentOut:
     incident = await visible_incident(uow, principal, incident_id, for_update=True)
     if body.reported_at > clock.now() + FUTURE_TOLERANCE:
         raise Unprocessable("reported_at is more than 5 minutes in the future", field="reported_at")
@@ -247,4 +240,4 @@ async def file_regulator_report(uow: UnitOfWork, outbox: Outbox, clock: Clock,
                                   at=clock.now(), type="regulator.reported",
                                   summary=f"Reported to the regulator (ref. {body.reference})"))
     await uow.commit()
-    return incident
+    return await read_incident(uow, principal, incident_id)

@@ -14,6 +14,12 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.intake import service
+from services.intake.reports import NewReport, ReportStore
+from services.intake.schemas import IncidentReportIn
+from services.intake.views import REPORTS
+from shared.auth import Principal, Role
+from shared.batching import GroupCommitStopped
 from tests.intake.conftest import refused_at_commit, register, report_body, sql_rows, sql_value
 from tests.support.service import Tokens, running, service_logs
 
@@ -58,6 +64,12 @@ async def test_concurrent_reports_share_transactions_and_each_keeps_its_own_outc
         expected = 12 + (1 if org in (a, b) else 0)
         assert await sql_value(db, "SELECT count(*) FROM incidents WHERE org_id = :org",
                                org=org["org_id"]) == expected
+    # No outbox row for a report that was not stored (404, replay, 409).
+    orgs_ids = [org["org_id"] for org in orgs]
+    assert await sql_value(
+        db, "SELECT count(*) FROM outbox WHERE envelope::jsonb -> 'data' ->> 'org_id' = ANY(:orgs)",
+        orgs=orgs_ids) == await sql_value(
+        db, "SELECT count(*) FROM incidents WHERE org_id = ANY(:orgs)", orgs=orgs_ids) == 38
     # Each incident was written with its timeline entry and outbox row by one transaction,
     # and several incidents shared a transaction (they were stored together).
     rows = await sql_rows(
@@ -93,3 +105,56 @@ async def test_a_report_refused_at_commit_fails_alone(
                            org=insured["org_id"]) == 20
     assert await sql_value(db, "SELECT count(*) FROM incidents WHERE title = :marker",
                            marker=marker) == 0
+
+
+async def test_one_statement_stores_only_what_each_report_may_store_in_its_order(
+    make_intake: Callable[..., Any], tokens: Tokens, db: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch statement itself, with the cases that can meet in one batch."""
+    app = make_intake(run_workers=False)
+    async with running(app, wait_for_consumer=False) as api:
+        mine, theirs = await register(api, tokens), await register(api, tokens)
+        store: ReportStore = app.state.runtime.resources[REPORTS]
+        staged: list[NewReport] = []
+
+        async def stage_only(report: NewReport) -> bool:
+            staged.append(report)
+            return True
+
+        monkeypatch.setattr(store, "store", stage_only)
+        caller = Principal(role=Role.policyholder, sub="it", org_id=mine["org_id"])
+        for key, policy, title in (("k1", mine, "first"), ("k1", mine, "same key, other body"),
+                                   ("k2", theirs, "on another org's policy"), ("k3", mine, "last")):
+            body = IncidentReportIn.model_validate(report_body(policy["policy_number"], title=title))
+            await service.report_incident(store, caller, key, body)
+        monkeypatch.undo()
+        assert await store.store_together(staged) == [True, False, False, True]
+
+    stored_ids = [str(staged[0].incident["id"]), str(staged[3].incident["id"])]
+    rows = await sql_rows(db, "SELECT partition_key FROM outbox WHERE partition_key = ANY(:ids) "
+                              "ORDER BY id", ids=[str(r.incident["id"]) for r in staged])
+    assert [row[0] for row in rows] == stored_ids  # one row each, in the order given
+    assert await sql_value(db, "SELECT count(*) FROM timeline WHERE incident_id = ANY("
+                               "CAST(:ids AS uuid[]))", ids=[str(r.incident["id"]) for r in staged]) == 2
+    assert await sql_value(db, "SELECT count(*) FROM incidents WHERE org_id = :org",
+                           org=mine["org_id"]) == 2
+
+
+async def test_a_report_caught_by_a_shutdown_is_a_503_to_retry_with_its_key(
+    make_intake: Callable[..., Any], tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_intake(run_workers=False)
+    async with running(app, wait_for_consumer=False) as api:
+        insured = await register(api, tokens)
+        store: ReportStore = app.state.runtime.resources[REPORTS]
+
+        async def stopped(report: NewReport) -> bool:
+            raise GroupCommitStopped("stopped while writing")
+
+        monkeypatch.setattr(store._together, "submit", stopped)
+        response = await _post(api, insured, "during-shutdown")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["Retry-After"] == "1"
+    assert "Idempotency-Key" in response.json()["detail"]
