@@ -54,14 +54,14 @@ class GroupCommit(Generic[Item, Outcome]):
         """Store `item` with whatever else is waiting; its outcome, or the write's error."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if len(self._writers) < self._max_writers:
-            self._start_writer()
+        self._start_writer_if_free()
         return await future
 
-    def _start_writer(self) -> None:
-        writer = asyncio.create_task(self._write_waiting())
-        self._writers.add(writer)
-        writer.add_done_callback(self._writer_done)
+    def _start_writer_if_free(self) -> None:
+        if len(self._writers) < self._max_writers:
+            writer = asyncio.create_task(self._write_waiting())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writer_done)
 
     async def _write_waiting(self) -> None:
         me = asyncio.current_task()
@@ -71,8 +71,7 @@ class GroupCommit(Generic[Item, Outcome]):
                 batch = self._waiting[:self._max_batch]
                 del self._waiting[:self._max_batch]
                 await self._write_batch(batch)
-                batch = []
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the batch in flight (earlier ones are settled)
             _fail(batch, GroupCommitStopped("stopped while writing"))
             raise
         except Exception as exc:  # unexpected (a bug): its batch is told, the others go on
@@ -82,8 +81,8 @@ class GroupCommit(Generic[Item, Outcome]):
             # In the same step as the last look at the queue: an item queued after this
             # finds a free slot and starts a writer of its own.
             self._writers.discard(me)
-        if self._waiting and len(self._writers) < self._max_writers:
-            self._start_writer()
+        if self._waiting:  # left by an unexpected error
+            self._start_writer_if_free()
 
     def _writer_done(self, writer: asyncio.Task[None]) -> None:
         """Also covers a writer cancelled before it ever ran: if no writer is left, whoever
