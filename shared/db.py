@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import BigInteger, DateTime, Executable, Row, event
 from sqlalchemy.engine import Dialect
@@ -89,6 +89,20 @@ def is_postgres(engine_or_session: AsyncEngine | AsyncSession) -> bool:
     return engine_or_session.dialect.name == "postgresql"
 
 
+State = TypeVar("State")
+
+
+def transaction_state(session: AsyncSession, kind: Callable[[], State]) -> State:
+    """The transaction's one `kind()`, made on first use: what handlers applied together in one
+    transaction (a consumer's fetch) have read, locked or staged, so that each row is read
+    once per transaction instead of once per event. It ends with the transaction (the unit of
+    work drops it at commit): locks it remembers are held until then."""
+    state: State | None = session.info.get(kind)
+    if state is None:
+        state = session.info[kind] = kind()
+    return state
+
+
 class UnitOfWork:
     """Owns one transaction. The only place that commits.
 
@@ -125,6 +139,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await self.session.commit()
+        self.session.info.clear()  # the transaction's state (`transaction_state`) ends with it
         if self._on_commit is not None:
             self._on_commit()
 

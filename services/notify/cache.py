@@ -18,13 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import Base, Delivery, Subscription
+from shared.db import transaction_state
 
 Row = TypeVar("Row", bound=Base)
 
 DeliveryKey = tuple[uuid.UUID, str, str, str]
 """(source event id, recipient, channel, target): at most one delivery each."""
-
-_SESSION_INFO_KEY = "notify.transaction_cache"
 
 
 @dataclass
@@ -48,10 +47,7 @@ class TransactionCache:
 
     @classmethod
     def of(cls, session: AsyncSession) -> TransactionCache:
-        cache = session.info.get(_SESSION_INFO_KEY)
-        if cache is None:
-            cache = session.info[_SESSION_INFO_KEY] = cls()
-        return cache
+        return transaction_state(session, cls)
 
     async def get(self, session: AsyncSession, model: type[Row], key: uuid.UUID, *,
                   for_update: bool = False) -> Row | None:

@@ -16,7 +16,22 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, and_, case, cast, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    Update,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.triage import rules
+from services.triage.cache import TransactionCache
 from services.triage.models import (
     HOLDS_A_SLOT,
     OPEN_STATES,
@@ -108,26 +124,31 @@ async def record_policy(session: AsyncSession, ctx: TriageContext, terms: Policy
     policy.version = version
     policy.terms = terms.model_dump(mode="json")
     policy.updated_at = ctx.clock.now()
+    await session.flush()  # incidents after it in this transaction read without autoflush
 
 
 async def receive_incident(session: AsyncSession, ctx: TriageContext, event: IncidentReported,
                            envelope: Envelope) -> None:
     """Store the report; triage it now if the policy is known, else when its policy arrives.
 
-    Without autoflush: none of the queries of the triage reads the rows it adds, so they are
-    inserted in one flush (one statement per table) instead of a flush before each query, and
-    each job is inserted once, already dispatched, instead of inserted and then updated.
-    Whether the incident is known already is read with its policy, in one statement (and on its
-    own only while the policy is missing)."""
-    found = (await session.execute(
-        select(Policy, exists().where(Incident.id == event.incident_id))
-        .where(Policy.policy_number == event.policy_number)
-    )).first()
-    policy, known = found if found is not None else (
-        None, await session.get(Incident, event.incident_id) is not None)
-    if known:
-        return  # the same incident again (a replay under another event id)
+    Without autoflush: nothing the triage reads is a row it adds, so what the incidents of a
+    fetch add is inserted at commit, one statement per table, instead of in a flush before
+    each incident's first query; each job is inserted once, already dispatched. Whether the
+    incident is known already is read with its policy, in one statement (and on its own only
+    while the policy is missing); one staged earlier in the same transaction is named in the
+    transaction's cache."""
+    cache = TransactionCache.of(session)
+    if event.incident_id in cache.staged_incidents:
+        return  # the same incident twice in one fetch (a replay under another event id)
     with session.no_autoflush:
+        found = (await session.execute(
+            select(Policy, exists().where(Incident.id == event.incident_id))
+            .where(Policy.policy_number == event.policy_number)
+        )).first()
+        policy, known = found if found is not None else (
+            None, await session.get(Incident, event.incident_id) is not None)
+        if known:
+            return  # the same incident again (a replay under another event id)
         incident = Incident(
             id=event.incident_id, org_id=event.org_id, policy_number=event.policy_number,
             correlation_id=envelope.correlationid, category=event.category.value,
@@ -137,6 +158,7 @@ async def receive_incident(session: AsyncSession, ctx: TriageContext, event: Inc
             status=IncidentStatus.awaiting_policy,
         )
         session.add(incident)
+        cache.staged_incidents.add(incident.id)
         if policy is not None:
             await _triage(session, ctx, incident, policy, envelope, ctx.clock.now())
 
@@ -193,11 +215,17 @@ async def _lock_vendors(session: AsyncSession, job_types: Iterable[str], region:
                         also: Iterable[str | None] = ()) -> dict[str, VendorLoad]:
     """Lock, in vendor_id order, every active vendor that could take one of `job_types` in
     `region`, and the vendors in `also`; returns their loads as of the lock. One statement: the
-    database itself looks into the vendors' lists of capabilities and regions."""
-    wanted = sorted({JobType(t).value for t in job_types})
-    named = sorted({v for v in also if v is not None})
+    database itself looks into the vendors' lists of capabilities and regions. Asked the same
+    again in this transaction, which still holds those locks, the answer comes from the
+    transaction's cache, with the open jobs taken and released since."""
+    wanted = tuple(sorted({JobType(t).value for t in job_types}))
+    named = tuple(sorted({v for v in also if v is not None}))
     if not wanted and not named:
         return {}
+    cache = TransactionCache.of(session)
+    asked = (wanted, named, region)
+    if asked in cache.pools:
+        return {vendor_id: cache.vendors[vendor_id] for vendor_id in cache.pools[asked]}
     which: list[ColumnElement[bool]] = [Vendor.vendor_id.in_(named)] if named else []
     if wanted:
         which.append(and_(Vendor.active.is_(True),
@@ -207,7 +235,10 @@ async def _lock_vendors(session: AsyncSession, job_types: Iterable[str], region:
         select(Vendor).where(or_(*which)).order_by(Vendor.vendor_id)
         .with_for_update().execution_options(populate_existing=True)
     )
-    return {vendor.vendor_id: _load(vendor) for vendor in locked}
+    pool = {vendor.vendor_id: _load(vendor) for vendor in locked}
+    cache.vendors.update(pool)
+    cache.pools[asked] = tuple(pool)
+    return pool
 
 
 def _lists_any(session: AsyncSession, column: InstrumentedAttribute[list[str]],
@@ -220,19 +251,42 @@ def _lists_any(session: AsyncSession, column: InstrumentedAttribute[list[str]],
     return select(elements.c.value).where(elements.c.value.in_(values)).exists()
 
 
+def _take_slots_on_postgres() -> Update:
+    """`_take_slots` on PostgreSQL, built once: the counts as `unnest` arrays, so one statement
+    text (prepared once) serves any number of vendors."""
+    slots = func.unnest(bindparam("vendor_ids", type_=postgresql.ARRAY(String())),
+                        bindparam("counts", type_=postgresql.ARRAY(Integer()))) \
+        .table_valued(column("vendor_id", String()), column("taken", Integer())).render_derived()
+    return (update(Vendor)
+            .where(Vendor.vendor_id == slots.c.vendor_id, Vendor.active.is_(True),
+                   Vendor.open_jobs + slots.c.taken <= Vendor.capacity)
+            .values(open_jobs=Vendor.open_jobs + slots.c.taken)
+            .returning(Vendor.vendor_id, Vendor.open_jobs)
+            .execution_options(synchronize_session=False))
+
+
+TAKE_SLOTS_ON_POSTGRES = _take_slots_on_postgres()
+
+
 async def _take_slots(session: AsyncSession, slots: Mapping[str, int]) -> dict[str, int]:
     """`slots[v]` more open jobs for each vendor `v` that stays active and within its capacity
     (a negative count gives slots back), in one statement; the new open_jobs of those changed."""
-    change = case(dict(slots), value=Vendor.vendor_id)
-    result = await session.execute(
-        update(Vendor)
-        .where(Vendor.vendor_id.in_(list(slots)), Vendor.active.is_(True),
-               Vendor.open_jobs + change <= Vendor.capacity)
-        .values(open_jobs=Vendor.open_jobs + change)
-        .returning(Vendor.vendor_id, Vendor.open_jobs)
-        .execution_options(synchronize_session=False)
-    )
-    return {vendor_id: open_jobs for vendor_id, open_jobs in result}
+    if is_postgres(session):
+        result = await session.execute(TAKE_SLOTS_ON_POSTGRES, {
+            "vendor_ids": list(slots), "counts": list(slots.values())})
+    else:
+        change = case(dict(slots), value=Vendor.vendor_id)
+        result = await session.execute(
+            update(Vendor)
+            .where(Vendor.vendor_id.in_(list(slots)), Vendor.active.is_(True),
+                   Vendor.open_jobs + change <= Vendor.capacity)
+            .values(open_jobs=Vendor.open_jobs + change)
+            .returning(Vendor.vendor_id, Vendor.open_jobs)
+            .execution_options(synchronize_session=False)
+        )
+    taken = {vendor_id: open_jobs for vendor_id, open_jobs in result}
+    TransactionCache.of(session).slots_changed(taken)
+    return taken
 
 
 async def _release_slot(session: AsyncSession, pool: dict[str, VendorLoad], vendor_id: str) -> None:
@@ -242,6 +296,8 @@ async def _release_slot(session: AsyncSession, pool: dict[str, VendorLoad], vend
         .execution_options(synchronize_session=False)
     )
     left = result.scalar_one_or_none()
+    if left is not None:
+        TransactionCache.of(session).slots_changed({vendor_id: left})
     if vendor_id in pool and left is not None:
         pool[vendor_id] = replace(pool[vendor_id], open_jobs=left)
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import ConsumerRecord
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,12 +22,12 @@ from services.intake.models import Inbox
 from shared.clock import SystemClock
 from shared.consumer import EventConsumer
 from shared.db import UnitOfWorkFactory, create_engine
-from shared.events import Envelope, Priority
+from shared.events import Priority
 from shared.kafka import KafkaPublisher
 from shared.topics import RESPONSE
 from tests.intake.conftest import report, sql_rows, sql_value
 from tests.intake.test_consuming import dispatched, triaged
-from tests.support.kafka import wait_for_records
+from tests.support.kafka import fetched, wait_for_records
 
 
 @pytest.fixture
@@ -45,16 +43,6 @@ async def consumer(intake_db: str, broker: str) -> AsyncIterator[EventConsumer]:
     finally:
         await publisher.stop()
         await engine.dispose()
-
-
-def records(*envelopes: Envelope, key: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """The envelopes as consecutive records of one partition."""
-    base = uuid.uuid4().int % 1_000_000_000  # an offset no other test's records use
-    return [ConsumerRecord(topic=RESPONSE.name, partition=0, offset=base + i, timestamp=0,
-                           timestamp_type=0, key=key.encode(), value=e.to_kafka_value(),
-                           checksum=None, serialized_key_size=0, serialized_value_size=0,
-                           headers=e.to_kafka_headers())
-            for i, e in enumerate(envelopes)]
 
 
 async def timeline(db: AsyncEngine, incident_id: str) -> list[str]:
@@ -76,8 +64,9 @@ async def test_a_fetch_with_a_duplicate_inside_is_applied_once(
     first = triaged(incident_id, insured["org_id"], insured["policy_number"])
     then = dispatched(incident_id, insured["org_id"])
 
-    await consumer.process_batch(records(first, first, then, key=incident_id))
-    await consumer.process_batch(records(first, then, key=incident_id))  # the fetch again
+    await consumer.process_batch(fetched(first, first, then, topic=RESPONSE.name, key=incident_id))
+    # the fetch again
+    await consumer.process_batch(fetched(first, then, topic=RESPONSE.name, key=incident_id))
 
     assert not fell_back(caplog)  # each fetch was one transaction
     assert await timeline(db, incident_id) == [
@@ -99,7 +88,7 @@ async def test_a_poison_message_in_a_fetch_does_not_hold_back_the_others(
         db, "SELECT event_id FROM timeline WHERE incident_id = CAST(:id AS uuid)", id=incident_id)
     failing = triaged(incident_id, org, policy, priority=Priority.P4, event_id=reported_event)
     after = dispatched(incident_id, org)
-    fetch = records(before, failing, after, key=incident_id)
+    fetch = fetched(before, failing, after, topic=RESPONSE.name, key=incident_id)
 
     await consumer.process_batch(fetch)
 
@@ -124,7 +113,7 @@ async def test_only_messages_of_handled_types_are_decoded_and_so_dead_lettered(
     handled = dispatched(incident_id, insured["org_id"])
     not_ours = triaged(incident_id, insured["org_id"], insured["policy_number"]).model_copy(
         update={"type": "cyberclaims.incident.reported.v1"})  # intake publishes it, never reads it
-    fetch = records(not_ours, handled, key=incident_id)
+    fetch = fetched(not_ours, handled, topic=RESPONSE.name, key=incident_id)
     for record in fetch:  # both unreadable
         object.__setattr__(record, "value", b"{not json")
 
@@ -151,7 +140,7 @@ async def test_the_same_event_applied_by_two_consumers_at_once_has_one_effect(
                               handlers=handlers(), uow=UnitOfWorkFactory(engine),
                               inbox_model=Inbox, dead_letters=consumer._dead_letters,
                               clock=SystemClock())
-        await asyncio.gather(*(c.process_batch(records(event, key=incident_id))
+        await asyncio.gather(*(c.process_batch(fetched(event, topic=RESPONSE.name, key=incident_id))
                                for c in (consumer, other) for _ in range(3)))
     finally:
         await engine.dispose()
@@ -174,7 +163,7 @@ async def test_a_fetch_of_one_incidents_events_locks_and_reads_it_once(
     engine = consumer._uow.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
     try:
-        await consumer.process_batch(records(*batch, key=incident_id))
+        await consumer.process_batch(fetched(*batch, topic=RESPONSE.name, key=incident_id))
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert sum("FROM incidents" in s and "FOR UPDATE" in s for s in statements) == 1

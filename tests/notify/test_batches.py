@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 from sqlalchemy import select
 
@@ -17,23 +16,12 @@ from services.notify.models import Delivery, IncidentCopy, Reminder, ReminderSta
 from services.notify.service import Notifier
 from shared.events import Envelope, Event, RegulatorReportFiled
 from shared.service import Runtime
+from shared.topics import INCIDENTS
 from tests.notify.conftest import dispatched, subscribe, unique
 from tests.notify.test_email import reported
 from tests.notify.test_reminders import triaged
+from tests.support.kafka import fetched
 from tests.support.service import Tokens, running, service_logs
-
-
-def records(envelopes: list[Envelope]) -> list[ConsumerRecord[bytes, bytes]]:
-    """The envelopes as one fetch from Kafka would hand them to the consumer."""
-    fetched = []
-    for offset, envelope in enumerate(envelopes):
-        value = envelope.to_kafka_value()
-        fetched.append(ConsumerRecord(
-            topic="cyberclaims.incidents", partition=0, offset=offset, timestamp=0,
-            timestamp_type=0, key=b"k", value=value, checksum=None, serialized_key_size=1,
-            serialized_value_size=len(value), headers=envelope.to_kafka_headers()))
-    return fetched
-
 
 CONFIRMED_AT = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 CORRECTED_AT = datetime(2025, 3, 1, 8, 30, tzinfo=UTC)
@@ -109,16 +97,17 @@ async def test_one_transaction_per_fetch_notifies_as_one_event_at_a_time_and_rep
         together = [wrap(e) for e in incident_story(together_org, together_vendor)]
         alone = [wrap(e) for e in incident_story(alone_org, alone_vendor)]
         with service_logs(caplog, "shared.consumer"):
-            await consumer.process_batch(records(together))
+            await consumer.process_batch(fetched(*together, topic=INCIDENTS.name))
             assert "one at a time" not in caplog.text  # the fetch was applied in one transaction
             for envelope in alone:
-                await consumer.process_batch(records([envelope]))
+                await consumer.process_batch(fetched(envelope, topic=INCIDENTS.name))
             incident_together = uuid.UUID(together[0].data["incident_id"])
             incident_alone = uuid.UUID(alone[0].data["incident_id"])
-            await consumer.process_batch(records(
-                [wrap(e) for e in later_fetch(together_org, together_vendor, incident_together)]))
+            await consumer.process_batch(fetched(
+                *[wrap(e) for e in later_fetch(together_org, together_vendor, incident_together)],
+                topic=INCIDENTS.name))
             for event in later_fetch(alone_org, alone_vendor, incident_alone):
-                await consumer.process_batch(records([wrap(event)]))
+                await consumer.process_batch(fetched(wrap(event), topic=INCIDENTS.name))
             assert "one at a time" not in caplog.text
 
         applied_together = await outcome(runtime, incident_together, together_org,
@@ -127,7 +116,7 @@ async def test_one_transaction_per_fetch_notifies_as_one_event_at_a_time_and_rep
 
         # replays: the whole fetch again, and an event straight to the notifier in a new
         # transaction (past the consumer's inbox)
-        await consumer.process_batch(records(together))
+        await consumer.process_batch(fetched(*together, topic=INCIDENTS.name))
         notifier: Notifier = runtime.resources["notifier"]
         async with runtime.uow() as uow:
             copy = await uow.session.get(IncidentCopy, incident_together)

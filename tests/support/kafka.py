@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from shared.events import Envelope
 from shared.kafka import read_from_beginning
+
+
+def fetched(*envelopes: Envelope, topic: str, key: str = "k"
+            ) -> list[ConsumerRecord[bytes, bytes]]:
+    """The envelopes as consecutive records of one partition, as one fetch hands them to
+    `EventConsumer.process_batch`."""
+    base = uuid.uuid4().int % 1_000_000_000  # an offset no other test's records use
+    return [ConsumerRecord(topic=topic, partition=0, offset=base + i, timestamp=0,
+                           timestamp_type=0, key=key.encode(), value=e.to_kafka_value(),
+                           checksum=None, serialized_key_size=0, serialized_value_size=0,
+                           headers=e.to_kafka_headers())
+            for i, e in enumerate(envelopes)]
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:

@@ -1,0 +1,43 @@
+"""What triage has locked and staged in one transaction (`shared.db.transaction_state`).
+
+The consumer applies a whole fetch of reported incidents in one transaction. Every incident
+locks the vendors that may take its jobs; those locks are held until the commit, so the
+second incident that needs the same vendors finds them here, as the first left them, instead
+of locking and reading them again. Every change this service makes to a vendor's open jobs
+goes through `_take_slots` and `_release_slot`, which keep these loads current. The incidents
+are staged without autoflush (inserted at commit, one statement per table), so the ones
+staged so far are named here: a second copy of a report in the same fetch is found.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.triage.rules import VendorLoad
+from shared.db import transaction_state
+
+LockedPool = tuple[tuple[str, ...], tuple[str, ...], str]
+"""(job types, named vendors, region): what one `_lock_vendors` asked for."""
+
+
+@dataclass
+class TransactionCache:
+    staged_incidents: set[uuid.UUID] = field(default_factory=set)
+    vendors: dict[str, VendorLoad] = field(default_factory=dict)
+    """Every vendor this transaction has locked, as it stands now."""
+    pools: dict[LockedPool, tuple[str, ...]] = field(default_factory=dict)
+    """Which vendors each lock returned."""
+
+    @classmethod
+    def of(cls, session: AsyncSession) -> TransactionCache:
+        return transaction_state(session, cls)
+
+    def slots_changed(self, open_jobs: dict[str, int]) -> None:
+        """Vendors' open jobs as an UPDATE of this transaction returned them."""
+        for vendor_id, count in open_jobs.items():
+            known = self.vendors.get(vendor_id)
+            if known is not None:
+                self.vendors[vendor_id] = replace(known, open_jobs=count)
