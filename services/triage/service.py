@@ -15,13 +15,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Row,
+    Select,
     String,
     Update,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -203,12 +207,33 @@ async def _triage(session: AsyncSession, ctx: TriageContext, incident: Incident,
 # --- vendor slots --------------------------------------------------------------------------------
 
 
-def _load(vendor: Vendor) -> VendorLoad:
+def _load(vendor: Vendor | Row[Any]) -> VendorLoad:
     return VendorLoad(
         vendor_id=vendor.vendor_id, capabilities=frozenset(JobType(c) for c in vendor.capabilities),
         regions=frozenset(vendor.regions), capacity=vendor.capacity, open_jobs=vendor.open_jobs,
         rating=vendor.rating, active=vendor.active,
     )
+
+
+VENDOR_LOAD_COLUMNS = (Vendor.vendor_id, Vendor.capabilities, Vendor.regions, Vendor.capacity,
+                       Vendor.open_jobs, Vendor.rating, Vendor.active)
+
+
+def _lock_vendors_on_postgres() -> Select[*tuple[Any, ...]]:
+    """`_lock_vendors` on PostgreSQL, built once: who to lock as array parameters, so one
+    statement text (prepared once) serves every call; columns, not ORM objects."""
+    def lists_any(column: InstrumentedAttribute[list[str]], values: str) -> ColumnElement[bool]:
+        return cast(column, JSONB).has_any(bindparam(values, type_=postgresql.ARRAY(String())))
+
+    return (select(*VENDOR_LOAD_COLUMNS)
+            .where(or_(Vendor.vendor_id == any_(bindparam("named",
+                                                          type_=postgresql.ARRAY(String()))),
+                       and_(Vendor.active.is_(True), lists_any(Vendor.capabilities, "wanted"),
+                            lists_any(Vendor.regions, "regions"))))
+            .order_by(Vendor.vendor_id).with_for_update())
+
+
+LOCK_VENDORS_ON_POSTGRES = _lock_vendors_on_postgres()
 
 
 async def _lock_vendors(session: AsyncSession, job_types: Iterable[str], region: str,
@@ -226,27 +251,28 @@ async def _lock_vendors(session: AsyncSession, job_types: Iterable[str], region:
     asked = (wanted, named, region)
     if asked in cache.pools:
         return {vendor_id: cache.vendors[vendor_id] for vendor_id in cache.pools[asked]}
-    which: list[ColumnElement[bool]] = [Vendor.vendor_id.in_(named)] if named else []
-    if wanted:
-        which.append(and_(Vendor.active.is_(True),
-                          _lists_any(session, Vendor.capabilities, wanted),
-                          _lists_any(session, Vendor.regions, [rules.EVERY_REGION, region])))
-    locked = await session.scalars(
-        select(Vendor).where(or_(*which)).order_by(Vendor.vendor_id)
-        .with_for_update().execution_options(populate_existing=True)
-    )
-    pool = {vendor.vendor_id: _load(vendor) for vendor in locked}
+    if is_postgres(session):
+        locked = await session.execute(LOCK_VENDORS_ON_POSTGRES, {
+            "named": list(named), "wanted": list(wanted),
+            "regions": [rules.EVERY_REGION, region]})
+    else:
+        which: list[ColumnElement[bool]] = [Vendor.vendor_id.in_(named)] if named else []
+        if wanted:
+            which.append(and_(Vendor.active.is_(True),
+                              _json_lists_any(Vendor.capabilities, wanted),
+                              _json_lists_any(Vendor.regions, [rules.EVERY_REGION, region])))
+        locked = await session.execute(
+            select(*VENDOR_LOAD_COLUMNS).where(or_(*which)).order_by(Vendor.vendor_id)
+            .with_for_update())
+    pool = {row.vendor_id: _load(row) for row in locked}
     cache.vendors.update(pool)
     cache.pools[asked] = tuple(pool)
     return pool
 
 
-def _lists_any(session: AsyncSession, column: InstrumentedAttribute[list[str]],
-               values: Sequence[str]) -> ColumnElement[bool]:
-    """Whether the JSON list in `column` holds any of `values` (JSONB `?|` on PostgreSQL,
-    `json_each` on SQLite)."""
-    if is_postgres(session):
-        return cast(column, JSONB).has_any(postgresql.array(values))
+def _json_lists_any(column: InstrumentedAttribute[list[str]],
+                    values: Sequence[str]) -> ColumnElement[bool]:
+    """Whether the JSON list in `column` holds any of `values`, on SQLite (`json_each`)."""
     elements = func.json_each(column).table_valued("value")
     return select(elements.c.value).where(elements.c.value.in_(values)).exists()
 

@@ -129,7 +129,7 @@ async def test_a_vendor_filled_while_an_incident_is_triaged_is_passed_over_on_sq
 
     def fill_first_once_read(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         nonlocal filled
-        if not filled and statement.startswith("SELECT vendors.vendor_id, vendors.name"):
+        if not filled and statement.startswith("SELECT vendors.vendor_id, vendors.capabilities"):
             filled = True  # just after triage read the vendors' loads
             with sqlite3.connect(sqlite_path) as other:
                 other.execute("UPDATE vendors SET open_jobs = capacity WHERE vendor_id = 'first'")
