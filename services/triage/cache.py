@@ -4,9 +4,13 @@ The consumer applies a whole fetch of reported incidents in one transaction. Eve
 locks the vendors that may take its jobs; those locks are held until the commit, so the
 second incident that needs the same vendors finds them here, as the first left them, instead
 of locking and reading them again. Every change this service makes to a vendor's open jobs
-goes through `_take_slots` and `_release_slot`, which keep these loads current. The incidents
-are staged without autoflush (inserted at commit, one statement per table), so the ones
-staged so far are named here: a second copy of a report in the same fetch is found.
+goes through `_take_slots` and `_release_slot`, which keep these loads current. The locks
+hold only the rows they returned: a vendor registered or made eligible by another transaction
+meanwhile is seen from the next fetch on (a fetch takes milliseconds); a job left unassigned
+for want of it is offered again by the timer pass. Capacity never depends on the cache: every
+slot is taken by a conditional UPDATE. The incidents are staged without autoflush (inserted
+at commit, one statement per table), so the ones staged so far are named here: a second copy
+of a report in the same fetch is found.
 """
 
 from __future__ import annotations
