@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import Incident, TimelineEntry
 from shared.consumer import Handler
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, transaction_state
 from shared.events import (
     ClaimApproved,
     ClaimClosedWithoutPayment,
@@ -100,11 +100,15 @@ async def record_on_timeline(uow: UnitOfWork, event: Event, envelope: Envelope) 
                                       type=entry_type, summary=summary))
 
 
+class _LockedIncidents(set[uuid.UUID]):
+    """The incidents this transaction has locked (`shared.db.transaction_state`)."""
+
+
 async def _locked_incident(session: AsyncSession, incident_id: uuid.UUID) -> Incident | None:
     """The incident, locked FOR UPDATE once per transaction: a fetch often carries several
     events of one incident (triaged, then each job dispatched), and the lock lasts until the
     consumer commits, so later events take it from the session without a round trip."""
-    locked: set[uuid.UUID] = session.info.setdefault("intake.locked_incidents", set())
+    locked = transaction_state(session, _LockedIncidents)
     if incident_id in locked:
         return await session.get(Incident, incident_id)  # in the identity map: no SQL
     incident = await session.get(Incident, incident_id, with_for_update=True)

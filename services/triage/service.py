@@ -322,9 +322,10 @@ async def _release_slot(session: AsyncSession, pool: dict[str, VendorLoad], vend
         .execution_options(synchronize_session=False)
     )
     left = result.scalar_one_or_none()
-    if left is not None:
-        TransactionCache.of(session).slots_changed({vendor_id: left})
-    if vendor_id in pool and left is not None:
+    if left is None:
+        return
+    TransactionCache.of(session).slots_changed({vendor_id: left})
+    if vendor_id in pool:
         pool[vendor_id] = replace(pool[vendor_id], open_jobs=left)
 
 
