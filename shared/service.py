@@ -34,7 +34,7 @@ from shared.kafka import KafkaPublisher, ensure_topics
 from shared.logs import configure_logging, correlation_id
 from shared.outbox import Outbox, OutboxColumns, OutboxRelay
 from shared.problems import install_problem_handlers
-from shared.settings import PlatformSettings
+from shared.settings import PlatformSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class ServiceSpec:
 
 def create_service_app(
     spec: ServiceSpec,
+    settings: ServiceSettings,
     *,
-    database_url: str,
     platform: PlatformSettings | None = None,
     clock: Clock | None = None,
     run_workers: bool = True,
@@ -102,6 +102,7 @@ def create_service_app(
     """The service's ASGI app. `run_workers=False` serves the API only (tests, split pods)."""
     platform = platform or PlatformSettings()
     clock = clock or SystemClock()
+    database_url = settings.resolved_database_url(spec.name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,7 +131,7 @@ def create_service_app(
                 inbox_model=spec.inbox_model, dead_letters=publisher, clock=clock,
                 max_attempts=platform.consumer_max_attempts,
                 session_timeout_ms=platform.kafka_session_timeout_ms,
-                fetch_max_wait_ms=platform.kafka_fetch_max_wait_ms,
+                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 batch_size=platform.consumer_batch_size,
                 commit_interval_ms=platform.consumer_commit_interval_ms,
             )

@@ -48,10 +48,6 @@ class PlatformSettings(BaseSettings):
         default=10_000, ge=1000,
         description="Consumer group session timeout; a new member joins in about half of it.",
     )
-    kafka_fetch_max_wait_ms: int = Field(
-        default=20, ge=1,
-        description="How long a consumer's fetch waits for data: the floor of each hop's latency.",
-    )
     consumer_max_attempts: int = Field(default=3, ge=1)
     consumer_batch_size: int = Field(
         default=100, ge=1,
@@ -90,6 +86,12 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int
     database_url: str = ""
+    kafka_fetch_max_wait_ms: int = Field(
+        default=100, ge=1,
+        description="How long the service's consumer waits on a fetch for data: the floor of "
+                    "its hop's latency, and, when idle, one fetch per wait (each costs the "
+                    "service and the broker CPU). Triage, on the dispatch path, waits 20 ms.",
+    )
 
     def resolved_database_url(self, service: str) -> str:
         """The configured URL, or the embedded SQLite file under `.data/`."""

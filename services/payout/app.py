@@ -55,5 +55,5 @@ def spec(settings: PayoutSettings) -> ServiceSpec:
 def create_app(settings: PayoutSettings | None = None, platform: PlatformSettings | None = None,
                clock: Clock | None = None, **options: bool) -> FastAPI:
     settings = settings or PayoutSettings()
-    return create_service_app(spec(settings), database_url=settings.resolved_database_url(NAME),
-                              platform=platform, clock=clock, **options)
+    return create_service_app(spec(settings), settings, platform=platform, clock=clock,
+                              **options)

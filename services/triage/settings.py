@@ -14,6 +14,7 @@ class TriageSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="ignore")
 
     port: int = 8002
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=1)  # a report's way to its vendors
     sla_p1_minutes: float = Field(default=15, gt=0)
     sla_p2_minutes: float = Field(default=60, gt=0)
     sla_p3_minutes: float = Field(default=4 * 60, gt=0)
