@@ -1,5 +1,6 @@
-"""`python -m bench [NAME ...] [--quick] [--profile] [--seed N]`: run benchmarks, write
-bench/results/<name>.json and .png, and refresh the results table in docs/performance.md.
+"""`python -m bench [NAME ...] [--quick] [--profile] [--seed N] [--results-dir DIR]`: run
+benchmarks, write bench/results/<name>.json and .png, and refresh the results table in
+docs/performance.md.
 
 Benchmarks report figures against targets; they never fail the build for being slow. The exit
 status is non-zero only if a benchmark could not run (crashed), not if a target was missed.
@@ -14,8 +15,9 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 
-from bench.common import Options, Skipped, machine, print_result, write_result
+from bench.common import RESULTS_DIR, Options, Skipped, machine, print_result, write_result
 from bench.docs import update_performance_doc
 
 BENCHMARKS = ["intake_throughput", "dispatch_latency", "burst", "lifecycle"]
@@ -32,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="sample the intake process with py-spy during intake_throughput")
     parser.add_argument("--seed", type=int, default=Options.seed, help="seed of every workload")
+    parser.add_argument("--results-dir", type=Path, metavar="DIR",
+                        help="write the results to DIR instead of bench/results and leave "
+                             "docs/performance.md as it is (the tests' smoke run uses this)")
     args = parser.parse_args(argv)
     # A SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so every benchmark stops the services it
     # started (they run in their own sessions and would otherwise outlive it, skewing the next run).
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     options = Options(quick=args.quick, seed=args.seed, profile=args.profile,
-                      command=command.strip())
+                      command=command.strip(), results_dir=args.results_dir or RESULTS_DIR)
     crashed = False
     for name in args.names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
@@ -63,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             result = write_result(options, name, module.TITLE, status="ok", started=started,
                                   outcome=outcome, machine_at_start=at_start)
         print_result(result)
-    path = update_performance_doc(options.results_dir)
-    print(f"results in {options.results_dir}; table refreshed in {path}")
+    if args.results_dir is None:
+        path = update_performance_doc(options.results_dir)
+        print(f"results in {options.results_dir}; table refreshed in {path}")
+    else:
+        print(f"results in {options.results_dir}")
     return 1 if crashed else 0
 
 
