@@ -24,7 +24,11 @@ class Publisher(Protocol):
 
 
 class KafkaPublisher:
-    """An aiokafka producer; `send` returns the delivery future so callers can pipeline."""
+    """An aiokafka producer; `send` returns the delivery future so callers can pipeline.
+
+    No linger: the relay sends a pass's rows back to back before it awaits any of them, so
+    they are batched anyway, and a wait for more would only delay every hop (2 ms was about a
+    quarter of the report-to-Kafka hop at 10 reports/s)."""
 
     def __init__(self, bootstrap: str, *, client_id: str, idempotent: bool) -> None:
         self._producer = AIOKafkaProducer(
@@ -32,7 +36,7 @@ class KafkaPublisher:
             client_id=client_id,
             acks="all",
             enable_idempotence=idempotent,
-            linger_ms=2,
+            linger_ms=0,
             request_timeout_ms=15000,
         )
 
