@@ -4,7 +4,7 @@ run. Target: intake / baseline >= 0.7.
 
 The two are measured in interleaved rounds (intake then baseline, baseline then intake, ...),
 not one long run each: this machine's speed drifts by tens of per cent within minutes (the
-baseline alone moved between 1,060 and 1,535 req/s in two runs an hour apart), and a drift
+baseline alone moved between 1,060 and 1,535 req/s in two runs three minutes apart), and a drift
 during one long run would count against whichever target ran then. Each round's ratio is
 reported too, so the spread is visible.
 """
