@@ -1,6 +1,6 @@
 """`python -m bench [NAME ...] [--quick] [--profile] [--seed N] [--results-dir DIR]`: run
 benchmarks, write bench/results/<name>.json and .png, and refresh the results table in
-docs/performance.md.
+docs/performance.md (with `--results-dir`: write there, and leave the doc alone).
 
 Benchmarks report figures against targets; they never fail the build for being slow. The exit
 status is non-zero only if a benchmark could not run (crashed), not if a target was missed.

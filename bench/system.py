@@ -3,7 +3,9 @@ service, and each service its own process (`python -m cyberclaims.cli serve <nam
 
 Everything listens on free ports, so a benchmark never collides with `make run` or the tests.
 Databases are named `cyberclaims_bench_<service>`: dropped and recreated at the start of each
-benchmark, kept afterwards for inspection.
+benchmark, kept afterwards for inspection. `CYBERCLAIMS_BENCH_DATABASE_PREFIX` replaces
+`cyberclaims_bench_` (the tests' smoke run uses its own, so it never drops a running
+benchmark's databases).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ from shared.kafka import ensure_topics
 
 JWT_SECRET = "cyberclaims-bench-secret-0123456789abcdef"  # noqa: S105 - a local benchmark key
 ALL_SERVICES = [entry.name for entry in SERVICES]
+
+
+def bench_database(name: str) -> str:
+    """The name of a benchmark's database `name` (a service, or "baseline")."""
+    return os.environ.get("CYBERCLAIMS_BENCH_DATABASE_PREFIX", "cyberclaims_bench_") + name
 
 
 def postgres_admin_dsn() -> str:
@@ -130,7 +137,7 @@ class System:
             wait_for_port(self.ports["broker"])
             asyncio.run(ensure_topics(self.bootstrap))
             for name in self.services:
-                dsn = fresh_database(f"cyberclaims_bench_{name}")
+                dsn = fresh_database(bench_database(name))
                 self.database_urls[name] = dsn
                 prefix = name.upper()
                 self.env[f"{prefix}_DATABASE_URL"] = sqlalchemy_url(dsn)
