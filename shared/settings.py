@@ -88,9 +88,11 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     kafka_fetch_max_wait_ms: int = Field(
         default=100, ge=1,
-        description="How long the service's consumer waits on a fetch for data: the floor of "
-                    "its hop's latency, and, when idle, one fetch per wait (each costs the "
-                    "service and the broker CPU). Triage, on the dispatch path, waits 20 ms.",
+        description="The longest the service's consumer's fetch waits for data. Apache Kafka "
+                    "answers as soon as data arrives; Tansu (the dev broker) later, about a "
+                    "quarter of the wait on average. An idle consumer fetches once per wait, "
+                    "and each fetch costs the service and the broker CPU. Triage, on the "
+                    "dispatch path, waits 20 ms.",
     )
 
     def resolved_database_url(self, service: str) -> str:

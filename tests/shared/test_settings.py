@@ -6,7 +6,16 @@ import pytest
 from pydantic import ValidationError
 
 from services.intake.settings import IntakeSettings
-from shared.settings import DEV_JWT_SECRET, MIN_SECRET_LENGTH, Environment, PlatformSettings
+from services.notify.settings import NotifySettings
+from services.payout.settings import PayoutSettings
+from services.triage.settings import TriageSettings
+from shared.settings import (
+    DEV_JWT_SECRET,
+    MIN_SECRET_LENGTH,
+    Environment,
+    PlatformSettings,
+    ServiceSettings,
+)
 
 STRONG = "k" * MIN_SECRET_LENGTH
 
@@ -57,3 +66,22 @@ def test_service_settings_read_their_prefix_and_fall_back_to_sqlite(
     settings = IntakeSettings(_env_file=None)  # type: ignore[call-arg]
     assert settings.resolved_database_url("intake") == "postgresql+asyncpg://db/intake"
     assert settings.port == 9001
+
+
+@pytest.mark.parametrize(("settings_class", "prefix", "default_ms"), [
+    (IntakeSettings, "INTAKE_", 100), (TriageSettings, "TRIAGE_", 20),
+    (PayoutSettings, "PAYOUT_", 100), (NotifySettings, "NOTIFY_", 100),
+])
+def test_each_consumer_has_its_own_fetch_wait(
+    monkeypatch: pytest.MonkeyPatch, settings_class: type[ServiceSettings], prefix: str,
+    default_ms: int,
+) -> None:
+    """Triage is on the way from a report to its vendors; the others' readers do not notice
+    tens of milliseconds, and an idle consumer costs a fetch per wait."""
+    monkeypatch.delenv(f"{prefix}KAFKA_FETCH_MAX_WAIT_MS", raising=False)
+    assert settings_class(_env_file=None).kafka_fetch_max_wait_ms == default_ms  # type: ignore[call-arg]
+    monkeypatch.setenv(f"{prefix}KAFKA_FETCH_MAX_WAIT_MS", "7")
+    assert settings_class(_env_file=None).kafka_fetch_max_wait_ms == 7  # type: ignore[call-arg]
+    monkeypatch.setenv(f"{prefix}KAFKA_FETCH_MAX_WAIT_MS", "0")
+    with pytest.raises(ValidationError):
+        settings_class(_env_file=None)  # type: ignore[call-arg]
