@@ -88,7 +88,7 @@ def run(options: Options) -> Outcome:
     chart = _chart(options, segments, warmup, duration)
     notes = [
         f"closed loop, {concurrency} requests in flight; {rounds} interleaved round(s), each "
-        f"target {warmup:.0f} s warm-up then {duration:.0f} s measured per round; unique "
+        f"target {warmup:g} s warm-up then {duration:g} s measured per round; unique "
         "Idempotency-Key per request",
         "ratio per round: " + ", ".join(str(r) for r in per_round),
     ]
