@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -209,6 +210,9 @@ class System:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
+        """End every process; the working directory (logs, mail) goes too unless a process had
+        already exited by then (a crash: its log is kept and its path printed)."""
+        crashed = [name for name, process in self.processes.items() if process.poll() is not None]
         for process in reversed(self.processes.values()):
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -223,6 +227,10 @@ class System:
                 process.wait()
         for log in self._logs:
             log.close()
+        if crashed:
+            print(f"{', '.join(crashed)} exited early; logs kept in {self.workdir}", flush=True)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # --- measurements ----------------------------------------------------------------------------
 
