@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from bench import charts
 from bench.baseline import create_schema
-from bench.common import Options, Outcome, Target, latency_summary_ms
+from bench.common import RESULTS_DIR, Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadProcess, LoadResult, Sample, run_load
 from bench.profile import finish_profile, start_profile, summarise
 from bench.system import (
@@ -150,7 +150,9 @@ def _write_profile(options: Options, error: str | None) -> str:
     label = "quick run" if options.quick else "full run"
     summary.write_text(f"py-spy profile of intake under {NAME} ({label}; "
                        f"command: {options.command})\n\n" + summarise(collapsed))
-    return f"profile of intake written to {summary.relative_to(options.results_dir.parent.parent)}"
+    repository = RESULTS_DIR.parent.parent
+    shown = summary.relative_to(repository) if summary.is_relative_to(repository) else summary
+    return f"profile of intake written to {shown}"
 
 
 def _measured(result: LoadResult, warmup: float, duration: float) -> list[Sample]:
