@@ -10,8 +10,8 @@ import itertools
 import threading
 import time
 from datetime import UTC, datetime
-from email import message_from_bytes
-from email.policy import default
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,17 @@ class MaildirHandler:
         path = self.maildir / f"{stamp}-{number:05d}.eml"
         path.write_bytes(content)
         if self.echo:
-            subject = message_from_bytes(content, policy=default).get("Subject", "")
+            subject = _subject(content)
             recipients = ", ".join(envelope.rcpt_tos)
             print(f"mail for {recipients} saved to {path} ({subject})", flush=True)
         return "250 Message accepted for delivery"
+
+
+def _subject(content: bytes) -> str:
+    """The decoded Subject, from the headers alone: parsing the whole message with the
+    modern `email` policy took about 4 ms a mail, most of the sink's CPU under load."""
+    raw = BytesHeaderParser().parsebytes(content)["Subject"]
+    return str(make_header(decode_header(raw))) if raw is not None else ""
 
 
 def start(host: str, port: int, maildir: str | Path, *, echo: bool = True) -> Controller:
