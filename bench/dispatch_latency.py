@@ -2,6 +2,12 @@
 dispatched on Kafka (JobDispatched on the response topic), at a steady open-loop rate with every
 service running. Targets: p50 <= 50 ms, p99 <= 250 ms. Also reported: until every job of the
 incident is placed (dispatched, or unassigned for want of a vendor).
+
+The triage hop (IncidentReported on Kafka to JobDispatched on Kafka), which holds nearly all of
+the latency under load, is split with the timestamps the services wrote themselves: intake's
+outbox (when Kafka acknowledged the report), triage's inbox (when its consumer claimed it, at
+the start of the transaction that applied its fetch) and triage's outbox (when the job was
+staged, and when Kafka acknowledged it). Queueing shows as waiting for the consumer.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
+
 from bench import charts
 from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadResult, run_load
@@ -17,6 +25,7 @@ from bench.scenario import full_system, prepare, require_services, warm_up, watc
 from bench.system import RssSampler
 from bench.watch import Watcher, dead_letter_count
 from bench.workload import prepared_reports
+from shared.events import IncidentReported, JobDispatched
 
 NAME = "dispatch_latency"
 TITLE = "Report accepted to job dispatched (latency)"
@@ -52,6 +61,7 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         missing_all = await watch.wait_until(accepted, "all_placed_at", 10)
         await rss.stop()
         dead = await dead_letter_count(system.bootstrap)
+        triage_parts = await _triage_hop_parts(system.database_urls, set(accepted))
     finally:
         await watch.stop()
     first = [watch.progress(i).first_dispatch_at - s[2] for i, s in accepted.items()  # type: ignore[operator]
@@ -71,6 +81,10 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
              "watcher reading the response topic"]
     if max(late_starts, default=0) > 0.1:
         notes.append(f"the generator fell behind its schedule by up to {max(late_starts):.2f} s")
+    notes.append("triage hop, p50 of each part (from the services' timestamps): "
+                 + ", ".join(f"{part.removeprefix('triage_hop_').replace('_', ' ')} "
+                             f"{summary_of_part['p50_ms']} ms"
+                             for part, summary_of_part in triage_parts.items()))
     if dead:
         notes.append(f"{dead} message(s) on dead-letter topics")
     if refused := result.not_accepted_note():
@@ -85,6 +99,7 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         "all_jobs_placed": latency_summary_ms(every),
         "hop_201_to_incident_reported_on_kafka": latency_summary_ms(relay_hop),
         "hop_incident_reported_to_job_dispatched": latency_summary_ms(triage_hop),
+        **triage_parts,
         "intake_response": latency_summary_ms([s[2] - s[1] for s in accepted.values()]),
         "dead_letters": dead,
         "rss_kib_at_rest": at_rest,
@@ -100,6 +115,40 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
                     "orgs": len(scenario.insured), "vendors": len(scenario.vendors),
                     "services": system.services},
         notes=notes, chart=chart)
+
+
+async def _triage_hop_parts(database_urls: dict[str, str], incident_ids: set[str]
+                            ) -> dict[str, dict[str, float | None]]:
+    """The triage hop of each incident in three parts, from the services' own timestamps."""
+    intake = await asyncpg.connect(database_urls["intake"])
+    triage = await asyncpg.connect(database_urls["triage"])
+    try:
+        reported = {row["incident_id"]: row for row in await intake.fetch(
+            "SELECT event_id, envelope->'data'->>'incident_id' AS incident_id, sent_at "
+            "FROM outbox WHERE event_type = $1 AND sent_at IS NOT NULL",
+            IncidentReported.event_type) if row["incident_id"] in incident_ids}
+        claimed = {row["event_id"]: row["received_at"] for row in await triage.fetch(
+            "SELECT event_id, received_at FROM inbox WHERE event_id = ANY($1::uuid[])",
+            [row["event_id"] for row in reported.values()])}
+        dispatched = {row["incident_id"]: row for row in await triage.fetch(
+            "SELECT DISTINCT ON (incident_id) envelope->'data'->>'incident_id' AS incident_id, "
+            "created_at, sent_at FROM outbox WHERE event_type = $1 AND sent_at IS NOT NULL "
+            "ORDER BY incident_id, id", JobDispatched.event_type)}
+    finally:
+        await intake.close()
+        await triage.close()
+    waiting, handling, relaying = [], [], []
+    for incident_id, report in reported.items():
+        claimed_at = claimed.get(report["event_id"])
+        job = dispatched.get(incident_id)
+        if claimed_at is None or job is None:
+            continue
+        waiting.append((claimed_at - report["sent_at"]).total_seconds())
+        handling.append((job["created_at"] - claimed_at).total_seconds())
+        relaying.append((job["sent_at"] - job["created_at"]).total_seconds())
+    return {"triage_hop_waiting_for_its_consumer": latency_summary_ms(waiting),
+            "triage_hop_in_its_transaction_until_staged": latency_summary_ms(handling),
+            "triage_hop_commit_and_relay_until_acknowledged": latency_summary_ms(relaying)}
 
 
 def _chart(options: Options, result: LoadResult, watch: Watcher, accepted: dict[str, Any]) -> str:
