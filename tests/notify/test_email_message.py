@@ -58,3 +58,12 @@ def test_the_development_smtp_sink_saves_the_mail_and_prints_its_decoded_subject
     assert reply.startswith("250")
     assert [path.read_bytes() for path in tmp_path.iterdir()] == [wire]
     assert "(勒索软件: ERP down)" in capsys.readouterr().out
+
+
+def test_the_development_smtp_sink_accepts_a_subject_it_cannot_decode(tmp_path: Path) -> None:
+    wire = b"Subject: =?x-unknown?q?abc?= =?utf-8?b?/w==?=\r\nTo: a@example.com\r\n\r\nbody\r\n"
+    envelope = SimpleNamespace(original_content=wire, content=wire, rcpt_tos=["a@example.com"])
+
+    reply = asyncio.run(smtp.MaildirHandler(tmp_path).handle_DATA(None, None, envelope))
+
+    assert reply.startswith("250")
