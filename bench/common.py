@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+HARNESS_NICENESS = 10
+"""The priority of every process a benchmark adds beside the system under test (the load
+generator, the vendor panel, the stand-ins for outside systems): under contention the kernel
+serves the services first. The watcher is not niced: that would delay its timestamps."""
 
 
 @dataclass(frozen=True)

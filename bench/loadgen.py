@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from bench.common import HARNESS_NICENESS
 from bench.workload import PreparedReport
 
 # (scheduled, sent, done, status, incident id or "") per request; times from time.time().
@@ -48,7 +49,7 @@ class LoadPlan:
     warmup: float = 0.0
     duration: float | None = None
     key_prefix: str = "bench"
-    nice: int = 10
+    nice: int = HARNESS_NICENESS
 
 
 @dataclass

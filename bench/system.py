@@ -27,15 +27,13 @@ from typing import IO
 import asyncpg
 import httpx
 
+from bench.common import HARNESS_NICENESS
 from cyberclaims.broker import broker_command, wait_for_port
 from cyberclaims.registry import SERVICES
 from shared.kafka import ensure_topics
 
 JWT_SECRET = "cyberclaims-bench-secret-0123456789abcdef"  # noqa: S105 - a local benchmark key
 ALL_SERVICES = [entry.name for entry in SERVICES]
-STAND_IN_NICENESS = 10
-"""The sandbox bank and the SMTP sink stand in for systems that run elsewhere in production:
-like the load generator, they yield the CPU to the services under contention."""
 
 
 def bench_database(name: str) -> str:
@@ -184,8 +182,10 @@ class System:
         self._logs.append(log)
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                    env=env or self.env, start_new_session=True)
-        if stand_in:  # still importing, long before its threads start: they inherit it
-            os.setpriority(os.PRIO_PROCESS, process.pid, STAND_IN_NICENESS)
+        if stand_in:  # the sandbox bank and the SMTP sink run elsewhere in production
+            # On Linux this sets the main thread's niceness; the child is still starting
+            # Python, so the threads it starts later inherit it.
+            os.setpriority(os.PRIO_PROCESS, process.pid, HARNESS_NICENESS)
         self.processes[name] = process
         return process
 

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.common import HARNESS_NICENESS
 from shared.events import JobDispatched
 from shared.kafka import retry_until_connected
 from shared.topics import RESPONSE
@@ -36,7 +37,7 @@ class PanelPlan:
     seed: int
     loss_range: tuple[int, int] = (1000, 5000)  # per job, whole yuan
     concurrency: int = 16
-    nice: int = 10
+    nice: int = HARNESS_NICENESS
 
 
 class VendorPanel:
