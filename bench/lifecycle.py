@@ -96,6 +96,8 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
              "a verified incident_response loss of 1,000 to 5,000"]
     if unpaid:
         notes.append(f"{unpaid} incident(s) not paid within the time limit")
+    for failure, times in vendor_counts.get("failures", {}).items():
+        notes.append(f"the vendor panel failed {times} time(s): {failure}")
     return Outcome(figures=figures, targets=[],
                    parameters={"reports": count, "concurrency": concurrency,
                                "vendors": len(scenario.vendors), "services": system.services},

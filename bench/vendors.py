@@ -13,9 +13,11 @@ import json
 import multiprocessing
 import os
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -41,7 +43,8 @@ class PanelPlan:
 
 
 class VendorPanel:
-    """Start with `await panel.ready()`; `await panel.stop()` returns (completed, errors)."""
+    """Start with `await panel.ready()`; `await panel.stop()` returns the jobs completed, the
+    errors, and what each error was (`failures`: e.g. "accept answered 409": count)."""
 
     def __init__(self, plan: PanelPlan) -> None:
         context = multiprocessing.get_context("spawn")
@@ -57,13 +60,13 @@ class VendorPanel:
         if message[0] != "ready":
             raise RuntimeError(f"vendor panel failed: {message[1]}")
 
-    async def stop(self) -> dict[str, int]:
+    async def stop(self) -> dict[str, Any]:
         self._conn.send("stop")
         message = await asyncio.to_thread(self._conn.recv)
         await asyncio.to_thread(self._process.join, 10)
         if message[0] != "done":
             raise RuntimeError(f"vendor panel failed: {message[1]}")
-        counts: dict[str, int] = message[1]
+        counts: dict[str, Any] = message[1]
         return counts
 
     def kill(self) -> None:
@@ -83,9 +86,10 @@ def _child_main(plan: PanelPlan, conn: Connection) -> None:
         conn.close()
 
 
-async def _work(plan: PanelPlan, conn: Connection) -> dict[str, int]:
+async def _work(plan: PanelPlan, conn: Connection) -> dict[str, Any]:
     rng = random.Random(plan.seed + 4)
-    counts = {"completed": 0, "errors": 0}
+    completed = 0
+    failures: Counter[str] = Counter()
     consumer = AIOKafkaConsumer(bootstrap_servers=plan.bootstrap, enable_auto_commit=False,
                                 fetch_max_wait_ms=50)
     await retry_until_connected(consumer.start, what="vendor panel")
@@ -101,10 +105,13 @@ async def _work(plan: PanelPlan, conn: Connection) -> dict[str, int]:
     loop = asyncio.get_running_loop()
     loop.add_reader(conn.fileno(), stop.set)
     conn.send(("ready", None))
-    async with httpx.AsyncClient(base_url=plan.triage_url, timeout=60,
-                                 limits=httpx.Limits(max_connections=plan.concurrency)) as client:
+    # Idle connections are dropped after 2 s, before uvicorn closes them at 5 s (httpx's own
+    # default is also 5 s), so the panel does not reuse one just as the server closes it.
+    limits = httpx.Limits(max_connections=plan.concurrency, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(base_url=plan.triage_url, timeout=60, limits=limits) as client:
 
         async def handle(job_id: str, vendor_id: str) -> None:
+            nonlocal completed
             headers = {"Authorization": plan.bearer[vendor_id]}
             amount = rng.randint(*plan.loss_range)
             report = {
@@ -114,14 +121,21 @@ async def _work(plan: PanelPlan, conn: Connection) -> dict[str, int]:
                 "verified_losses": [{"section": "incident_response", "amount": f"{amount}.00",
                                      "description": "Incident response fees"}],
             }
+            failure = None
             try:
-                accepted = await client.post(ACCEPT_PATH.format(job_id=job_id), headers=headers)
-                completed = await client.post(COMPLETE_PATH.format(job_id=job_id), json=report,
-                                              headers=headers)
-                ok = accepted.status_code < 300 and completed.status_code < 300
-            except httpx.HTTPError:
-                ok = False
-            counts["completed" if ok else "errors"] += 1
+                for step, path, body in (("accept", ACCEPT_PATH, None),
+                                         ("complete", COMPLETE_PATH, report)):
+                    response = await client.post(path.format(job_id=job_id), json=body,
+                                                 headers=headers)
+                    if response.status_code >= 300:
+                        failure = f"{step} answered {response.status_code}: {response.text[:200]}"
+                        break
+            except httpx.HTTPError as exc:
+                failure = f"{type(exc).__name__}: {exc}"[:200]
+            if failure is None:
+                completed += 1
+            else:
+                failures[failure] += 1
 
         async def bounded(job_id: str, vendor_id: str) -> None:
             try:
@@ -147,4 +161,4 @@ async def _work(plan: PanelPlan, conn: Connection) -> dict[str, int]:
         if tasks:
             await asyncio.gather(*tasks)
     await consumer.stop()
-    return counts
+    return {"completed": completed, "errors": sum(failures.values()), "failures": dict(failures)}
