@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -15,8 +16,21 @@ from typing import Any
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HARNESS_NICENESS = 10
 """The priority of every process a benchmark adds beside the system under test (the load
-generator, the vendor panel, the stand-ins for outside systems): under contention the kernel
-serves the services first. The watcher is not niced: that would delay its timestamps."""
+generator, the vendor panel, the stand-ins for outside systems). The watcher is not niced:
+that would delay its timestamps."""
+
+
+def lower_priority(pid: int, niceness: int = HARNESS_NICENESS) -> None:
+    """Run `pid`, which leads a session of its own, at `niceness`.
+
+    With the kernel's autogroup (`kernel.sched_autogroup_enabled`, on by default in many
+    kernels, this machine's among them) the CPU is shared between sessions first, each
+    session weighing the same whatever its niceness: a process's niceness only ranks it
+    against its own session. So the session's group is niced as well (`/proc/<pid>/autogroup`);
+    without it, the stand-ins ran as a service's equal under contention."""
+    os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    with contextlib.suppress(OSError):  # a kernel without autogroup
+        Path(f"/proc/{pid}/autogroup").write_text(str(niceness))
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 How it avoids starving the system it measures on a 2-core machine:
 - it runs in a separate process (spawned), one event loop, so it uses at most one core;
-- it lowers its own priority (`os.nice(10)` by default), so under contention the kernel gives
-  the services the CPU first (it can then become the bottleneck, which the report shows: it
-  records its own CPU use, and a figure with the generator near 100 % of a core is flagged);
+- it lowers its own priority (`os.nice(10)` by default) below the watcher's, whose session it
+  shares. With the kernel's autogroup that session is one scheduling group, weighing as much
+  as one service under contention (see `bench.common.lower_priority`): niced further, an open
+  loop would fall behind its schedule and hide the overload it measures. It records its own
+  CPU use, and a figure with the generator near 100 % of a core is flagged;
 - requests in flight are bounded (closed loop: a fixed number of workers; open loop: a cap),
   so it never queues thousands of sockets the services would have to accept;
 - bodies, bearer tokens and headers are built before the clock starts, as raw HTTP/1.1

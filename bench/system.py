@@ -27,7 +27,7 @@ from typing import IO
 import asyncpg
 import httpx
 
-from bench.common import HARNESS_NICENESS
+from bench.common import lower_priority
 from cyberclaims.broker import broker_command, wait_for_port
 from cyberclaims.registry import SERVICES
 from shared.kafka import ensure_topics
@@ -183,9 +183,9 @@ class System:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                    env=env or self.env, start_new_session=True)
         if stand_in:  # the sandbox bank and the SMTP sink run elsewhere in production
-            # On Linux this sets the main thread's niceness; the child is still starting
-            # Python, so the threads it starts later inherit it.
-            os.setpriority(os.PRIO_PROCESS, process.pid, HARNESS_NICENESS)
+            # The child is still starting Python, so the threads it starts later inherit
+            # its niceness.
+            lower_priority(process.pid)
         self.processes[name] = process
         return process
 

@@ -1,8 +1,9 @@
 """The vendor panel at work, for the lifecycle benchmark: a second load-generating process that
 accepts every job dispatched to the bench's vendors and completes it with a verified loss small
-enough for automatic approval. Like the report generator it runs niced, with bounded requests
-in flight and tokens built in advance; it learns of jobs from the response topic (manual
-partition assignment from the end, no consumer group).
+enough for automatic approval. Like the report generator it runs niced in the measuring
+process's session (so below the watcher), with bounded requests in flight and tokens built in
+advance; it learns of jobs from the response topic (manual partition assignment from the end,
+no consumer group).
 """
 
 from __future__ import annotations
