@@ -11,6 +11,10 @@ the start of the transaction that applied its fetch) and triage's outbox (when t
 was staged, and when its relay pass marked it sent). So the parts are: waiting for triage's
 consumer (queueing; a little understated, as `sent_at` comes at the end of a relay pass), the
 transaction until the job is staged, and the rest of the fetch, the commit and the relay.
+
+Before the target's rate, a few lower steady rates run for a shorter time each, the system
+back at rest in between: the highest of them that meets both targets is what this machine
+carries within them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from bench import charts
 from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadResult, run_load
 from bench.scenario import full_system, prepare, require_services, warm_up, watcher
-from bench.system import RssSampler
+from bench.system import RssSampler, System
 from bench.watch import Watcher, dead_letter_count
 from bench.workload import prepared_reports
 from shared.events import IncidentReported, JobDispatched
@@ -34,6 +38,11 @@ NAME = "dispatch_latency"
 TITLE = "Report accepted to job dispatched (latency)"
 P50_TARGET_MS = 50
 P99_TARGET_MS = 250
+LOWER_RATES = (10.0, 20.0, 30.0, 40.0)
+LOWER_RATE_SECONDS = 20.0
+QUIET_CORES = 0.3
+"""The services are at rest when together they use less CPU than this (in cores) over a
+second: about twice what their idle polling takes."""
 
 
 def run(options: Options) -> Outcome:
@@ -51,14 +60,15 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
     await watch.start()
     try:
         await warm_up(scenario, watch, options.seed)
+        lower_rates = [await _lower_rate(scenario, watch, options.seed + 200 + number, lower,
+                                         options.size(LOWER_RATE_SECONDS, 3.0), f"lower{number}")
+                       for number, lower in enumerate(options.size(LOWER_RATES, (5.0,)))]
         count = int(rate * duration)
         reports = prepared_reports(scenario.insured, scenario.tokens, options.seed, count)
         rss = RssSampler(system)
         at_rest = system.rss()
         rss.start()
-        result = await run_load(LoadPlan(url=system.urls["intake"] + "/v1/incidents",
-                                         reports=reports, mode="open", rate=rate, count=count,
-                                         concurrency=200, key_prefix=f"{scenario.run_id}-steady"))
+        result = await _open_loop(scenario, reports, rate, "steady")
         accepted = {s[4]: s for s in result.accepted()}
         missing = await watch.wait_until(accepted, "first_dispatch_at", options.size(60, 30))
         missing_all = await watch.wait_until(accepted, "all_placed_at", 10)
@@ -67,8 +77,7 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         triage_parts = await _triage_hop_parts(system.database_urls, set(accepted))
     finally:
         await watch.stop()
-    first = [watch.progress(i).first_dispatch_at - s[2] for i, s in accepted.items()  # type: ignore[operator]
-             if watch.progress(i).first_dispatch_at is not None]
+    first = _to_first_dispatch(watch, accepted)
     every = [watch.progress(i).all_placed_at - s[2] for i, s in accepted.items()  # type: ignore[operator]
              if watch.progress(i).all_placed_at is not None]
     summary = latency_summary_ms(first)
@@ -88,6 +97,13 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         notes.append("triage hop, p50 of each part (from the services' timestamps): "
                      + ", ".join(f"{name.removeprefix('triage_hop_').replace('_', ' ')} "
                                  f"{part['p50_ms']} ms" for name, part in triage_parts.items()))
+    within = [step["rate_per_second"] for step in lower_rates if step["meets_targets"]]
+    notes.append(f"lower rates first, {lower_rates[0]['seconds']:g} s each, at rest in between "
+                 "(p50 / p99 report to dispatch): "
+                 + ", ".join(f"{step['rate_per_second']:g}/s {step['p50_ms']} / {step['p99_ms']} ms"
+                             for step in lower_rates)
+                 + (f"; both targets met up to {max(within):g}/s" if within
+                    else "; both targets met at none of them"))
     if dead:
         notes.append(f"{dead} message(s) on dead-letter topics")
     if refused := result.not_accepted_note():
@@ -103,6 +119,8 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         "hop_201_to_incident_reported_on_kafka": latency_summary_ms(relay_hop),
         "hop_incident_reported_to_job_dispatched": latency_summary_ms(triage_hop),
         **triage_parts,
+        "lower_rates": lower_rates,
+        "highest_lower_rate_meeting_targets": max(within, default=None),
         "intake_response": latency_summary_ms([s[2] - s[1] for s in accepted.values()]),
         "dead_letters": dead,
         "rss_kib_at_rest": at_rest,
@@ -118,6 +136,49 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
                     "orgs": len(scenario.insured), "vendors": len(scenario.vendors),
                     "services": system.services},
         notes=notes, chart=chart)
+
+
+async def _open_loop(scenario: Any, reports: list[Any], rate: float, label: str) -> LoadResult:
+    return await run_load(LoadPlan(url=scenario.system.urls["intake"] + "/v1/incidents",
+                                   reports=reports, mode="open", rate=rate, count=len(reports),
+                                   concurrency=200, key_prefix=f"{scenario.run_id}-{label}"))
+
+
+def _to_first_dispatch(watch: Watcher, accepted: dict[str, Any]) -> list[float]:
+    """Seconds from each accepted report's 201 to its first JobDispatched on Kafka."""
+    return [watch.progress(i).first_dispatch_at - s[2] for i, s in accepted.items()
+            if watch.progress(i).first_dispatch_at is not None]
+
+
+async def _lower_rate(scenario: Any, watch: Watcher, seed: int, rate: float, duration: float,
+                      label: str) -> dict[str, Any]:
+    """One lower steady rate: its latency and whether it meets both targets; returns once the
+    services are at rest again, so the next rate does not start behind notify's and payout's
+    backlog."""
+    reports = prepared_reports(scenario.insured, scenario.tokens, seed, int(rate * duration))
+    result = await _open_loop(scenario, reports, rate, label)
+    accepted = {s[4]: s for s in result.accepted()}
+    missing = await watch.wait_until(accepted, "first_dispatch_at", 60)
+    summary = latency_summary_ms(_to_first_dispatch(watch, accepted))
+    await _until_at_rest(scenario.system)
+    meets = (not missing and len(accepted) == len(reports) and summary["p50_ms"] is not None
+             and summary["p50_ms"] <= P50_TARGET_MS and summary["p99_ms"] is not None
+             and summary["p99_ms"] <= P99_TARGET_MS)
+    return {"rate_per_second": rate, "seconds": duration, "reports": len(reports),
+            "accepted": len(accepted), "not_dispatched": missing, "p50_ms": summary["p50_ms"],
+            "p99_ms": summary["p99_ms"], "meets_targets": meets}
+
+
+async def _until_at_rest(system: System, timeout: float = 120.0) -> None:
+    """Wait (at most `timeout` seconds) until the services use less than `QUIET_CORES`."""
+    deadline = time.monotonic() + timeout
+    before = system.cpu()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        after = system.cpu()
+        if sum((after[name] or 0.0) - (before[name] or 0.0) for name in after) < QUIET_CORES:
+            return
+        before = after
 
 
 async def _triage_hop_parts(database_urls: dict[str, str], incident_ids: set[str]
