@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
@@ -20,6 +19,9 @@ generator, the vendor panel, the stand-ins for outside systems). The watcher is 
 that would delay its timestamps."""
 
 
+AUTOGROUP_TRIES = 5
+
+
 def lower_priority(pid: int, niceness: int = HARNESS_NICENESS) -> None:
     """Run `pid`, which leads a session of its own, at `niceness`.
 
@@ -28,9 +30,24 @@ def lower_priority(pid: int, niceness: int = HARNESS_NICENESS) -> None:
     session weighing the same whatever its niceness: a process's niceness only ranks it
     against its own session. So the session's group is niced as well (`/proc/<pid>/autogroup`);
     without it, the stand-ins ran as a service's equal under contention."""
+    if os.getsid(pid) != pid:  # the group is the whole session's: never nice the caller's
+        raise ValueError(f"process {pid} does not lead a session of its own")
     os.setpriority(os.PRIO_PROCESS, pid, niceness)
-    with contextlib.suppress(OSError):  # a kernel without autogroup
-        Path(f"/proc/{pid}/autogroup").write_text(str(niceness))
+    group = Path(f"/proc/{pid}/autogroup")
+    for _ in range(AUTOGROUP_TRIES):
+        try:
+            group.write_text(str(niceness))
+            return
+        except FileNotFoundError:  # a kernel without autogroup: the niceness is enough
+            return
+        except BlockingIOError:  # without CAP_SYS_ADMIN, one change per 100 ms system-wide
+            time.sleep(0.1)
+        except OSError as exc:
+            print(f"warning: could not nice the scheduling group of process {pid}: {exc!r}",
+                  file=sys.stderr, flush=True)
+            return
+    print(f"warning: the scheduling group of process {pid} was not niced (busy)",
+          file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)

@@ -7,21 +7,55 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.common import HARNESS_NICENESS, lower_priority
+from bench.system import System
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+def _group_niceness(pid: int | str) -> str:
+    """The niceness of a process's scheduling group ("/autogroup-<n> nice <n>")."""
+    group = Path(f"/proc/{pid}/autogroup")
+    if not group.exists():
+        pytest.skip("this kernel has no autogroup")
+    return group.read_text().split()[-1]
 
 
 def test_a_stand_in_is_niced_with_its_session_group() -> None:
-    own_group = Path("/proc/self/autogroup")
-    own_before = own_group.read_text() if own_group.exists() else None
-    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                                start_new_session=True)
+    own_before = _group_niceness("self")
+    stand_in = subprocess.Popen(SLEEPER, start_new_session=True)
     try:
         lower_priority(stand_in.pid)
         assert os.getpriority(os.PRIO_PROCESS, stand_in.pid) == HARNESS_NICENESS
-        group = Path(f"/proc/{stand_in.pid}/autogroup")
-        if group.exists():  # a kernel with autogroup: "/autogroup-<n> nice <n>"
-            assert group.read_text().split()[-1] == str(HARNESS_NICENESS)
-            assert own_group.read_text() == own_before  # the measuring process keeps its own
+        assert _group_niceness(stand_in.pid) == str(HARNESS_NICENESS)
+        assert _group_niceness("self") == own_before  # the measuring process keeps its own
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+def test_only_a_session_leader_is_niced() -> None:
+    """Its group is its session's: niced from a process sharing the caller's session, it
+    would slow the measuring process down too."""
+    child = subprocess.Popen(SLEEPER)
+    try:
+        with pytest.raises(ValueError, match="session"):
+            lower_priority(child.pid)
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_system_nices_its_stand_ins_and_not_the_services() -> None:
+    system = System([])
+    try:
+        stand_in = system._spawn("stand-in", SLEEPER, stand_in=True)
+        service = system._spawn("service", SLEEPER)
+        assert _group_niceness(stand_in.pid) == str(HARNESS_NICENESS)
+        assert _group_niceness(service.pid) == "0"
+        assert os.getpriority(os.PRIO_PROCESS, service.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        system.stop()

@@ -77,8 +77,8 @@ def test_nothing_is_lost_under_the_quick_loads(quick_results: dict[str, dict[str
     latency = quick_results["dispatch_latency"]["figures"]
     assert latency["not_dispatched"] == 0 and latency["dead_letters"] == 0
     assert [(step["accepted"], step["not_dispatched"]) for step in latency["lower_rates"]] \
-        == [(step["reports"], 0) for step in latency["lower_rates"]]
-    assert all(step["p50_ms"] is not None for step in latency["lower_rates"])
+        == [(step["reports"], 0) for step in latency["lower_rates"]], \
+        quick_results["dispatch_latency"]["notes"]
     lifecycle = quick_results["lifecycle"]["figures"]
     assert lifecycle["paid"] == lifecycle["accepted"] == lifecycle["reports"], \
         quick_results["lifecycle"]["notes"]  # they name what the vendor panel failed on
