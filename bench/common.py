@@ -20,6 +20,8 @@ that would delay its timestamps."""
 
 
 AUTOGROUP_TRIES = 5
+"""Tries to nice a session's group: the kernel takes one change per 100 ms system-wide from a
+process without CAP_SYS_ADMIN."""
 
 
 def lower_priority(pid: int, niceness: int = HARNESS_NICENESS) -> None:
@@ -40,7 +42,7 @@ def lower_priority(pid: int, niceness: int = HARNESS_NICENESS) -> None:
             return
         except FileNotFoundError:  # a kernel without autogroup: the niceness is enough
             return
-        except BlockingIOError:  # without CAP_SYS_ADMIN, one change per 100 ms system-wide
+        except BlockingIOError:  # another group changed within the last 100 ms
             time.sleep(0.1)
         except OSError as exc:
             print(f"warning: could not nice the scheduling group of process {pid}: {exc!r}",

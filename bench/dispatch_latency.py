@@ -32,7 +32,7 @@ from bench.loadgen import LoadPlan, LoadResult, run_load
 from bench.scenario import full_system, prepare, require_services, warm_up, watcher
 from bench.system import RssSampler, System
 from bench.watch import Watcher, dead_letter_count
-from bench.workload import prepared_reports
+from bench.workload import PreparedReport, prepared_reports
 from shared.events import IncidentReported, JobDispatched
 
 NAME = "dispatch_latency"
@@ -135,7 +135,8 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         notes=notes, chart=chart)
 
 
-async def _open_loop(scenario: Any, reports: list[Any], rate: float, label: str) -> LoadResult:
+async def _open_loop(scenario: Any, reports: list[PreparedReport], rate: float, label: str
+                     ) -> LoadResult:
     return await run_load(LoadPlan(url=scenario.system.urls["intake"] + "/v1/incidents",
                                    reports=reports, mode="open", rate=rate, count=len(reports),
                                    concurrency=200, key_prefix=f"{scenario.run_id}-{label}"))
@@ -188,9 +189,8 @@ def _lower_rates_note(steps: list[dict[str, Any]], highest: float | None) -> str
             text += f" (the generator fell {step['generator_behind_s']:.2f} s behind)"
         return text
 
-    seconds = ", ".join(sorted({f"{step['seconds']:g}" for step in steps}))
-    return (f"then lower rates, {seconds} s each, each started with the services at rest "
-            "(p50 / p99 report to dispatch): " + ", ".join(map(step_text, steps))
+    return (f"then lower rates, {steps[0]['seconds']:g} s each, each started with the services "
+            "at rest (p50 / p99 report to dispatch): " + ", ".join(map(step_text, steps))
             + (f"; both targets met at every rate up to {highest:g}/s in this run"
                if highest is not None else "; both targets missed from the lowest rate on"))
 
