@@ -46,6 +46,8 @@ QUIET_CORES = 0.3
 second: about twice what their idle polling takes. Only the services' own processes count,
 not the broker's or PostgreSQL's."""
 AT_REST_TIMEOUT_SECONDS = 120.0
+ON_SCHEDULE_SECONDS = 0.1
+"""An open loop whose requests all left within this of their schedule kept its rate."""
 
 
 def run(options: Options) -> Outcome:
@@ -84,17 +86,15 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
     every = _latencies(watch, accepted, "all_placed_at")
     summary = latency_summary_ms(first)
     # Where the time goes, hop by hop (each arrival as the watcher saw it).
-    relay_hop = [p.reported_at - s[2] for i, s in accepted.items()
-                 if (p := watch.progress(i)).reported_at is not None]
+    relay_hop = _latencies(watch, accepted, "reported_at")
     triage_hop = [p.first_dispatch_at - p.reported_at for i in accepted
                   if (p := watch.progress(i)).reported_at is not None
                   and p.first_dispatch_at is not None]
-    late_starts = [s[1] - s[0] for s in result.samples]
     notes = [f"open loop: {rate:g} reports/s for {duration:g} s ({len(reports)} reports), "
              "latency measured from the HTTP 201 to the JobDispatched record arriving at a "
              "watcher reading the response topic"]
-    if max(late_starts, default=0) > 0.1:
-        notes.append(f"the generator fell behind its schedule by up to {max(late_starts):.2f} s")
+    if (behind := result.seconds_behind_schedule) > ON_SCHEDULE_SECONDS:
+        notes.append(f"the generator fell behind its schedule by up to {behind:.2f} s")
     if all(part["count"] for part in triage_parts.values()):
         notes.append("triage hop, p50 of each part (from the services' timestamps): "
                      + ", ".join(f"{name.removeprefix('triage_hop_').replace('_', ' ')} "
@@ -144,8 +144,8 @@ async def _open_loop(scenario: Any, reports: list[PreparedReport], rate: float, 
 
 def _latencies(watch: Watcher, accepted: dict[str, Any], attribute: str) -> list[float]:
     """Seconds from each accepted report's 201 to its `attribute` as the watcher saw it."""
-    return [getattr(watch.progress(i), attribute) - s[2] for i, s in accepted.items()
-            if getattr(watch.progress(i), attribute) is not None]
+    return [at - s[2] for i, s in accepted.items()
+            if (at := getattr(watch.progress(i), attribute)) is not None]
 
 
 async def _lower_rate(options: Options, scenario: Any, watch: Watcher, seed: int, rate: float,
@@ -159,9 +159,9 @@ async def _lower_rate(options: Options, scenario: Any, watch: Watcher, seed: int
     accepted = {s[4]: s for s in result.accepted()}
     missing = await watch.wait_until(accepted, "first_dispatch_at", options.size(60, 30))
     summary = latency_summary_ms(_latencies(watch, accepted, "first_dispatch_at"))
-    behind = max((s[1] - s[0] for s in result.samples), default=0.0)
+    behind = result.seconds_behind_schedule
     p50, p99 = summary["p50_ms"], summary["p99_ms"]
-    meets = (seconds_to_rest is not None and behind <= 0.1 and not missing
+    meets = (seconds_to_rest is not None and behind <= ON_SCHEDULE_SECONDS and not missing
              and len(accepted) == len(reports) and p50 is not None and p50 <= P50_TARGET_MS
              and p99 is not None and p99 <= P99_TARGET_MS)
     return {"rate_per_second": rate, "seconds": duration, "reports": len(reports),
@@ -185,7 +185,7 @@ def _lower_rates_note(steps: list[dict[str, Any]], highest: float | None) -> str
         text = f"{step['rate_per_second']:g}/s {step['p50_ms']} / {step['p99_ms']} ms"
         if step["seconds_to_rest_before"] is None:
             text += " (the services were not at rest before it)"
-        if step["generator_behind_s"] > 0.1:
+        if step["generator_behind_s"] > ON_SCHEDULE_SECONDS:
             text += f" (the generator fell {step['generator_behind_s']:.2f} s behind)"
         return text
 

@@ -68,6 +68,11 @@ class LoadResult:
         wall = self.finished - self.started
         return self.cpu_seconds / wall if wall > 0 else 0.0
 
+    @property
+    def seconds_behind_schedule(self) -> float:
+        """How late the latest request was sent against its schedule (open loop)."""
+        return max((s[1] - s[0] for s in self.samples), default=0.0)
+
     def accepted(self) -> list[Sample]:
         return [s for s in self.samples if s[3] in (200, 201)]
 
