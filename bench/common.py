@@ -31,7 +31,9 @@ def lower_priority(pid: int, niceness: int = HARNESS_NICENESS) -> None:
     kernels, this machine's among them) the CPU is shared between sessions first, each
     session weighing the same whatever its niceness: a process's niceness only ranks it
     against its own session. So the session's group is niced as well (`/proc/<pid>/autogroup`);
-    without it, the stand-ins ran as a service's equal under contention."""
+    without it, the stand-ins ran as a service's equal under contention. A process in a CPU
+    cgroup of its own (a container's) is not scheduled by autogroup: there the write is
+    harmless and the niceness ranks it against the whole cgroup."""
     if os.getsid(pid) != pid:  # the group is the whole session's: never nice the caller's
         raise ValueError(f"process {pid} does not lead a session of its own")
     os.setpriority(os.PRIO_PROCESS, pid, niceness)
