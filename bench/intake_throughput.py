@@ -30,6 +30,7 @@ from bench.system import (
     cpu_seconds,
     free_port,
     fresh_database,
+    postgres_cpu_seconds,
 )
 from bench.workload import insureds, prepared_reports, register_policies, token_service
 
@@ -71,12 +72,13 @@ def run(options: Options) -> Outcome:
                                 duration=duration,
                                 key_prefix=f"{run_id}-{target}-{round_number}")
                 pid = system.pid(target)
-                cpu_before = cpu_seconds(pid) or 0.0
+                cpu_before = _cpu(system, pid)
                 profiling = options.profile and target == "intake" and round_number == 0
                 result, profile_error = asyncio.run(
                     _measure(plan, pid if profiling else None, options, warmup, duration))
-                cpu_used = (cpu_seconds(pid) or 0.0) - cpu_before
-                segments[target].append(Segment(result, cpu_used))
+                cpu_after = _cpu(system, pid)
+                segments[target].append(Segment(result, {
+                    name: cpu_after[name] - cpu_before[name] for name in cpu_before}))
                 if profiling:
                     profile_note = _write_profile(options, profile_error)
 
@@ -93,6 +95,9 @@ def run(options: Options) -> Outcome:
         "ratio per round: " + ", ".join(str(r) for r in per_round),
     ]
     for label, figures in (("intake", intake), ("baseline", baseline)):
+        if figures["cpu_ms_per_request"]:
+            notes.append(f"{label}: CPU ms per request (warm-up included), " + ", ".join(
+                f"{name} {ms}" for name, ms in figures["cpu_ms_per_request"].items()))
         if figures["loadgen_cpu_fraction"] >= 0.9:
             notes.append(f"the load generator used {figures['loadgen_cpu_fraction']:.0%} of a core "
                          f"against {label}: that figure may be bounded by the generator")
@@ -120,10 +125,17 @@ def run(options: Options) -> Outcome:
 
 
 class Segment(NamedTuple):
-    """One target's load in one round, and the CPU its server used meanwhile."""
+    """One target's load in one round, and the CPU used meanwhile by its server, PostgreSQL
+    and the broker (intake's relay publishes each report; the baseline has no broker)."""
 
     result: LoadResult
-    server_cpu_seconds: float
+    cpu_seconds: dict[str, float]
+
+
+def _cpu(system: System, server_pid: int) -> dict[str, float]:
+    return {"server": cpu_seconds(server_pid) or 0.0,
+            "postgresql": postgres_cpu_seconds() or 0.0,
+            "broker": cpu_seconds(system.pid("broker")) or 0.0}
 
 
 async def _measure(plan: LoadPlan, profile_pid: int | None, options: Options, warmup: float,
@@ -170,6 +182,7 @@ def _figures(segments: list[Segment], warmup: float, duration: float) -> dict[st
     ok = _ok(measured)
     statuses = Counter(str(s[3]) for s in measured)
     wall = sum(segment.result.finished - segment.result.started for segment in segments)
+    served = sum(len(_ok(segment.result.samples)) for segment in segments)  # warm-up included
     return {
         "throughput_rps": round(len(ok) / (duration * len(segments)), 1),
         "requests_measured": len(measured),
@@ -179,8 +192,11 @@ def _figures(segments: list[Segment], warmup: float, duration: float) -> dict[st
         "latency": latency_summary_ms([s[2] - s[1] for s in ok]),
         "loadgen_cpu_fraction": round(max((seg.result.cpu_fraction for seg in segments),
                                           default=0.0), 2),  # the busiest round
-        "server_cpu_cores": round(sum(seg.server_cpu_seconds for seg in segments) / wall, 2)
+        "server_cpu_cores": round(sum(seg.cpu_seconds["server"] for seg in segments) / wall, 2)
         if wall else 0.0,
+        "cpu_ms_per_request": {
+            name: round(1000 * sum(seg.cpu_seconds[name] for seg in segments) / served, 3)
+            for name in ("server", "postgresql", "broker")} if served else None,
     }
 
 

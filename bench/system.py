@@ -34,6 +34,8 @@ from shared.kafka import ensure_topics
 
 JWT_SECRET = "cyberclaims-bench-secret-0123456789abcdef"  # noqa: S105 - a local benchmark key
 ALL_SERVICES = [entry.name for entry in SERVICES]
+STAND_INS = ("payments", "smtp")
+"""Stand-ins for outside systems: the sandbox bank and the SMTP sink."""
 
 
 def bench_database(name: str) -> str:
@@ -102,6 +104,30 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU time so far of the PostgreSQL processes running on this machine (the server and
+    its backends), None if there are none (the benchmark's PostgreSQL runs elsewhere). The
+    services keep their connections pooled, so a backend seldom ends between two readings
+    and takes its CPU time with it."""
+    used = [seconds for stat in Path("/proc").glob("[0-9]*/stat") if _is_postgres(stat)
+            and (seconds := cpu_seconds(int(stat.parent.name))) is not None]
+    return sum(used) if used else None
+
+
+def _is_postgres(stat: Path) -> bool:
+    try:
+        return stat.read_text().startswith(f"{stat.parent.name} (postgres)")
+    except OSError:
+        return False
+
+
+def measuring_cpu_seconds() -> float:
+    """CPU time so far of this process (the benchmark's watcher) and of the children it has
+    waited for (the load generators, once joined)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 class System:
     """Start the broker and the chosen services; `stop()` ends every process it started."""
 
@@ -113,7 +139,7 @@ class System:
         self.workdir = Path(tempfile.mkdtemp(prefix="cyberclaims-bench-"))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
-        self.ports = {name: free_port() for name in [*ALL_SERVICES, "payments", "smtp", "broker"]}
+        self.ports = {name: free_port() for name in [*ALL_SERVICES, *STAND_INS, "broker"]}
         self.bootstrap = f"127.0.0.1:{self.ports['broker']}"
         self.urls = {name: f"http://127.0.0.1:{self.ports[name]}" for name in self.ports}
         self.database_urls: dict[str, str] = {}
@@ -249,6 +275,14 @@ class System:
 
     def cpu(self) -> dict[str, float | None]:
         return {name: cpu_seconds(self.pid(name)) for name in self.services}
+
+    def machine_cpu(self) -> dict[str, float | None]:
+        """CPU time so far of everything a benchmark runs on this machine: each service, the
+        broker, the stand-ins for outside systems, PostgreSQL and the measuring process."""
+        stand_ins = [cpu_seconds(self.pid(name)) for name in STAND_INS if name in self.processes]
+        return {**self.cpu(), "broker": cpu_seconds(self.pid("broker")),
+                "stand-ins": sum(seconds for seconds in stand_ins if seconds is not None),
+                "postgresql": postgres_cpu_seconds(), "measuring": measuring_cpu_seconds()}
 
 
 def cli_argv(*args: str) -> list[str]:
