@@ -196,7 +196,7 @@ def _figures(segments: list[Segment], warmup: float, duration: float) -> dict[st
         if wall else 0.0,
         "cpu_ms_per_request": {
             name: round(1000 * sum(seg.cpu_seconds[name] for seg in segments) / served, 3)
-            for name in ("server", "postgresql", "broker")} if served else None,
+            for name in segments[0].cpu_seconds} if served else None,
     }
 
 

@@ -97,11 +97,15 @@ def rss_kib(pid: int) -> int | None:
 def cpu_seconds(pid: int) -> float | None:
     """User plus system CPU time a process has used so far."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return _cpu_seconds_in(Path(f"/proc/{pid}/stat").read_text())
     except OSError:
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _cpu_seconds_in(stat: str) -> float:
+    """User plus system CPU time, from the text of a `/proc/<pid>/stat`."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds() -> float | None:
@@ -109,16 +113,15 @@ def postgres_cpu_seconds() -> float | None:
     its backends), None if there are none (the benchmark's PostgreSQL runs elsewhere). The
     services keep their connections pooled, so a backend seldom ends between two readings
     and takes its CPU time with it."""
-    used = [seconds for stat in Path("/proc").glob("[0-9]*/stat") if _is_postgres(stat)
-            and (seconds := cpu_seconds(int(stat.parent.name))) is not None]
+    used = []
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = path.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        if stat.startswith(f"{path.parent.name} (postgres)"):
+            used.append(_cpu_seconds_in(stat))
     return sum(used) if used else None
-
-
-def _is_postgres(stat: Path) -> bool:
-    try:
-        return stat.read_text().startswith(f"{stat.parent.name} (postgres)")
-    except OSError:
-        return False
 
 
 def measuring_cpu_seconds() -> float:
