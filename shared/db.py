@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from shared.jsoncodec import dumps_text, loads
 from shared.money import CENT, round_money
 
 
@@ -62,13 +63,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+JSON_CODEC: dict[str, Any] = {"json_serializer": dumps_text, "json_deserializer": loads}
+"""How every engine reads and writes JSON columns (`shared.jsoncodec`)."""
+
+
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     """One engine per process, built at start-up. SQLite gets WAL and a busy timeout.
 
     The PostgreSQL pool has a fixed size: overflow connections are closed as soon as they are
     returned, so under a burst each would be a new server process started and stopped again."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_CODEC)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -80,7 +85,8 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
         return engine
     # No pre-ping (a round trip per checkout): stale connections are recycled instead, and a
     # request that meets a dropped connection fails once and is retried by its client.
-    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800,
+                               **JSON_CODEC)
 
 
 def is_postgres(engine_or_session: AsyncEngine | AsyncSession) -> bool:

@@ -8,7 +8,6 @@ On Kafka, events travel in the CloudEvents Kafka protocol binding, binary mode: 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -17,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from shared import jsoncodec
 from shared.money import Money
 from shared.topics import CLAIMS, INCIDENTS, NOTIFICATIONS, POLICIES, RESPONSE, Topic
 
@@ -565,7 +565,7 @@ class Envelope(BaseModel):
                 attributes[name[3:]] = raw.decode()
         if value is None:
             raise ValueError("message has no value")
-        return cls.model_validate({**attributes, "data": json.loads(value)})
+        return cls.model_validate({**attributes, "data": jsoncodec.loads(value)})
 
 
 class UnknownEventType(ValueError):
@@ -587,4 +587,4 @@ def kafka_headers(stored: Mapping[str, Any]) -> list[tuple[str, bytes]]:
 
 def kafka_value(data: Mapping[str, Any]) -> bytes:
     """The message value: the event's data as compact JSON."""
-    return json.dumps(data, separators=(",", ":")).encode()
+    return jsoncodec.dumps(data)

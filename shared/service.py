@@ -166,7 +166,11 @@ def create_service_app(
     install_problem_handlers(app)
     _install_observability(app, spec.name)
     for router in spec.routers:
-        app.include_router(router)
+        # The routers' routes themselves (their paths and tags are complete), not
+        # `include_router`: FastAPI matches an included router's routes through a layer of
+        # its own on every request, twice. Routes built on a router of their own do not see
+        # `app.dependency_overrides`, which nothing here uses.
+        app.router.routes.extend(router.routes)
     return app
 
 
@@ -210,6 +214,7 @@ class CorrelationMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        self._metrics: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -232,10 +237,21 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
-            path = getattr(scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(self.service, scope["method"], path, status).inc()
-            HTTP_LATENCY.labels(self.service, scope["method"], path).observe(
-                time.perf_counter() - started)
+            requests, latency = self._route_metrics(
+                scope["method"], getattr(scope.get("route"), "path", "unmatched"), status)
+            requests.inc()
+            latency.observe(time.perf_counter() - started)
+
+    def _route_metrics(self, method: str, path: str, status: int) -> tuple[Counter, Histogram]:
+        """The request counter and latency histogram of one route, method and status, looked
+        up once: `labels()` takes a lock and builds its key on every call."""
+        key = (method, path, status)
+        metrics = self._metrics.get(key)
+        if metrics is None:
+            metrics = self._metrics[key] = (
+                HTTP_REQUESTS.labels(self.service, method, path, status),
+                HTTP_LATENCY.labels(self.service, method, path))
+        return metrics
 
 
 def _install_observability(app: FastAPI, service: str) -> None:

@@ -3,7 +3,6 @@ nothing, and on PostgreSQL together with the other reports that arrive at the sa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -16,6 +15,7 @@ from services.intake.models import Base, TimelineEntry
 from shared.batching import GroupCommit, GroupCommitStopped
 from shared.clock import Clock
 from shared.db import UnitOfWorkFactory
+from shared.jsoncodec import dumps_text
 from shared.outbox import Outbox
 from shared.problems import Unavailable
 
@@ -149,7 +149,7 @@ class ReportStore:
         parameters = {}
         for column in REPORT_COLUMNS:
             values = [getattr(report, column.part)[column.name] for report in reports]
-            parameters[column.key] = [json.dumps(v) for v in values] if column.is_json else values
+            parameters[column.key] = [dumps_text(v) for v in values] if column.is_json else values
         stored = {row.id for row in await self.uows.commit_statement(STORE_REPORTS, parameters)}
         return [report.incident["id"] in stored for report in reports]
 

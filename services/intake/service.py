@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from datetime import datetime, timedelta
 
@@ -93,8 +92,9 @@ async def visible_policy(uow: UnitOfWork, principal: Principal, policy_number: s
 
 
 def request_fingerprint(body: IncidentReportIn) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """A hash of the validated body's JSON (fields in the model's order): a retry whose JSON
+    differs only in key order, spacing or defaults left out has the same fingerprint."""
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
 
 def _reject_future_timestamps(body: IncidentReportIn, now: datetime) -> None:
