@@ -22,4 +22,4 @@ def dumps(value: Any) -> bytes:
 
 def dumps_text(value: Any) -> str:
     """As `dumps`, as text: what a JSON column's driver takes."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    return dumps(value).decode()
