@@ -15,7 +15,7 @@ from bench import charts
 from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadResult, run_load
 from bench.scenario import full_system, prepare, require_services, warm_up, watcher
-from bench.system import RssSampler
+from bench.system import RssSampler, cpu_ms_each, cpu_ms_text, machine_cpu_used
 from bench.watch import Watcher, dead_letter_count
 from bench.workload import prepared_reports
 
@@ -54,7 +54,7 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
         accepted = {s[4]: s for s in result.accepted()}
         remaining = max(10.0, options.size(TIME_LIMIT, 120.0) - (time.monotonic() - begun))
         lost = await watch.wait_until(accepted, "all_placed_at", remaining)
-        cpu_used = _cpu_used(cpu_before, system.machine_cpu(), system.services)
+        cpu_used = machine_cpu_used(cpu_before, system.machine_cpu(), system.services)
         await rss.stop()
         dead = await dead_letter_count(system.bootstrap)
     finally:
@@ -65,8 +65,7 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
     elapsed = (max(finished) - start) if finished else None
     rate = round(len(finished) / elapsed, 1) if elapsed else None
     last_accept = max((s[2] for s in accepted.values()), default=start)
-    cpu_ms = ({name: round(1000 * seconds / len(finished), 2) for name, seconds in cpu_used.items()}
-              if finished else None)
+    cpu_ms = cpu_ms_each(cpu_used, len(finished)) if finished else None
     figures = {
         "reports": count,
         "accepted": len(accepted),
@@ -96,7 +95,7 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
              f"machine_cpu_ms_per_incident_at_target: what this machine's {cores} cores give "
              f"each incident at {TARGET_RATE:.0f}/s, for every process together"]
     if cpu_ms:
-        notes.append("CPU ms per incident: " + ", ".join(f"{name} {ms}" for name, ms in cpu_ms.items()))
+        notes.append(f"CPU ms per incident: {cpu_ms_text(cpu_ms)}")
     if lost:
         notes.append(f"{lost} accepted incident(s) were not dispatched within the time limit")
     if refused := result.not_accepted_note():
@@ -109,18 +108,6 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
         parameters={"reports": count, "concurrency": concurrency, "orgs": len(scenario.insured),
                     "vendors": len(scenario.vendors), "services": system.services},
         notes=notes, chart=_chart(options, result, watch, accepted))
-
-
-def _cpu_used(before: dict[str, float | None], after: dict[str, float | None],
-              services: list[str]) -> dict[str, float]:
-    """CPU seconds each process used between two readings, the services' total and the
-    whole machine's (what was measured)."""
-    used = {name: end - start for name, start in before.items()
-            if start is not None and (end := after.get(name)) is not None}
-    return {**{name: used[name] for name in services if name in used},
-            "all services": sum(used.get(name, 0.0) for name in services),
-            **{name: seconds for name, seconds in used.items() if name not in services},
-            "whole machine": sum(used.values())}
 
 
 def _chart(options: Options, result: LoadResult, watch: Watcher, accepted: dict[str, Any]) -> str:

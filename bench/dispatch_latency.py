@@ -12,6 +12,10 @@ was staged, and when its relay pass marked it sent). So the parts are: waiting f
 consumer (queueing; a little understated, as `sent_at` comes at the end of a relay pass), the
 transaction until the job is staged, and the rest of the fetch, the commit and the relay.
 
+Each process's CPU per report over the steady run (every service, the broker, PostgreSQL, the
+stand-ins and the measuring process) and the cores busy on average say whether the machine was
+full: a run on a full machine measures queueing.
+
 After the target's rate, a few lower steady rates run for a shorter time each, each started
 with the services back at rest: the highest rate up to which every one of them met both targets
 in this run says roughly what this machine carries within them (one 20 s window per rate, so
@@ -21,6 +25,7 @@ it can move a step between runs).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -30,7 +35,7 @@ from bench import charts
 from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadResult, run_load
 from bench.scenario import full_system, prepare, require_services, warm_up, watcher
-from bench.system import RssSampler, System
+from bench.system import RssSampler, System, cpu_ms_each, cpu_ms_text, machine_cpu_used
 from bench.watch import Watcher, dead_letter_count
 from bench.workload import PreparedReport, prepared_reports
 from shared.events import IncidentReported, JobDispatched
@@ -70,10 +75,13 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         rss = RssSampler(system)
         at_rest = system.rss()
         rss.start()
+        cpu_before, began = system.machine_cpu(), time.monotonic()
         result = await _open_loop(scenario, reports, rate, "steady")
         accepted = {s[4]: s for s in result.accepted()}
         missing = await watch.wait_until(accepted, "first_dispatch_at", options.size(60, 30))
         missing_all = await watch.wait_until(accepted, "all_placed_at", 10)
+        cpu_used = machine_cpu_used(cpu_before, system.machine_cpu(), system.services)
+        cores_busy = cpu_used["whole machine"] / (time.monotonic() - began)
         await rss.stop()
         triage_parts = await _triage_hop_parts(system.database_urls, set(accepted))
         lower_rates = [await _lower_rate(options, scenario, watch, options.seed + 200 + number,
@@ -99,6 +107,11 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         notes.append("triage hop, p50 of each part (from the services' timestamps): "
                      + ", ".join(f"{name.removeprefix('triage_hop_').replace('_', ' ')} "
                                  f"{part['p50_ms']} ms" for name, part in triage_parts.items()))
+    cpu_ms = cpu_ms_each(cpu_used, len(accepted)) if accepted else None
+    if cpu_ms:
+        notes.append(f"CPU ms per report at {rate:g}/s, from the first report until every job "
+                     f"was placed: {cpu_ms_text(cpu_ms)}; {cores_busy:.2f} of the machine's "
+                     f"{os.cpu_count()} cores busy on average")
     highest = _highest_within_targets(lower_rates)
     notes.append(_lower_rates_note(lower_rates, highest))
     if dead:
@@ -119,6 +132,8 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         "lower_rates": lower_rates,
         "highest_lower_rate_meeting_targets": highest,
         "intake_response": latency_summary_ms([s[2] - s[1] for s in accepted.values()]),
+        "cpu_ms_per_report": cpu_ms,
+        "machine_cores_busy": round(cores_busy, 2),
         "dead_letters": dead,
         "rss_kib_at_rest": at_rest,
         "rss_kib_peak_under_load": rss.peak,

@@ -288,6 +288,27 @@ class System:
                 "postgresql": postgres_cpu_seconds(), "measuring": measuring_cpu_seconds()}
 
 
+def machine_cpu_used(before: dict[str, float | None], after: dict[str, float | None],
+                     services: list[str]) -> dict[str, float]:
+    """CPU seconds each process used between two `System.machine_cpu` readings, the
+    services' total and the whole machine's (what was measured)."""
+    used = {name: end - start for name, start in before.items()
+            if start is not None and (end := after.get(name)) is not None}
+    return {**{name: used[name] for name in services if name in used},
+            "all services": sum(used.get(name, 0.0) for name in services),
+            **{name: seconds for name, seconds in used.items() if name not in services},
+            "whole machine": sum(used.values())}
+
+
+def cpu_ms_each(used: dict[str, float], count: int) -> dict[str, float]:
+    """CPU milliseconds per item (report, incident) of each process in `used`."""
+    return {name: round(1000 * seconds / count, 2) for name, seconds in used.items()}
+
+
+def cpu_ms_text(cpu_ms: dict[str, float]) -> str:
+    return ", ".join(f"{name} {ms}" for name, ms in cpu_ms.items())
+
+
 def cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "cyberclaims.cli", *args]
 

@@ -1,4 +1,5 @@
-"""The burst benchmark's CPU accounting: every process on the machine, not only the services."""
+"""The benchmarks' CPU accounting (burst, dispatch latency): every process on the machine,
+not only the services."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ import sys
 
 import pytest
 
-from bench.burst import _cpu_used
-from bench.system import measuring_cpu_seconds, postgres_cpu_seconds
+from bench.system import machine_cpu_used, measuring_cpu_seconds, postgres_cpu_seconds
 
 
 def test_the_services_total_and_the_whole_machine_are_summed_apart() -> None:
     before = {"intake": 1.0, "triage": 2.0, "broker": 5.0, "postgresql": 7.0, "measuring": 1.0}
     after = {"intake": 2.5, "triage": 4.0, "broker": 6.0, "postgresql": 9.0, "measuring": 1.5}
 
-    used = _cpu_used(before, after, ["intake", "triage"])
+    used = machine_cpu_used(before, after, ["intake", "triage"])
 
     assert used == {"intake": 1.5, "triage": 2.0, "all services": 3.5, "broker": 1.0,
                     "postgresql": 2.0, "measuring": 0.5, "whole machine": 7.0}
@@ -23,8 +23,8 @@ def test_the_services_total_and_the_whole_machine_are_summed_apart() -> None:
 
 
 def test_a_process_without_both_readings_is_left_out() -> None:
-    used = _cpu_used({"intake": 1.0, "postgresql": None}, {"intake": 2.0, "postgresql": 3.0},
-                     ["intake"])
+    used = machine_cpu_used({"intake": 1.0, "postgresql": None},
+                            {"intake": 2.0, "postgresql": 3.0}, ["intake"])
 
     assert used == {"intake": 1.0, "all services": 1.0, "whole machine": 1.0}
 
