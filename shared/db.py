@@ -109,17 +109,27 @@ def transaction_state(session: AsyncSession, kind: Callable[[], State]) -> State
     return state
 
 
+EVENTS_STAGED = "events_staged"
+
+
+def note_events_staged(session: AsyncSession) -> None:
+    """Record that this transaction wrote outbox rows (the outbox does, for every event)."""
+    session.info[EVENTS_STAGED] = True
+
+
 class UnitOfWork:
     """Owns one transaction. The only place that commits.
 
-    `after_commit` callbacks run once the transaction is durable (e.g. to wake the outbox
-    relay); they never run for a rolled-back unit of work.
+    `on_events_committed` (the outbox relay's wake-up) runs once a transaction that staged
+    events (`note_events_staged`) is durable. Never for a rolled-back unit of work, nor for one
+    that staged none: a consumer's fetch that only changed state would send the relay on an
+    empty pass, two round trips to the database for nothing.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession],
-                 on_commit: Callable[[], None] | None = None) -> None:
+                 on_events_committed: Callable[[], None] | None = None) -> None:
         self._sessions = sessions
-        self._on_commit = on_commit
+        self._on_events_committed = on_events_committed
         self._session: AsyncSession | None = None
 
     @property
@@ -144,32 +154,34 @@ class UnitOfWork:
             self._session = None
 
     async def commit(self) -> None:
+        staged_events = self.session.info.get(EVENTS_STAGED, False)
         await self.session.commit()
         self.session.info.clear()  # the transaction's state (`transaction_state`) ends with it
-        if self._on_commit is not None:
-            self._on_commit()
+        if staged_events and self._on_events_committed is not None:
+            self._on_events_committed()
 
 
 class UnitOfWorkFactory:
     """Builds units of work on the process's session factory."""
 
-    def __init__(self, engine: AsyncEngine, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(self, engine: AsyncEngine,
+                 on_events_committed: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self.on_commit = on_commit
+        self.on_events_committed = on_events_committed
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def __call__(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions, self.on_commit)
+        return UnitOfWork(self.sessions, self.on_events_committed)
 
     @property
     def is_postgres(self) -> bool:
         return is_postgres(self.engine)
 
-    async def commit_statement(self, statement: Executable,
-                               parameters: Mapping[str, Any]) -> Sequence[Row[Any]]:
-        """Run one statement as a whole transaction and return its rows; then the commit
-        callbacks run, as after a unit of work.
+    async def commit_statement(self, statement: Executable, parameters: Mapping[str, Any], *,
+                               stages_events: bool) -> Sequence[Row[Any]]:
+        """Run one statement as a whole transaction and return its rows; if it wrote outbox
+        rows (`stages_events`), the relay is woken as after a unit of work that staged events.
 
         PostgreSQL applies a single statement, data-modifying CTEs included, all or nothing,
         so a change that fits in one statement needs no BEGIN and COMMIT round trips: the
@@ -177,8 +189,8 @@ class UnitOfWorkFactory:
         """
         async with self._autocommit.connect() as connection:
             rows = (await connection.execute(statement, parameters)).all()
-        if self.on_commit is not None:
-            self.on_commit()
+        if stages_events and self.on_events_committed is not None:
+            self.on_events_committed()
         return rows
 
 

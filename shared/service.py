@@ -114,7 +114,7 @@ def create_service_app(
                             service=spec.name, clock=clock, poll_seconds=platform.outbox_poll_seconds)
         runtime = Runtime(
             name=spec.name, platform=platform, clock=clock, engine=engine,
-            uow=UnitOfWorkFactory(engine, on_commit=relay.wake),
+            uow=UnitOfWorkFactory(engine, on_events_committed=relay.wake),
             outbox=Outbox(spec.outbox_model, source=f"/cyberclaims/{spec.name}", clock=clock),
             relay=relay, publisher=publisher, tokens=TokenService(platform),
         )

@@ -150,7 +150,8 @@ class ReportStore:
         for column in REPORT_COLUMNS:
             values = [getattr(report, column.part)[column.name] for report in reports]
             parameters[column.key] = [dumps_text(v) for v in values] if column.is_json else values
-        stored = {row.id for row in await self.uows.commit_statement(STORE_REPORTS, parameters)}
+        stored = {row.id for row in await self.uows.commit_statement(STORE_REPORTS, parameters,
+                                                                      stages_events=True)}
         return [report.incident["id"] in stored for report in reports]
 
     async def _store_on_sqlite(self, report: NewReport) -> bool:
@@ -160,7 +161,7 @@ class ReportStore:
                 name: report.incident[name] for name in INCIDENT_COLUMNS})
             if not inserted.rowcount:  # type: ignore[attr-defined]
                 return False
-            uow.session.add_all([TimelineEntry(incident_id=report.incident["id"], **report.entry),
-                                 self.outbox.model(**report.event)])
+            uow.session.add(TimelineEntry(incident_id=report.incident["id"], **report.entry))
+            self.outbox.add_staged(uow.session, report.event)
             await uow.commit()
             return True

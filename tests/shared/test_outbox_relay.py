@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.models import Outbox as OutboxRow
@@ -167,3 +167,26 @@ async def test_a_failed_row_holds_back_its_key_even_against_rows_written_later(
     first_sends = list(dict.fromkeys(i for i in publisher.sent if i != other))
     assert first_sends == [first, second, later]
     assert await pending(engine) == 0
+
+
+async def test_only_a_commit_that_staged_events_wakes_the_relay(engine: AsyncEngine) -> None:
+    """A consumer's fetch that only changed state must not send the relay on an empty pass."""
+    wakes: list[None] = []
+    uows = UnitOfWorkFactory(engine, on_events_committed=lambda: wakes.append(None))
+    outbox = Outbox(OutboxRow, source="/test", clock=CLOCK)
+    async with uows() as uow:
+        await uow.session.execute(select(func.count()).select_from(OutboxRow))
+        await uow.commit()
+    assert wakes == []
+
+    async with uows() as uow:
+        staged = outbox.add(uow.session, RegulatorReportFiled(
+            incident_id=uuid.uuid4(), org_id="org-relay", reported_at=datetime.now(UTC),
+            reference="REF-wake"))
+        await uow.commit()
+    assert len(wakes) == 1
+
+    async with uows() as uow:  # the mark ends with the transaction it was made in
+        await uow.session.execute(delete(OutboxRow).where(OutboxRow.event_id == staged.id))
+        await uow.commit()
+    assert len(wakes) == 1
