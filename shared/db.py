@@ -109,12 +109,12 @@ def transaction_state(session: AsyncSession, kind: Callable[[], State]) -> State
     return state
 
 
-EVENTS_STAGED = "events_staged"
+_EVENTS_STAGED = "events_staged"
 
 
 def note_events_staged(session: AsyncSession) -> None:
     """Record that this transaction wrote outbox rows (the outbox does, for every event)."""
-    session.info[EVENTS_STAGED] = True
+    session.info[_EVENTS_STAGED] = True
 
 
 class UnitOfWork:
@@ -154,7 +154,7 @@ class UnitOfWork:
             self._session = None
 
     async def commit(self) -> None:
-        staged_events = self.session.info.get(EVENTS_STAGED, False)
+        staged_events = self.session.info.get(_EVENTS_STAGED, False)
         await self.session.commit()
         self.session.info.clear()  # the transaction's state (`transaction_state`) ends with it
         if staged_events and self._on_events_committed is not None:
