@@ -27,6 +27,7 @@ from bench.system import (
     JWT_SECRET,
     System,
     bench_database,
+    cpu_ms_text,
     cpu_seconds,
     free_port,
     fresh_database,
@@ -96,8 +97,8 @@ def run(options: Options) -> Outcome:
     ]
     for label, figures in (("intake", intake), ("baseline", baseline)):
         if figures["cpu_ms_per_request"]:
-            notes.append(f"{label}: CPU ms per request (warm-up included), " + ", ".join(
-                f"{name} {ms}" for name, ms in figures["cpu_ms_per_request"].items()))
+            notes.append(f"{label}: CPU ms per request (warm-up included), "
+                         f"{cpu_ms_text(figures['cpu_ms_per_request'])}")
         if figures["loadgen_cpu_fraction"] >= 0.9:
             notes.append(f"the load generator used {figures['loadgen_cpu_fraction']:.0%} of a core "
                          f"against {label}: that figure may be bounded by the generator")
