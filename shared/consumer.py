@@ -41,7 +41,7 @@ from sqlalchemy.types import Uuid
 from shared.clock import Clock
 from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime, is_postgres
 from shared.events import Envelope, Event, UnknownEventType
-from shared.kafka import Publisher, retry_until_connected
+from shared.kafka import OutgoingMessage, Publisher, retry_until_connected
 from shared.logs import correlation_scope
 from shared.topics import topic_named
 
@@ -281,8 +281,8 @@ class EventConsumer:
             ("dlq_failed_at", self._clock.now().isoformat().encode()),
         ]
         target = topic_named(record.topic).dead_letter
-        future = await self._dead_letters.send(target, record.value or b"", key=record.key or b"",
-                                               headers=headers)
+        [future] = await self._dead_letters.send_many([OutgoingMessage(
+            target, record.key or b"", record.value or b"", headers)])
         await future
 
 

@@ -4,31 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from shared.topics import all_topic_specs
 
 log = logging.getLogger(__name__)
 
 
+class OutgoingMessage(NamedTuple):
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
 class Publisher(Protocol):
     """What the relay and the dead-letter path need of a producer."""
 
-    async def send(self, topic: str, value: bytes, *, key: bytes,
-                   headers: list[tuple[str, bytes]]) -> asyncio.Future[object]: ...
+    async def send_many(self, messages: Sequence[OutgoingMessage]
+                        ) -> list[asyncio.Future[object]]: ...
 
 
 class KafkaPublisher:
-    """An aiokafka producer; `send` returns the delivery future so callers can pipeline.
+    """An aiokafka producer that sends a relay pass's messages as one record batch per
+    partition, and hands back delivery futures so callers can pipeline.
 
-    No linger: the relay sends a pass's rows back to back before it awaits any of them, so
-    they are batched anyway, and a wait for more would only delay every hop (2 ms was about a
-    quarter of the report-to-Kafka hop at 10 reports/s)."""
+    No linger: a pass's messages go out together anyway, and a wait for more would only delay
+    every hop (2 ms was about a quarter of the report-to-Kafka hop at 10 reports/s). Batches
+    may hold a pass's messages of one partition (`MAX_BATCH_BYTES`): a partition's next batch
+    waits until its previous one has left."""
+
+    MAX_BATCH_BYTES = 512 * 1024  # under Kafka's default message.max.bytes of 1 MiB
 
     def __init__(self, bootstrap: str, *, client_id: str, idempotent: bool) -> None:
         self._producer = AIOKafkaProducer(
@@ -37,8 +50,10 @@ class KafkaPublisher:
             acks="all",
             enable_idempotence=idempotent,
             linger_ms=0,
+            max_batch_size=self.MAX_BATCH_BYTES,
             request_timeout_ms=15000,
         )
+        self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
         await retry_until_connected(self._producer.start, what="producer")
@@ -54,9 +69,59 @@ class KafkaPublisher:
             return False
         return True
 
-    async def send(self, topic: str, value: bytes, *, key: bytes,
-                   headers: list[tuple[str, bytes]]) -> asyncio.Future[object]:
-        return await self._producer.send(topic, value, key=key, headers=headers)
+    async def send_many(self, messages: Sequence[OutgoingMessage]
+                        ) -> list[asyncio.Future[object]]:
+        """Send `messages` in order, each to its key's partition (aiokafka's default
+        partitioner, as a per-message send would choose), in record batches built here: about
+        half the CPU of a `send` per message, which pays for a future, a partitioner lookup and
+        the accumulator's bookkeeping each. A message's future is its batch's. A batch the
+        producer refuses (buffer full, producer closed, no metadata) fails its messages and
+        every later one of its partition, so a key's later messages never overtake it."""
+        batches: dict[tuple[str, int], list[BatchBuilder]] = {}
+        placed: list[tuple[tuple[str, int], int] | BaseException] = []
+        partitions: dict[str, list[int] | BaseException] = {}
+        for message in messages:
+            known = partitions.get(message.topic)
+            if known is None:
+                known = partitions[message.topic] = await self._partitions(message.topic)
+            if isinstance(known, BaseException):
+                placed.append(known)
+                continue
+            target = (message.topic, self._partitioner(message.key, known, known))
+            builders = batches.setdefault(target, [])
+            if not builders or builders[-1].append(
+                    key=message.key, value=message.value, timestamp=None,
+                    headers=message.headers) is None:
+                builders.append(self._producer.create_batch())
+                builders[-1].append(key=message.key, value=message.value, timestamp=None,
+                                    headers=message.headers)
+            placed.append((target, len(builders) - 1))
+        sent: dict[tuple[tuple[str, int], int], asyncio.Future[object]] = {}
+        for target, builders in batches.items():
+            refused: BaseException | None = None
+            for number, builder in enumerate(builders):
+                if refused is None:
+                    try:
+                        sent[target, number] = await self._producer.send_batch(
+                            builder, target[0], partition=target[1])
+                        continue
+                    except Exception as exc:
+                        refused = exc
+                sent[target, number] = _failed(refused)
+        return [_failed(where) if isinstance(where, BaseException) else sent[where]
+                for where in placed]
+
+    async def _partitions(self, topic: str) -> list[int] | BaseException:
+        try:
+            return sorted(await self._producer.partitions_for(topic))
+        except Exception as exc:
+            return exc
+
+
+def _failed(exc: BaseException) -> asyncio.Future[object]:
+    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 async def retry_until_connected(start: object, *, what: str, attempts: int = 30) -> None:

@@ -46,7 +46,7 @@ from sqlalchemy.types import JSON, Uuid
 from shared.clock import Clock
 from shared.db import UTCDateTime, is_postgres, note_events_staged
 from shared.events import Envelope, Event, kafka_headers, kafka_value
-from shared.kafka import Publisher
+from shared.kafka import OutgoingMessage, Publisher
 from shared.logs import correlation_id as ambient_correlation_id
 from shared.polling import PollingLoop
 
@@ -237,34 +237,22 @@ class OutboxRelay:
 
     async def _publish(self, connection: AsyncConnection, rows: Sequence[Row[*tuple[Any, ...]]]
                        ) -> list[int]:
-        """Send every row, then wait for the acknowledgements. A row that fails holds back its
-        key: no later row of that key is sent in this pass, nor before it on a later one."""
-        deliveries = []
+        """Send every row (one record batch per partition), then wait for the
+        acknowledgements. A row that fails holds back its key: no later row of that key is
+        marked sent in this pass (it goes again after the failed one), nor sent before it on a
+        later pass."""
         held_back: set[str] = set()
-
-        async def hold_back(row: Row[*tuple[Any, ...]], exc: BaseException) -> None:
-            if row.partition_key not in held_back:
-                held_back.add(row.partition_key)
-                await self._hold_back_key(connection, row, exc)
-
-        for row in rows:
-            if row.partition_key in held_back:
-                continue
-            try:
-                future = await self._publisher.send(
-                    row.topic, kafka_value(row.envelope["data"]),
-                    key=row.partition_key.encode(), headers=kafka_headers(row.envelope),
-                )
-            except Exception as exc:  # buffer full or producer closed: retry the row later
-                await hold_back(row, exc)
-                continue
-            deliveries.append((row, future))
+        futures = await self._publisher.send_many([OutgoingMessage(
+            row.topic, row.partition_key.encode(), kafka_value(row.envelope["data"]),
+            kafka_headers(row.envelope)) for row in rows])
         sent: list[int] = []
-        for row, future in deliveries:
+        for row, future in zip(rows, futures, strict=True):
             try:
                 await future
             except Exception as exc:
-                await hold_back(row, exc)
+                if row.partition_key not in held_back:
+                    held_back.add(row.partition_key)
+                    await self._hold_back_key(connection, row, exc)
                 continue
             if row.partition_key not in held_back:  # else it goes again after the failed row
                 sent.append(row.id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +20,7 @@ from services.intake.models import Outbox as OutboxRow
 from shared.clock import Clock, ManualClock, SystemClock
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.events import RegulatorReportFiled
+from shared.kafka import OutgoingMessage
 from shared.migrations import migrate
 from shared.outbox import Outbox, OutboxRelay, OutboxState
 from tests.support.infra import drop_database, fresh_database
@@ -28,21 +29,31 @@ CLOCK = SystemClock()
 
 
 class HeldPublisher:
-    """Acknowledges every send, but only once `release` is set; counts what it sent."""
+    """Acknowledges every message, but only once `release` is set; counts what it sent."""
 
     def __init__(self) -> None:
         self.sending = asyncio.Event()
         self.release = asyncio.Event()
         self.sent = 0
 
-    async def send(self, topic: str, value: bytes, *, key: bytes,
-                   headers: list[tuple[str, bytes]]) -> asyncio.Future[object]:
+    async def send_many(self, messages: Sequence[OutgoingMessage]
+                        ) -> list[asyncio.Future[object]]:
         self.sending.set()
         await self.release.wait()
-        self.sent += 1
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
+        self.sent += len(messages)
+        return [acknowledged() for _ in messages]
+
+
+def acknowledged() -> asyncio.Future[object]:
+    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+def failed(exc: Exception) -> asyncio.Future[object]:
+    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 @pytest.fixture(scope="module")
@@ -82,27 +93,34 @@ async def pending(engine: AsyncEngine) -> int:
 
 
 class FailingPublisher:
-    """Fails the first send of the events named in `failing` (at once, or at the
-    acknowledgement); records the ids it sent, in order."""
+    """Fails the first send of the events named in `failing`: refused by the producer, which
+    then refuses the rest of their partition (here: their key) in that call, or not
+    acknowledged; records the ids it sent, in order."""
 
     def __init__(self, failing: set[str], *, at_send: bool) -> None:
         self.failing = failing
         self.at_send = at_send
         self.sent: list[str] = []
 
-    async def send(self, topic: str, value: bytes, *, key: bytes,
-                   headers: list[tuple[str, bytes]]) -> asyncio.Future[object]:
-        event_id = dict(headers)["ce_id"].decode()
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        if event_id in self.failing:
-            self.failing.discard(event_id)
-            if self.at_send:
-                raise RuntimeError("producer buffer full")
-            future.set_exception(RuntimeError("broker unavailable"))
-            return future
-        self.sent.append(event_id)
-        future.set_result(None)
-        return future
+    async def send_many(self, messages: Sequence[OutgoingMessage]
+                        ) -> list[asyncio.Future[object]]:
+        futures = []
+        refused: set[bytes] = set()
+        for message in messages:
+            event_id = dict(message.headers)["ce_id"].decode()
+            if message.key in refused:
+                futures.append(failed(RuntimeError("producer buffer full")))
+            elif event_id in self.failing:
+                self.failing.discard(event_id)
+                if self.at_send:
+                    refused.add(message.key)
+                    futures.append(failed(RuntimeError("producer buffer full")))
+                else:
+                    futures.append(failed(RuntimeError("broker unavailable")))
+            else:
+                self.sent.append(event_id)
+                futures.append(acknowledged())
+        return futures
 
 
 def relay(engine: AsyncEngine, publisher: HeldPublisher | FailingPublisher,
