@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.common import RESULTS_DIR, Options, Skipped, machine, print_result, write_result
 from bench.docs import update_performance_doc
+from bench.system import autovacuum_description
 
 BENCHMARKS = ["intake_throughput", "dispatch_latency", "burst", "lifecycle"]
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"bench.{name}")
         print(f"-- {module.TITLE}{' (quick)' if options.quick else ''} ...", flush=True)
         started = time.time()
-        at_start = machine()  # the load average says how busy the machine was before the run
+        # The load average says how busy the machine was before the run.
+        at_start = {**machine(), "postgresql": autovacuum_description()}
         try:
             outcome = module.run(options)
         except Skipped as exc:

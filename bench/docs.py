@@ -61,7 +61,8 @@ def render(results: list[dict[str, Any]]) -> str:
         machine = result.get("machine", {})
         lines.append(f"- **{result.get('title')}** ({_run_label(result)}; seed {result.get('seed')}; "
                      f"{machine.get('cpus')} CPUs, load average at start "
-                     f"{machine.get('load_average')}): "
+                     f"{machine.get('load_average')}"
+                     + (f"; {machine['postgresql']}" if machine.get("postgresql") else "") + "): "
                      + ", ".join(f"{k} = {v}" for k, v in scalars.items())
                      + (f"; chart `bench/results/{result['chart']}`" if result.get("chart") else ""))
         for note in result.get("notes", []):

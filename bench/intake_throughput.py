@@ -51,6 +51,7 @@ def run(options: Options) -> Outcome:
     with System(["intake"]) as system:
         baseline_dsn = fresh_database(bench_database("baseline"))
         asyncio.run(create_schema(baseline_dsn))
+        system.autovacuum.databases.append(baseline_dsn)
         port = free_port()
         system.ports["baseline"] = port
         system.urls["baseline"] = f"http://127.0.0.1:{port}"
