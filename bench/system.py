@@ -88,6 +88,9 @@ async def _autovacuum_on() -> bool:
         await connection.close()
 
 
+AUTOVACUUM_STAND_IN_SECONDS = 10.0
+
+
 class AutovacuumStandIn:
     """Vacuums and analyzes the benchmark's databases every `interval` seconds, as autovacuum
     would, when the server runs without it.
@@ -102,7 +105,7 @@ class AutovacuumStandIn:
     within seconds, where production's were analyzed at their working size long before. One
     connection per database for the whole run, so its work counts in PostgreSQL's CPU."""
 
-    def __init__(self, interval: float = 10.0) -> None:
+    def __init__(self, interval: float = AUTOVACUUM_STAND_IN_SECONDS) -> None:
         self.interval = interval
         self.databases: list[str] = []
         self._stopping = threading.Event()
@@ -121,6 +124,8 @@ class AutovacuumStandIn:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
+            if self._thread.is_alive():
+                print("the autovacuum stand-in is still in a VACUUM; left to finish", flush=True)
 
     async def _run(self) -> None:
         connections: dict[str, asyncpg.Connection] = {}
@@ -131,8 +136,10 @@ class AutovacuumStandIn:
                         if dsn not in connections:
                             connections[dsn] = await asyncpg.connect(dsn)
                         await connections[dsn].execute("VACUUM (ANALYZE)")
-                    except (OSError, asyncpg.PostgresError):  # e.g. dropped: try again later
-                        connections.pop(dsn, None)
+                    except Exception as exc:  # e.g. the database dropped: try again next time
+                        print(f"autovacuum stand-in: {exc!r}", flush=True)
+                        if (failed := connections.pop(dsn, None)) is not None:
+                            failed.terminate()
         finally:
             for connection in connections.values():
                 await connection.close()
@@ -140,10 +147,14 @@ class AutovacuumStandIn:
 
 def autovacuum_description() -> str:
     """How the benchmark's databases are vacuumed and analyzed, for the results."""
-    if asyncio.run(_autovacuum_on()):
+    try:
+        autovacuum_on = asyncio.run(_autovacuum_on())
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"PostgreSQL not reachable ({type(exc).__name__})"
+    if autovacuum_on:
         return "PostgreSQL's autovacuum"
     return (f"autovacuum is off on this server: a stand-in vacuums and analyzes every "
-            f"{AutovacuumStandIn().interval:g} s")
+            f"{AUTOVACUUM_STAND_IN_SECONDS:g} s")
 
 
 def sqlalchemy_url(dsn: str) -> str:

@@ -37,9 +37,9 @@ class KafkaPublisher:
     partition, and hands back delivery futures so callers can pipeline.
 
     No linger: a pass's messages go out together anyway, and a wait for more would only delay
-    every hop (2 ms was about a quarter of the report-to-Kafka hop at 10 reports/s). Batches
-    may hold a pass's messages of one partition (`MAX_BATCH_BYTES`): a partition's next batch
-    waits until its previous one has left."""
+    every hop (2 ms was about a quarter of the report-to-Kafka hop at 10 reports/s). A batch
+    holds up to `MAX_BATCH_BYTES`, so a pass's messages for one partition usually fit in one;
+    a partition's next batch waits until its previous one has left."""
 
     MAX_BATCH_BYTES = 512 * 1024  # under Kafka's default message.max.bytes of 1 MiB
 
@@ -75,8 +75,10 @@ class KafkaPublisher:
         partitioner, as a per-message send would choose), in record batches built here: about
         half the CPU of a `send` per message, which pays for a future, a partitioner lookup and
         the accumulator's bookkeeping each. A message's future is its batch's. A batch the
-        producer refuses (buffer full, producer closed, no metadata) fails its messages and
-        every later one of its partition, so a key's later messages never overtake it."""
+        producer refuses (its partition's previous batch not gone in time, the producer
+        closed, no metadata for the topic) fails its messages and every later one of its
+        partition, so within a partition a key's later messages never overtake it. Nothing
+        raises: a message that cannot be sent gets a failed future."""
         batches: dict[tuple[str, int], list[BatchBuilder]] = {}
         placed: list[tuple[tuple[str, int], int] | BaseException] = []
         partitions: dict[str, list[int] | BaseException] = {}
@@ -87,14 +89,18 @@ class KafkaPublisher:
             if isinstance(known, BaseException):
                 placed.append(known)
                 continue
-            target = (message.topic, self._partitioner(message.key, known, known))
-            builders = batches.setdefault(target, [])
-            if not builders or builders[-1].append(
-                    key=message.key, value=message.value, timestamp=None,
-                    headers=message.headers) is None:
-                builders.append(self._producer.create_batch())
-                builders[-1].append(key=message.key, value=message.value, timestamp=None,
-                                    headers=message.headers)
+            try:
+                target = (message.topic, self._partitioner(message.key, known, known))
+                builders = batches.setdefault(target, [])
+                if not builders or builders[-1].append(
+                        key=message.key, value=message.value, timestamp=None,
+                        headers=message.headers) is None:
+                    builders.append(self._producer.create_batch())
+                    builders[-1].append(key=message.key, value=message.value, timestamp=None,
+                                        headers=message.headers)
+            except Exception as exc:  # e.g. a header that is not bytes: this message only
+                placed.append(exc)
+                continue
             placed.append((target, len(builders) - 1))
         sent: dict[tuple[tuple[str, int], int], asyncio.Future[object]] = {}
         for target, builders in batches.items():

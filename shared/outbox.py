@@ -239,8 +239,9 @@ class OutboxRelay:
                        ) -> list[int]:
         """Send every row (one record batch per partition), then wait for the
         acknowledgements. A row that fails holds back its key: no later row of that key is
-        marked sent in this pass (it goes again after the failed one), nor sent before it on a
-        later pass."""
+        marked sent in this pass (a later row on another topic, which Kafka does not order
+        against it, may have gone out: it goes again after the failed one, and consumers skip
+        the copy), nor sent before it on a later pass."""
         held_back: set[str] = set()
         futures = await self._publisher.send_many([OutgoingMessage(
             row.topic, row.partition_key.encode(), kafka_value(row.envelope["data"]),

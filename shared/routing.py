@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 JSON = "application/json"
 
@@ -32,10 +32,13 @@ class FastPathRoute(APIRoute):
     `RoleBearer`: a request that falls back is admitted twice) and the request, and that
     return a `Response`; any other endpoint is refused at start-up, so the fast path
     never guesses. Like every route the services add directly, it does not consult
-    `app.dependency_overrides`."""
+    `app.dependency_overrides`; added to an app through `include_router`, where it would, it
+    leaves every request to FastAPI."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         standard = super().get_route_handler()
+        if self.dependency_overrides_provider is not None:
+            return standard  # mounted through include_router: overrides must apply to all
         solve = _well_formed_values(self.dependant, self.path)
         endpoint = self.dependant.call
         assert endpoint is not None  # an APIRoute always has its endpoint
@@ -76,17 +79,20 @@ def _well_formed_values(dependant: Dependant, path: str
     for check in dependant.dependencies:
         if (check.name is None or check.call is None or check.dependencies or check.path_params
                 or check.query_params or check.header_params or check.cookie_params
-                or check.body_params or not check.request_param_name):
-            raise TypeError(f"{path}: fast-path dependencies take the request and nothing else")
-        checks.append((check.name, check.call))
+                or check.body_params or not check.request_param_name
+                or check.response_param_name or check.background_tasks_param_name
+                or check.security_scopes_param_name
+                or not (inspect.iscoroutinefunction(check.call)
+                        or inspect.iscoroutinefunction(type(check.call).__call__))):
+            raise TypeError(f"{path}: fast-path dependencies are async and take the request "
+                            "and nothing else")
+        checks.append((check.name, check.request_param_name, check.call))
 
     async def solve(request: Request) -> dict[str, Any] | None:
-        if request.headers.get("content-type") != JSON:
+        content_type = request.headers.get("content-type", "")
+        if content_type != JSON and content_type.partition(";")[0].strip().lower() != JSON:
             return None
         values: dict[str, Any] = {}
-        for name, call in checks:  # as FastAPI does, dependencies first: 401 and 403 as usual
-            admitted = call(request)
-            values[name] = await admitted if inspect.isawaitable(admitted) else admitted
         for name, alias, field in headers:
             raw = request.headers.get(alias)
             if raw is None:
@@ -97,8 +103,12 @@ def _well_formed_values(dependant: Dependant, path: str
             values[name] = value
         try:
             values[body_field.name] = body_model.model_validate_json(await request.body())
-        except ValidationError:
+        except Exception:  # invalid, or the client went away: FastAPI's handler says which
             return None
+        # Last, as FastAPI does for a body that parses: a caller without a valid token gets
+        # 401 (403 for another role) whatever else is wrong with the request.
+        for name, request_name, call in checks:
+            values[name] = await call(**{request_name: request})
         if dependant.request_param_name:
             values[dependant.request_param_name] = request
         return values

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import fastapi.routing
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import Principal, Role, TokenService, require
@@ -88,6 +88,10 @@ REQUESTS: dict[str, tuple[bytes, dict[str, str]]] = {
     "another role": (GOOD, {"Authorization": bearer(Role.vendor), "Idempotency-Key": "k1",
                             "Content-Type": JSON}),
     "no token and a bad body": (b"{}", {"Idempotency-Key": "k1", "Content-Type": JSON}),
+    "no token and broken JSON": (b'{"title": ', {"Idempotency-Key": "k1",
+                                                 "Content-Type": JSON}),
+    "another role and a missing header": (GOOD, {"Authorization": bearer(Role.vendor),
+                                                 "Content-Type": JSON}),
 }
 
 
@@ -126,6 +130,39 @@ async def test_only_a_request_that_is_not_well_formed_is_solved_by_fastapi(
     assert solved == ["/fast"]
 
 
+async def status_when_the_client_went_away(app: Any, path: str) -> list[int]:
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    await app({"type": "http", "method": "POST", "path": path, "raw_path": path.encode(),
+               "query_string": b"", "root_path": "", "scheme": "http", "server": ("test", 80),
+               "client": ("127.0.0.1", 1), "http_version": "1.1",
+               "headers": [(b"content-type", JSON.encode()), (b"authorization", bearer().encode()),
+                           (b"idempotency-key", b"k1")]}, receive, send)
+    return [m["status"] for m in messages if m["type"] == "http.response.start"]
+
+
+async def test_a_client_that_went_away_is_answered_as_fastapi_answers_it(
+        client: httpx.AsyncClient) -> None:
+    app = client._transport.app  # type: ignore[attr-defined]
+    assert (await status_when_the_client_went_away(app, "/fast")
+            == await status_when_the_client_went_away(app, "/standard"))
+
+
+def sync_check(request: Request) -> str:
+    return "admitted"
+
+
+async def with_sync_dependency(body: Report,
+                               admitted: Annotated[str, Depends(sync_check)]) -> Response:
+    return Response(status_code=204)
+
+
 async def with_query(body: Report, limit: Annotated[int, Query()] = 1) -> Response:
     return Response(status_code=204)
 
@@ -134,7 +171,7 @@ async def not_a_response(body: Report) -> dict[str, str]:
     return {}
 
 
-@pytest.mark.parametrize("endpoint", [with_query, not_a_response])
+@pytest.mark.parametrize("endpoint", [with_query, not_a_response, with_sync_dependency])
 def test_an_endpoint_the_fast_path_cannot_solve_is_refused_at_start_up(endpoint: Any) -> None:
     router = APIRouter()
     with pytest.raises(TypeError, match="fast-path"):
