@@ -80,7 +80,7 @@ class KafkaPublisher:
         partition, so within a partition a key's later messages never overtake it. Nothing
         raises: a message that cannot be sent gets a failed future."""
         batches: dict[tuple[str, int], list[BatchBuilder]] = {}
-        placed: list[tuple[tuple[str, int], int] | BaseException] = []
+        placed: list[tuple[tuple[str, int], int] | BaseException] = []  # (partition, batch)
         partitions: dict[str, list[int] | BaseException] = {}
         for message in messages:
             known = partitions.get(message.topic)
@@ -89,33 +89,34 @@ class KafkaPublisher:
             if isinstance(known, BaseException):
                 placed.append(known)
                 continue
+            record = {"key": message.key, "value": message.value, "timestamp": None,
+                      "headers": message.headers}
             try:
                 target = (message.topic, self._partitioner(message.key, known, known))
                 builders = batches.setdefault(target, [])
-                if not builders or builders[-1].append(
-                        key=message.key, value=message.value, timestamp=None,
-                        headers=message.headers) is None:
+                if not builders or builders[-1].append(**record) is None:  # none yet, or full
                     builders.append(self._producer.create_batch())
-                    builders[-1].append(key=message.key, value=message.value, timestamp=None,
-                                        headers=message.headers)
+                    builders[-1].append(**record)
             except Exception as exc:  # e.g. a header that is not bytes: this message only
                 placed.append(exc)
                 continue
             placed.append((target, len(builders) - 1))
-        sent: dict[tuple[tuple[str, int], int], asyncio.Future[object]] = {}
-        for target, builders in batches.items():
-            refused: BaseException | None = None
-            for number, builder in enumerate(builders):
-                if refused is None:
-                    try:
-                        sent[target, number] = await self._producer.send_batch(
-                            builder, target[0], partition=target[1])
-                        continue
-                    except Exception as exc:
-                        refused = exc
-                sent[target, number] = _failed(refused)
-        return [_failed(where) if isinstance(where, BaseException) else sent[where]
+        sent = {target: await self._send_in_order(*target, builders)
+                for target, builders in batches.items()}
+        return [_failed(where) if isinstance(where, BaseException) else sent[where[0]][where[1]]
                 for where in placed]
+
+    async def _send_in_order(self, topic: str, partition: int, builders: list[BatchBuilder]
+                             ) -> list[asyncio.Future[object]]:
+        """One partition's batches, in order: a future for each. Once the producer refuses
+        one, it and the later ones fail with that error."""
+        futures: list[asyncio.Future[object]] = []
+        for builder in builders:
+            try:
+                futures.append(await self._producer.send_batch(builder, topic, partition=partition))
+            except Exception as exc:
+                return futures + [_failed(exc) for _ in builders[len(futures):]]
+        return futures
 
     async def _partitions(self, topic: str) -> list[int] | BaseException:
         try:
