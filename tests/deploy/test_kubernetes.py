@@ -9,6 +9,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from bench.system import millicores
 from shared.topics import CATALOG
 from tests.deploy.support import (
     CRD_SCHEMAS,
@@ -291,3 +292,14 @@ def test_everything_lands_in_one_restricted_namespace(overlay: str) -> None:
     for manifest in manifests:
         if manifest["kind"] != "Namespace":
             assert manifest["metadata"]["namespace"] == name, manifest["metadata"]["name"]
+
+
+def test_the_dispatch_path_weighs_five_times_the_rest(overlay: str) -> None:
+    """Intake and triage request five times the CPU of payout and notify: the CPU weight under
+    contention that `bench/` gives the services too (`bench.system.niceness_as_deployed`)."""
+    requests = {name: millicores(_containers(deployment)[0]["resources"]["requests"]["cpu"])
+                for name, deployment in service_deployments(render(overlay)).items()}
+    assert set(requests) == {"intake", "triage", "payout", "notify"}
+    assert requests["intake"] == requests["triage"]
+    assert requests["payout"] == requests["notify"]
+    assert requests["intake"] == 5 * requests["notify"]
