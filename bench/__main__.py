@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.common import RESULTS_DIR, Options, Skipped, machine, print_result, write_result
 from bench.docs import update_performance_doc
-from bench.system import autovacuum_description
+from bench.system import ALL_SERVICES, autovacuum_description, cpu_weights_description, service_built
 
 BENCHMARKS = ["intake_throughput", "dispatch_latency", "burst", "lifecycle"]
 
@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"-- {module.TITLE}{' (quick)' if options.quick else ''} ...", flush=True)
         started = time.time()
         # The load average says how busy the machine was before the run.
-        at_start = {**machine(), "postgresql": autovacuum_description()}
+        at_start = {**machine(), "postgresql": autovacuum_description(),
+                    "cpu_weights": cpu_weights_description(
+                        [name for name in ALL_SERVICES if service_built(name)])}
         try:
             outcome = module.run(options)
         except Skipped as exc:

@@ -35,7 +35,14 @@ from bench import charts
 from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadResult, run_load
 from bench.scenario import full_system, prepare, require_services, warm_up, watcher
-from bench.system import RssSampler, System, cpu_ms_each, cpu_ms_text, machine_cpu_used
+from bench.system import (
+    RssSampler,
+    catching_up_note,
+    cpu_ms_each,
+    cpu_ms_text,
+    machine_cpu_used,
+    until_at_rest,
+)
 from bench.watch import Watcher, dead_letter_count
 from bench.workload import PreparedReport, prepared_reports
 from shared.events import IncidentReported, JobDispatched
@@ -46,11 +53,6 @@ P50_TARGET_MS = 50
 P99_TARGET_MS = 250
 LOWER_RATES = (10.0, 20.0, 30.0, 40.0)
 LOWER_RATE_SECONDS = 20.0
-QUIET_CORES = 0.3
-"""The services are at rest when together they use less CPU than this (in cores) over a
-second: about twice what their idle polling takes. Only the services' own processes count,
-not the broker's or PostgreSQL's."""
-AT_REST_TIMEOUT_SECONDS = 120.0
 ON_SCHEDULE_SECONDS = 0.1
 """An open loop whose requests all left within this of their schedule kept its rate."""
 
@@ -83,6 +85,9 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         cpu_used = machine_cpu_used(cpu_before, system.machine_cpu(), system.services)
         cores_busy = cpu_used["whole machine"] / (time.monotonic() - began)
         await rss.stop()
+        # Payout and notify, weighed below the dispatch path, may still be catching up.
+        seconds_to_rest = await until_at_rest(system)
+        cpu_until_rest = machine_cpu_used(cpu_before, system.machine_cpu(), system.services)
         triage_parts = await _triage_hop_parts(system.database_urls, set(accepted))
         lower_rates = [await _lower_rate(options, scenario, watch, options.seed + 200 + number,
                                          lower, f"lower{number}")
@@ -112,6 +117,8 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         notes.append(f"CPU ms per report at {rate:g}/s, from the first report until every job "
                      f"was placed: {cpu_ms_text(cpu_ms)}; {cores_busy:.2f} of the machine's "
                      f"{os.cpu_count()} cores busy on average")
+    if accepted:
+        notes.append(catching_up_note(seconds_to_rest, cpu_until_rest, len(accepted), "report"))
     highest = _highest_within_targets(lower_rates)
     notes.append(_lower_rates_note(lower_rates, highest))
     if dead:
@@ -134,6 +141,7 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         "intake_response": latency_summary_ms([s[2] - s[1] for s in accepted.values()]),
         "cpu_ms_per_report": cpu_ms,
         "machine_cores_busy": round(cores_busy, 2),
+        "seconds_until_at_rest_after_load": seconds_to_rest,
         "dead_letters": dead,
         "rss_kib_at_rest": at_rest,
         "rss_kib_peak_under_load": rss.peak,
@@ -167,7 +175,7 @@ async def _lower_rate(options: Options, scenario: Any, watch: Watcher, seed: int
                       label: str) -> dict[str, Any]:
     """One lower steady rate, started once the services are at rest (not behind notify's and
     payout's backlog of the rate before): its latency, and whether it met both targets."""
-    seconds_to_rest = await _until_at_rest(scenario.system)
+    seconds_to_rest = await until_at_rest(scenario.system)
     duration = options.size(LOWER_RATE_SECONDS, 3.0)
     reports = prepared_reports(scenario.insured, scenario.tokens, seed, int(rate * duration))
     result = await _open_loop(scenario, reports, rate, label)
@@ -208,22 +216,6 @@ def _lower_rates_note(steps: list[dict[str, Any]], highest: float | None) -> str
             "at rest (p50 / p99 report to dispatch): " + ", ".join(map(step_text, steps))
             + (f"; both targets met at every rate up to {highest:g}/s in this run"
                if highest is not None else "; both targets missed from the lowest rate on"))
-
-
-async def _until_at_rest(system: System) -> float | None:
-    """Seconds until the services together use less than `QUIET_CORES`; None if they still
-    did not after `AT_REST_TIMEOUT_SECONDS` (or one of them has stopped)."""
-    started = time.monotonic()
-    before = system.cpu()
-    while time.monotonic() - started < AT_REST_TIMEOUT_SECONDS:
-        await asyncio.sleep(1.0)
-        after = system.cpu()
-        used = [a - b for b, a in zip(before.values(), after.values(), strict=True)
-                if a is not None and b is not None]
-        if len(used) == len(after) and sum(used) < QUIET_CORES:
-            return round(time.monotonic() - started, 1)
-        before = after
-    return None
 
 
 async def _triage_hop_parts(database_urls: dict[str, str], incident_ids: set[str]

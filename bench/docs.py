@@ -62,7 +62,9 @@ def render(results: list[dict[str, Any]]) -> str:
         lines.append(f"- **{result.get('title')}** ({_run_label(result)}; seed {result.get('seed')}; "
                      f"{machine.get('cpus')} CPUs, load average at start "
                      f"{machine.get('load_average')}"
-                     + (f"; {machine['postgresql']}" if machine.get("postgresql") else "") + "): "
+                     + (f"; {machine['postgresql']}" if machine.get("postgresql") else "")
+                     + (f"; {machine['cpu_weights']}" if machine.get("cpu_weights") else "")
+                     + "): "
                      + ", ".join(f"{k} = {v}" for k, v in scalars.items())
                      + (f"; chart `bench/results/{result['chart']}`" if result.get("chart") else ""))
         for note in result.get("notes", []):

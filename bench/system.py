@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import math
 import os
 import shutil
 import signal
@@ -27,8 +28,9 @@ from typing import IO
 
 import asyncpg
 import httpx
+import yaml
 
-from bench.common import lower_priority
+from bench.common import HARNESS_NICENESS, lower_priority
 from cyberclaims.broker import broker_command, wait_for_port
 from cyberclaims.registry import SERVICES
 from shared.kafka import ensure_topics
@@ -37,6 +39,45 @@ JWT_SECRET = "cyberclaims-bench-secret-0123456789abcdef"  # noqa: S105 - a local
 ALL_SERVICES = [entry.name for entry in SERVICES]
 STAND_INS = ("payments", "smtp")
 """Stand-ins for outside systems: the sandbox bank and the SMTP sink."""
+
+
+DEPLOYMENTS = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "base"
+NICENESS_WEIGHT_STEP = 1.25
+"""Each step of niceness divides a process's CPU weight by about 1.25 (the kernel's
+`sched_prio_to_weight`), for a session's autogroup as for a process."""
+
+
+def millicores(quantity: str) -> int:
+    """A Kubernetes CPU quantity (`500m`, `1`, `0.5`) in millicores."""
+    return int(quantity[:-1]) if quantity.endswith("m") else round(float(quantity) * 1000)
+
+
+def cpu_request(service: str) -> int:
+    """The CPU, in millicores, that `service`'s Kubernetes Deployment requests (deploy/k8s/base)."""
+    deployment = yaml.safe_load((DEPLOYMENTS / service / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return millicores(str(container["resources"]["requests"]["cpu"]))
+
+
+def niceness_as_deployed(services: list[str]) -> dict[str, int]:
+    """Each service's niceness, so that on this machine the services share the CPU under
+    contention as they do on a Kubernetes node: by the weight of their CPU requests.
+
+    A pod's CPU request sets its cgroup's weight; here each service leads a session of its own,
+    whose autogroup weight its niceness sets. The dispatch path (intake, triage) requests five
+    times what payout and notify request, so those two run at niceness 7 (weight 1/4.8)."""
+    requests = {name: cpu_request(name) for name in services}
+    heaviest = max(requests.values(), default=0)
+    return {name: round(math.log(heaviest / request, NICENESS_WEIGHT_STEP))
+            for name, request in requests.items()}
+
+
+def cpu_weights_description(services: list[str]) -> str:
+    """How the services share the CPU, for the results."""
+    niceness = niceness_as_deployed(services)
+    return ("services weighed by their Kubernetes CPU requests: " + ", ".join(
+        f"{name} {cpu_request(name)}m" + (f" (nice {niceness[name]})" if niceness[name] else "")
+        for name in services))
 
 
 def bench_database(name: str) -> str:
@@ -255,19 +296,22 @@ class System:
                 self.env[f"{prefix}_HOST"] = "127.0.0.1"
                 subprocess.run(cli_argv("migrate", name), env=self.env, check=True,
                                capture_output=True)
+            # The sandbox bank and the SMTP sink run elsewhere in production: below everything.
             if self.want_payments and sandbox_built("payments"):
                 self._spawn("payments", cli_argv("sandbox-payments", "--port",
-                                                 str(self.ports["payments"])), stand_in=True)
+                                                 str(self.ports["payments"])),
+                            niceness=HARNESS_NICENESS)
                 wait_for_port(self.ports["payments"])
             if self.want_smtp and sandbox_built("smtp"):
                 self._spawn("smtp", cli_argv("smtp-sink", "--port", str(self.ports["smtp"]),
                                              "--maildir", str(self.workdir / "mail")),
-                            stand_in=True)
+                            niceness=HARNESS_NICENESS)
                 wait_for_port(self.ports["smtp"])
             self.autovacuum.databases.extend(self.database_urls.values())
             self.autovacuum.start()
+            niceness = niceness_as_deployed(self.services)
             for name in self.services:
-                self._spawn(name, cli_argv("serve", name))
+                self._spawn(name, cli_argv("serve", name), niceness=niceness[name])
             for name in self.services:
                 self.wait_ready(name)
         except BaseException:
@@ -287,15 +331,15 @@ class System:
         return self._spawn(name, argv, env)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, *,
-               stand_in: bool = False) -> subprocess.Popen[bytes]:
+               niceness: int = 0) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("wb")
         self._logs.append(log)
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                    env=env or self.env, start_new_session=True)
-        if stand_in:  # the sandbox bank and the SMTP sink run elsewhere in production
+        if niceness:
             # The child is still starting Python, so the threads it starts later inherit
             # its niceness.
-            lower_priority(process.pid)
+            lower_priority(process.pid, niceness)
         self.processes[name] = process
         return process
 
@@ -389,6 +433,41 @@ def cpu_ms_each(used: dict[str, float], count: int) -> dict[str, float]:
 
 def cpu_ms_text(cpu_ms: dict[str, float]) -> str:
     return ", ".join(f"{name} {ms}" for name, ms in cpu_ms.items())
+
+
+QUIET_CORES = 0.3
+"""The services are at rest when together they use less CPU than this (in cores) over a
+second: about twice what their idle polling takes. Only the services' own processes count,
+not the broker's or PostgreSQL's."""
+AT_REST_TIMEOUT_SECONDS = 120.0
+
+
+async def until_at_rest(system: System, timeout: float = AT_REST_TIMEOUT_SECONDS) -> float | None:
+    """Seconds until the services together use less than `QUIET_CORES` (every consumer has
+    caught up); None if they still did not after `timeout` (or one of them has stopped)."""
+    started = time.monotonic()
+    before = system.cpu()
+    while time.monotonic() - started < timeout:
+        await asyncio.sleep(1.0)
+        after = system.cpu()
+        used = [a - b for b, a in zip(before.values(), after.values(), strict=True)
+                if a is not None and b is not None]
+        if len(used) == len(after) and sum(used) < QUIET_CORES:
+            return round(time.monotonic() - started, 1)
+        before = after
+    return None
+
+
+def catching_up_note(seconds_to_rest: float | None, cpu_until_rest: dict[str, float],
+                     count: int, item: str) -> str:
+    """What the services did after the measured window: how long until they were at rest, and
+    each process's CPU per `item` counted until then (every consumer's work included)."""
+    if seconds_to_rest is None:
+        when = f"the services were still busy {AT_REST_TIMEOUT_SECONDS:g} s later"
+    else:
+        when = f"the services were at rest {seconds_to_rest:g} s later"
+    return (f"{when} (payout and notify catching up); CPU ms per {item} counted until then: "
+            + cpu_ms_text(cpu_ms_each(cpu_until_rest, count)))
 
 
 def cli_argv(*args: str) -> list[str]:

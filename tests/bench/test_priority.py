@@ -1,4 +1,5 @@
-"""The benchmarks' stand-ins for outside systems yield the CPU to the services under test."""
+"""How the benchmarks share the CPU: the stand-ins for outside systems yield it to the services
+under test, and the services share it as their Kubernetes CPU requests weigh them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from bench.common import HARNESS_NICENESS, lower_priority
-from bench.system import System
+from bench.system import (
+    ALL_SERVICES,
+    System,
+    cpu_request,
+    cpu_weights_description,
+    millicores,
+    niceness_as_deployed,
+)
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -53,10 +61,10 @@ def test_only_a_session_leader_is_niced() -> None:
         child.wait()
 
 
-def test_the_system_nices_its_stand_ins_and_not_the_services() -> None:
+def test_the_system_spawns_at_the_niceness_given() -> None:
     system = System([])
     try:
-        stand_in = system._spawn("stand-in", SLEEPER, stand_in=True)
+        stand_in = system._spawn("stand-in", SLEEPER, niceness=HARNESS_NICENESS)
         service = system._spawn("service", SLEEPER)
         assert os.getpriority(os.PRIO_PROCESS, stand_in.pid) == HARNESS_NICENESS
         if _group_niceness("self") is not None:
@@ -65,3 +73,21 @@ def test_the_system_nices_its_stand_ins_and_not_the_services() -> None:
         assert os.getpriority(os.PRIO_PROCESS, service.pid) == os.getpriority(os.PRIO_PROCESS, 0)
     finally:
         system.stop()
+
+
+def test_the_services_are_niced_as_their_kubernetes_cpu_requests_weigh_them() -> None:
+    """Intake and triage request 500m, payout and notify 100m (deploy/k8s/base): a fifth of the
+    weight, which niceness 7 gives (1024 against 215 in the kernel's table)."""
+    assert {name: cpu_request(name) for name in ALL_SERVICES} == {
+        "intake": 500, "triage": 500, "payout": 100, "notify": 100}
+    assert niceness_as_deployed(ALL_SERVICES) == {"intake": 0, "triage": 0, "payout": 7,
+                                                  "notify": 7}
+    assert niceness_as_deployed(["payout"]) == {"payout": 0}  # alone, nothing to yield to
+    assert cpu_weights_description(["intake", "notify"]) == (
+        "services weighed by their Kubernetes CPU requests: intake 500m, notify 100m (nice 7)")
+
+
+@pytest.mark.parametrize(("quantity", "expected"), [("500m", 500), ("1", 1000), ("0.25", 250),
+                                                    ("2", 2000)])
+def test_cpu_quantities_in_millicores(quantity: str, expected: int) -> None:
+    assert millicores(quantity) == expected
