@@ -75,9 +75,10 @@ def niceness_as_deployed(services: list[str]) -> dict[str, int]:
 def cpu_weights_description(services: list[str]) -> str:
     """How the services share the CPU, for the results."""
     niceness = niceness_as_deployed(services)
-    return ("services weighed by their Kubernetes CPU requests: " + ", ".join(
-        f"{name} {cpu_request(name)}m" + (f" (nice {niceness[name]})" if niceness[name] else "")
-        for name in services))
+    weights = (f"{name} {cpu_request(name)}m" + (f" (nice {niceness[name]})" if niceness[name]
+                                                  else "") for name in services)
+    return ("where services share the machine, weighed by their Kubernetes CPU requests: "
+            + ", ".join(weights))
 
 
 def bench_database(name: str) -> str:

@@ -84,7 +84,8 @@ def test_the_services_are_niced_as_their_kubernetes_cpu_requests_weigh_them() ->
                                                   "notify": 7}
     assert niceness_as_deployed(["payout"]) == {"payout": 0}  # alone, nothing to yield to
     assert cpu_weights_description(["intake", "notify"]) == (
-        "services weighed by their Kubernetes CPU requests: intake 500m, notify 100m (nice 7)")
+        "where services share the machine, weighed by their Kubernetes CPU requests: "
+        "intake 500m, notify 100m (nice 7)")
 
 
 @pytest.mark.parametrize(("quantity", "expected"), [("500m", 500), ("1", 1000), ("0.25", 250),
