@@ -68,7 +68,7 @@ def niceness_as_deployed(services: list[str]) -> dict[str, int]:
     times what payout and notify request, so those two run at niceness 7 (weight 1/4.8)."""
     requests = {name: cpu_request(name) for name in services}
     heaviest = max(requests.values(), default=0)
-    return {name: round(math.log(heaviest / request, NICENESS_WEIGHT_STEP))
+    return {name: min(19, round(math.log(heaviest / request, NICENESS_WEIGHT_STEP)))
             for name, request in requests.items()}
 
 
@@ -445,7 +445,7 @@ AT_REST_TIMEOUT_SECONDS = 120.0
 
 async def until_at_rest(system: System, timeout: float = AT_REST_TIMEOUT_SECONDS) -> float | None:
     """Seconds until the services together use less than `QUIET_CORES` (every consumer has
-    caught up); None if they still did not after `timeout` (or one of them has stopped)."""
+    caught up); None if they still did not after `timeout`, or as soon as one has stopped."""
     started = time.monotonic()
     before = system.cpu()
     while time.monotonic() - started < timeout:
@@ -453,7 +453,9 @@ async def until_at_rest(system: System, timeout: float = AT_REST_TIMEOUT_SECONDS
         after = system.cpu()
         used = [a - b for b, a in zip(before.values(), after.values(), strict=True)
                 if a is not None and b is not None]
-        if len(used) == len(after) and sum(used) < QUIET_CORES:
+        if len(used) < len(after):  # a service has stopped: it will never be at rest
+            return None
+        if sum(used) < QUIET_CORES:
             return round(time.monotonic() - started, 1)
         before = after
     return None
@@ -464,7 +466,7 @@ def catching_up_note(seconds_to_rest: float | None, cpu_until_rest: dict[str, fl
     """What the services did after the measured window: how long until they were at rest, and
     each process's CPU per `item` counted until then (every consumer's work included)."""
     if seconds_to_rest is None:
-        when = f"the services were still busy {AT_REST_TIMEOUT_SECONDS:g} s later"
+        when = "the services were still busy (or one had stopped) when the benchmark stopped waiting"
     else:
         when = f"the services were at rest {seconds_to_rest:g} s later"
     return (f"{when} (payout and notify catching up); CPU ms per {item} counted until then: "
