@@ -18,11 +18,10 @@ from bench.scenario import full_system, prepare, require_services, warm_up, watc
 from bench.system import (
     AT_REST_TIMEOUT_SECONDS,
     RssSampler,
-    catching_up_note,
+    catch_up,
     cpu_ms_each,
     cpu_ms_text,
     machine_cpu_used,
-    until_at_rest,
 )
 from bench.watch import Watcher, dead_letter_count
 from bench.workload import prepared_reports
@@ -67,10 +66,8 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
                                       max(10.0, deadline - time.monotonic()))
         cpu_used = machine_cpu_used(cpu_before, system.machine_cpu(), system.services)
         await rss.stop()
-        # Payout and notify, weighed below the dispatch path, catch up once it is done.
-        seconds_to_rest = await until_at_rest(system, timeout=min(
+        caught_up = await catch_up(system, cpu_before, timeout=min(
             AT_REST_TIMEOUT_SECONDS, deadline - time.monotonic()))
-        cpu_until_rest = machine_cpu_used(cpu_before, system.machine_cpu(), system.services)
         dead = await dead_letter_count(system.bootstrap)
     finally:
         await watch.stop()
@@ -81,8 +78,8 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
     rate = round(len(finished) / elapsed, 1) if elapsed else None
     last_accept = max((s[2] for s in accepted.values()), default=start)
     cpu_ms = cpu_ms_each(cpu_used, len(finished)) if finished else None
-    rate_until_rest = (round(len(finished) / (elapsed + seconds_to_rest), 1)
-                       if elapsed and seconds_to_rest is not None else None)
+    rate_until_rest = (round(len(finished) / (elapsed + caught_up.seconds), 1)
+                       if elapsed and caught_up.seconds is not None else None)
     figures = {
         "reports": count,
         "accepted": len(accepted),
@@ -92,7 +89,7 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
         "dead_letters": dead,
         "seconds_to_all_dispatched": round(elapsed, 2) if elapsed else None,
         "incidents_per_second": rate,
-        "seconds_after_dispatch_until_at_rest": seconds_to_rest,
+        "seconds_after_dispatch_until_at_rest": caught_up.seconds,
         "incidents_per_second_until_at_rest": rate_until_rest,
         "intake_accept_rate_per_second": round(len(accepted) / (last_accept - start), 1)
         if last_accept > start else None,
@@ -118,8 +115,7 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
     if finished:
         notes.append("incidents_per_second_until_at_rest: every incident over the time until "
                      "the services were at rest (payout and notify caught up too), to 1 s; "
-                     + catching_up_note(seconds_to_rest, cpu_until_rest, len(finished),
-                                        "incident"))
+                     + caught_up.note(len(finished), "incident"))
     if lost:
         notes.append(f"{lost} accepted incident(s) were not dispatched within the time limit")
     if refused := result.not_accepted_note():

@@ -37,7 +37,7 @@ from bench.loadgen import LoadPlan, LoadResult, run_load
 from bench.scenario import full_system, prepare, require_services, warm_up, watcher
 from bench.system import (
     RssSampler,
-    catching_up_note,
+    catch_up,
     cpu_ms_each,
     cpu_ms_text,
     machine_cpu_used,
@@ -85,9 +85,7 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         cpu_used = machine_cpu_used(cpu_before, system.machine_cpu(), system.services)
         cores_busy = cpu_used["whole machine"] / (time.monotonic() - began)
         await rss.stop()
-        # Payout and notify, weighed below the dispatch path, may still be catching up.
-        seconds_to_rest = await until_at_rest(system)
-        cpu_until_rest = machine_cpu_used(cpu_before, system.machine_cpu(), system.services)
+        caught_up = await catch_up(system, cpu_before)
         triage_parts = await _triage_hop_parts(system.database_urls, set(accepted))
         lower_rates = [await _lower_rate(options, scenario, watch, options.seed + 200 + number,
                                          lower, f"lower{number}")
@@ -118,7 +116,7 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
                      f"was placed: {cpu_ms_text(cpu_ms)}; {cores_busy:.2f} of the machine's "
                      f"{os.cpu_count()} cores busy on average")
     if accepted:
-        notes.append(catching_up_note(seconds_to_rest, cpu_until_rest, len(accepted), "report"))
+        notes.append(caught_up.note(len(accepted), "report"))
     highest = _highest_within_targets(lower_rates)
     notes.append(_lower_rates_note(lower_rates, highest))
     if dead:
@@ -141,7 +139,7 @@ async def _measure(options: Options, scenario: Any, rate: float, duration: float
         "intake_response": latency_summary_ms([s[2] - s[1] for s in accepted.values()]),
         "cpu_ms_per_report": cpu_ms,
         "machine_cores_busy": round(cores_busy, 2),
-        "seconds_until_at_rest_after_load": seconds_to_rest,
+        "seconds_until_at_rest_after_load": caught_up.seconds,
         "dead_letters": dead,
         "rss_kib_at_rest": at_rest,
         "rss_kib_peak_under_load": rss.peak,

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -66,7 +67,10 @@ def niceness_as_deployed(services: list[str]) -> dict[str, int]:
     A pod's CPU request sets its cgroup's weight; here each service leads a session of its own,
     whose autogroup weight its niceness sets. The dispatch path (intake, triage) requests five
     times what payout and notify request, so those two run at niceness 7 (weight 1/4.8)."""
-    requests = {name: cpu_request(name) for name in services}
+    return _niceness({name: cpu_request(name) for name in services})
+
+
+def _niceness(requests: dict[str, int]) -> dict[str, int]:
     heaviest = max(requests.values(), default=0)
     return {name: min(19, round(math.log(heaviest / request, NICENESS_WEIGHT_STEP)))
             for name, request in requests.items()}
@@ -74,9 +78,10 @@ def niceness_as_deployed(services: list[str]) -> dict[str, int]:
 
 def cpu_weights_description(services: list[str]) -> str:
     """How the services share the CPU, for the results."""
-    niceness = niceness_as_deployed(services)
-    weights = (f"{name} {cpu_request(name)}m" + (f" (nice {niceness[name]})" if niceness[name]
-                                                  else "") for name in services)
+    requests = {name: cpu_request(name) for name in services}
+    niceness = _niceness(requests)
+    weights = (f"{name} {requests[name]}m" + (f" (nice {niceness[name]})" if niceness[name]
+                                              else "") for name in services)
     return ("where services share the machine, weighed by their Kubernetes CPU requests: "
             + ", ".join(weights))
 
@@ -461,16 +466,32 @@ async def until_at_rest(system: System, timeout: float = AT_REST_TIMEOUT_SECONDS
     return None
 
 
-def catching_up_note(seconds_to_rest: float | None, cpu_until_rest: dict[str, float],
-                     count: int, item: str) -> str:
-    """What the services did after the measured window: how long until they were at rest, and
-    each process's CPU per `item` counted until then (every consumer's work included)."""
-    if seconds_to_rest is None:
-        when = "the services were still busy (or one had stopped) when the benchmark stopped waiting"
-    else:
-        when = f"the services were at rest {seconds_to_rest:g} s later"
-    return (f"{when} (payout and notify catching up); CPU ms per {item} counted until then: "
-            + cpu_ms_text(cpu_ms_each(cpu_until_rest, count)))
+@dataclass(frozen=True)
+class CatchUp:
+    """What the services did after a measured window: how long until they were at rest (None:
+    not within the time given), and each process's CPU from the window's start until then."""
+
+    seconds: float | None
+    cpu_used: dict[str, float]
+
+    def note(self, count: int, item: str) -> str:
+        """The catch-up, with the CPU per `item` (every consumer's work included)."""
+        if self.seconds is None:
+            when = ("the services were still busy (or one had stopped) when the benchmark "
+                    "stopped waiting")
+        else:
+            when = f"the services were at rest {self.seconds:g} s later"
+        return (f"{when} (payout and notify catching up); CPU ms per {item} counted until then: "
+                + cpu_ms_text(cpu_ms_each(self.cpu_used, count)))
+
+
+async def catch_up(system: System, cpu_before: dict[str, float | None],
+                   timeout: float = AT_REST_TIMEOUT_SECONDS) -> CatchUp:
+    """Wait until the services are at rest (payout and notify, weighed below the dispatch
+    path, may still be catching up); CPU counted from the `System.machine_cpu` reading
+    `cpu_before`."""
+    seconds = await until_at_rest(system, timeout)
+    return CatchUp(seconds, machine_cpu_used(cpu_before, system.machine_cpu(), system.services))
 
 
 def cli_argv(*args: str) -> list[str]:
