@@ -96,6 +96,8 @@ def make_payout(payout_db: str, platform: PlatformSettings, sandbox: Sandbox) ->
             "database_url": payout_db, "payment_provider_url": sandbox.url,
             "payment_timeout_seconds": 1.0, "payment_lease_seconds": 2.0,
             "payment_retry_base_seconds": 0.05, "payment_poll_seconds": 0.1,
+            # Most tests drive claims with vendor-verified items; the limit has its own test.
+            "vendor_verification_limit": Decimal("100000000"),
         }
         settings.update(overrides)
         return create_app(PayoutSettings(**settings), platform)
