@@ -92,11 +92,16 @@ def payout_db(service_database: Callable[[str], str]) -> str:
     return service_database("payout")
 
 
+VENDOR_LIMIT = Decimal("100000000")
+"""Most tests drive claims with vendor-verified items; the default limit has its own test."""
+
+
 @pytest.fixture
 def quiet_payout(payout_db: str, platform: PlatformSettings, sandbox: Sandbox) -> FastAPI:
     """Payout serving its API with no worker and no consumer: a test applies events itself
     (`apply`) and runs the workers' passes when it wants them."""
-    return create_app(PayoutSettings(database_url=payout_db, payment_provider_url=sandbox.url),
+    return create_app(PayoutSettings(database_url=payout_db, payment_provider_url=sandbox.url,
+                                     vendor_verification_limit=VENDOR_LIMIT),
                       platform, run_workers=False)
 
 
@@ -110,6 +115,16 @@ async def apply(app: FastAPI, event: Event) -> None:
         await uow.commit()
 
 
+async def reported_incident(app: FastAPI, category: Category = Category.ransomware,
+                            **policy: Any) -> Incident:
+    """A policy (`policy_terms(**policy)`) and an incident reported on it, applied to `app`."""
+    terms = policy_terms(**policy)
+    await apply(app, PolicyRegistered(policy=terms))
+    incident = Incident("unused", terms, category=category)
+    await apply(app, incident.reported())
+    return incident
+
+
 @pytest.fixture
 def make_payout(payout_db: str, platform: PlatformSettings, sandbox: Sandbox) -> Callable[..., FastAPI]:
     def make(**overrides: Any) -> FastAPI:
@@ -117,8 +132,7 @@ def make_payout(payout_db: str, platform: PlatformSettings, sandbox: Sandbox) ->
             "database_url": payout_db, "payment_provider_url": sandbox.url,
             "payment_timeout_seconds": 1.0, "payment_lease_seconds": 2.0,
             "payment_retry_base_seconds": 0.05, "payment_poll_seconds": 0.1,
-            # Most tests drive claims with vendor-verified items; the limit has its own test.
-            "vendor_verification_limit": Decimal("100000000"),
+            "vendor_verification_limit": VENDOR_LIMIT,
         }
         settings.update(overrides)
         return create_app(PayoutSettings(**settings), platform)

@@ -22,6 +22,7 @@ from tests.payout.conftest import (
     now,
     policy_terms,
     register,
+    reported_incident,
 )
 from tests.support.service import Tokens, running
 
@@ -82,10 +83,7 @@ async def test_verified_amounts_are_capped_by_the_claim_and_the_authority(
     low = tokens.adjuster("verify-low", "1000")
     high = tokens.adjuster("verify-high", "1000000")
     async with running(quiet_payout, wait_for_consumer=False) as payout:
-        policy = policy_terms(retention=Decimal("0"))
-        await apply(quiet_payout, PolicyRegistered(policy=policy))
-        incident = Incident("unused", policy)
-        await apply(quiet_payout, incident.reported())
+        incident = await reported_incident(quiet_payout, retention=Decimal("0"))
         interruption = incident.submitted(BI, hourly_loss="1000")
         invoice = incident.submitted(IR, amount="5000")
         for loss in (interruption, invoice):
@@ -129,10 +127,7 @@ async def test_a_per_hour_item_is_verified_at_most_at_its_outage(
 ) -> None:
     adjuster = tokens.adjuster("verify-bi", "1000000")
     async with running(quiet_payout, wait_for_consumer=False) as payout:
-        policy = policy_terms()
-        await apply(quiet_payout, PolicyRegistered(policy=policy))
-        incident = Incident("unused", policy)
-        await apply(quiet_payout, incident.reported())
+        incident = await reported_incident(quiet_payout)
         interruption = incident.submitted(BI, hourly_loss="2000")
         await apply(quiet_payout, interruption)
         started = now() - timedelta(hours=30)
@@ -155,11 +150,9 @@ async def test_vendor_items_above_the_limit_wait_for_an_adjuster(
                      platform, run_workers=False)
     adjuster = tokens.adjuster("vendor-check", "1000000")
     async with running(app, wait_for_consumer=False) as payout:
-        policy = policy_terms(sections={IR: SectionTerms(sublimit=Decimal("200000")),
-                                        LEGAL: SectionTerms(sublimit=Decimal("200000"))})
-        await apply(app, PolicyRegistered(policy=policy))
-        incident = Incident("unused", policy, category=Category.data_breach)
-        await apply(app, incident.reported())
+        incident = await reported_incident(
+            app, Category.data_breach, sections={IR: SectionTerms(sublimit=Decimal("200000")),
+                                                 LEGAL: SectionTerms(sublimit=Decimal("200000"))})
         await apply(app, incident.completed({IR: "10000", LEGAL: "10000.01"}))
         claim = await _claim(payout, adjuster, incident)
         states = {loss["section"]: loss["state"] for loss in claim["losses"]}
@@ -177,10 +170,7 @@ async def test_a_year_0001_outage_is_a_data_issue_not_a_crash(
 ) -> None:
     adjuster = tokens.adjuster("dates", "1000000")
     async with running(quiet_payout, wait_for_consumer=False) as payout:
-        policy = policy_terms(retention=Decimal("0"))
-        await apply(quiet_payout, PolicyRegistered(policy=policy))
-        incident = Incident("unused", policy)
-        await apply(quiet_payout, incident.reported())
+        incident = await reported_incident(quiet_payout, retention=Decimal("0"))
         await apply(quiet_payout, incident.submitted(BI, hourly_loss="100"))
         year_one = datetime.fromisoformat("0001-01-01T00:00:00+14:00")
         await apply(quiet_payout, incident.completed({IR: "1000"}, outage=(year_one, now())))
