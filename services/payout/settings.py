@@ -27,7 +27,7 @@ class PayoutSettings(ServiceSettings):
     auto_approval_limit: Decimal = Decimal("50000")
     two_approver_threshold: Decimal = Decimal("1000000")
     vendor_verification_limit: Decimal = Field(
-        default=Decimal("10000"), ge=0,
+        default=Decimal("50000"), ge=0,
         description="A loss item a vendor verified in its completion report counts as verified up "
                     "to this amount; above it, it arrives unverified and an adjuster verifies it.",
     )

@@ -24,6 +24,7 @@ from shared.events import (
     Section,
 )
 from shared.money import Money
+from shared.problems import Unprocessable
 from shared.regions import ServedRegion
 
 VendorId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -113,6 +114,21 @@ class VerifiedLossIn(Strict):
     description: Text
 
 
+VERIFIABLE_SECTIONS: dict[JobType, frozenset[Section]] = {
+    JobType.forensics: frozenset({Section.incident_response}),
+    JobType.data_recovery: frozenset({Section.data_restoration}),
+    JobType.ransomware_negotiation: frozenset({Section.cyber_extortion}),
+    JobType.legal_counsel: frozenset({Section.legal_and_notification}),
+    JobType.notification_services: frozenset({Section.legal_and_notification}),
+    JobType.funds_recovery: frozenset({Section.funds_transfer_fraud}),
+    JobType.ddos_mitigation: frozenset({Section.incident_response}),
+    JobType.crisis_communications: frozenset({Section.legal_and_notification,
+                                              Section.incident_response}),
+}
+"""The sections a job of each type can verify (docs/approvals.md). Business interruption is
+never vendor-verified: the policyholder claims it per hour, the vendor verifies the outage."""
+
+
 class CompletionReportIn(Strict):
     """A vendor's completion report (rulebook section 5)."""
 
@@ -134,6 +150,16 @@ class CompletionReportIn(Strict):
         if value is not None and started is not None and value < started:
             raise ValueError("outage_ended_at must not be before outage_started_at")
         return value
+
+    def check_sections(self, job_type: JobType) -> None:
+        """A vendor verifies only what its job covers (422 naming the item otherwise)."""
+        allowed = VERIFIABLE_SECTIONS[job_type]
+        for index, loss in enumerate(self.verified_losses):
+            if loss.section not in allowed:
+                raise Unprocessable(
+                    f"a {job_type.value} job can verify only "
+                    f"{', '.join(sorted(section.value for section in allowed))}, "
+                    f"not {loss.section.value}", field=f"verified_losses.{index}.section")
 
     def contract(self) -> CompletionReport:
         return CompletionReport.model_validate(self.model_dump())

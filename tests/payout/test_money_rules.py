@@ -145,15 +145,14 @@ async def test_a_per_hour_item_is_verified_at_most_at_its_outage(
 async def test_vendor_items_above_the_limit_wait_for_an_adjuster(
     payout_db: str, platform: PlatformSettings, sandbox: Sandbox, tokens: Tokens,
 ) -> None:
-    app = create_app(PayoutSettings(database_url=payout_db, payment_provider_url=sandbox.url,
-                                    vendor_verification_limit=Decimal("10000")),
-                     platform, run_workers=False)
+    app = create_app(PayoutSettings(database_url=payout_db, payment_provider_url=sandbox.url),
+                     platform, run_workers=False)  # the default limit, 50,000
     adjuster = tokens.adjuster("vendor-check", "1000000")
     async with running(app, wait_for_consumer=False) as payout:
         incident = await reported_incident(
             app, Category.data_breach, sections={IR: SectionTerms(sublimit=Decimal("200000")),
                                                  LEGAL: SectionTerms(sublimit=Decimal("200000"))})
-        await apply(app, incident.completed({IR: "10000", LEGAL: "10000.01"}))
+        await apply(app, incident.completed({IR: "50000", LEGAL: "50000.01"}))
         claim = await _claim(payout, adjuster, incident)
         states = {loss["section"]: loss["state"] for loss in claim["losses"]}
         assert states == {"incident_response": "verified", "legal_and_notification": "unverified"}
@@ -162,7 +161,8 @@ async def test_vendor_items_above_the_limit_wait_for_an_adjuster(
         verified = await payout.post(f"/v1/claims/{claim['id']}/losses/{pending['id']}/verify",
                                      headers=adjuster, json={"note": "counsel's invoice checked"})
         assert verified.status_code == 200
-        assert verified.json()["status"] == "closed_without_payment"  # 20,000.01 < retention
+        assert verified.json()["payable"] == "50000.01"  # 100,000.01 less the 50,000 retention
+        assert verified.json()["status"] == "pending_approval"
 
 
 async def test_a_year_0001_outage_is_a_data_issue_not_a_crash(
