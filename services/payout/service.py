@@ -72,6 +72,8 @@ from shared.outbox import Outbox
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable
 
 SYSTEM = "system"
+OUTAGE_OUT_OF_RANGE = "the vendors' verified outage is out of range"
+"""The start of a claim's `data_issue` that the adjuster's outage figure resolves."""
 
 
 class ClaimStatus:
@@ -223,8 +225,8 @@ async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponse
         claim.outage_started_at = outage.started_at
         claim.outage_ended_at = outage.ended_at
     elif outage is not None:
-        claim.data_issue = (f"the vendors' verified outage ({outage.started_at.isoformat()} to "
-                            f"{outage.ended_at.isoformat()}) is out of range: set the outage hours")
+        claim.data_issue = (f"{OUTAGE_OUT_OF_RANGE} ({outage.started_at.isoformat()} to "
+                            f"{outage.ended_at.isoformat()}): set the outage hours")
     for index, loss in enumerate(event.verified_losses):
         loss_id = uuid.uuid5(claim.incident_id, f"{loss.job_id}/{index}")
         if await uow.session.get(LossItem, loss_id) is not None:
@@ -523,7 +525,8 @@ async def set_outage(uow: UnitOfWork, ctx: Context, principal: Principal, claim_
     _within_authority(principal, worth, "this outage makes the verified per-hour losses worth")
     claim.adjuster_outage_minutes = minutes
     claim.adjuster_outage_note = body.note
-    claim.data_issue = None
+    if claim.data_issue is not None and claim.data_issue.startswith(OUTAGE_OUT_OF_RANGE):
+        claim.data_issue = None
     claim.updated_at = ctx.clock.now()
     await uow.session.flush()
     await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
