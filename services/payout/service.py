@@ -118,7 +118,19 @@ class Context:
 # --- policies and incidents (from events) ---------------------------------------------------------
 
 
-async def store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int) -> bool:
+async def record_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int,
+                        cause: Envelope) -> None:
+    """Keep the newest version of a policy and assess the claims that were only waiting for it.
+    Their rows are locked before the policy's, in the lock order above: an adjuster's decision
+    on one of them at the same moment (claim, then policy) would otherwise deadlock."""
+    waiting = await _lock_claims(uow, Claim.policy_number == terms.policy_number,
+                                 Claim.status == ClaimStatus.open)
+    if await _store_policy(uow, ctx, terms, version):
+        for claim in waiting:
+            await assess_if_ready(uow, ctx, claim, cause)
+
+
+async def _store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int) -> bool:
     """Keep the newest version of a policy; returns whether this one was applied."""
     policy = await uow.session.get(Policy, terms.policy_number, with_for_update=True)
     if policy is None:
@@ -149,14 +161,6 @@ async def _lock_claims(uow: UnitOfWork, *where: ColumnElement[bool]) -> list[Cla
         .execution_options(populate_existing=True)
     )
     return list(rows)
-
-
-async def assess_open_claims_of(uow: UnitOfWork, ctx: Context, policy_number: str,
-                                cause: Envelope) -> None:
-    """Claims that were only waiting for their policy are assessed once it arrives."""
-    for claim in await _lock_claims(uow, Claim.policy_number == policy_number,
-                                    Claim.status == ClaimStatus.open):
-        await assess_if_ready(uow, ctx, claim, cause)
 
 
 async def _claim_for_incident(uow: UnitOfWork, ctx: Context, incident_id: uuid.UUID, org_id: str,

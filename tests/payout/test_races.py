@@ -25,7 +25,7 @@ from services.payout.safety_net import SafetyNet
 from services.payout.service import Context
 from services.payout.settings import PayoutSettings
 from shared.clock import ManualClock
-from shared.events import PolicyRegistered, Section, SectionTerms
+from shared.events import PolicyRegistered, PolicyUpdated, Section, SectionTerms
 from shared.migrations import migrate
 from shared.repairs import STUCK_REPAIRED
 from shared.service import Runtime
@@ -89,6 +89,23 @@ async def outage_vs_response(app: FastAPI, client: httpx.AsyncClient, headers: d
     return incident, set_outage, lambda: apply(app, incident.completed({IR: "60000"}))
 
 
+async def verify_vs_policy_update(app: FastAPI, client: httpx.AsyncClient, headers: dict[str, str]
+                                  ) -> tuple[IncidentStory, Callable[[], Awaitable[Any]],
+                                             Callable[[], Awaitable[Any]]]:
+    """The adjuster verifies the last loss as a new version of the policy arrives (the two
+    take the claim and the policy locks: in the same order, or they deadlock)."""
+    incident, claim_id, loss_id = await _claim_with_loss(app, client, headers, IR, amount="30000")
+    await apply(app, incident.completed({IR: "60000"}))
+    renewed = incident.policy.model_copy(update={"retention": Decimal("40000")})
+
+    async def verify() -> None:
+        response = await client.post(f"/v1/claims/{claim_id}/losses/{loss_id}/verify",
+                                     headers=headers, json={"note": "invoice checked"})
+        assert response.status_code == 200, response.text
+
+    return incident, verify, lambda: apply(app, PolicyUpdated(policy=renewed, version=2))
+
+
 async def policy_vs_response(app: FastAPI, client: httpx.AsyncClient, headers: dict[str, str]
                              ) -> tuple[IncidentStory, Callable[[], Awaitable[Any]],
                                         Callable[[], Awaitable[Any]]]:
@@ -113,7 +130,8 @@ def backend_payout(request: pytest.FixtureRequest, quiet_payout: FastAPI, tmp_pa
                       platform, run_workers=False)
 
 
-@pytest.mark.parametrize("race", [verify_vs_response, outage_vs_response, policy_vs_response])
+@pytest.mark.parametrize("race", [verify_vs_response, outage_vs_response, policy_vs_response,
+                                  verify_vs_policy_update])
 async def test_two_inputs_at_once_always_assess_the_claim(
     backend_payout: FastAPI, tokens: Tokens, race: Race,
 ) -> None:
