@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from shared.events import (
+    VENDOR_VERIFIABLE_SECTIONS,
     Attribution,
     CompletionReport,
     JobType,
@@ -114,21 +115,6 @@ class VerifiedLossIn(Strict):
     description: Text
 
 
-VERIFIABLE_SECTIONS: dict[JobType, frozenset[Section]] = {
-    JobType.forensics: frozenset({Section.incident_response}),
-    JobType.data_recovery: frozenset({Section.data_restoration}),
-    JobType.ransomware_negotiation: frozenset({Section.cyber_extortion}),
-    JobType.legal_counsel: frozenset({Section.legal_and_notification}),
-    JobType.notification_services: frozenset({Section.legal_and_notification}),
-    JobType.funds_recovery: frozenset({Section.funds_transfer_fraud}),
-    JobType.ddos_mitigation: frozenset({Section.incident_response}),
-    JobType.crisis_communications: frozenset({Section.legal_and_notification,
-                                              Section.incident_response}),
-}
-"""The sections a job of each type can verify (docs/approvals.md). Business interruption is
-never vendor-verified: the policyholder claims it per hour, the vendor verifies the outage."""
-
-
 class CompletionReportIn(Strict):
     """A vendor's completion report (rulebook section 5)."""
 
@@ -153,7 +139,7 @@ class CompletionReportIn(Strict):
 
     def check_sections(self, job_type: JobType) -> None:
         """A vendor verifies only what its job covers (422 naming the item otherwise)."""
-        allowed = VERIFIABLE_SECTIONS[job_type]
+        allowed = VENDOR_VERIFIABLE_SECTIONS[job_type]
         for index, loss in enumerate(self.verified_losses):
             if loss.section not in allowed:
                 raise Unprocessable(

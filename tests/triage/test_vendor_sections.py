@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.triage.schemas import VERIFIABLE_SECTIONS, CompletionReportIn
-from shared.events import JobType, Section
+from services.triage.schemas import CompletionReportIn
+from shared.events import VENDOR_VERIFIABLE_SECTIONS, JobType, Section
 from shared.problems import Unprocessable
 
 
@@ -21,16 +21,16 @@ def report(*sections: Section) -> CompletionReportIn:
 
 
 def test_every_job_type_has_its_row() -> None:
-    assert set(VERIFIABLE_SECTIONS) == set(JobType)
-    assert not any(Section.business_interruption in row for row in VERIFIABLE_SECTIONS.values())
+    assert set(VENDOR_VERIFIABLE_SECTIONS) == set(JobType)
+    assert not any(Section.business_interruption in row for row in VENDOR_VERIFIABLE_SECTIONS.values())
 
 
 @pytest.mark.parametrize("job_type", list(JobType))
 @pytest.mark.parametrize("section", list(Section))
 def test_a_job_verifies_only_the_sections_of_its_type(job_type: JobType, section: Section) -> None:
-    allowed = next(iter(VERIFIABLE_SECTIONS[job_type]))
+    allowed = next(iter(VENDOR_VERIFIABLE_SECTIONS[job_type]))
     candidate = report(allowed, section)
-    if section in VERIFIABLE_SECTIONS[job_type]:
+    if section in VENDOR_VERIFIABLE_SECTIONS[job_type]:
         candidate.check_sections(job_type)
     else:
         with pytest.raises(Unprocessable) as refused:
