@@ -1,11 +1,14 @@
 """The safety net: a timer pass that finds what should have moved on and did not, and moves it.
 
-A claim ready to assess but unassessed (every input arrived, no loss awaits an adjuster, yet
-no assessment: a lost wake-up, a bug in a path that should have assessed) is assessed under
-the claim lock, as every other path does. A payment `pending` whose attempt is overdue by more
-than the threshold (no attempt in flight: a leased attempt's `next_attempt_at` is in the future)
-is made due now and the payment worker is woken: the same row, so the same idempotency key,
-never a second payment. Each repair is counted and logged (`shared.repairs`).
+A claim ready to assess but unassessed (every input arrived, no loss awaits an adjuster, no
+per-hour loss awaits the outage figure, yet no assessment: a lost wake-up, a bug in a path that
+should have assessed) is assessed under the claim lock, as every other path does. Claims that
+wait for someone are left out of the query, so they never crowd out the stuck ones.
+
+A payment `pending` whose attempt is overdue by more than the threshold (no attempt in flight:
+a leased attempt's `next_attempt_at` is in the future) is made due now and the payment worker
+is woken: the same row, so the same idempotency key, never a second payment. Each repair is
+counted and logged (`shared.repairs`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select
 
 from services.payout import service
 from services.payout.assessment import LossState
@@ -49,6 +52,12 @@ class SafetyNet:
 
     async def _assess_stuck_claims(self) -> int:
         cutoff = self._ctx.clock.now() - self._stuck_after
+        needs_outage = exists().where(LossItem.claim_id == Claim.id,
+                                      LossItem.state == LossState.verified,
+                                      LossItem.hourly_loss.is_not(None),
+                                      LossItem.verified_amount.is_(None))
+        outage_known = or_(Claim.outage_started_at.is_not(None),
+                           Claim.adjuster_outage_minutes.is_not(None))
         async with self._uows() as uow:
             candidates = list(await uow.session.scalars(
                 select(Claim.id).where(
@@ -58,7 +67,8 @@ class SafetyNet:
                     exists().where(Incident.id == Claim.incident_id),
                     exists().where(Policy.policy_number == Claim.policy_number),
                     ~exists().where(LossItem.claim_id == Claim.id,
-                                    LossItem.state == LossState.unverified))
+                                    LossItem.state == LossState.unverified),
+                    or_(~needs_outage, outage_known))
                 .order_by(Claim.updated_at).limit(BATCH)))
         repaired = 0
         for claim_id in candidates:

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.payout.app import create_app
 from services.payout.models import Assessment, Claim, Incident, LossItem, Payment, Policy
@@ -196,47 +196,51 @@ def _repaired(kind: str) -> float:
     return STUCK_REPAIRED.labels("payout", kind)._value.get()
 
 
-async def test_the_safety_net_assesses_a_stuck_claim_exactly_once(safety_net: NetUnderTest) -> None:
-    runtime, clock, net = safety_net.runtime, safety_net.clock, safety_net.net
+async def _completed_claim(runtime: Runtime, since: datetime, **loss: Any) -> uuid.UUID:
+    """A claim with every input in (policy, incident, response, one verified loss) written
+    straight to the database as of `since`, as if no path had assessed it."""
     policy = policy_terms()
     story = IncidentStory("unused", policy)
-    claim_id = uuid.uuid4()
-    stuck_since = clock.now() - timedelta(minutes=10)
     reported = story.reported()
-    async with runtime.uow() as uow:  # every input is in, and nothing assessed it
+    claim_id = uuid.uuid4()
+    async with runtime.uow() as uow:
         uow.session.add(Policy(policy_number=policy.policy_number, org_id=policy.org_id,
-                               version=1, terms=policy.model_dump(mode="json"),
-                               updated_at=stuck_since))
+                               version=1, terms=policy.model_dump(mode="json"), updated_at=since))
         uow.session.add(Incident(
             id=story.incident_id, policy_number=policy.policy_number, org_id=policy.org_id,
             category=reported.category.value, occurred_at=reported.occurred_at,
             discovered_at=reported.discovered_at, reported_at=reported.reported_at))
         uow.session.add(Claim(id=claim_id, incident_id=story.incident_id,
                               policy_number=policy.policy_number, org_id=policy.org_id,
-                              status="open", opened_at=stuck_since, updated_at=stuck_since,
-                              response_completed_at=stuck_since, attribution="criminal"))
+                              status="open", opened_at=since, updated_at=since,
+                              response_completed_at=since, attribution="criminal"))
         await uow.session.flush()
-        uow.session.add(LossItem(id=uuid.uuid4(), claim_id=claim_id, source="vendor",
-                                 state="verified", section=IR.value, amount=Decimal("80000"),
-                                 description="forensics", submitted_at=stuck_since))
+        uow.session.add(LossItem(id=uuid.uuid4(), claim_id=claim_id, state="verified",
+                                 description="verified", submitted_at=since, **loss))
         await uow.commit()
+    return claim_id
+
+
+async def test_the_safety_net_assesses_a_stuck_claim_exactly_once(safety_net: NetUnderTest) -> None:
+    runtime, net = safety_net.runtime, safety_net.net
+    since = safety_net.clock.now() - timedelta(minutes=10)
+    stuck = await _completed_claim(runtime, since, source="vendor", section=IR.value,
+                                   amount=Decimal("80000"))
+    waiting = await _completed_claim(runtime, since, source="policyholder", section=BI.value,
+                                     hourly_loss=Decimal("1000"))  # for the outage figure
     before = _repaired("claim_unassessed")
 
     assert await net.repair_stuck() >= 1  # the database is shared: others may be stuck too
-    async with runtime.uow() as uow:
-        claim = await uow.session.get(Claim, claim_id)
-        assessments = await uow.session.scalar(
-            select(func.count()).select_from(Assessment).where(Assessment.claim_id == claim_id))
-        assert claim is not None
-        assert claim.status == "approved"  # 80,000 - 50,000 retention: auto-approved
-        assert assessments == 1
-        assessment = await uow.session.get(Assessment, claim.latest_assessment_id)
-        assert assessment is not None and assessment.requested_by == "safety-net"
     await net.repair_stuck()
     async with runtime.uow() as uow:
-        assert await uow.session.scalar(
-            select(func.count()).select_from(Assessment)
-            .where(Assessment.claim_id == claim_id)) == 1
+        claim = await uow.session.get(Claim, stuck)
+        assert claim is not None
+        assert claim.status == "approved"  # 80,000 - 50,000 retention: auto-approved
+        assessments = list(await uow.session.scalars(
+            select(Assessment).where(Assessment.claim_id == stuck)))
+        assert [a.requested_by for a in assessments] == ["safety-net"]  # once, in two passes
+        left_alone = await uow.session.get(Claim, waiting)
+        assert left_alone is not None and left_alone.status == "open"
     assert _repaired("claim_unassessed") >= before + 1
 
 
