@@ -30,8 +30,13 @@ from tests.support.infra import free_port
 from tests.support.kafka import publish
 from tests.support.service import Tokens
 
+LOCAL_RECEIVERS = ("127.0.0.0/8", "::1")
+"""The tests' receivers listen on loopback, which webhooks may call only when allow-listed."""
+
 FAST = {
+    "webhook_allowlist": LOCAL_RECEIVERS,
     "webhook_timeout_seconds": 2.0,
+    "delivery_deadline_seconds": 2.5,
     "smtp_timeout_seconds": 2.0,
     "backoff_base_seconds": 0.05,
     "backoff_cap_seconds": 0.2,
