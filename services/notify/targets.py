@@ -59,20 +59,20 @@ def _literal(host: str) -> IPAddress | None:
 
 
 def address_refusal(address: IPAddress) -> str | None:
-    """Why a connection to `address` is refused (not a public address), or None."""
-    for candidate in _embedded(address):
-        for kind in _REFUSED_KINDS:
-            if getattr(candidate, f"is_{kind}"):
-                return f"{address} is a {kind.replace('_', '-')} address"
-        if not candidate.is_global:
-            return f"{address} is not a public address"
+    """What makes `address` not public ("127.0.0.1 (loopback)"), or None when it is."""
+    for carried in _embedded(address):
+        kind = next((kind for kind in _REFUSED_KINDS if getattr(carried, f"is_{kind}")),
+                    None if carried.is_global else "not global")
+        if kind is not None:
+            kind = kind.replace("_", "-")
+            return f"{address} ({kind})" if carried == address \
+                else f"{address} ({carried} inside, {kind})"
     return None
 
 
 def _embedded(address: IPAddress) -> Iterable[IPAddress]:
-    """The address and every IPv4 address an IPv6 address carries (mapped, 6to4, Teredo,
-    NAT64): each must be public."""
-    yield address
+    """Every IPv4 address an IPv6 address carries (mapped, 6to4, Teredo, NAT64), then the
+    address itself: each must be public."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             yield address.ipv4_mapped
@@ -82,6 +82,7 @@ def _embedded(address: IPAddress) -> Iterable[IPAddress]:
             yield from address.teredo
         if address in NAT64:
             yield ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    yield address
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,9 @@ class TargetPolicy:
             for address in addresses:
                 refusal = address_refusal(address)
                 if refusal is not None and not any(address in n for n in self._networks):
-                    raise RefusedTarget(f"{host} resolves to {refusal}" if literal is None
-                                        else refusal)
+                    raise RefusedTarget(
+                        f"{refusal} is not a public address" if literal is not None
+                        else f"{host} resolves to {refusal}, not a public address")
         return Resolved(host=host, port=port, address=addresses[0])
 
 
