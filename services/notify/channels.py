@@ -151,6 +151,9 @@ class EmailSender:
 
 
 def new_http_client(settings: NotifySettings) -> httpx.AsyncClient:
-    """One pooled client per process; redirects are not followed (a 3xx is a failure)."""
+    """One pooled client per process; redirects are not followed (a 3xx is a failure). Its
+    pool has a connection for every try the worker may run at once: the worker's lanes share
+    the connections out, and slow hosts never leave another host waiting for one."""
     return httpx.AsyncClient(timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+                             limits=httpx.Limits(max_connections=settings.sends_in_flight),
                              follow_redirects=False)

@@ -7,11 +7,11 @@ mid-send, the row is simply due again once the lease runs out.
 One slow target never holds up the others. Every send runs in its own task and has a total
 deadline (`delivery_deadline_seconds`), however slowly the other side trickles its answer.
 Sends are grouped in lanes, one per webhook host and one for email, each with its own limit
-(`webhook_connections_per_host`, `smtp_connections`): a pass claims a row only when its lane
-has room, so a row never waits in this process while its lease runs, and a host that is full
-leaves the rows of every other host and the email to go out. A pass never waits for a send:
-it records the tries that ended since the last pass (one transaction, fenced by the try
-number so a late answer never overwrites a newer try) and starts the next ones.
+(`webhook_connections_per_host`; twice `smtp_connections`): a pass claims a row only when its
+lane has room, and the deadline counts any wait, so a try always ends within its lease; a host
+that is full leaves the rows of every other host and the email to go out. A pass never waits
+for a send: it records the tries that ended since the last pass (one transaction, fenced by
+the try number so a late answer never overwrites a newer try) and starts the next ones.
 Failures are retried after `base * 2^(tries-1)` seconds with full jitter, capped; after the
 last try the delivery is dead until an operator redelivers it.
 """
@@ -120,7 +120,9 @@ class DeliveryWorker:
         return len(claimed)
 
     def _capacity(self, lane: str) -> int:
-        return self._settings.smtp_connections if lane == EMAIL_LANE \
+        """Tries at once in `lane`. Email may have one more waiting per SMTP connection, so a
+        connection never idles until the next pass (the deadline counts the wait too)."""
+        return 2 * self._settings.smtp_connections if lane == EMAIL_LANE \
             else self._settings.webhook_connections_per_host
 
     async def _claim(self) -> list[Claimed]:
