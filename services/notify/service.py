@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -186,9 +186,7 @@ async def create_subscription(uow: UnitOfWork, clock: Clock, principal: Principa
     except (RefusedTarget, UnresolvedTarget) as exc:
         raise Unprocessable(f"url refused: {exc}", field="url") from exc
     session = uow.session
-    if is_postgres(session):
-        await session.execute(select(func.pg_advisory_xact_lock(
-            func.hashtext(f"notify.subscriptions:{owner}"))))
+    await _take_turns_per_owner(session, owner)
     active = await session.scalar(select(func.count()).select_from(Subscription).where(
         Subscription.owner == owner, Subscription.active.is_(True))) or 0
     if active >= max_per_owner:
@@ -203,6 +201,19 @@ async def create_subscription(uow: UnitOfWork, clock: Clock, principal: Principa
     except IntegrityError as exc:
         raise Conflict(f"{owner} already has a subscription for this url", field="url") from exc
     return subscription
+
+
+async def _take_turns_per_owner(session: AsyncSession, owner: str) -> None:
+    """Subscribing counts, then inserts: one owner's requests take turns, until commit.
+    PostgreSQL: an advisory lock on the owner. SQLite: the database's write lock, taken by a
+    write that changes nothing before the count is read (a read first would leave a snapshot
+    the insert could not build on)."""
+    if is_postgres(session):
+        await session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtext(f"notify.subscriptions:{owner}"))))
+    else:
+        await session.execute(update(Subscription).where(false())
+                              .values(active=Subscription.active))
 
 
 def _subscription_owner(principal: Principal, body: SubscriptionIn) -> str:

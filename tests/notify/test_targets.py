@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 
 from services.notify.models import Subscription
 from services.notify.signing import verify
+from shared.migrations import migrate
 from shared.settings import Environment
 from tests.notify.conftest import (
     Receiver,
@@ -163,11 +165,21 @@ async def test_the_send_connects_to_the_checked_address_and_names_the_host(
                   now=int(time.time()))
 
 
+@pytest.fixture(params=["postgres", "sqlite"])
+def database_url(request: pytest.FixtureRequest, notify_db: str, tmp_path: Path) -> str:
+    """Notify's test database, or a SQLite file (what `make run` uses) migrated the same way."""
+    if request.param == "postgres":
+        return notify_db
+    url = f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}"
+    migrate("notify", url)
+    return url
+
+
 async def test_identical_subscriptions_racing_make_one(
-    make_notify: Callable[..., FastAPI], tokens: Tokens
+    make_notify: Callable[..., FastAPI], tokens: Tokens, database_url: str
 ) -> None:
     vendor = unique("vendor")
-    app = make_notify(run_workers=False)
+    app = make_notify(run_workers=False, database_url=database_url)
     body = {"url": "http://127.0.0.1:9/racing", "secret": SECRET}
     async with running(app, wait_for_consumer=False) as notify:
         responses = await asyncio.gather(*(
@@ -186,11 +198,12 @@ async def test_identical_subscriptions_racing_make_one(
 
 @pytest.mark.parametrize("racing", [False, True])
 async def test_an_owner_has_at_most_the_configured_number_of_subscriptions(
-    make_notify: Callable[..., FastAPI], tokens: Tokens, racing: bool
+    make_notify: Callable[..., FastAPI], tokens: Tokens, racing: bool, database_url: str
 ) -> None:
     vendor = unique("vendor")
     as_vendor = tokens.vendor(vendor)
-    app = make_notify(run_workers=False, max_subscriptions_per_owner=2)
+    app = make_notify(run_workers=False, max_subscriptions_per_owner=2,
+                      database_url=database_url)
     async with running(app, wait_for_consumer=False) as notify:
 
         async def create(n: int) -> httpx.Response:
