@@ -29,7 +29,8 @@ def spec(settings: NotifySettings) -> ServiceSpec:
         http = new_http_client(settings)
         email = EmailSender(settings)
         targets = TargetPolicy(settings.webhook_allowlist, require_https=runtime.platform.env
-                               not in (Environment.development, Environment.test))
+                               not in (Environment.development, Environment.test),
+                               lookups=settings.sends_in_flight)
         delivery_worker = DeliveryWorker(runtime.uow, settings, runtime.clock, runtime.outbox,
                                          WebhookSender(http, targets), email)
         runtime.resources.update(
@@ -41,6 +42,7 @@ def spec(settings: NotifySettings) -> ServiceSpec:
     async def teardown(runtime: Runtime) -> None:
         await runtime.resources["http"].aclose()
         await runtime.resources["email"].close()
+        runtime.resources["targets"].close()
 
     return ServiceSpec(
         name=NAME,

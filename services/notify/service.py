@@ -3,6 +3,7 @@ deliveries operators watch, and each caller's in-app feed."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ def feed_address(principal: Principal) -> str:
 
 async def create_subscription(uow: UnitOfWork, clock: Clock, principal: Principal,
                               body: SubscriptionIn, *, targets: TargetPolicy,
-                              max_per_owner: int) -> Subscription:
+                              lookup_seconds: float, max_per_owner: int) -> Subscription:
     """A new active subscription. Its URL's addresses are checked first (no database work for
     a refused one); the owner's subscriptions are counted under a lock per owner, so parallel
     requests cannot pass the cap together, and a second active subscription of an owner for
@@ -182,9 +183,12 @@ async def create_subscription(uow: UnitOfWork, clock: Clock, principal: Principa
     owner = _subscription_owner(principal, body)
     url = str(body.url)
     try:
-        await targets.resolve(url)
+        async with asyncio.timeout(lookup_seconds):
+            await targets.resolve(url)
     except (RefusedTarget, UnresolvedTarget) as exc:
         raise Unprocessable(f"url refused: {exc}", field="url") from exc
+    except TimeoutError as exc:
+        raise Unprocessable("url refused: its host did not resolve in time", field="url") from exc
     session = uow.session
     await _take_turns_per_owner(session, owner)
     active = await session.scalar(select(func.count()).select_from(Subscription).where(

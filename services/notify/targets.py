@@ -17,7 +17,9 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from pydantic import AnyHttpUrl
 
@@ -94,16 +96,15 @@ class Resolved:
     address: IPAddress
 
 
-async def _lookup(host: str, port: int) -> list[IPAddress]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-
-
 class TargetPolicy:
     """The allow-list and whether plain http is allowed, applied to URLs and their addresses."""
 
-    def __init__(self, allowlist: Iterable[str], *, require_https: bool) -> None:
+    def __init__(self, allowlist: Iterable[str], *, require_https: bool, lookups: int) -> None:
+        """`lookups`: DNS look-ups at once. They run in threads of their own, not the event
+        loop's few default ones: a subscriber's slow name server holds up its own tries
+        only, never another host's look-up."""
         self.require_https = require_https
+        self._lookups = ThreadPoolExecutor(max_workers=lookups, thread_name_prefix="notify-dns")
         self._hosts: set[str] = set()
         self._networks: list[IPNetwork] = []
         for entry in allowlist:
@@ -129,7 +130,7 @@ class TargetPolicy:
             addresses = [literal]
         else:
             try:
-                addresses = list(await _lookup(host, port))
+                addresses = await self._lookup(host, port)
             except OSError as exc:
                 raise UnresolvedTarget(f"{host} does not resolve ({exc})") from exc
             if not addresses:
@@ -142,6 +143,14 @@ class TargetPolicy:
                         f"{refusal} is not a public address" if literal is not None
                         else f"{host} resolves to {refusal}, not a public address")
         return Resolved(host=host, port=port, address=addresses[0])
+
+    async def _lookup(self, host: str, port: int) -> list[IPAddress]:
+        infos = await asyncio.get_running_loop().run_in_executor(
+            self._lookups, partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM))
+        return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+
+    def close(self) -> None:
+        self._lookups.shutdown(wait=False, cancel_futures=True)
 
 
 def allowlisted_network(entry: str) -> IPNetwork | None:

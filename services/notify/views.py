@@ -48,6 +48,7 @@ async def create_subscription(body: SubscriptionIn, caller: Subscriber, runtime:
     settings = runtime.resources["settings"]
     subscription = await service.create_subscription(
         uow, runtime.clock, caller, body, targets=runtime.resources["targets"],
+        lookup_seconds=settings.webhook_timeout_seconds,
         max_per_owner=settings.max_subscriptions_per_owner)
     response.headers["Location"] = f"/v1/subscriptions/{subscription.id}"
     return _subscription_out(subscription)
