@@ -5,9 +5,13 @@ race; a cap on subscriptions per owner."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import ssl
+import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from services.notify.channels import SendFailed, WebhookSender
 from services.notify.models import Subscription
 from services.notify.signing import verify
+from services.notify.targets import TargetPolicy
 from shared.migrations import migrate
 from shared.settings import Environment
 from tests.notify.conftest import (
@@ -226,3 +232,64 @@ async def test_an_owner_has_at_most_the_configured_number_of_subscriptions(
     assert "the most allowed" in refusal["detail"]
     assert deleted.status_code == 204 and after_delete.status_code == 201
     assert for_other_owner.status_code == 201
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) that names `localhost` only."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+async def tls_receiver(certificate: tuple[Path, Path]
+                       ) -> AsyncIterator[tuple[int, ssl.SSLContext, list[str]]]:
+    """An https receiver with that certificate: (port, a client context trusting it, the
+    server names clients asked for)."""
+    cert, key = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    names: list[str] = []
+
+    def record_name(_socket: ssl.SSLObject, name: str, _context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server_context.sni_callback = record_name  # type: ignore[assignment]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+    yield server.sockets[0].getsockname()[1], ssl.create_default_context(cafile=cert), names
+    server.close()
+
+
+async def test_https_connects_to_the_checked_address_and_verifies_the_host_name(
+    tls_receiver: tuple[int, ssl.SSLContext, list[str]],
+) -> None:
+    port, trusting, names = tls_receiver
+    targets = TargetPolicy(("localhost", "127.0.0.1"), require_https=True, lookups=2)
+    async with httpx.AsyncClient(verify=trusting, timeout=5) as client:
+        sender = WebhookSender(client, targets)
+
+        async def send(url: str) -> None:
+            await sender.send(url=url, secret=SECRET, delivery_id=str(uuid.uuid4()),
+                              event_type="cyberclaims.job.dispatched.v1", payload={"a": 1},
+                              timestamp=int(time.time()))
+
+        await send(f"https://localhost:{port}/hooks")
+        with pytest.raises(SendFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            await send(f"https://127.0.0.1:{port}/hooks")  # the certificate does not name it
+    targets.close()
+
+    assert names[0] == "localhost"
