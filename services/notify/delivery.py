@@ -110,7 +110,11 @@ class DeliveryWorker:
         """One pass: record the tries that ended, then start the due ones that have room."""
         ended, self._ended = self._ended, []
         if ended:
-            await self._record(ended)
+            try:
+                await self._record(ended)
+            except BaseException:
+                self._ended[:0] = ended  # for the next pass (a success is not sent again)
+                raise
         claimed = await self._claim()
         for item in claimed:
             self._in_lane[item.lane] += 1
