@@ -5,22 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, field_validator
 
 from services.notify.routing import ROUTED_TYPES
 from shared.events import Channel
+from shared.inputs import RequestBody
 
 Recipient = Annotated[str, Field(min_length=5, max_length=200,
-                                 pattern=r"^(org:[^\s]+|vendor:[^\s]+|team:(adjusters|operators))$",
+                                 pattern=r"^(org:[^\s\x00]+|vendor:[^\s\x00]+|team:(adjusters|operators))$",
                                  examples=["vendor:acme-dfir", "org:shenzhen-widget",
                                            "team:adjusters"])]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SubscriptionIn(Strict):
+class SubscriptionIn(RequestBody):
     url: AnyHttpUrl = Field(description="http(s) endpoint that receives signed POSTs")
     secret: Annotated[str, Field(min_length=16, max_length=500,
                                  description="HMAC key of the signatures; never returned")]
