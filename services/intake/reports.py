@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Insert, Select, Text, bindparam, cast, exists, func, insert, select
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeEngine
 
 from services.intake.models import Base, TimelineEntry
@@ -125,8 +125,10 @@ class ReportStore:
         self.uows = uows
         self.outbox = outbox
         self.clock = clock
+        # A batch that fails for any reason is written again report by report: whatever
+        # one tenant's report does to the statement, only that report fails.
         self._together: GroupCommit[NewReport, bool] | None = (
-            GroupCommit("intake_reports", self.store_together, item_errors=(IntegrityError, DataError))
+            GroupCommit("intake_reports", self.store_together, item_errors=(Exception,))
             if uows.is_postgres else None)
 
     async def store(self, report: NewReport) -> bool:
