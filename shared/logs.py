@@ -3,7 +3,7 @@ the secrets or personal data of a request or event.
 
 Nothing logs bodies or headers, and the engines hide statement parameters; as a last line,
 every line is scrubbed of what would still carry them: the input values pydantic quotes in
-its validation errors (an event's contact, say) and bearer tokens.
+its validation errors (an event's contact, say), bearer tokens and e-mail addresses.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ _SECRETS = (
     (re.compile(r"input_value=.*?, input_type=", re.DOTALL), f"input_value={HIDDEN}, input_type="),
     (re.compile(r"(?i)bearer\s+[\w.~+/=-]+"), f"Bearer {HIDDEN}"),
     (re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*"), HIDDEN),  # a JWT anywhere else
+    # an e-mail address, as SMTP errors quote refused recipients
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
 )
 
 

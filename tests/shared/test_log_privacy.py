@@ -125,8 +125,9 @@ async def test_errors_leave_no_secret_token_or_personal_data_in_the_logs(
         assert value not in log, value
 
 
-def test_a_logged_validation_error_or_bearer_token_is_redacted() -> None:
-    """What a consumer logs when an event fails validation quotes the event's values."""
+def test_a_logged_validation_error_bearer_token_or_email_address_is_redacted() -> None:
+    """What a consumer logs when an event fails validation quotes the event's values; an SMTP
+    error quotes the recipient."""
     token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3YW5nIn0.c2lnbmF0dXJl"
     with production_log() as lines:
         try:
@@ -135,7 +136,11 @@ def test_a_logged_validation_error_or_bearer_token_is_redacted() -> None:
             logging.getLogger("shared.consumer").warning("handler failed", exc_info=True)
         logging.getLogger("shared.consumer").warning("refused Authorization: Bearer %s", token)
         logging.getLogger("shared.consumer").warning("token %s", token)
+        logging.getLogger("services.notify.delivery").warning(
+            "delivery 1 try 1 failed: SMTPRecipientsRefused: {%r: (550, 'no such user')}",
+            CONTACT["email"])
     log = lines.getvalue()
     assert "input_value=<hidden>" in log and log.count("<hidden>") == 3
+    assert "'<email>': (550" in log
     for value in (*CONTACT.values(), token, token.split(".")[1]):
         assert value not in log, value
