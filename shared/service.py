@@ -30,6 +30,7 @@ from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, Handler, InboxColumns
 from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
 from shared.events import Event
+from shared.inputs import JsonBodiesOnly
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.logs import configure_logging, correlation_id
 from shared.outbox import Outbox, OutboxColumns, OutboxRelay
@@ -164,6 +165,7 @@ def create_service_app(
     app = FastAPI(title=spec.title, description=spec.description, version="1.0.0",
                   lifespan=lifespan)
     install_problem_handlers(app)
+    app.add_middleware(JsonBodiesOnly)
     _install_observability(app, spec.name)
     for router in spec.routers:
         # The routers' routes themselves (their paths and tags are complete), not

@@ -7,7 +7,7 @@ from decimal import Decimal
 from importlib.resources import files
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from services.payout import assessment, service
@@ -31,6 +31,7 @@ from services.payout.service import Context
 from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
 from shared.events import CoverageQuestion, SectionBreakdown
+from shared.inputs import PageLimit, PageOffset
 from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
 Adjuster = Annotated[Principal, require(Role.adjuster)]
@@ -81,8 +82,7 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
 @claims.get("", response_model=ClaimPage)
 async def list_claims(_: ClaimReader, uow: UnitOfWorkDep,
                       status: StatusFilter | None = None,
-                      limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                      offset: Annotated[int, Query(ge=0)] = 0) -> ClaimPage:
+                      limit: PageLimit = 20, offset: PageOffset = 0) -> ClaimPage:
     """Claims, oldest first; `?status=pending_approval` is the approval queue."""
     rows, total = await service.list_claims(uow, status=status, limit=limit, offset=offset)
     return ClaimPage(items=[ClaimSummary.model_validate(r, from_attributes=True) for r in rows],
