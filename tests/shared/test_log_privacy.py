@@ -53,11 +53,16 @@ def production_log() -> Iterator[io.StringIO]:
     lines = io.StringIO()
     handler = logging.StreamHandler(lines)
     handler.setFormatter(JsonFormatter("test"))
-    logging.getLogger().addHandler(handler)
+    # The root, and uvicorn's own logger: a test that ran a real uvicorn server before this
+    # one left its logging config behind, where "uvicorn" does not propagate to the root.
+    listening = [logging.getLogger(), logging.getLogger("uvicorn")]
+    for logger in listening:
+        logger.addHandler(handler)
     try:
         yield lines
     finally:
-        logging.getLogger().removeHandler(handler)
+        for logger in listening:
+            logger.removeHandler(handler)
 
 
 async def served(request: Any) -> httpx.Response | None:
