@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -61,13 +63,35 @@ class Unavailable(Problem):
 RETRY_AFTER_SECONDS = 1
 
 
-def problem_response(status: int, title: str, detail: str, instance: str,
-                     **extra: Any) -> JSONResponse:
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """What every error response carries (RFC 9457), as the OpenAPI documents it."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = None
+
+
+def problem_response(status: int, title: str, detail: str, instance: str, *,
+                     retry_after: int | None = None, **extra: Any) -> JSONResponse:
+    """`retry_after` (seconds) is sent as `Retry-After` (503 has a default of its own)."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "instance": instance, **extra}
     headers = {401: {"WWW-Authenticate": "Bearer"},
-               503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}.get(status)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+               503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}.get(status, {})
+    if retry_after is not None:
+        headers = {**headers, "Retry-After": str(retry_after)}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
+                        headers=headers or None)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -93,8 +117,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), str(exc.detail),
-                                request.url.path)
+        try:
+            title = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            title = str(exc.detail)
+        return problem_response(exc.status_code, title, str(exc.detail), request.url.path)
 
     @app.exception_handler(PoolTimeout)
     async def _overloaded(request: Request, exc: PoolTimeout) -> JSONResponse:
