@@ -13,6 +13,7 @@ import pytest
 
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
+from services.payout.app import create_app as payout_app
 from shared.auth import Role, TokenService
 from shared.problems import PROBLEM_JSON
 from shared.settings import MEBIBYTE, PlatformSettings
@@ -171,3 +172,22 @@ async def test_every_response_says_nosniff_and_metrics_need_an_operator(
         assert scraped.status_code == 200
         assert "cyberclaims_http_requests_total" in scraped.text
 
+
+
+async def test_the_console_is_never_framed_cached_or_given_other_scripts() -> None:
+    """(The console's browser test, tests/payout/test_console.py, shows the policy admits the
+    page's own script.)"""
+    app = payout_app(run_workers=False)  # the console needs nothing the lifespan builds
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://test") as client:
+        response = await client.get("/console")
+    assert response.status_code == 200
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    policy = dict(d.strip().split(" ", 1) for d in
+                  response.headers["Content-Security-Policy"].split(";"))
+    assert policy["default-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["script-src"].startswith("'sha256-")
+    assert "unsafe-inline" not in policy["script-src"]
