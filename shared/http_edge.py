@@ -1,14 +1,16 @@
 """The HTTP edge: what a request must pass before a service reads its body.
 
+Every request (`RequestLimitsMiddleware`): headers larger than `max_header_bytes` get 431, a
+body announced (Content-Length) larger than `max_body_bytes` gets 413, and a body that turns
+out larger while streaming (chunked, or a lying length) gets 413 as soon as the limit is
+passed, so at most the limit is ever buffered.
+
 Every route that takes a bearer token is wrapped (`guard_authenticated_routes`, once, when the
 app is assembled) so that, before the endpoint reads a byte of the body:
 
 1. a client address that has sent too many requests without a valid token gets 429;
 2. a request without a valid token gets 401 (and counts against its address);
-3. a write (POST, PUT, PATCH, DELETE) beyond its principal's or its address's rate gets 429;
-4. a body announced (Content-Length) larger than `max_body_bytes` gets 413, and a body that
-   turns out larger while streaming (chunked, or a lying length) gets 413 as soon as the
-   limit is passed, so at most the limit is ever buffered.
+3. a write (POST, PUT, PATCH, DELETE) beyond its principal's or its address's rate gets 429.
 
 Role checks (403) and object-level checks stay with the endpoint's dependencies. The limits'
 state lives in the running service (`EdgeLimits` on its `Runtime`), never in a module.
@@ -89,7 +91,6 @@ class AuthenticatedEdge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = scope["app"].state.runtime
-        platform: PlatformSettings = runtime.platform
         limits: EdgeLimits | None = runtime.limits
         client = scope.get("client")
         address = client[0] if client else UNKNOWN_ADDRESS
@@ -112,12 +113,7 @@ class AuthenticatedEdge:
             if wait:
                 await _too_many(wait, "too many writes; slow down", path)(scope, receive, send)
                 return
-        limit = platform.max_body_bytes
-        announced = headers.get("content-length", "")
-        if announced.isdigit() and int(announced) > limit:
-            await _too_large(limit, path)(scope, receive, send)
-            return
-        await self.app(scope, _bounded(receive, limit), send)
+        await self.app(scope, receive, send)
 
 
 def _principal(headers: Headers, tokens: TokenService) -> Principal:
@@ -151,32 +147,41 @@ def _content_too_large(limit: int) -> HTTPException:
     return HTTPException(413, f"the request body exceeds {limit} bytes")
 
 
-def _too_large(limit: int, path: str) -> ASGIApp:
-    return problem_response(413, "Content too large", _content_too_large(limit).detail, path)
-
-
 def _too_many(wait: float, detail: str, path: str) -> ASGIApp:
     return problem_response(429, "Too many requests", detail, path,
                             retry_after=max(1, math.ceil(wait)))
 
 
-class HeaderLimitMiddleware:
-    """431 for a request whose headers (names and values together) exceed `max_header_bytes`.
+class RequestLimitsMiddleware:
+    """431 for headers (names and values together) over `max_header_bytes`; 413 for a body
+    over `max_body_bytes`, announced or streamed.
 
-    The server has parsed them by then: this bounds what the service keeps and works on, and
-    the server's own limit bounds the parse (see docs/operations.md, "HTTP limits")."""
+    The server has parsed the headers by then: this bounds what the service keeps and works
+    on, and the server's own limit bounds the parse (docs/operations.md, "HTTP limits")."""
 
-    def __init__(self, app: ASGIApp, max_header_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_header_bytes: int, max_body_bytes: int) -> None:
         self.app = app
         self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and sum(
-                len(name) + len(value) for name, value in scope["headers"]
-        ) > self.max_header_bytes:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header_bytes = 0
+        announced = b""
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
+            if name == b"content-length":
+                announced = value
+        if header_bytes > self.max_header_bytes:
             await problem_response(
                 431, "Request header fields too large",
                 f"the request's headers exceed {self.max_header_bytes} bytes", scope["path"],
             )(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+        elif announced.isdigit() and int(announced) > self.max_body_bytes:
+            await problem_response(413, "Content too large",
+                                   _content_too_large(self.max_body_bytes).detail,
+                                   scope["path"])(scope, receive, send)
+        else:
+            await self.app(scope, _bounded(receive, self.max_body_bytes), send)

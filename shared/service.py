@@ -30,7 +30,7 @@ from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, Handler, InboxColumns
 from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
 from shared.events import Event
-from shared.http_edge import EdgeLimits, HeaderLimitMiddleware, guard_authenticated_routes
+from shared.http_edge import EdgeLimits, RequestLimitsMiddleware, guard_authenticated_routes
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.logs import configure_logging, correlation_id
 from shared.openapi import document_error_responses
@@ -168,8 +168,9 @@ def create_service_app(
     app = FastAPI(title=spec.title, description=spec.description, version="1.0.0",
                   lifespan=lifespan)
     install_problem_handlers(app)
-    _install_observability(app, spec.name)
-    app.add_middleware(HeaderLimitMiddleware, max_header_bytes=platform.max_header_bytes)
+    app.add_middleware(RequestLimitsMiddleware, max_header_bytes=platform.max_header_bytes,
+                       max_body_bytes=platform.max_body_bytes)
+    _install_observability(app, spec.name)  # outermost: its headers and counts cover a 431 too
     for router in spec.routers:
         # The routers' routes themselves (their paths and tags are complete), not
         # `include_router`: FastAPI matches an included router's routes through a layer of

@@ -78,6 +78,11 @@ async def test_an_unauthenticated_50_mb_body_is_refused_without_being_read(
             assert_problem(response, 401)
             assert response.headers["WWW-Authenticate"] == "Bearer"
             assert body.pulled == 0  # receive() never called: nothing buffered
+        announced = CountingBody(50 * MEBIBYTE)
+        response = await client.post(path, content=announced, headers={
+            "Content-Length": str(50 * MEBIBYTE), "Content-Type": "application/json"})
+        assert_problem(response, 413)  # refused by its length, whoever sends it
+        assert announced.pulled == 0
 
 
 @pytest.mark.parametrize("path", ["/v1/incidents", "/v1/policies"])
@@ -113,6 +118,7 @@ async def test_oversize_headers_get_431(intake_db: str,
         response = await client.get("/v1/incidents", headers={**tokens.operator(),
                                                               "X-Padding": "p" * 17_000})
         assert_problem(response, 431)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert (await client.get("/v1/incidents", headers=tokens.operator())).status_code == 200
 
 
