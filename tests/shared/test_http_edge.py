@@ -4,6 +4,7 @@ authentications are rate limited, and every response says `nosniff`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from services.payout.app import create_app as payout_app
 from shared.auth import Role, TokenService
 from shared.problems import PROBLEM_JSON
 from shared.settings import MEBIBYTE, PlatformSettings
+from tests.payout.conftest import serving
 from tests.support.service import Tokens, running
 from tests.support.service import test_platform as platform_settings
 
@@ -83,6 +85,41 @@ async def test_an_unauthenticated_50_mb_body_is_refused_without_being_read(
             "Content-Length": str(50 * MEBIBYTE), "Content-Type": "application/json"})
         assert_problem(response, 413)  # refused by its length, whoever sends it
         assert announced.pulled == 0
+
+
+async def test_over_real_http_the_refusal_comes_before_the_body(
+        intake_db: str, broker: str, tokens: Tokens) -> None:
+    """uvicorn stops reading a body its app does not ask for: the 401 (or the 413, once the
+    limit is passed) arrives while the client is still sending a 50 MB chunked body."""
+    app = create_app(IntakeSettings(database_url=intake_db), platform_settings(broker),
+                     run_workers=False)
+    async with serving(app, lifespan="on") as url:
+        port = int(url.rsplit(":", 1)[1])
+        assert await sent_before_answer(port, {}) == (401, True)
+        assert await sent_before_answer(port, tokens.operator()) == (413, True)
+
+
+async def sent_before_answer(port: int, headers: dict[str, str]) -> tuple[int, bool]:
+    """Send a chunked 50 MB POST until the answer's status line arrives: its status, and
+    whether it came before half of it had been sent (the rest of what was sent sits in the
+    kernel's socket buffers, some MiB on loopback)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(f"POST /v1/policies HTTP/1.1\r\nHost: test\r\nContent-Type: application/json"
+                 f"\r\nTransfer-Encoding: chunked\r\n{head}\r\n".encode())
+    answer = asyncio.create_task(reader.readline())
+    chunk = f"{CHUNK:x}\r\n".encode() + b"x" * CHUNK + b"\r\n"
+    sent = 0
+    try:
+        while sent < 50 * MEBIBYTE and not answer.done():
+            writer.write(chunk)
+            await writer.drain()
+            sent += CHUNK
+    except ConnectionError:
+        pass  # the server closed the connection: it read no further
+    status = int((await asyncio.wait_for(answer, timeout=30)).split()[1])
+    writer.close()
+    return status, sent < 25 * MEBIBYTE
 
 
 @pytest.mark.parametrize("path", ["/v1/incidents", "/v1/policies"])
