@@ -149,7 +149,7 @@ def _content_too_large(limit: int) -> HTTPException:
 
 def _too_many(wait: float, detail: str, path: str) -> ASGIApp:
     return problem_response(429, "Too many requests", detail, path,
-                            retry_after=max(1, math.ceil(wait)))
+                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 class RequestLimitsMiddleware:

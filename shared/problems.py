@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -82,16 +83,14 @@ class ProblemDetails(BaseModel):
 
 
 def problem_response(status: int, title: str, detail: str, instance: str, *,
-                     retry_after: int | None = None, **extra: Any) -> JSONResponse:
-    """`retry_after` (seconds) is sent as `Retry-After` (503 has a default of its own)."""
+                     headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """`headers` (such as 429's `Retry-After`, 405's `Allow`) go with the status's own."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "instance": instance, **extra}
-    headers = {401: {"WWW-Authenticate": "Bearer"},
-               503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}.get(status, {})
-    if retry_after is not None:
-        headers = {**headers, "Retry-After": str(retry_after)}
+    sent = {401: {"WWW-Authenticate": "Bearer"},
+            503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}.get(status, {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
-                        headers=headers or None)
+                        headers={**sent, **(headers or {})} or None)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -121,7 +120,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             title = HTTPStatus(exc.status_code).phrase
         except ValueError:
             title = str(exc.detail)
-        return problem_response(exc.status_code, title, str(exc.detail), request.url.path)
+        return problem_response(exc.status_code, title, str(exc.detail), request.url.path,
+                                headers=exc.headers)
 
     @app.exception_handler(PoolTimeout)
     async def _overloaded(request: Request, exc: PoolTimeout) -> JSONResponse:

@@ -209,6 +209,9 @@ async def test_every_response_says_nosniff_and_metrics_need_an_operator(
         for response in (await client.get("/healthz"), await client.get("/nowhere"),
                          await client.get("/v1/incidents")):
             assert response.headers["X-Content-Type-Options"] == "nosniff"
+        not_allowed = await client.patch("/v1/incidents", headers=tokens.operator())
+        assert_problem(not_allowed, 405)
+        assert not_allowed.headers["Allow"]  # Starlette names the first matching route's methods
         assert_problem(await client.get("/metrics"), 401)
         assert_problem(await client.get("/metrics", headers=tokens.policyholder("org-m")), 403)
         scraped = await client.get("/metrics", headers=tokens.operator("prometheus"))
