@@ -177,6 +177,22 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                                 "scheme": {"enum": ["http", "https"]},
                                 "interval": _DURATION,
                                 "scrapeTimeout": _DURATION,
+                                "authorization": {
+                                    "type": "object",
+                                    "required": ["credentials"],
+                                    "properties": {
+                                        "type": {"type": "string"},
+                                        "credentials": {
+                                            "type": "object",
+                                            "required": ["key"],
+                                            "properties": {"name": {"type": "string"},
+                                                           "key": {"type": "string"},
+                                                           "optional": {"type": "boolean"}},
+                                            "additionalProperties": False,
+                                        },
+                                    },
+                                    "additionalProperties": False,
+                                },
                             },
                             "additionalProperties": False,
                         },

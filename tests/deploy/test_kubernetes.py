@@ -277,6 +277,9 @@ def test_the_service_monitor_scrapes_every_service(overlay: str) -> None:
     (monitor,) = of_kind(manifests, "ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    # /metrics answers operators only: Prometheus sends an operator token from a secret.
+    assert endpoint["authorization"] == {
+        "type": "Bearer", "credentials": {"name": "cyberclaims-metrics", "key": "token"}}
     scraped = {s["metadata"]["name"] for s in of_kind(manifests, "Service")
                if selects(monitor["spec"]["selector"], s["metadata"]["labels"])}
     assert scraped == set(SERVICES)
