@@ -21,8 +21,10 @@ app = typer.Typer(help="Run and operate cyberclaims.", no_args_is_help=True,
                   add_completion=False)
 dlq_app = typer.Typer(help="Inspect and replay dead-lettered events.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+insights_app = typer.Typer(help="Operate the insights read model.", no_args_is_help=True)
+app.add_typer(insights_app, name="insights")
 
-ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout or notify")]
+ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout, notify or insights")]
 
 
 def _entry(name: str) -> ServiceEntry:
@@ -70,7 +72,7 @@ def serve(
 
 @app.command()
 def token(
-    role: Annotated[Role, typer.Option(help="policyholder, vendor, adjuster or operator")],
+    role: Annotated[Role, typer.Option(help="policyholder, vendor, adjuster, operator, actuary or regulator")],
     sub: Annotated[str | None, typer.Option(help="subject (user id)")] = None,
     org_id: Annotated[str | None, typer.Option("--org-id")] = None,
     vendor_id: Annotated[str | None, typer.Option("--vendor-id")] = None,
@@ -115,6 +117,15 @@ def dlq_replay(
     replayed = asyncio.run(dlq.replay(PlatformSettings().kafka_bootstrap,
                                       None if all_ else dead_letter))
     typer.echo(f"replayed {replayed} message(s)")
+
+
+@insights_app.command("rebuild")
+def insights_rebuild() -> None:
+    """Empty insights' tables and consume every topic again from offset 0."""
+    from cyberclaims.insights import rebuild
+
+    read = asyncio.run(rebuild(_entry("insights"), PlatformSettings()))
+    typer.echo(f"insights: rebuilt from {read} message(s)")
 
 
 @app.command("sandbox-payments")
