@@ -79,7 +79,7 @@ async def load_claims(session: AsyncSession) -> list[ClaimFacts]:
         .outerjoin(IncidentRecord, IncidentRecord.incident_id == ClaimRecord.incident_id)
         .outerjoin(PolicyRecord, PolicyRecord.policy_number == ClaimRecord.policy_number))
     facts = []
-    for claim, incident, policy in rows.tuples():
+    for claim, incident, policy in rows:
         reserve = _cents(case_reserve(claim.reserve_basis, claim.paid, claim.closed_at is not None))
         paid = _cents(claim.paid)
         reported = incident.reported_at if incident else None
@@ -111,7 +111,7 @@ async def load_exposure(session: AsyncSession) -> list[ExposureFacts]:
     return [ExposureFacts(org_id=org_id, seconds=seconds, annual_premium=_cents(premium),
                           dimensions={"industry": industry, "region": region,
                                       "size_band": band, "period": quarter})
-            for org_id, quarter, seconds, industry, region, band, premium in rows.tuples()]
+            for org_id, quarter, seconds, industry, region, band, premium in rows]
 
 
 def experience(claims: Sequence[ClaimFacts], exposure: Sequence[ExposureFacts],

@@ -72,13 +72,13 @@ async def load_histories(session: AsyncSession) -> list[ClaimHistory]:
     movements: dict[uuid.UUID, list[tuple[datetime, str, Decimal]]] = defaultdict(list)
     for claim_id, at, kind, amount in (await session.execute(
             select(ClaimMovement.claim_id, ClaimMovement.at, ClaimMovement.kind,
-                   ClaimMovement.amount))).tuples():
+                   ClaimMovement.amount))):
         movements[claim_id].append((at, kind, amount))
     return [ClaimHistory(org_id=org_id, accident_quarter=quarter_of(occurred_at),
                          opened_at=opened_at,
                          movements=tuple(sorted(movements.get(claim_id, ()),
                                                 key=lambda m: (m[0], m[1]))))
-            for claim_id, org_id, opened_at, occurred_at in claims.tuples()
+            for claim_id, org_id, opened_at, occurred_at in claims
             if occurred_at is not None]
 
 
