@@ -129,8 +129,10 @@ def development(rows: dict[str, list[Decimal]]) -> dict[str, Any]:
     the latest value, ultimate, IBNR and Mack standard error, with their totals."""
     if not rows or max(len(values) for values in rows.values()) < 2:
         return {"factors": [], "origins": [], "total": None}
-    triangle = chainladder_triangle(rows)
-    model = cl.MackChainladder().fit(triangle)
+    # Mack's own approximation for the last sigma: the default log-linear extrapolation
+    # overflows on month-grain triangles with a long flat tail.
+    developed = cl.Development(sigma_interpolation="mack").fit_transform(chainladder_triangle(rows))
+    model = cl.MackChainladder().fit(developed)
     factors = model.ldf_.to_frame()
     summary = model.summary_.to_frame(origin_as_datetime=True)
     summary = summary[[quarter_of(origin.to_pydatetime().replace(tzinfo=UTC)) in rows
