@@ -174,6 +174,35 @@ def demo() -> None:
 
 
 @app.command()
+def simulate(
+    policies: Annotated[int, typer.Option(min=1, max=100_000, help="organisations insured")] = 50,
+    years: Annotated[int, typer.Option(min=1, max=10, help="consecutive annual policies each")] = 2,
+    seed: Annotated[int, typer.Option(help="the same seed draws the same book")] = 1,
+) -> None:
+    """Drive a synthetic book (telecom, internet, manufacturing, finance) through the running
+    system's public APIs, so insights has loss experience to show (docs/insights.md)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cyberclaims.client import Api
+    from cyberclaims.registry import available_services
+    from cyberclaims.simulate import book, drive
+
+    urls = {}
+    for entry in available_services():
+        settings = entry.settings()
+        urls[entry.name] = f"http://{settings.host}:{settings.port}"
+    start = datetime.now(UTC) - timedelta(days=365 * years)
+    the_book = book(policies, years, seed, start=start)
+    api = Api(urls, TokenService(PlatformSettings()))
+    try:
+        played = drive(api, the_book, say=lambda message: typer.echo(f"==> {message}"))
+    finally:
+        api.close()
+    typer.echo(f"simulated {len(the_book.policies)} policies and {played} claims; "
+               f"see http://127.0.0.1:8006/insights")
+
+
+@app.command()
 def dev(
     start_broker: Annotated[bool, typer.Option("--broker/--no-broker",
                                                help="start the Tansu dev broker")] = True,

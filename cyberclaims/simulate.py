@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
+from cyberclaims.client import Actor, Api, wait_for
+from cyberclaims.demo import policy_body, register_panel
 from shared.events import Category, Section
 from shared.money import round_money
 
@@ -48,7 +53,7 @@ SECTION_OF = {
     Category.business_email_compromise: Section.funds_transfer_fraud,
     Category.malware: Section.data_restoration,
     Category.unauthorized_access: Section.incident_response,
-    Category.ddos: Section.business_interruption,
+    Category.ddos: Section.incident_response,  # vendors verify costs; BI is the insured's
     Category.insider_misuse: Section.incident_response,
     Category.other: Section.incident_response,
 }
@@ -174,3 +179,102 @@ def _claim(rng: random.Random, policy: SimPolicy) -> SimClaim:
                     outage_hours=outage, assessed_at=assessed, payable=loss, denied=denied,
                     payments=tuple(payments))
 
+
+
+# --- driving the book through the running system -------------------------------------------
+
+TERMINAL_JOB_STATES = {"completed", "cancelled"}
+SETTLED_CLAIM_STATES = {"paid", "payment_failed", "denied", "closed_without_payment"}
+
+
+def drive(api: Api, the_book: Book, *, say: Callable[[str], None]) -> int:
+    """Play the book through the public APIs, as its users would: the operator registers the
+    panel and the policies, policyholders report, vendors accept and complete with verified
+    losses, adjusters approve or deny. Returns the claims played.
+
+    The services stamp what happens with their own clock, so through the APIs a claim is
+    reported, responded to and paid now; only the policy periods and when each incident
+    occurred come from the book (docs/insights.md says what that means for the triangles)."""
+    operator = api.operator()
+    adjuster = api.adjuster("adjuster-simulator", "100000000")
+    suffix = uuid.uuid4().hex[:6]
+    for region in REGIONS:
+        register_panel(operator, f"{suffix}-{region[3:].lower()}", region)
+    now = datetime.now(UTC)
+    for policy in the_book.policies:
+        operator.post("intake", "/v1/policies", policy_body(
+            policy.org_id, policy.policy_number, now, holder_name=policy.holder_name,
+            industry=policy.industry, region=policy.region,
+            period_start=policy.period_start.isoformat(), period_end=policy.period_end.isoformat(),
+            annual_premium=str(policy.annual_premium), employees=policy.employees,
+            annual_revenue=str(policy.annual_revenue)))
+    organisations = len({policy.org_id for policy in the_book.policies})
+    say(f"registered {len(the_book.policies)} policies of {organisations} organisations")
+    played = 0
+    for claim in the_book.claims:
+        if claim.occurred_at >= now - timedelta(hours=1):
+            continue  # not happened yet
+        _play(api, adjuster, claim, suffix)
+        played += 1
+        if played % 10 == 0:
+            say(f"{played} claims played")
+    return played
+
+
+def _play(api: Api, adjuster: Actor, claim: SimClaim, suffix: str) -> None:
+    policy = claim.policy
+    holder = api.policyholder(policy.org_id)
+    now = datetime.now(UTC)
+    incident = holder.post("intake", "/v1/incidents", {
+        "policy_number": policy.policy_number, "category": claim.category.value,
+        "title": f"Simulated {claim.category.value.replace('_', ' ')}",
+        "description": "A claim of the simulated book (cyberclaims simulate).",
+        "occurred_at": claim.occurred_at.isoformat(),
+        "discovered_at": max(claim.occurred_at, now - timedelta(hours=2)).isoformat(),
+        "contact": {"name": "IT desk", "email": "it@sme.example", "phone": "+86 10 1234 5678"},
+        "systems_down": claim.outage_hours is not None,
+    }, headers={"Idempotency-Key": f"simulate-{suffix}-{uuid.uuid4().hex}"})
+    incident_id = incident["id"]
+    loss_booked = False
+    for vendor_id, job in _jobs_until_done(api, incident_id):
+        vendor = api.vendor(vendor_id)
+        vendor.post("triage", f"/v1/jobs/{job['id']}/accept")
+        report: dict[str, Any] = {
+            "root_cause": "simulated", "attack_vector": claim.attack_vector,
+            "attribution": "criminal", "contained_at": datetime.now(UTC).isoformat(),
+            "verified_losses": [] if loss_booked else [{
+                "section": claim.section.value, "amount": str(claim.payable),
+                "description": "Verified loss of the simulated claim"}],
+        }
+        if claim.outage_hours is not None and not loss_booked:
+            started = datetime.now(UTC) - timedelta(hours=claim.outage_hours)
+            report |= {"outage_started_at": started.isoformat(),
+                       "outage_ended_at": datetime.now(UTC).isoformat()}
+        vendor.post("triage", f"/v1/jobs/{job['id']}/complete", report)
+        loss_booked = True
+    found = wait_for("the claim's assessment", lambda: adjuster.call(
+        "payout", "GET", f"/v1/incidents/{incident_id}/claim", expect=(200, 404)),
+        until=lambda c: bool(c) and c.get("status") in {"pending_approval", *SETTLED_CLAIM_STATES})
+    if found["status"] == "pending_approval":
+        if claim.denied:
+            adjuster.post("payout", f"/v1/claims/{found['id']}/deny",
+                          {"reason": "Simulated denial: an exclusion applies"})
+        else:
+            adjuster.post("payout", f"/v1/claims/{found['id']}/approve", {})
+
+
+def _jobs_until_done(api: Api, incident_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each dispatched job of the incident, as triage dispatches them, until all are done."""
+    operator = api.operator()
+    handed: set[str] = set()
+    while True:
+        jobs = wait_for("the incident's jobs", lambda: operator.get(
+            "triage", "/v1/jobs", incident_id=incident_id)["items"],
+            until=lambda items: bool(items) and all(
+                j["status"] in TERMINAL_JOB_STATES or j["status"] == "dispatched" for j in items))
+        waiting = [job for job in jobs if job["status"] == "dispatched" and job["id"] not in handed]
+        if not waiting:
+            return
+        for job in waiting:
+            handed.add(job["id"])
+            yield job["vendor_id"], job
