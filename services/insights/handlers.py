@@ -85,7 +85,7 @@ async def on_paid(uow: UnitOfWork, event: PaymentSucceeded, envelope: Envelope) 
 
 
 def handlers() -> Mapping[type[Event], Handler]:
-    return {
+    table: dict[type[Event], Handler] = {
         # cyberclaims.policies
         PolicyRegistered: on_policy_registered,
         PolicyUpdated: on_policy_updated,
@@ -102,3 +102,12 @@ def handlers() -> Mapping[type[Event], Handler]:
         ClaimClosedWithoutPayment: on_closed,
         PaymentSucceeded: on_paid,
     }
+    return {event_type: _counted(handler) for event_type, handler in table.items()}
+
+
+def _counted(handler: Handler) -> Handler:
+    async def run(uow: UnitOfWork, event: Event, envelope: Envelope) -> None:
+        await service.count_change(uow)
+        await handler(uow, event, envelope)
+
+    return run

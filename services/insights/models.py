@@ -107,5 +107,15 @@ class ClaimMovement(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ReadModelVersion(Base):
+    """One row, counted up by every transaction that changes the read model: the statistics'
+    in-memory copy is reloaded when, and only when, it changed."""
+
+    __tablename__ = "read_model_version"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 READ_MODEL = (PolicyRecord, Exposure, IncidentRecord, ClaimRecord, ClaimMovement, Inbox)
 """What a rebuild empties before it replays every topic from the beginning."""

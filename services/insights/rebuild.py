@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import delete
 
-from services.insights import handlers
+from services.insights import handlers, service
 from services.insights.app import NAME
 from services.insights.models import READ_MODEL, Inbox
 from shared.clock import Clock
@@ -24,6 +24,7 @@ async def empty_read_model(uow: UnitOfWorkFactory) -> None:
     async with uow() as unit:
         for model in READ_MODEL:
             await unit.session.execute(delete(model))
+        await service.count_change(unit)
         await unit.commit()
 
 

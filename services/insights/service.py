@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from services.insights.models import (
     ClaimMovement,
@@ -18,6 +18,7 @@ from services.insights.models import (
     Exposure,
     IncidentRecord,
     PolicyRecord,
+    ReadModelVersion,
 )
 from shared.db import UnitOfWork
 from shared.events import IncidentResponseCompleted, PolicyTerms
@@ -26,12 +27,23 @@ from shared.money import ZERO
 SIZE_BANDS = ((1, 49, "1-49"), (50, 249, "50-249"), (250, 999, "250-999"))
 LARGEST_BAND = "1000+"
 UNKNOWN = "unknown"
+VERSION_ROW = 1
+_COUNTED = "insights.read_model_counted"
 
 
 class MovementKind:
     reserve = "reserve"
     paid = "paid"
     closed = "closed"
+
+
+async def count_change(uow: UnitOfWork) -> None:
+    """Count this transaction's change of the read model, once per transaction (the consumer
+    applies a whole fetch in one)."""
+    if not uow.session.info.get(_COUNTED):
+        await uow.session.execute(update(ReadModelVersion).where(ReadModelVersion.id == VERSION_ROW)
+                                  .values(version=ReadModelVersion.version + 1))
+        uow.session.info[_COUNTED] = True
 
 
 def size_band(employees: int | None) -> str:

@@ -9,6 +9,7 @@ final rounding (half up)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.insights.models import ClaimRecord, Exposure, IncidentRecord, PolicyRecord
+from services.insights.models import (
+    ClaimRecord,
+    Exposure,
+    IncidentRecord,
+    PolicyRecord,
+    ReadModelVersion,
+)
 from services.insights.privacy import Cell, suppress
-from services.insights.service import UNKNOWN, case_reserve, quarter_of
+from services.insights.service import UNKNOWN, VERSION_ROW, case_reserve, quarter_of
 
 POLICY_DIMENSIONS = ("industry", "region", "size_band", "period")
 CLAIM_DIMENSIONS = ("category", "attack_vector")
@@ -75,30 +82,30 @@ def _micros(start: datetime | None, end: datetime | None) -> int | None:
 
 async def load_claims(session: AsyncSession) -> list[ClaimFacts]:
     rows = await session.execute(
-        select(ClaimRecord, IncidentRecord, PolicyRecord)
+        select(ClaimRecord.org_id, ClaimRecord.reserve_basis, ClaimRecord.paid,
+               ClaimRecord.closed_at, ClaimRecord.first_paid_at, PolicyRecord.industry,
+               PolicyRecord.region, PolicyRecord.size_band, IncidentRecord.category,
+               IncidentRecord.attack_vector, IncidentRecord.occurred_at,
+               IncidentRecord.reported_at, IncidentRecord.first_dispatched_at,
+               IncidentRecord.contained_at, IncidentRecord.outage_seconds)
         .outerjoin(IncidentRecord, IncidentRecord.incident_id == ClaimRecord.incident_id)
         .outerjoin(PolicyRecord, PolicyRecord.policy_number == ClaimRecord.policy_number))
     facts = []
-    for claim, incident, policy in rows:
-        reserve = _cents(case_reserve(claim.reserve_basis, claim.paid, claim.closed_at is not None))
-        paid = _cents(claim.paid)
-        reported = incident.reported_at if incident else None
+    for (org_id, basis, paid_amount, closed_at, first_paid_at, industry, region, band, category,
+         vector, occurred_at, reported_at, dispatched_at, contained_at, outage) in rows:
+        reserve = _cents(case_reserve(basis, paid_amount, closed_at is not None))
+        paid = _cents(paid_amount)
         facts.append(ClaimFacts(
-            org_id=claim.org_id,
-            dimensions={
-                "industry": policy.industry if policy else UNKNOWN,
-                "region": policy.region if policy else UNKNOWN,
-                "size_band": policy.size_band if policy else UNKNOWN,
-                "category": (incident and incident.category) or UNKNOWN,
-                "attack_vector": (incident and incident.attack_vector) or UNKNOWN,
-                "period": quarter_of(incident.occurred_at)
-                if incident and incident.occurred_at else UNKNOWN,
-            },
+            org_id=org_id,
+            dimensions={"industry": industry or UNKNOWN, "region": region or UNKNOWN,
+                        "size_band": band or UNKNOWN, "category": category or UNKNOWN,
+                        "attack_vector": vector or UNKNOWN,
+                        "period": quarter_of(occurred_at) if occurred_at else UNKNOWN},
             paid=paid, incurred=paid + reserve, case_reserve=reserve,
-            to_dispatch=_micros(reported, incident.first_dispatched_at if incident else None),
-            to_containment=_micros(reported, incident.contained_at if incident else None),
-            to_payment=_micros(reported, claim.first_paid_at),
-            outage_seconds=incident.outage_seconds if incident else None,
+            to_dispatch=_micros(reported_at, dispatched_at),
+            to_containment=_micros(reported_at, contained_at),
+            to_payment=_micros(reported_at, first_paid_at),
+            outage_seconds=outage,
         ))
     return facts
 
@@ -112,6 +119,26 @@ async def load_exposure(session: AsyncSession) -> list[ExposureFacts]:
                           dimensions={"industry": industry, "region": region,
                                       "size_band": band, "period": quarter})
             for org_id, quarter, seconds, industry, region, band, premium in rows]
+
+
+class FactsCache:
+    """The claims and exposure of the read model, held in memory between changes: a query
+    reads the version row (one primary-key look-up) and reloads only if it moved. The version
+    is read before the facts, so a copy is never labelled newer than it is."""
+
+    def __init__(self) -> None:
+        self._version: int | None = None
+        self._facts: tuple[list[ClaimFacts], list[ExposureFacts]] = ([], [])
+        self._lock = asyncio.Lock()
+
+    async def facts(self, session: AsyncSession) -> tuple[list[ClaimFacts], list[ExposureFacts]]:
+        async with self._lock:
+            version = await session.scalar(select(ReadModelVersion.version)
+                                           .where(ReadModelVersion.id == VERSION_ROW))
+            if version is None or version != self._version:
+                self._facts = (await load_claims(session), await load_exposure(session))
+                self._version = version
+            return self._facts
 
 
 def experience(claims: Sequence[ClaimFacts], exposure: Sequence[ExposureFacts],

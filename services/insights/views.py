@@ -23,8 +23,7 @@ pages = APIRouter(tags=["page"])
 
 
 async def _cells(runtime: RuntimeDep, uow: UnitOfWorkDep, query: ExperienceQuery) -> list[CellOut]:
-    claims = await statistics.load_claims(uow.session)
-    exposure = await statistics.load_exposure(uow.session)
+    claims, exposure = await runtime.resources["facts"].facts(uow.session)
     published = statistics.experience(claims, exposure, query.group_by, query.filters,
                                       runtime.resources["settings"].min_organisations)
     return [CellOut.model_validate(cell) for cell in published]

@@ -94,6 +94,13 @@ async def test_statistics_equal_an_independent_computation_from_the_raw_events(w
             published += check_against(raw, body, group_by, filters)
         assert published >= 10  # the book is large enough for most coarse cells to show
 
+        # More events: the statistics' in-memory copy follows the read model.
+        _, more = simulated(seed=12, policies=100)
+        await publish_all(world.broker, more)
+        await consumed(client, app.state.runtime, len(events) + len(more))
+        check_against(Raw.of(events + more), await experience(client, world, group_by="industry"),
+                      ("industry",), {})
+
 
 def lone_organisation(seed: int) -> tuple[Book, SimPolicy]:
     """A book with one energy company (its industry's only organisation) that claims."""
