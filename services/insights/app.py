@@ -8,7 +8,7 @@ from services.insights import handlers, views
 from services.insights.models import Inbox, Outbox
 from services.insights.page import Pages
 from services.insights.settings import InsightsSettings
-from services.insights.statistics import FactsCache
+from services.insights.statistics import ExperienceCache
 from shared.clock import Clock
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import PlatformSettings
@@ -20,7 +20,7 @@ def spec(settings: InsightsSettings) -> ServiceSpec:
     """The spec, bound to these settings (the privacy threshold k)."""
 
     async def setup(runtime: Runtime) -> None:
-        runtime.resources.update(settings=settings, pages=Pages(), facts=FactsCache())
+        runtime.resources.update(settings=settings, pages=Pages(), experience=ExperienceCache())
 
     return ServiceSpec(
         name=NAME,

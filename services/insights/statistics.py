@@ -121,24 +121,33 @@ async def load_exposure(session: AsyncSession) -> list[ExposureFacts]:
             for org_id, quarter, seconds, industry, region, band, premium in rows]
 
 
-class FactsCache:
-    """The claims and exposure of the read model, held in memory between changes: a query
-    reads the version row (one primary-key look-up) and reloads only if it moved. The version
-    is read before the facts, so a copy is never labelled newer than it is."""
+class ExperienceCache:
+    """The read model's claims and exposure, and the answers computed from them, held in
+    memory between changes: a query reads the version row (one primary-key look-up) and
+    recomputes only if it moved. The version is read before the facts, so a copy is never
+    labelled newer than it is."""
 
     def __init__(self) -> None:
         self._version: int | None = None
         self._facts: tuple[list[ClaimFacts], list[ExposureFacts]] = ([], [])
+        self._answers: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._lock = asyncio.Lock()
 
-    async def facts(self, session: AsyncSession) -> tuple[list[ClaimFacts], list[ExposureFacts]]:
+    async def experience(self, session: AsyncSession, group_by: Sequence[str],
+                         filters: Mapping[str, str], k: int) -> list[dict[str, Any]]:
         async with self._lock:
             version = await session.scalar(select(ReadModelVersion.version)
                                            .where(ReadModelVersion.id == VERSION_ROW))
             if version is None or version != self._version:
                 self._facts = (await load_claims(session), await load_exposure(session))
+                self._answers = {}
                 self._version = version
-            return self._facts
+            key = (tuple(group_by), tuple(sorted(filters.items())), k)
+            if key not in self._answers:
+                # Computed off the event loop, so health checks are answered meanwhile.
+                self._answers[key] = await asyncio.to_thread(experience, *self._facts, group_by,
+                                                             filters, k)
+            return self._answers[key]
 
 
 def experience(claims: Sequence[ClaimFacts], exposure: Sequence[ExposureFacts],

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 
-from services.insights import exports, statistics, triangles
+from services.insights import exports, triangles
 from services.insights.schemas import CellOut, ExperienceOut, ExperienceQuery, TriangleOut
 from services.insights.triangles import Basis
 from shared.auth import Principal, Role, require
@@ -23,9 +23,8 @@ pages = APIRouter(tags=["page"])
 
 
 async def _cells(runtime: RuntimeDep, uow: UnitOfWorkDep, query: ExperienceQuery) -> list[CellOut]:
-    claims, exposure = await runtime.resources["facts"].facts(uow.session)
-    published = statistics.experience(claims, exposure, query.group_by, query.filters,
-                                      runtime.resources["settings"].min_organisations)
+    published = await runtime.resources["experience"].experience(
+        uow.session, query.group_by, query.filters, runtime.resources["settings"].min_organisations)
     return [CellOut.model_validate(cell) for cell in published]
 
 
