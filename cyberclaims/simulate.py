@@ -23,8 +23,9 @@ from shared.money import round_money
 
 INDUSTRIES = {"telecom": 0.2, "internet": 0.3, "manufacturing": 0.3, "finance": 0.2}
 REGIONS = ("CN-GD", "CN-BJ", "CN-SH", "CN-ZJ", "CN-JS")
-# Share of claims by category: business email compromise and funds-transfer fraud lead
-# claim counts, ransomware is about a fifth, breaches follow (docs/insights.md, sources 1-3).
+# Share of claims by category, after the public claims studies cited in docs/insights.md
+# ("The simulator"): email compromise and funds-transfer fraud lead claim counts, ransomware
+# is about a fifth, breaches follow. Rounded assumptions, not the studies' exact figures.
 CATEGORY_MIX = {
     Category.business_email_compromise: 0.30,
     Category.ransomware: 0.20,
@@ -35,8 +36,9 @@ CATEGORY_MIX = {
     Category.insider_misuse: 0.04,
     Category.other: 0.04,
 }
-# Median ground-up loss (CNY) and the log-normal spread: ransomware the most severe,
-# BEC and DDoS the least (sources 1-3, converted at about 7 CNY per USD and scaled to SMEs).
+# Median ground-up loss (CNY) and the log-normal spread: ransomware the most severe, email
+# compromise and DDoS the least (the ordering of the cited studies; amounts are assumptions
+# for SMEs at about 7 CNY per USD, not their figures).
 SEVERITY = {
     Category.ransomware: (700_000, 1.0),
     Category.data_breach: (350_000, 1.1),
@@ -67,7 +69,9 @@ VECTORS = {
     Category.insider_misuse: ("insider",),
     Category.other: ("unknown",),
 }
-ANNUAL_CLAIM_RATE = 0.12  # claims per policy-year for SMEs (about 1 in 8; sources 1, 4)
+# Claims per policy-year: deliberately several times the public SME figures (a few per cent;
+# docs/insights.md), so that a book of a few hundred policies shows cells above k.
+ANNUAL_CLAIM_RATE = 0.12
 DENIAL_RATE = 0.08
 RATE_ON_REVENUE = Decimal("0.0012")  # premium per unit of turnover, before the size load
 
