@@ -39,7 +39,9 @@ class MovementKind:
 
 async def count_change(uow: UnitOfWork) -> None:
     """Count this transaction's change of the read model, once per transaction (the consumer
-    applies a whole fetch in one)."""
+    applies a whole fetch in one), before anything else: the version row's lock then orders
+    every change of the read model, so events of one incident arriving at once on different
+    topics (and consumers) never race to create or update the same row."""
     if not uow.session.info.get(_COUNTED):
         await uow.session.execute(update(ReadModelVersion).where(ReadModelVersion.id == VERSION_ROW)
                                   .values(version=ReadModelVersion.version + 1))

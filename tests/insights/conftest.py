@@ -58,9 +58,10 @@ class World:
     database_url: str
     platform: PlatformSettings
 
-    def app(self, clock: Clock | None = None, **overrides: Any) -> FastAPI:
+    def app(self, clock: Clock | None = None, *, run_workers: bool = True,
+            **overrides: Any) -> FastAPI:
         settings = InsightsSettings(database_url=self.database_url, **overrides)
-        return create_app(settings, self.platform, clock)
+        return create_app(settings, self.platform, clock, run_workers=run_workers)
 
     def bearer(self, role: Role) -> dict[str, str]:
         token = TokenService(self.platform).issue(
