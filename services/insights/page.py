@@ -35,11 +35,12 @@ class Curve:
     colour: str
 
 
-def bars(items: Sequence[tuple[str, Decimal]], colour: str = COLOURS[0]) -> list[Bar]:
-    """Vertical bars scaled to the largest value."""
+def bars(items: Sequence[tuple[str, Decimal]], colour: str = COLOURS[0],
+         top: Decimal | None = None) -> list[Bar]:
+    """Vertical bars scaled to `top` (by default the largest value)."""
     if not items:
         return []
-    top = max(value for _, value in items) or Decimal(1)
+    top = top or max(value for _, value in items) or Decimal(1)
     slot = (WIDTH - 2 * MARGIN) / len(items)
     result = []
     for index, (label, value) in enumerate(items):
@@ -86,7 +87,8 @@ class Pages:
                     if c.figures is not None and c.figures.paid.median is not None]
         severity_p90 = [(label(c), c.figures.paid.p90) for c in shown
                         if c.figures is not None and c.figures.paid.p90 is not None]
+        top = max((value for _, value in severity_p90), default=None)  # one scale for both
         return self._env.get_template("report.html").render(
             **context, label=label, width=WIDTH, height=HEIGHT, margin=MARGIN,
-            frequency=bars(frequency), severity=bars(severity),
-            severity_p90=bars(severity_p90, COLOURS[1]), curves=curves(context["triangle"]))
+            frequency=bars(frequency), severity=bars(severity, top=top),
+            severity_p90=bars(severity_p90, COLOURS[1], top=top), curves=curves(context["triangle"]))
