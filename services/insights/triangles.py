@@ -2,14 +2,17 @@
 and chain-ladder factors, ultimates, IBNR and the Mack standard error from `chainladder`.
 
 Development month m of accident quarter q is valued at q's first day plus m months (the
-latest diagonal at the valuation time). An accident quarter whose claims come from fewer than k
-organisations is left out entirely (not part of any total), so nothing is derived from it."""
+latest diagonal at the valuation time). An accident quarter that the experience by period hides
+(fewer than k organisations, or hidden to protect one that is) is left out entirely, not part
+of any total: the triangle's latest diagonal is the period's paid or incurred total, so a row
+shown where the period is hidden would undo the experience's complementary suppression."""
 
 from __future__ import annotations
 
 import math
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -82,10 +85,10 @@ async def load_histories(session: AsyncSession) -> list[ClaimHistory]:
             if occurred_at is not None]
 
 
-def triangle_rows(histories: list[ClaimHistory], basis: Basis, valuation: datetime, k: int
-                  ) -> tuple[dict[str, list[Decimal]], list[str]]:
+def triangle_rows(histories: list[ClaimHistory], basis: Basis, valuation: datetime,
+                  hidden_quarters: Collection[str]) -> tuple[dict[str, list[Decimal]], list[str]]:
     """Cumulative values by accident quarter (development months 1, 2, ... up to the
-    valuation), and the accident quarters left out for covering fewer than k organisations."""
+    valuation), and the accident quarters left out: those the experience by period hides."""
     by_quarter: dict[str, list[ClaimHistory]] = defaultdict(list)
     for history in histories:
         if quarter_start(history.accident_quarter) <= valuation:
@@ -94,7 +97,7 @@ def triangle_rows(histories: list[ClaimHistory], basis: Basis, valuation: dateti
     hidden = []
     for quarter in sorted(by_quarter):
         claims = by_quarter[quarter]
-        if len({claim.org_id for claim in claims}) < k:
+        if quarter in hidden_quarters:
             hidden.append(quarter)
             continue
         start = quarter_start(quarter)

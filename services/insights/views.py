@@ -31,8 +31,10 @@ async def _cells(runtime: RuntimeDep, uow: UnitOfWorkDep, query: ExperienceQuery
 async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis) -> TriangleOut:
     k = runtime.resources["settings"].min_organisations
     valuation = runtime.clock.now()
+    by_period = await runtime.resources["experience"].experience(uow.session, ("period",), {}, k)
+    hidden_quarters = {cell["dimensions"]["period"] for cell in by_period if cell["suppressed"]}
     histories = await triangles.load_histories(uow.session)
-    rows, hidden = triangles.triangle_rows(histories, basis, valuation, k)
+    rows, hidden = triangles.triangle_rows(histories, basis, valuation, hidden_quarters)
     results = await asyncio.to_thread(triangles.development, rows)  # numpy work, off the loop
     return TriangleOut.model_validate({
         "basis": basis, "k": k, "valuation": valuation.isoformat(),
