@@ -54,8 +54,8 @@ class Severity(Out):
 
 
 class Figures(Out):
-    exposure_policy_years: Decimal
-    earned_premium: Decimal
+    exposure_policy_years: Decimal | None
+    earned_premium: Decimal | None
     claims: int
     frequency_per_100_policy_years: Decimal | None
     paid: Severity

@@ -2,7 +2,9 @@
 
 A query groups by some dimensions and filters on others; it is computed on the grouping of
 both (a filter is a group the caller keeps), suppressed there, and only then filtered, so the
-same cells are hidden whatever the filter: two queries never differ by a hidden cell.
+same cells are hidden whatever the filter: two queries never differ by a hidden cell. A cell
+by category or attack vector shows the exposure of its policy dimensions only where that
+grouping publishes it.
 
 Amounts are summed as integer cents and divided once, so every figure is exact up to its
 final rounding (half up)."""
@@ -175,6 +177,11 @@ def experience(claims: Sequence[ClaimFacts], exposure: Sequence[ExposureFacts],
             cell.organisations = {claim.org_id for claim in cell.claims}
         privacy.append(Cell(key, frozenset(cell.organisations)))
     suppress(privacy, k)
+    withheld = set()  # parents whose exposure their own grouping hides: not shown here either
+    if by_claims:
+        withheld = {tuple(parent["dimensions"][d] for d in exposure_grouping)
+                    for parent in experience(claims, exposure, exposure_grouping, {}, k)
+                    if parent["suppressed"]}
     published = []
     for entry in sorted(privacy, key=lambda c: c.key):
         values = dict(zip(grouping, entry.key, strict=True))
@@ -182,22 +189,25 @@ def experience(claims: Sequence[ClaimFacts], exposure: Sequence[ExposureFacts],
             continue
         shown = {d: values[d] for d in grouping if d in group_by}
         parent_key = tuple(values[d] for d in exposure_grouping)
-        figures = None if entry.suppressed else _figures(cells[entry.key],
-                                                         exposures.get(parent_key))
+        figures = None if entry.suppressed else _figures(
+            cells[entry.key], None if parent_key in withheld else exposures.get(parent_key))
         published.append({"dimensions": shown, "suppressed": entry.suppressed,
                           "figures": figures})
     return published
 
 
 def _figures(cell: Accumulator, exposure: Accumulator | None) -> dict[str, Any]:
+    """A published cell's figures; without `exposure` (unknown, or withheld) the figures
+    that need it are none."""
     seconds = exposure.seconds if exposure else 0
     earned = _round(Decimal(exposure.premium_seconds) / YEAR_SECONDS, Decimal(1)) \
         if exposure else Decimal(0)
     claims = cell.claims
     incurred = sum(claim.incurred for claim in claims)
     return {
-        "exposure_policy_years": _round(Decimal(seconds) / YEAR_SECONDS, FOUR_PLACES),
-        "earned_premium": _money(earned),
+        "exposure_policy_years": _round(Decimal(seconds) / YEAR_SECONDS, FOUR_PLACES)
+        if exposure else None,
+        "earned_premium": _money(earned) if exposure else None,
         "claims": len(claims),
         "frequency_per_100_policy_years":
             _round(Decimal(len(claims) * 100 * YEAR_SECONDS) / seconds, FOUR_PLACES)

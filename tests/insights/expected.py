@@ -164,8 +164,10 @@ class Raw:
                              "premium": int((policy.annual_premium or 0) * 100)})
         return rows
 
-    def cells(self, dims: tuple[str, ...]) -> dict[tuple[str, ...], dict[str, Any]]:
-        """Every cell of a grouping: its organisations and its figures as the API shows them."""
+    def cells(self, dims: tuple[str, ...], withheld: frozenset[tuple[str, ...]] = frozenset()
+              ) -> dict[tuple[str, ...], dict[str, Any]]:
+        """Every cell of a grouping: its organisations and its figures as the API shows them
+        (without exposure where the parent's own grouping hides it: `withheld`)."""
         policy_dims = tuple(d for d in dims if d in POLICY_DIMS)
         exposure: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for row in self.exposure_rows():
@@ -177,10 +179,11 @@ class Raw:
         result = {}
         for key in keys:
             members = claims.get(key, [])
-            parent = exposure.get(tuple(v for d, v in zip(dims, key, strict=True)
-                                        if d in POLICY_DIMS), [])
+            parent_key = tuple(v for d, v in zip(dims, key, strict=True) if d in POLICY_DIMS)
+            parent = exposure.get(parent_key, [])
             orgs = {r["org"] for r in members} if members else {r["org"] for r in parent}
-            result[key] = {"orgs": orgs, "figures": figures(members, parent)}
+            result[key] = {"orgs": orgs,
+                           "figures": figures(members, parent, parent_key in withheld)}
         return result
 
 
@@ -217,14 +220,17 @@ def _mean_hours(values: list[int | None]) -> Decimal | None:
     return _exact(Fraction(sum(known), len(known) * 3_600_000_000), "0.01") if known else None
 
 
-def figures(claims: list[dict[str, Any]], exposure: list[dict[str, Any]]) -> dict[str, Any]:
+def figures(claims: list[dict[str, Any]], exposure: list[dict[str, Any]],
+            withheld: bool = False) -> dict[str, Any]:
+    if withheld:
+        exposure = []
     seconds = sum(r["seconds"] for r in exposure)
     earned_cents = _exact(Fraction(sum(r["premium"] * r["seconds"] for r in exposure), YEAR), "1")
     incurred = sum(r["incurred"] for r in claims)
     outages = [r["outage"] for r in claims if r["outage"] is not None]
     return {
-        "exposure_policy_years": _exact(Fraction(seconds, YEAR), "0.0001"),
-        "earned_premium": _money(int(earned_cents)),
+        "exposure_policy_years": None if withheld else _exact(Fraction(seconds, YEAR), "0.0001"),
+        "earned_premium": None if withheld else _money(int(earned_cents)),
         "claims": len(claims),
         "frequency_per_100_policy_years":
             _exact(Fraction(len(claims) * 100 * YEAR, seconds), "0.0001") if seconds else None,

@@ -22,7 +22,7 @@ from shared.auth import Role
 from shared.events import Event
 from shared.service import Runtime
 from tests.insights.conftest import World, book_events, publish_all
-from tests.insights.expected import ORDER, Raw, as_numbers
+from tests.insights.expected import ORDER, POLICY_DIMS, Raw, as_numbers
 from tests.support.service import running
 
 K = 5
@@ -55,12 +55,19 @@ async def experience(client: httpx.AsyncClient, world: World, **params: str) -> 
     return body
 
 
-def check_against(raw: Raw, body: dict[str, Any], group_by: tuple[str, ...],
-                  filters: dict[str, str]) -> int:
+async def check_against(client: httpx.AsyncClient, world: World, raw: Raw, body: dict[str, Any],
+                        group_by: tuple[str, ...], filters: dict[str, str]) -> int:
     """Every published cell equals the test's computation and covers at least k
-    organisations; returns how many were published."""
+    organisations; returns how many were published. A cell by category or vector shows its
+    policy dimensions' exposure only where their own grouping publishes it."""
     grouping = tuple(d for d in ORDER if d in group_by or d in filters)
-    expected = raw.cells(grouping)
+    parents = tuple(d for d in grouping if d in POLICY_DIMS)
+    withheld: frozenset[tuple[str, ...]] = frozenset()
+    if parents != grouping:
+        coarser = await experience(client, world, group_by=",".join(parents))
+        withheld = frozenset(tuple(c["dimensions"][d] for d in parents)
+                             for c in coarser["cells"] if c["suppressed"])
+    expected = raw.cells(grouping, withheld)
     wanted = {key: cell for key, cell in expected.items()
               if all(dict(zip(grouping, key, strict=True))[d] == v for d, v in filters.items())}
     assert len(body["cells"]) == len(wanted)
@@ -91,15 +98,15 @@ async def test_statistics_equal_an_independent_computation_from_the_raw_events(w
                                   (("region", "size_band"), {})]:
             body = await experience(client, world, group_by=",".join(group_by), **filters)
             assert body["k"] == K
-            published += check_against(raw, body, group_by, filters)
+            published += await check_against(client, world, raw, body, group_by, filters)
         assert published >= 10  # the book is large enough for most coarse cells to show
 
         # More events: the statistics' in-memory copy follows the read model.
         _, more = simulated(seed=12, policies=100)
         await publish_all(world.broker, more)
         await consumed(client, app.state.runtime, len(events) + len(more))
-        check_against(Raw.of(events + more), await experience(client, world, group_by="industry"),
-                      ("industry",), {})
+        await check_against(client, world, Raw.of(events + more),
+                            await experience(client, world, group_by="industry"), ("industry",), {})
 
 
 def lone_organisation(seed: int) -> tuple[Book, SimPolicy]:
@@ -123,8 +130,8 @@ async def test_k_anonymity_holds_and_differencing_two_queries_reveals_no_one(wor
         await consumed(client, app.state.runtime, len(events))
         total = await experience(client, world)
         by_industry = await experience(client, world, group_by="industry")
-        check_against(raw, total, (), {})
-        check_against(raw, by_industry, ("industry",), {})
+        await check_against(client, world, raw, total, (), {})
+        await check_against(client, world, raw, by_industry, ("industry",), {})
         [everything] = total["cells"]
         assert not everything["suppressed"]
         cells = {c["dimensions"]["industry"]: c for c in by_industry["cells"]}
@@ -152,6 +159,11 @@ async def test_k_anonymity_holds_and_differencing_two_queries_reveals_no_one(wor
         assert lone.org_id not in response.text and "sim-" not in response.text
         rows = list(csv.DictReader(io.StringIO(response.text)))
         json_cells = (await experience(client, world, group_by="industry,category"))["cells"]
+        # Nor does a finer cell give away a hidden industry's exposure or premium.
+        for cell in json_cells:
+            if cell["dimensions"]["industry"] in hidden and cell["figures"] is not None:
+                assert cell["figures"]["earned_premium"] is None
+                assert cell["figures"]["exposure_policy_years"] is None
         assert [(r["industry"], r["category"], r["suppressed"]) for r in rows] == [
             (c["dimensions"]["industry"], c["dimensions"]["category"], str(c["suppressed"]))
             for c in json_cells]
