@@ -33,6 +33,8 @@ class Role(StrEnum):
     vendor = "vendor"
     adjuster = "adjuster"
     operator = "operator"
+    actuary = "actuary"  # insights: aggregate loss experience only
+    regulator = "regulator"  # insights: aggregate loss experience only
 
 
 class Principal(BaseModel):

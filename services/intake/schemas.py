@@ -67,6 +67,11 @@ class PolicyBody(RequestBody):
     notice_period_hours: Annotated[int, Field(ge=0, le=8760)] = 72
     war_exclusion: bool = True
     sections: dict[Section, SectionTerms]
+    # Pricing data for the loss experience (insights): optional so existing clients still
+    # register policies; when given, a premium and a head count must be positive.
+    annual_premium: Annotated[Money, Field(gt=0)] | None = None
+    employees: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    annual_revenue: Money | None = None
 
     @field_validator("period_end")
     @classmethod

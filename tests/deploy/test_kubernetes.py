@@ -302,7 +302,7 @@ def test_the_dispatch_path_weighs_five_times_the_rest(overlay: str) -> None:
     contention that `bench/` gives the services too (`bench.system.niceness_as_deployed`)."""
     requests = {name: millicores(_containers(deployment)[0]["resources"]["requests"]["cpu"])
                 for name, deployment in service_deployments(render(overlay)).items()}
-    assert set(requests) == {"intake", "triage", "payout", "notify"}
+    assert set(requests) == {"intake", "triage", "payout", "notify", "insights"}
     assert requests["intake"] == requests["triage"]
-    assert requests["payout"] == requests["notify"]
+    assert requests["payout"] == requests["notify"] == requests["insights"]
     assert requests["intake"] == 5 * requests["notify"]

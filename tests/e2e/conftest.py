@@ -17,6 +17,7 @@ E2E_ENV = {
     "NOTIFY_WORKER_POLL_SECONDS": "0.2",
     "NOTIFY_BACKOFF_BASE_SECONDS": "0.5",
     "PAYOUT_PAYMENT_POLL_SECONDS": "0.2",
+    "INSIGHTS_MIN_ORGANISATIONS": "2",  # the simulated book of tests/e2e/test_insights.py is small
 }
 
 
