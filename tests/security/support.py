@@ -231,8 +231,11 @@ NO_ANSWER = 0  # the connection broke before a status line: as bad as a 5xx
 
 
 def status_of(api: Api, method: str, url: str, **request: Any) -> int:
-    """The status an attack got, or NO_ANSWER when the service dropped the connection."""
-    try:
-        return api.http.request(method, url, **request).status_code
-    except httpx.TransportError:
-        return NO_ANSWER
+    """The status an attack got, or NO_ANSWER when the service dropped the connection twice
+    (once may be a kept-alive connection the server closed after its previous answer)."""
+    for _ in range(2):
+        try:
+            return api.http.request(method, url, **request).status_code
+        except httpx.TransportError:
+            continue
+    return NO_ANSWER

@@ -12,6 +12,7 @@ import hypothesis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import (
@@ -25,12 +26,10 @@ from tests.security.support import BIG_AUTHORITY, Figures
 
 pytestmark = pytest.mark.slow
 
-MAX_EXAMPLES = 4  # per operation and role
+# Per operation and role: schema-valid cases, then schema-invalid ones (which must be 4xx).
+EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 8}
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance,
           content_type_conformance]
-BOUNDED = hypothesis.settings(
-    max_examples=MAX_EXAMPLES, phases=[Phase.explicit, Phase.generate], deadline=None,
-    database=None, derandomize=True, suppress_health_check=list(HealthCheck), print_blob=False)
 
 
 def role_headers(api: Api) -> dict[str, dict[str, str]]:
@@ -46,28 +45,32 @@ class Findings:
     titles: Counter[str] = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
 
-    def note(self, failure: Failure, where: str) -> None:
-        self.titles[failure.title] += 1
-        self.examples.setdefault(failure.title, where)
+    def note(self, failure: Failure, status: int, where: str) -> None:
+        kind = f"{failure.title} ({status})"
+        self.titles[kind] += 1
+        self.examples.setdefault(kind, where)
 
 
 def fuzz(operation: schemathesis.APIOperation, base_url: str, role: str,
-         headers: dict[str, str], findings: Findings) -> None:
-    @BOUNDED
-    @hypothesis.given(case=operation.as_strategy())
+         headers: dict[str, str], mode: GenerationMode, findings: Findings) -> None:
+    @hypothesis.settings(max_examples=EXAMPLES[mode], phases=[Phase.explicit, Phase.generate],
+                         deadline=None, database=None, derandomize=True,
+                         suppress_health_check=list(HealthCheck), print_blob=False)
+    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     def run(case: schemathesis.Case) -> None:
         findings.calls += 1
         response = case.call(base_url=base_url, headers=headers, timeout=15)
-        where = f"{case.method} {case.path} as {role} -> {response.status_code}"
+        status = response.status_code
+        where = f"{case.method} {case.path} as {role}, {mode.value}"
         try:
             case.validate_response(response, checks=CHECKS)
         except FailureGroup as group:
             findings.failed_calls += 1
             for failure in group.exceptions:
-                findings.note(failure, where)
+                findings.note(failure, status, where)
         except Failure as failure:
             findings.failed_calls += 1
-            findings.note(failure, where)
+            findings.note(failure, status, where)
 
     run()
 
@@ -79,7 +82,8 @@ def test_schemathesis_finds_nothing(api: Api, figures: Figures, service: str) ->
     findings = Findings()
     for result in schema.get_all_operations():
         for role, headers in role_headers(api).items():
-            fuzz(result.ok(), base_url, role, headers, findings)
+            for mode in EXAMPLES:
+                fuzz(result.ok(), base_url, role, headers, mode, findings)
     found = sum(findings.titles.values())
     figures.counts[f"schemathesis {service} (calls / calls without a finding)"] = {
         "tried": findings.calls, "refused": findings.calls - findings.failed_calls}
