@@ -106,7 +106,7 @@ def test_finding_02_verified_amount_never_exceeds_claimed_or_authority(api: Api)
 def test_finding_03_poisoned_reports_never_fail_another_tenant(api: Api, figures: Figures) -> None:
     holder_a, number_a = insure(api, "CN-JS")
     holder_b, number_b = insure(api, "CN-JS")
-    poisons = [{"title": "NUL \u0000 in the title"}, {"records_exposed": 2**63},
+    poisons: list[dict[str, Any]] = [{"title": "NUL \u0000 in the title"}, {"records_exposed": 2**63},
                {"description": "\u0000"}, {"affected_hosts": 2**64},
                {"contact": {**CONTACT, "name": "Nul\u0000"}}]
     requests = [(holder_a, incident_body(number_a), True) for _ in range(35)]
