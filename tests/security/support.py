@@ -25,19 +25,21 @@ from shared.settings import PlatformSettings
 from tests.e2e.system import System
 from tests.e2e.test_claims import insure, report, vendor
 
-# Webhook targets of the suite listen on this loopback address, and only it is allowed for
-# webhooks; 127.0.0.1 (where the services, broker and PostgreSQL listen) stays refused.
+# Webhook targets of the suite listen on these loopback addresses, and only they are allowed
+# for webhooks; 127.0.0.1 (where the services, broker and PostgreSQL listen) stays refused.
+# The trickling target has a host of its own: notify bounds concurrent sends per host.
 RECEIVER_HOST = "127.0.0.2"
+SLOW_HOST = "127.0.0.3"
 
-# TODO(limits): the notify branch's development allow-list setting for webhook hosts; the
-# lead puts its real name here at merge (the value admits only RECEIVER_HOST).
-WEBHOOK_ALLOW_ENV = {"NOTIFY_WEBHOOK_ALLOWED_HOSTS": RECEIVER_HOST}
+# notify's development allow-list (hosts and CIDRs), named as on the notify branch.
+WEBHOOK_ALLOW_ENV = {"NOTIFY_WEBHOOK_ALLOWLIST": f"{RECEIVER_HOST},{SLOW_HOST}"}
 
-# TODO(limits): the edge branch's rate-limit settings (per principal writes, failed
-# authentication per client address); the lead puts their real names here at merge. The live
-# system sets them out of the suite's way; ratelimit/ sets them low.
+# TODO(limits): the edge branch's rate-limit settings (failed authentication per client
+# address, writes per principal, writes per client address); the lead puts their real names
+# here at merge. The live system sets them out of the suite's way; ratelimit/ sets them low.
 RATE_LIMIT_SETTINGS = ("CYBERCLAIMS_RATE_LIMIT_FAILED_AUTH_PER_MINUTE",
-                       "CYBERCLAIMS_RATE_LIMIT_WRITES_PER_MINUTE")
+                       "CYBERCLAIMS_RATE_LIMIT_WRITES_PER_MINUTE",
+                       "CYBERCLAIMS_RATE_LIMIT_WRITES_PER_ADDRESS_PER_MINUTE")
 
 SYSTEM_ENV = {
     "TRIAGE_TIMER_POLL_SECONDS": "0.2",
@@ -138,9 +140,9 @@ class TricklingReceiver:
         self.stopped = threading.Event()
         self.connections = 0
         self.listener = socket.socket()
-        self.listener.bind((RECEIVER_HOST, 0))
+        self.listener.bind((SLOW_HOST, 0))
         self.listener.listen(64)
-        self.url = f"http://{RECEIVER_HOST}:{self.listener.getsockname()[1]}"
+        self.url = f"http://{SLOW_HOST}:{self.listener.getsockname()[1]}"
         self.thread = threading.Thread(target=self._accept, daemon=True)
 
     def _accept(self) -> None:

@@ -292,3 +292,25 @@ def test_the_matrix_holds_live(world: World, figures: Figures) -> None:
                                  f"{service}{path}: expected {expected}, got "
                                  f"{response.status_code} {response.text[:120]!r}")
     assert not wrong, f"{len(wrong)} cells of the matrix do not hold:\n" + "\n".join(wrong)
+
+
+def test_lists_show_only_the_callers_objects(world: World, figures: Figures) -> None:
+    """A list answers 200 to a tenant, but must hold none of another tenant's objects."""
+    org, panel, other = world.a.org, world.a.vendor, world.b
+    seen = {
+        "incidents": [i["id"] for i in org.get("intake", "/v1/incidents", limit=100)["items"]],
+        "jobs": [j["id"] for j in panel.get("triage", "/v1/jobs", limit=100)["items"]],
+        "subscriptions": [s["id"] for s in org.get("notify", "/v1/subscriptions")["items"]],
+        "vendor subscriptions": [s["id"] for s in panel.get("notify", "/v1/subscriptions")["items"]],
+        "notifications": [n["id"] for n in org.get("notify", "/v1/notifications",
+                                                   limit=100)["items"]],
+    }
+    others = {"incidents": other.incident_id, "jobs": other.job_id,
+              "subscriptions": other.subscription_id,
+              "vendor subscriptions": other.vendor_subscription_id,
+              "notifications": other.notification_id}
+    leaks = [name for name, ids in seen.items() if others[name] in ids]
+    for name in seen:
+        figures.record("lists without another tenant's objects", name not in leaks)
+    assert world.a.incident_id in seen["incidents"] and world.a.job_id in seen["jobs"]
+    assert not leaks, f"another tenant's objects listed: {leaks}"

@@ -15,8 +15,8 @@ from tests.security.support import RECEIVER_HOST, Figures, Receiver, status_of, 
 
 pytestmark = pytest.mark.slow
 
-# Most subscriptions one owner gets before the cap refuses (TODO(limits): the notify branch's
-# cap setting and default; the test only needs the cap to be below this).
+# More subscriptions than one owner may have (NOTIFY_MAX_SUBSCRIPTIONS_PER_OWNER, 20 on the
+# notify branch; the test only needs the cap to be below this).
 SUBSCRIPTION_ATTEMPTS = 120
 
 

@@ -14,6 +14,7 @@ from cyberclaims.client import Api
 from tests.e2e.system import System, running_system
 from tests.security.support import (
     RATE_LIMIT_SETTINGS,
+    RECEIVER_HOST,
     SYSTEM_ENV,
     Figures,
     tenant,
@@ -75,3 +76,16 @@ def test_finding_11_writes_of_one_principal_meet_429_with_retry_after(api: Api,
     assert limited is not None, f"{ATTEMPTS} writes by one policyholder and never a 429"
     assert int(limited.headers["Retry-After"]) > 0
     assert limited.headers["content-type"].startswith("application/problem+json")
+
+
+def test_finding_11_writes_from_one_address_meet_429_with_retry_after(api: Api,
+                                                                     figures: Figures) -> None:
+    """Many principals, one client address: a new token per write must not escape the limit."""
+    writes = (api.http.post(api.urls["notify"] + "/v1/subscriptions",
+                            headers=api.policyholder(f"org-burst-{attempt}").headers,
+                            json={"url": f"http://{RECEIVER_HOST}:9/{attempt}", "secret": "s" * 32})
+              for attempt in range(ATTEMPTS))
+    limited = first_429(writes)
+    figures.record("rate limit: writes of one address", limited is not None)
+    assert limited is not None, f"{ATTEMPTS} writes by as many principals and never a 429"
+    assert int(limited.headers["Retry-After"]) > 0
