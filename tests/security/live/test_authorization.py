@@ -25,7 +25,14 @@ from cyberclaims.client import Actor, Api, wait_for
 from cyberclaims.demo import dispatched_jobs, policy_body
 from cyberclaims.registry import SERVICES
 from tests.e2e.test_claims import CONTACT, insure, report, vendor
-from tests.security.support import BIG_AUTHORITY, RECEIVER_HOST, Figures, completion_report, suffix
+from tests.security.support import (
+    BIG_AUTHORITY,
+    RECEIVER_HOST,
+    Figures,
+    completion_report,
+    incident_claim,
+    suffix,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -184,8 +191,8 @@ def world(api: Api) -> World:
     a.org.post("intake", f"/v1/incidents/{a.incident_id}/losses", {
         "section": "incident_response", "amount": "10000.00", "description": "Own IT staff"})
     adjuster = api.adjuster(f"matrix-{suffix()}", BIG_AUTHORITY)
-    claim = wait_for("the org's loss on the claim", lambda: adjuster.get(
-        "payout", f"/v1/incidents/{a.incident_id}/claim"), until=lambda c: c["losses"])
+    claim = wait_for("the org's loss on the claim", lambda: incident_claim(adjuster, a.incident_id),
+                     until=lambda c: c.get("losses"))
     operator = api.operator()
     delivery = wait_for("a delivery", lambda: operator.get("notify", "/v1/deliveries")["items"])
     anonymous = Actor(api, {}, "anonymous")

@@ -26,6 +26,7 @@ from tests.security.support import (
     Receiver,
     TricklingReceiver,
     completion_report,
+    incident_claim,
     million_claim,
     status_of,
     suffix,
@@ -361,7 +362,7 @@ def test_vendor_verified_losses_are_limited_to_the_job_types_sections(api: Api) 
     panel.post("triage", f"/v1/jobs/{job['id']}/complete", completion_report(
         [{"section": "incident_response", "amount": "400000.00", "description": "forensics"}]))
     adjuster = api.adjuster(f"adj-{suffix()}", "1000")
-    claim = wait_for("the vendor's loss on the claim", lambda: adjuster.get(
-        "payout", f"/v1/incidents/{incident_id}/claim"), until=lambda c: c["losses"])
+    claim = wait_for("the vendor's loss on the claim", lambda: incident_claim(adjuster, incident_id),
+                     until=lambda c: c.get("losses"))
     assert claim["losses"][0]["state"] == "unverified", (
         "a vendor's 400,000 item skipped the adjuster's verification")  # TODO(limits): threshold
