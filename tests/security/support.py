@@ -20,7 +20,7 @@ import httpx
 
 from cyberclaims.client import Actor, Api, wait_for
 from cyberclaims.demo import claim_in, dispatched_jobs
-from shared.auth import TokenService
+from shared.auth import Role, TokenService
 from shared.settings import PlatformSettings
 from tests.e2e.system import System
 from tests.e2e.test_claims import insure, report, vendor
@@ -64,6 +64,12 @@ def platform_settings(system: System) -> PlatformSettings:
 
 def token_service(system: System) -> TokenService:
     return TokenService(platform_settings(system))
+
+
+def role_actor(api: Api, role: str) -> Actor:
+    """A token of a role the client has no helper for (the roles other services add)."""
+    token = api.tokens.issue(role=Role(role), sub=f"{role}-{suffix()}")
+    return Actor(api, {"Authorization": f"Bearer {token}"}, role)
 
 
 def suffix() -> str:

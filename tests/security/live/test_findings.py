@@ -330,7 +330,8 @@ def test_finding_13_openapi_documents_every_error_response(api: Api) -> None:
         document = api.http.get(f"{url}/openapi.json").json()
         for path, operations in document["paths"].items():
             for method, operation in operations.items():
-                expected = {"401", "403", "429"} if operation.get("security") else set()
+                # 403 is left to schemathesis, which calls each operation with every role.
+                expected = {"401", "429"} if operation.get("security") else set()
                 if operation.get("parameters") or operation.get("requestBody"):
                     expected.add("422")
                 if "{" in path:

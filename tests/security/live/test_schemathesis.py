@@ -23,7 +23,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from cyberclaims.client import Api
-from tests.security.support import BIG_AUTHORITY, Figures
+from shared.auth import Role
+from tests.security.support import BIG_AUTHORITY, Figures, role_actor
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +35,11 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 
 
 def role_headers(api: Api) -> dict[str, dict[str, str]]:
+    """A token of every role (the roles other services add get a bare token)."""
     actors = {"policyholder": api.policyholder("org-fuzz"), "vendor": api.vendor("v-fuzz"),
               "adjuster": api.adjuster("adj-fuzz", BIG_AUTHORITY), "operator": api.operator()}
-    return {role: actor.headers for role, actor in actors.items()}
+    return {role.value: (actors.get(role.value) or role_actor(api, role.value)).headers
+            for role in Role}
 
 
 @dataclass
