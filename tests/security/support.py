@@ -34,9 +34,6 @@ SLOW_HOST = "127.0.0.3"
 # notify's development allow-list (hosts and CIDRs), named as on the notify branch.
 WEBHOOK_ALLOW_ENV = {"NOTIFY_WEBHOOK_ALLOWLIST": f"{RECEIVER_HOST},{SLOW_HOST}"}
 
-# TODO(limits): the edge branch's rate-limit settings (failed authentication per client
-# address, writes per principal, writes per client address); the lead puts their real names
-# here at merge. The live system sets them out of the suite's way; ratelimit/ sets them low.
 # The bursts of the three limits (shared/settings.py); their rates stay the defaults.
 RATE_LIMIT_SETTINGS = ("CYBERCLAIMS_FAILED_AUTH_BURST", "CYBERCLAIMS_PRINCIPAL_WRITE_BURST",
                        "CYBERCLAIMS_ADDRESS_WRITE_BURST")
