@@ -43,7 +43,8 @@ def error_statuses(route: APIRoute, method: str) -> set[int]:
     statuses = {431}
     dependants = list(_with_sub_dependencies(route.dependant))
     if is_authenticated(route):
-        statuses |= {401, 403, 429, 503}
+        # 404 too: a body may name an object the caller may not see (a policy, say).
+        statuses |= {401, 403, 404, 429, 503}
     if any(d.path_params for d in dependants):
         statuses |= {404, 422}
     if any(d.query_params or d.header_params for d in dependants):
