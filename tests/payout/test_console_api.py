@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from shared.events import (
     Finding,
+    IncidentResponseCompleted,
     IncidentTriaged,
     JobType,
     Priority,
@@ -26,11 +27,29 @@ from tests.payout.conftest import Incident, apply, now, reported_incident
 from tests.support.service import Tokens, running
 
 IR, BI = Section.incident_response, Section.business_interruption
-BIG_POLICY = {
+LARGE_POLICY: dict[str, Any] = {
     "aggregate_limit": Decimal("9000000"),
     "sections": {IR: SectionTerms(sublimit=Decimal("5000000")),
                  BI: SectionTerms(sublimit=Decimal("300000"))},
 }
+"""A policy whose incident response sublimit lets a claim's payable pass 1,000,000."""
+
+
+def triaged(incident: Incident) -> IncidentTriaged:
+    """Triage's grading of the incident: P1, serious."""
+    return IncidentTriaged(
+        incident_id=incident.incident_id, org_id=incident.policy.org_id,
+        policy_number=incident.policy.policy_number, priority=Priority.P1,
+        regulatory_grade=RegulatoryGrade.serious, regulatory_deadline=now() + timedelta(hours=20),
+        jobs=[], triaged_at=now())
+
+
+def with_finding(completed: IncidentResponseCompleted, root_cause: str) -> IncidentResponseCompleted:
+    """The completed response with one forensic vendor's findings."""
+    return completed.model_copy(update={"findings": [Finding(
+        job_id=uuid.uuid4(), job_type=JobType.forensics, vendor_id="dfir-a",
+        root_cause=root_cause, attack_vector="VPN", attribution=completed.attribution,
+        contained_at=now(), records_confirmed=None)]})
 
 
 async def _queue(api: httpx.AsyncClient, headers: dict[str, str], name: str,
@@ -42,7 +61,7 @@ async def _queue(api: httpx.AsyncClient, headers: dict[str, str], name: str,
 
 async def _pending(app: FastAPI, holder: str, vendor_amount: str) -> Incident:
     """A claim pending approval whose payable is the vendor's amount less the 50,000 retention."""
-    incident = await reported_incident(app, holder_name=holder, **BIG_POLICY)
+    incident = await reported_incident(app, holder_name=holder, **LARGE_POLICY)
     await apply(app, incident.completed({IR: vendor_amount}))
     return incident
 
@@ -145,19 +164,10 @@ async def test_the_claim_file_has_the_policy_incident_grading_findings_and_expla
     async with running(quiet_payout, wait_for_consumer=False) as api:
         # Occurred within 30 days of the policy's start: EARLY_CLAIM.
         incident = await reported_incident(quiet_payout, period_start=now() - timedelta(days=10))
-        triaged = IncidentTriaged(
-            incident_id=incident.incident_id, org_id=incident.policy.org_id,
-            policy_number=incident.policy.policy_number, priority=Priority.P1,
-            regulatory_grade=RegulatoryGrade.serious, regulatory_deadline=now() + timedelta(hours=20),
-            jobs=[], triaged_at=now())
-        await apply(quiet_payout, triaged)
-        await apply(quiet_payout, triaged)  # a replay changes nothing
-        completed = incident.completed({IR: "150000"})
-        finding = Finding(job_id=uuid.uuid4(), job_type=JobType.forensics, vendor_id="vendor-a",
-                          root_cause="phished VPN credentials", attack_vector="VPN",
-                          attribution=completed.attribution, contained_at=now(),
-                          records_confirmed=None)
-        await apply(quiet_payout, completed.model_copy(update={"findings": [finding]}))
+        await apply(quiet_payout, triaged(incident))
+        await apply(quiet_payout, triaged(incident))  # a replay changes nothing
+        await apply(quiet_payout, with_finding(incident.completed({IR: "150000"}),
+                                               "phished VPN credentials"))
         claim = (await api.get(f"/v1/incidents/{incident.incident_id}/claim",
                                headers=adjuster)).json()
         response = await api.get(f"/v1/claims/{claim['id']}/file", headers=adjuster)

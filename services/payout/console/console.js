@@ -269,7 +269,13 @@ function renderFindings(file) {
     row(table, [f.vendor_id, words(f.job_type), f.root_cause, f.attack_vector, words(f.attribution),
                 when(f.contained_at)]);
   }
-  $("findings-none").hidden = file.findings.length > 0 || file.attribution !== null;
+  const outage = file.verified_outage
+    ? `verified outage ${when(file.verified_outage.started_at)} to ${when(file.verified_outage.ended_at)}`
+    : "no verified outage";
+  $("findings-summary").textContent = file.attribution === null
+    ? "The response is not complete: no findings yet."
+    : `Attribution: ${words(file.attribution)}; ${outage}` +
+      (file.findings.length ? "." : "; no vendor reported findings.");
 }
 
 function renderLosses(claim, currency) {
