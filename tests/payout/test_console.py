@@ -161,9 +161,17 @@ async def test_an_adjuster_verifies_a_bi_loss_sets_the_outage_and_approves(
             await expect(page.locator("#claim-status")).to_have_text("pending approval")
             await expect(page.locator("#history tbody tr")).to_have_count(1)
             await snapshot(page, "03-claim")
+
+            # A better figure re-assesses the claim; the history says what changed.
+            await page.fill("#outage-hours", "22")
+            await page.fill("#outage-note", "the ERP came back two hours later")
+            await page.click("#set-outage")
+            await expect(page.locator("#claim-payable")).to_have_text("CNY 150,000.00")
+            await expect(page.locator("#history tbody tr").nth(1)).to_contain_text(
+                "payable CNY 130,000.00 → CNY 150,000.00; outage 1200 → 1320 minutes")
             await page.click("#approve")
             await expect(page.locator("#decision-message")).to_have_text(
-                "Claim approved: CNY 130,000.00")
+                "Claim approved: CNY 150,000.00")
             await expect(page.locator("#approvals tbody tr")).to_contain_text("adjuster:console-chen")
             await snapshot(page, "04-claim-approved")
 

@@ -18,12 +18,13 @@ from shared.events import (
     IncidentResponseCompleted,
     IncidentTriaged,
     JobType,
+    PolicyRegistered,
     Priority,
     RegulatoryGrade,
     Section,
     SectionTerms,
 )
-from tests.payout.conftest import Incident, apply, now, reported_incident
+from tests.payout.conftest import Incident, apply, now, policy_terms, reported_incident
 from tests.support.service import Tokens, running
 
 IR, BI = Section.incident_response, Section.business_interruption
@@ -183,3 +184,18 @@ async def test_the_claim_file_has_the_policy_incident_grading_findings_and_expla
         assert body["verified_outage"] is None
         assert [q["code"] for q in body["coverage_questions"]] == ["EARLY_CLAIM"]
         assert "within 30 days of the policy's start" in body["coverage_questions"][0]["explanation"]
+
+
+async def test_triage_arriving_before_the_report_is_kept(quiet_payout: FastAPI, tokens: Tokens
+                                                         ) -> None:
+    """Triage's event and the report travel on different topics: either may come first."""
+    adjuster = tokens.adjuster("file-order", "1000000")
+    async with running(quiet_payout, wait_for_consumer=False) as api:
+        early = Incident("unused", policy_terms())
+        await apply(quiet_payout, triaged(early))
+        await apply(quiet_payout, PolicyRegistered(policy=early.policy))
+        await apply(quiet_payout, early.reported())
+        claim = (await api.get(f"/v1/incidents/{early.incident_id}/claim", headers=adjuster)).json()
+        incident = (await api.get(f"/v1/claims/{claim['id']}/file",
+                                  headers=adjuster)).json()["incident"]
+        assert (incident["title"], incident["priority"]) == ("Files encrypted", "P1")
