@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
@@ -168,6 +168,8 @@ class QueueItem(ClaimSummary):
     mine: bool
     """Approval queue: the caller can approve it now (within their authority, not yet approved
     by them)."""
+    needs: list[Literal["verify_losses", "set_outage", "data_issue"]]
+    """What an open claim waits for from an adjuster before it can be assessed."""
 
 
 class QueuePage(BaseModel):

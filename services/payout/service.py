@@ -719,19 +719,34 @@ class QueueRow:
     mine: bool
     """Approval queue: the caller can approve it now (within authority, not yet approved by
     them); the rows that are mine come first."""
+    needs: list[str]
+    """Verification queue: what the claim waits for (`verify_losses`, `set_outage`,
+    `data_issue`)."""
 
 
-def _needs_verification() -> ColumnElement[bool]:
-    """Open claims an adjuster must act on before they can be assessed: an item to verify or
-    reject, a per-hour loss without an outage figure, or a data issue."""
-    unverified = select(LossItem.id).where(LossItem.claim_id == Claim.id,
-                                           LossItem.state == LossState.unverified).exists()
-    per_hour = select(LossItem.id).where(LossItem.claim_id == Claim.id,
-                                         LossItem.hourly_loss.is_not(None),
-                                         LossItem.state != LossState.rejected).exists()
-    no_outage = and_(Claim.outage_started_at.is_(None), Claim.adjuster_outage_minutes.is_(None))
-    return and_(Claim.status == ClaimStatus.open,
-                or_(unverified, and_(per_hour, no_outage), Claim.data_issue.is_not(None)))
+@dataclass(frozen=True)
+class _Needs:
+    """What an open claim waits for from an adjuster before it can be assessed."""
+
+    losses: ColumnElement[bool]
+    """a loss item to verify or reject"""
+    outage: ColumnElement[bool]
+    """a per-hour loss and no outage figure"""
+
+    @classmethod
+    def of_claim(cls) -> _Needs:
+        unverified = select(LossItem.id).where(LossItem.claim_id == Claim.id,
+                                               LossItem.state == LossState.unverified).exists()
+        per_hour = select(LossItem.id).where(LossItem.claim_id == Claim.id,
+                                             LossItem.hourly_loss.is_not(None),
+                                             LossItem.state != LossState.rejected).exists()
+        return cls(losses=unverified,
+                   outage=and_(per_hour, Claim.outage_started_at.is_(None),
+                               Claim.adjuster_outage_minutes.is_(None)))
+
+    def anything(self) -> ColumnElement[bool]:
+        return and_(Claim.status == ClaimStatus.open,
+                    or_(self.losses, self.outage, Claim.data_issue.is_not(None)))
 
 
 def _matching(search: str) -> ColumnElement[bool]:
@@ -750,6 +765,7 @@ async def queue(uow: UnitOfWork, principal: Principal, name: str, *, search: str
     """One of the adjuster's queues: `verification` (oldest first), `approval` (the caller's
     own first, then oldest) or `decided` (latest decision first)."""
     ceiling = authority_limit(principal)
+    needs = _Needs.of_claim()
     approved_by_me = select(Approval.id).where(
         Approval.assessment_id == Claim.latest_assessment_id,
         Approval.adjuster == _adjuster(principal)).exists()
@@ -758,7 +774,7 @@ async def queue(uow: UnitOfWork, principal: Principal, name: str, *, search: str
     where: list[ColumnElement[bool]]
     order: list[ColumnElement[Any] | InstrumentedAttribute[Any]]
     if name == "verification":
-        where, order = [_needs_verification()], [Claim.opened_at, Claim.id]
+        where, order = [needs.anything()], [Claim.opened_at, Claim.id]
     elif name == "approval":
         where = [Claim.status == ClaimStatus.pending_approval]
         order = [case((mine, 0), else_=1), Claim.opened_at, Claim.id]
@@ -769,10 +785,15 @@ async def queue(uow: UnitOfWork, principal: Principal, name: str, *, search: str
     base = select(Claim).outerjoin(Policy, Policy.policy_number == Claim.policy_number).where(*where)
     total = await uow.session.scalar(select(func.count()).select_from(base.subquery())) or 0
     rows = await uow.session.execute(
-        base.with_only_columns(Claim, Policy.terms["holder_name"].as_string(), mine)
+        base.with_only_columns(Claim, Policy.terms["holder_name"].as_string(), mine,
+                               needs.losses, needs.outage)
         .order_by(*order).limit(limit).offset(offset))
-    return [QueueRow(claim, holder, bool(own) and name == "approval")
-            for claim, holder, own in rows.all()], total
+    return [QueueRow(claim, holder, bool(own) and name == "approval",
+                     needs=[need for need, waiting in (("verify_losses", losses),
+                                                       ("set_outage", outage),
+                                                       ("data_issue", claim.data_issue))
+                            if waiting and claim.status == ClaimStatus.open])
+            for claim, holder, own, losses, outage in rows.all()], total
 
 
 @dataclass(frozen=True)

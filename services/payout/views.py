@@ -229,7 +229,8 @@ async def read_queue(name: QueueName, caller: ClaimReader, uow: UnitOfWorkDep,
     return QueuePage(
         items=[QueueItem(**ClaimSummary.model_validate(row.claim, from_attributes=True).model_dump(),
                          holder_name=row.holder_name, data_issue=row.claim.data_issue,
-                         decided_at=row.claim.decided_at, mine=row.mine) for row in rows],
+                         decided_at=row.claim.decided_at, mine=row.mine, needs=row.needs)
+               for row in rows],
         total=total, limit=limit, offset=offset)
 
 

@@ -129,7 +129,8 @@ async def test_an_adjuster_verifies_a_bi_loss_sets_the_outage_and_approves(
             await expect(page.locator("#who")).to_contain_text("authority limit CNY 1,000,000.00")
             await page.fill("#search-text", name)
             await page.click("#search-button")
-            await expect(page.locator(f"#queue-verification tr[data-claim='{claim}']")).to_be_visible()
+            await expect(page.locator(f"#queue-verification tr[data-claim='{claim}']")).to_contain_text(
+                "losses to verify; the outage hours")
             await snapshot(page, "02-queues")
             await open_from_queue(page, "verification", name, claim)
             await expect(page.locator("#policy")).to_contain_text(name)
@@ -288,6 +289,31 @@ async def test_the_console_works_from_the_keyboard_alone(
             await expect(page.locator("#claim-closed-remainder")).to_contain_text(
                 "Closed remainder CNY 10,000.00")
             await snapshot(page, "07-keyboard-partial-approval")
+
+
+async def test_the_queues_page_through_what_the_search_found(
+    quiet_payout: FastAPI, tokens: Tokens,
+) -> None:
+    adjuster = tokens.adjuster("console-pages", "1000000")
+    name = holder()
+    async with console(quiet_payout) as (url, _, browser):
+        for _ in range(12):
+            incident = await reported_incident(quiet_payout, holder_name=name)
+            await apply(quiet_payout, incident.completed({IR: "150000"}))
+        async with console_page(browser, url) as page:
+            await sign_in(page, adjuster, "console-pages")
+            await page.fill("#search-text", name)
+            await page.click("#search-button")
+            queue = page.locator("#queue-approval")
+            await expect(queue.locator(".range")).to_have_text("1 to 10 of 12")
+            await expect(queue.locator("tbody tr")).to_have_count(10)
+            await expect(queue.locator(".prev")).to_be_disabled()
+            await queue.locator(".next").click()
+            await expect(queue.locator(".range")).to_have_text("11 to 12 of 12")
+            await expect(queue.locator("tbody tr")).to_have_count(2)
+            await expect(queue.locator(".next")).to_be_disabled()
+            await queue.locator(".prev").click()
+            await expect(queue.locator(".range")).to_have_text("1 to 10 of 12")
 
 
 async def tab_to(page: Page, selector: str, *, most: int = 80) -> None:

@@ -102,7 +102,8 @@ async def test_the_approval_queue_puts_mine_first_and_searches_and_pages(
         assert theirs["items"][0]["mine"] is True
 
         verification = await _queue(api, small_limit, "verification", q=holder)
-        assert [i["incident_id"] for i in verification["items"]] == [str(waiting.incident_id)]
+        assert [(i["incident_id"], i["needs"]) for i in verification["items"]] == [
+            (str(waiting.incident_id), ["verify_losses", "set_outage"])]
 
         second = await api.post(f"/v1/claims/{claim}/approve", headers=other_big, json={})
         assert second.status_code == 200 and second.json()["status"] == "approved"

@@ -7,6 +7,8 @@ const TOKEN_KEY = "cyberclaims.adjuster.token";
 const ZONE_KEY = "cyberclaims.adjuster.zone";
 const PAGE_SIZE = 10;
 const QUEUES = ["approval", "verification", "decided"];
+const NEEDS = { verify_losses: "losses to verify", set_outage: "the outage hours",
+                data_issue: "a data issue to resolve" };
 const $ = (id) => document.getElementById(id);
 const state = { me: null, search: "", offsets: { approval: 0, verification: 0, decided: 0 } };
 
@@ -168,7 +170,7 @@ async function loadQueue(name) {
       approval: [link, who, claim.policy_number, when(claim.opened_at), moneyCell(claim.payable),
                  claim.mine ? "yes, you can approve" : ""],
       verification: [link, who, claim.policy_number, when(claim.opened_at),
-                     claim.data_issue ? "a data issue" : "a loss or the outage"],
+                     claim.needs.map((need) => NEEDS[need]).join("; ")],
       decided: [link, who, claim.policy_number, when(claim.decided_at), words(claim.status),
                 moneyCell(claim.payable)],
     }[name];
@@ -176,7 +178,7 @@ async function loadQueue(name) {
   }
   const first = page.total ? page.offset + 1 : 0;
   const last = page.offset + page.items.length;
-  section.querySelector(".range").textContent = page.total ? `${first}–${last} of ${page.total}` : "none";
+  section.querySelector(".range").textContent = page.total ? `${first} to ${last} of ${page.total}` : "none";
   section.querySelector(".range").className = "range";
   section.querySelector(".prev").disabled = page.offset === 0;
   section.querySelector(".next").disabled = last >= page.total;
