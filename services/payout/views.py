@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
-from pydantic import Field
 
 from services.payout import assessment, service
 from services.payout.models import Claim
@@ -39,6 +38,7 @@ from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
 from shared.events import CoverageQuestion, Finding, SectionBreakdown, VerifiedOutage
 from shared.inputs import NUL_FREE, PageLimit, PageOffset
+from shared.problems import NotFound
 from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
 Adjuster = Annotated[Principal, require(Role.adjuster)]
@@ -51,10 +51,9 @@ incidents = APIRouter(prefix="/v1/incidents", tags=["claims"])
 queues = APIRouter(prefix="/v1", tags=["console"])
 console = APIRouter(tags=["console"])
 QueueName = Literal["verification", "approval", "decided"]
-Search = Annotated[str | None, Query(max_length=200, pattern=NUL_FREE,
+Search = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NUL_FREE,
                                      description="an incident id, or part of a policy number, "
-                                                 "policyholder org id or name"),
-                   Field(min_length=1)]
+                                                 "policyholder org id or name")]
 
 
 def _ctx(runtime: Runtime) -> Context:
@@ -252,7 +251,9 @@ CONSOLE_HEADERS = {
 
 
 @console.get("/console/{asset}", include_in_schema=False)
-async def console_asset(asset: Literal["console.js", "console.css"]) -> Response:
+async def console_asset(asset: str) -> Response:
+    if asset not in CONSOLE_ASSETS:
+        raise NotFound(f"no console asset {asset}")
     return Response(_asset(asset), media_type=CONSOLE_ASSETS[asset], headers=CONSOLE_HEADERS)
 
 

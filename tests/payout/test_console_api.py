@@ -200,3 +200,21 @@ async def test_triage_arriving_before_the_report_is_kept(quiet_payout: FastAPI, 
         incident = (await api.get(f"/v1/claims/{claim['id']}/file",
                                   headers=adjuster)).json()["incident"]
         assert (incident["title"], incident["priority"]) == ("Files encrypted", "P1")
+
+
+async def test_the_console_runs_only_its_own_script_and_styles_from_the_package(
+    quiet_payout: FastAPI,
+) -> None:
+    async with running(quiet_payout, wait_for_consumer=False) as api:
+        page = await api.get("/console")
+        assert '<script src="/console/console.js" defer></script>' in page.text
+        assert "<script>" not in page.text and "style=" not in page.text
+        for asset, media_type in (("console.js", "text/javascript"), ("console.css", "text/css")):
+            response = await api.get(f"/console/{asset}")
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith(media_type)
+            assert response.headers["Content-Security-Policy"] == page.headers[
+                "Content-Security-Policy"]
+        missing = await api.get("/console/../app.py")
+        assert missing.status_code == 404
+        assert (await api.get("/console/secrets.js")).status_code == 404
