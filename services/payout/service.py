@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -816,29 +816,31 @@ async def claim_file(uow: UnitOfWork, claim: Claim) -> ClaimFile:
 
 def explain(question: CoverageQuestion, policy: PolicyTerms | None, incident: Incident | None
             ) -> str:
-    """Why the rulebook (section 7) raised `question` on this claim, in plain words (dates in
-    UTC)."""
+    """Why the rulebook (section 7) raised `question` on this claim, in plain words."""
     if policy is None or incident is None:
         return _QUESTIONS[question]
+    occurred = _day(incident.occurred_at)
     facts = {
         CoverageQuestion.OUTSIDE_POLICY_PERIOD:
-            f"the incident occurred on {incident.occurred_at:%Y-%m-%d}, outside "
-            f"the policy period {policy.period_start:%Y-%m-%d} to "
-            f"{policy.period_end:%Y-%m-%d}",
+            f"the incident occurred on {occurred}, outside the policy period "
+            f"{_day(policy.period_start)} to {_day(policy.period_end)}",
         CoverageQuestion.BEFORE_RETROACTIVE_DATE:
-            f"the incident occurred on {incident.occurred_at:%Y-%m-%d}, before the "
-            f"retroactive date {policy.retroactive_date:%Y-%m-%d}"
-            if policy.retroactive_date else "",
+            f"the incident occurred on {occurred}, before the retroactive date "
+            f"{_day(policy.retroactive_date)}" if policy.retroactive_date else "",
         CoverageQuestion.LATE_NOTICE:
             f"it was reported {(incident.reported_at - incident.discovered_at) / timedelta(hours=1):.1f} "
             f"hours after discovery; the policy asks for notice within "
             f"{policy.notice_period_hours} hours",
         CoverageQuestion.EARLY_CLAIM:
-            f"the incident occurred within 30 days of the policy's start "
-            f"({policy.period_start:%Y-%m-%d})",
+            f"the incident occurred on {occurred}, the policy started on "
+            f"{_day(policy.period_start)}",
     }
     detail = facts.get(question)
     return f"{_QUESTIONS[question]} Here: {detail}." if detail else _QUESTIONS[question]
+
+
+def _day(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d} (UTC)"
 
 
 _QUESTIONS = {
@@ -856,9 +858,9 @@ _QUESTIONS = {
         "The vendors attributed the attack to a state actor and the policy excludes war and "
         "state-sponsored attacks.",
     CoverageQuestion.EARLY_CLAIM:
-        "The incident occurred within 30 days of the policy's start: check it was not known "
-        "before the policy was bought.",
+        f"The incident occurred within {engine.EARLY_CLAIM_WINDOW.days} days of the policy's "
+        "start: check it was not known before the policy was bought.",
     CoverageQuestion.REPEAT_INCIDENT:
-        "Another incident of the same kind on this policy occurred within 7 days: check they "
-        "are not one event claimed twice.",
+        f"Another incident of the same kind on this policy occurred within "
+        f"{engine.REPEAT_INCIDENT_WINDOW.days} days: check they are not one event claimed twice.",
 }

@@ -13,7 +13,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from services.payout import models
+from services.payout.service import explain
 from shared.events import (
+    CoverageQuestion,
     Finding,
     IncidentResponseCompleted,
     IncidentTriaged,
@@ -218,3 +221,17 @@ async def test_the_console_runs_only_its_own_script_and_styles_from_the_package(
         missing = await api.get("/console/../app.py")
         assert missing.status_code == 404
         assert (await api.get("/console/secrets.js")).status_code == 404
+
+
+def test_a_coverage_question_is_explained_with_the_claims_own_facts() -> None:
+    terms = policy_terms(notice_period_hours=72)
+    discovered = now() - timedelta(hours=100)
+    incident = models.Incident(occurred_at=discovered - timedelta(hours=1),
+                               discovered_at=discovered,
+                               reported_at=discovered + timedelta(hours=80))
+    explained = explain(CoverageQuestion.LATE_NOTICE, terms, incident)
+    assert explained.startswith("The policyholder reported the incident later")
+    assert explained.endswith("Here: it was reported 80.0 hours after discovery; the policy asks "
+                              "for notice within 72 hours.")
+    assert explain(CoverageQuestion.REPEAT_INCIDENT, None, None).endswith(
+        "within 7 days: check they are not one event claimed twice.")
