@@ -7,7 +7,7 @@ from decimal import Decimal
 from importlib.resources import files
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
 from services.payout import assessment, service
@@ -251,7 +251,7 @@ CONSOLE_HEADERS = {
 
 
 @console.get("/console/{asset}", include_in_schema=False)
-async def console_asset(asset: str) -> Response:
+async def console_asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.[a-z]+$")]) -> Response:
     if asset not in CONSOLE_ASSETS:
         raise NotFound(f"no console asset {asset}")
     return Response(_asset(asset), media_type=CONSOLE_ASSETS[asset], headers=CONSOLE_HEADERS)
