@@ -291,7 +291,7 @@ async def test_the_console_works_from_the_keyboard_alone(
             await snapshot(page, "07-keyboard-partial-approval")
 
 
-async def test_the_queues_page_through_what_the_search_found(
+async def test_the_queues_page_through_what_the_search_found_until_the_token_fails(
     quiet_payout: FastAPI, tokens: Tokens,
 ) -> None:
     adjuster = tokens.adjuster("console-pages", "1000000")
@@ -314,6 +314,14 @@ async def test_the_queues_page_through_what_the_search_found(
             await expect(queue.locator(".next")).to_be_disabled()
             await queue.locator(".prev").click()
             await expect(queue.locator(".range")).to_have_text("1 to 10 of 12")
+
+            # A token that no longer works sends the adjuster back to sign in, saying why.
+            await page.evaluate("sessionStorage.setItem('cyberclaims.adjuster.token', 'stale')")
+            await page.click("#search-button")
+            await expect(page.locator("#sign-in-panel")).to_be_visible()
+            await expect(page.locator("[data-error-for='token']")).to_contain_text(
+                "Your sign-in has expired")
+            await expect(page.locator("#who")).to_be_empty()
 
 
 async def tab_to(page: Page, selector: str, *, most: int = 80) -> None:

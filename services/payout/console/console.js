@@ -28,6 +28,7 @@ async function api(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = await response.json().catch(() => ({}));
+  if (response.status === 401 && state.me) signedOut("Your sign-in has expired: " + (data.detail || "sign in again"));
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
@@ -140,6 +141,16 @@ async function signIn() {
   $("sign-out").hidden = false;
   $("nav").hidden = false;
   route();
+}
+
+function signedOut(why) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.me = null;
+  $("who").textContent = "";
+  $("sign-out").hidden = true;
+  $("nav").hidden = true;
+  show("sign-in-panel");
+  $("sign-in").querySelector('[data-error-for="token"]').textContent = why;
 }
 
 // --- queues ---------------------------------------------------------------------------------------
@@ -479,6 +490,7 @@ async function route() {
     if (match) await showClaim(match[1]); else await showQueues();
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
+    if (!state.me) return;  // signed out (an expired token): the sign-in form says why
     show("queues-view");
     say($("queue-approval").querySelector(".range"), error.message, "error");
   }
