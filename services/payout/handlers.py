@@ -1,5 +1,6 @@
 """Payout's event handlers: its copy of policies, one claim per incident, loss items from
-policyholders and vendors. Assessment runs as soon as a claim is ready (see `service`)."""
+policyholders and vendors, triage's grading (shown to the adjuster). Assessment runs as soon
+as a claim is ready (see `service`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from shared.events import (
     Event,
     IncidentReported,
     IncidentResponseCompleted,
+    IncidentTriaged,
     LossSubmitted,
     PolicyRegistered,
     PolicyUpdated,
@@ -30,6 +32,9 @@ def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
     async def incident_reported(uow: UnitOfWork, event: IncidentReported, envelope: Envelope) -> None:
         await service.record_incident(uow, ctx, event, envelope)
 
+    async def incident_triaged(uow: UnitOfWork, event: IncidentTriaged, envelope: Envelope) -> None:
+        await service.record_triage(uow, event)
+
     async def loss_submitted(uow: UnitOfWork, event: LossSubmitted, envelope: Envelope) -> None:
         await service.record_submitted_loss(uow, ctx, event, envelope)
 
@@ -41,6 +46,7 @@ def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
         PolicyRegistered: policy_registered,
         PolicyUpdated: policy_updated,
         IncidentReported: incident_reported,
+        IncidentTriaged: incident_triaged,
         LossSubmitted: loss_submitted,
         IncidentResponseCompleted: response_completed,
     }
