@@ -35,6 +35,7 @@ def database() -> Iterator[str]:
     drop_database(name)
 
 
+@pytest.mark.slow
 def test_init_containers_migrating_at_once_all_succeed(database: str) -> None:
     context = get_context("spawn")  # processes, as pods are: each its own engine and loop
     manager: SyncManager
