@@ -30,6 +30,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import Tracer
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import Insert, String, Table, bindparam, func, literal, select
@@ -44,6 +45,7 @@ from shared.events import Envelope, Event, UnknownEventType
 from shared.kafka import OutgoingMessage, Publisher, retry_until_connected
 from shared.logs import correlation_scope
 from shared.topics import topic_named
+from shared.tracing import consuming
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,10 @@ class EventConsumer:
         retry_delay_seconds: float = 0.2,
         batch_size: int = 100,
         commit_interval_ms: int = 100,
+        tracer: Tracer | None = None,
     ) -> None:
+        """`tracer`: each handler run is a span of the trace the event was staged in (None:
+        tracing off)."""
         self.name = name
         self._group_id = group_id
         self._bootstrap = bootstrap
@@ -105,6 +110,7 @@ class EventConsumer:
         self._retry_delay = retry_delay_seconds
         self._batch_size = batch_size
         self._commit_interval_ms = commit_interval_ms
+        self._tracer = tracer
         self._claim_on_postgres = self._claim_statement()
         self.ready = asyncio.Event()
 
@@ -225,7 +231,7 @@ class EventConsumer:
                 if envelope.id not in new:
                     continue  # applied before, or a second copy in this batch
                 new.discard(envelope.id)
-                with correlation_scope(envelope.correlationid):
+                with correlation_scope(envelope.correlationid), consuming(self._tracer, envelope):
                     await handler(uow, envelope.event(), envelope)
                 applied.append(envelope)
             await uow.commit()

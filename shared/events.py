@@ -513,7 +513,9 @@ class NotificationDead(NotificationEvent):
 
 
 class Envelope(BaseModel):
-    """A CloudEvents 1.0 event with the `correlationid` and `causationid` extensions."""
+    """A CloudEvents 1.0 event with the `correlationid` and `causationid` extensions, and the
+    W3C trace context of the span that staged it (`traceparent`, `tracestate`: the CloudEvents
+    distributed-tracing extension; absent when tracing is off)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -527,6 +529,8 @@ class Envelope(BaseModel):
     dataschema: str | None = None
     correlationid: str
     causationid: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
     data: dict[str, Any]
 
     @classmethod
@@ -539,6 +543,8 @@ class Envelope(BaseModel):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         event_id: uuid.UUID | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Envelope:
         """Wrap event data; without a correlation id the event starts a new conversation."""
         new_id = event_id or uuid.uuid4()
@@ -551,6 +557,8 @@ class Envelope(BaseModel):
             dataschema=f"urn:cyberclaims:schema:{event.event_type}",
             correlationid=correlation_id or str(new_id),
             causationid=causation_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
             data=event.model_dump(mode="json"),
         )
 

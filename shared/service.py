@@ -38,6 +38,7 @@ from shared.openapi import document_error_responses
 from shared.outbox import Outbox, OutboxColumns, OutboxRelay
 from shared.problems import install_problem_handlers
 from shared.settings import PlatformSettings, ServiceSettings
+from shared.tracing import instrument_engine, provider_for, trace_app, traced_by
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,9 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(spec.name, platform.log_level)
         engine = create_engine(database_url, pool_size=platform.database_pool_size)
+        tracer_provider = traced_by(app)
+        if tracer_provider is not None:
+            instrument_engine(engine, tracer_provider)
         publisher = KafkaPublisher(platform.kafka_bootstrap, client_id=f"cyberclaims-{spec.name}",
                                    idempotent=platform.kafka_idempotent_producer)
         relay = OutboxRelay(engine, spec.outbox_model, publisher,
@@ -139,6 +143,7 @@ def create_service_app(
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 batch_size=platform.consumer_batch_size,
                 commit_interval_ms=platform.consumer_commit_interval_ms,
+                tracer=None if tracer_provider is None else tracer_provider.get_tracer(__name__),
             )
         app.state.runtime = runtime
         app.state.tokens = runtime.tokens
@@ -163,6 +168,8 @@ def create_service_app(
                 await spec.teardown(runtime)
             await publisher.stop()
             await engine.dispose()
+            if tracer_provider is not None:
+                tracer_provider.force_flush()  # the last spans, before the process exits
             gc.unfreeze()  # a process that starts another app (tests do) collects this one's
             log.info("%s stopped", spec.name)
 
@@ -173,6 +180,9 @@ def create_service_app(
     app.add_middleware(RequestLimitsMiddleware, max_header_bytes=platform.max_header_bytes,
                        max_body_bytes=platform.max_body_bytes)
     _install_observability(app, spec.name)  # outermost: its headers and counts cover a 431 too
+    tracer_provider = provider_for(spec.name, platform)
+    if tracer_provider is not None:
+        trace_app(app, tracer_provider)
     for router in spec.routers:
         # The routers' routes themselves (their paths and tags are complete), not
         # `include_router`: FastAPI matches an included router's routes through a layer of
