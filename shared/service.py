@@ -29,6 +29,7 @@ from shared.auth import TokenService
 from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, Handler, InboxColumns
 from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
+from shared.dead_letters import DeadLetterMarks
 from shared.events import Event
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.logs import configure_logging, correlation_id
@@ -63,6 +64,7 @@ class Runtime:
     publisher: KafkaPublisher
     tokens: TokenService
     consumer: EventConsumer | None = None
+    dead_letters: DeadLetterMarks | None = None
     resources: dict[str, Any] = field(default_factory=dict)
 
     async def ready(self) -> dict[str, str]:
@@ -89,6 +91,8 @@ class ServiceSpec:
     workers: Callable[[Runtime], Sequence[Worker]] = lambda _: ()
     setup: Callable[[Runtime], Awaitable[None]] | None = None
     teardown: Callable[[Runtime], Awaitable[None]] | None = None
+    dead_letters: Callable[[Runtime], DeadLetterMarks] | None = None
+    """How a dead-lettered event about an incident marks it and alerts operators."""
 
 
 def create_service_app(
@@ -124,6 +128,8 @@ def create_service_app(
         if spec.setup is not None:
             await spec.setup(runtime)
         handlers = spec.handlers(runtime)
+        if spec.dead_letters is not None:
+            runtime.dead_letters = spec.dead_letters(runtime)
         if handlers:
             runtime.consumer = EventConsumer(
                 name=spec.name, group_id=f"cyberclaims-{spec.name}",
@@ -134,6 +140,7 @@ def create_service_app(
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 batch_size=platform.consumer_batch_size,
                 commit_interval_ms=platform.consumer_commit_interval_ms,
+                marks=runtime.dead_letters,
             )
         app.state.runtime = runtime
         app.state.tokens = runtime.tokens

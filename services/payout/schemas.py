@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.dead_letters import DeadLetterOut
 from shared.events import CoverageQuestion, Section, SectionBreakdown
 from shared.money import Money
 
@@ -119,6 +120,9 @@ class ClaimOut(ClaimSummary):
     outage: OutageOut | None
     losses: list[LossOut]
     payment: PaymentOut | None
+    dead_letters: list[DeadLetterOut]
+    """Events about this claim that failed and were dead-lettered: the claim is frozen until
+    an operator fixes the cause and replays them."""
 
 
 class ClaimPage(BaseModel):

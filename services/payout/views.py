@@ -30,6 +30,7 @@ from services.payout.schemas import (
 from services.payout.service import Context
 from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
+from shared.dead_letters import DeadLetterOut
 from shared.events import CoverageQuestion, SectionBreakdown
 from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
@@ -71,6 +72,9 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
         losses=[LossOut.model_validate(item, from_attributes=True)
                 for item in await service.losses_of(uow, claim)],
         payment=PaymentOut.model_validate(payment, from_attributes=True) if payment else None,
+        dead_letters=[DeadLetterOut.model_validate(mark, from_attributes=True) for mark in
+                      await runtime.dead_letters.of_incident(uow, claim.incident_id)]
+        if runtime.dead_letters is not None else [],
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 
+from shared.dead_letters import DeadLetterOut
 from shared.events import (
     Attribution,
     CompletionReport,
@@ -85,6 +86,9 @@ class JobOut(BaseModel):
     completed_at: AwareDatetime | None
     report: CompletionReport | None
     history: list[HistoryItem]
+    dead_letters: list[DeadLetterOut]
+    """Events about this job's incident that failed and were dead-lettered (operators and
+    adjusters only): the job may be frozen until an operator replays them."""
 
 
 class JobPage(BaseModel):

@@ -10,8 +10,8 @@ only takes job rows with SKIP LOCKED. So no two transactions wait on each other 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,6 +47,7 @@ from services.triage.cache import TransactionCache
 from services.triage.models import (
     HOLDS_A_SLOT,
     OPEN_STATES,
+    DeadLetter,
     Incident,
     IncidentStatus,
     Job,
@@ -495,6 +496,7 @@ class JobView:
     job: Job
     history: Sequence[JobHistory]
     outcome_for_vendor: str | None = None
+    dead_letters: Sequence[DeadLetter] = ()
 
 
 async def _visible_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID
@@ -524,10 +526,29 @@ async def _histories(session: AsyncSession, job_ids: Sequence[uuid.UUID]
     return found
 
 
+async def _dead_letters(session: AsyncSession, incident_ids: Collection[uuid.UUID]
+                        ) -> dict[uuid.UUID, list[DeadLetter]]:
+    """The events about these incidents that were dead-lettered and not replayed yet."""
+    found: dict[uuid.UUID, list[DeadLetter]] = defaultdict(list)
+    if incident_ids:
+        for row in await session.scalars(select(DeadLetter).where(
+                DeadLetter.incident_id.in_(set(incident_ids))).order_by(DeadLetter.at)):
+            found[row.incident_id].append(row)
+    return found
+
+
+async def _views(session: AsyncSession, jobs: Sequence[Job]) -> list[JobView]:
+    histories = await _histories(session, [job.id for job in jobs])
+    marks = await _dead_letters(session, {job.incident_id for job in jobs})
+    return [JobView(job, histories[job.id], dead_letters=marks.get(job.incident_id, ()))
+            for job in jobs]
+
+
 async def read_job(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID) -> JobView:
     job, outcome = await _visible_job(uow.session, principal, job_id)
     history = (await _histories(uow.session, [job.id]))[job.id]
-    return JobView(job, history, outcome)
+    marks = await _dead_letters(uow.session, [job.incident_id])
+    return JobView(job, history, outcome, marks.get(job.incident_id, ()))
 
 
 async def list_jobs(uow: UnitOfWork, principal: Principal, *, status: str | None,
@@ -545,8 +566,7 @@ async def list_jobs(uow: UnitOfWork, principal: Principal, *, status: str | None
     jobs = list(await uow.session.scalars(
         query.order_by(Job.created_at.desc(), Job.incident_id, Job.position).limit(limit).offset(offset)
     ))
-    histories = await _histories(uow.session, [job.id for job in jobs])
-    return [JobView(job, histories[job.id]) for job in jobs], total
+    return await _views(uow.session, jobs), total
 
 
 async def _held_job(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID,
@@ -779,6 +799,15 @@ async def list_vendors(uow: UnitOfWork) -> list[Vendor]:
 # --- the incident's triage -----------------------------------------------------------------------
 
 
+async def jobs_of_incident(uow: UnitOfWork, incident_id: uuid.UUID) -> list[str]:
+    """What a dead-lettered event about `incident_id` may freeze here: its open jobs (or the
+    incident itself when none is open)."""
+    jobs = await uow.session.scalars(select(Job.id).where(
+        Job.incident_id == incident_id, Job.status.in_(OPEN_STATES)).order_by(Job.position))
+    return [f"job {job_id}" for job_id in jobs] or [f"incident {incident_id}"]
+
+
+
 async def incident_triage(uow: UnitOfWork, incident_id: uuid.UUID
                           ) -> tuple[Incident, list[JobView]]:
     incident = await uow.session.get(Incident, incident_id)
@@ -787,8 +816,7 @@ async def incident_triage(uow: UnitOfWork, incident_id: uuid.UUID
     jobs = list(await uow.session.scalars(
         select(Job).where(Job.incident_id == incident_id).order_by(Job.position)
     ))
-    histories = await _histories(uow.session, [job.id for job in jobs])
-    return incident, [JobView(job, histories[job.id]) for job in jobs]
+    return incident, await _views(uow.session, jobs)
 
 
 # --- the timer -----------------------------------------------------------------------------------
