@@ -1,6 +1,6 @@
 """A handler that fails on an event about a claim never freezes the claim silently: the
 claim shows the dead-lettered event (API), operators get an alert (notify), and replaying the
-dead letter after the fix applies it and clears the mark."""
+dead letter after the fix applies it and clears the mark. `cyberclaims doctor` shows it."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ import pytest
 from fastapi import FastAPI
 
 from cyberclaims import dlq
+from cyberclaims.doctor import collect
 from services.payout import service as payout_service
+from shared.clock import SystemClock
 from shared.events import Section
+from shared.topics import RESPONSE
 from tests.payout.conftest import Incident, claim_when, eventually, register
 from tests.support.service import Tokens, running
 
@@ -32,7 +35,7 @@ async def operator_alerts(client: httpx.AsyncClient, tokens: Tokens,
 
 async def test_a_dead_lettered_event_marks_the_claim_alerts_operators_and_replay_clears_it(
         broker: str, make_payout: Callable[..., FastAPI], make_notify: Callable[..., FastAPI],
-        tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
+        tokens: Tokens, monkeypatch: pytest.MonkeyPatch, payout_db: str) -> None:
     policy = await register(broker)
     incident = Incident(broker, policy)
     adjuster = tokens.adjuster()
@@ -58,6 +61,11 @@ async def test_a_dead_lettered_event_marks_the_claim_alerts_operators_and_replay
 
         [alert] = await eventually(lambda: operator_alerts(notify, tokens, incident.incident_id))
         assert f"claim {claim['id']}" in alert["body"] and "OverflowError" in alert["body"]
+
+        report = await collect(broker, {"payout": payout_db}, SystemClock())
+        assert report.dead_letters[RESPONSE.dead_letter] >= 1
+        assert report.services["payout"].stuck["claims frozen by a dead-lettered event"] >= 1
+        assert "cyberclaims-payout" in report.lag and "ATTENTION" in report.render()
 
         monkeypatch.undo()  # the fix is deployed
         [letter] = [letter for letter in await dlq.read_all(broker)
