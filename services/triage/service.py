@@ -9,6 +9,7 @@ only takes job rows with SKIP LOCKED. So no two transactions wait on each other 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -84,8 +85,11 @@ from shared.events import (
     Priority,
     VendorVerifiedLoss,
 )
+from shared.metrics import STUCK_REPAIRED
 from shared.outbox import Outbox
 from shared.problems import Conflict, NotFound, Unprocessable
+
+log = logging.getLogger(__name__)
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 SYSTEM = "triage"
@@ -824,6 +828,7 @@ async def incident_triage(uow: UnitOfWork, incident_id: uuid.UUID
 
 @dataclass
 class TimerPass:
+    repaired: int = 0
     expired: int = 0
     assigned: int = 0
     triaged: int = 0
@@ -837,11 +842,33 @@ async def run_timer_pass(uows: UnitOfWorkFactory, ctx: TriageContext,
     nothing; SKIP LOCKED lets replicas share the work."""
     now = now or ctx.clock.now()
     done = TimerPass()
+    done.repaired = await _repair_deadlineless(uows, ctx, now)
     while await _expire_next(uows, ctx, now):
         done.expired += 1
     done.assigned = await _assign_waiting(uows, ctx, now)
     done.triaged = await _triage_waiting(uows, ctx, now)
     return done
+
+
+async def _repair_deadlineless(uows: UnitOfWorkFactory, ctx: TriageContext, now: datetime) -> int:
+    """Safety net: a dispatched job without an acceptance deadline would wait for its vendor
+    forever (nothing expires it). It gets the deadline its priority gives from now, and is
+    counted and logged: such a job means a bug elsewhere."""
+    async with uows() as uow:
+        jobs = list(await uow.session.scalars(
+            select(Job).where(Job.status == JobStatus.dispatched, Job.accept_by.is_(None))
+            .with_for_update(skip_locked=True)))
+        for job in jobs:
+            job.accept_by = rules.acceptance_deadline(now, Priority(job.priority), ctx.times)
+            job.updated_at = now
+            _history(uow.session, job, JobStatus.dispatched, now, SYSTEM, job.vendor_id,
+                     f"had no acceptance deadline; accept by {job.accept_by.isoformat()}")
+            STUCK_REPAIRED.labels("triage", "job_without_deadline").inc()
+            log.warning("job %s was dispatched to %s without an acceptance deadline; "
+                        "it now expires at %s", job.id, job.vendor_id, job.accept_by.isoformat())
+        if jobs:
+            await uow.commit()
+        return len(jobs)
 
 
 async def _expire_next(uows: UnitOfWorkFactory, ctx: TriageContext, now: datetime) -> bool:

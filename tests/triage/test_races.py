@@ -1,12 +1,19 @@
 """Check-then-act across two inputs, both really at once: a vendor completing a job while an
 operator cancels it. Each path locks the incident, then the job, and decides on what it reads
-under the locks: exactly one wins, the other gets 409, and the slot is freed once."""
+under the locks: exactly one wins, the other gets 409, and the slot is freed once. And the
+safety net: a job that stopped moving is set moving again by the timer."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
+from sqlalchemy import update
+
+from services.triage.models import Job
+from services.triage.service import run_timer_pass
 from shared.events import IncidentResponseCompleted
+from shared.metrics import STUCK_REPAIRED
 from shared.topics import RESPONSE
 from tests.support.kafka import wait_for_events
 from tests.triage.conftest import Desk, completion_report
@@ -42,3 +49,24 @@ async def test_completion_and_cancellation_at_once_leave_one_outcome(desk: Desk,
     vendors = (await desk.client.get("/v1/vendors", headers=desk.tokens.operator())).json()
     [mine] = [v for v in vendors if v["vendor_id"] == vendor]
     assert mine["open_jobs"] == 0
+
+
+async def test_the_timer_gives_a_dispatched_job_without_deadline_one_and_counts_it(
+        desk: Desk) -> None:
+    vendor = await desk.vendor("forgotten", capabilities=["forensics"])
+    [job] = (await desk.triaged(await desk.report(await desk.policy())))["jobs"]
+    assert job["vendor_id"] == vendor
+    async with desk.runtime.uow() as uow:  # what a bug elsewhere would leave behind
+        await uow.session.execute(update(Job).where(Job.id == uuid.UUID(job["id"]))
+                                  .values(accept_by=None))
+        await uow.commit()
+    repaired = STUCK_REPAIRED.labels("triage", "job_without_deadline")
+    before = repaired._value.get()
+
+    done = await run_timer_pass(desk.runtime.uow, desk.context)
+
+    assert done.repaired >= 1 and repaired._value.get() == before + done.repaired
+    fixed = await desk.job(job["id"])
+    assert fixed["status"] == "dispatched" and fixed["accept_by"] is not None
+    assert "had no acceptance deadline" in (fixed["history"][-1]["note"] or "")
+    assert (await run_timer_pass(desk.runtime.uow, desk.context)).repaired == 0
