@@ -1,7 +1,8 @@
 """Check-then-act across two inputs, both really at once: a vendor completing a job while an
 operator cancels it. Each path locks the incident, then the job, and decides on what it reads
 under the locks: exactly one wins, the other gets 409, and the slot is freed once. And the
-safety net: a job that stopped moving is set moving again by the timer."""
+safety net: a job that stopped moving is set moving again by the timer. A policy and its
+incident arriving at once: triaged exactly once."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from sqlalchemy import update
 
 from services.triage.models import Job
 from services.triage.service import run_timer_pass
-from shared.events import IncidentResponseCompleted
+from shared.events import IncidentResponseCompleted, IncidentTriaged, PolicyRegistered
 from shared.metrics import STUCK_REPAIRED
-from shared.topics import RESPONSE
-from tests.support.kafka import wait_for_events
-from tests.triage.conftest import Desk, completion_report
+from shared.topics import INCIDENTS, POLICIES, RESPONSE
+from tests.support.kafka import publish, wait_for_events
+from tests.triage.conftest import Desk, completion_report, envelope, incident_report, policy_terms
 
 ROUNDS = 4
 
@@ -70,3 +71,24 @@ async def test_the_timer_gives_a_dispatched_job_without_deadline_one_and_counts_
     assert fixed["status"] == "dispatched" and fixed["accept_by"] is not None
     assert "had no acceptance deadline" in (fixed["history"][-1]["note"] or "")
     assert (await run_timer_pass(desk.runtime.uow, desk.context)).repaired == 0
+
+
+async def test_a_policy_and_its_incident_arriving_at_once_are_triaged_once(desk: Desk,
+                                                                            broker: str) -> None:
+    """The two topics are not ordered with each other: whichever lands first, the incident is
+    triaged exactly once (the timer decides, under the incident's lock)."""
+    await desk.vendor("any")
+    for round_ in range(2):
+        terms = policy_terms(desk.region, now=desk.clock.now())
+        incident = incident_report(terms, desk.clock.now())
+        sends = [publish(broker, POLICIES.name, envelope(PolicyRegistered(policy=terms),
+                                                          desk.clock.now()),
+                         key=terms.policy_number.encode()),
+                 publish(broker, INCIDENTS.name, envelope(incident, desk.clock.now()),
+                         key=str(incident.incident_id).encode())]
+        await asyncio.gather(*(sends if round_ else reversed(sends)))
+        await desk.triaged(incident.incident_id)
+        subject = str(incident.incident_id)
+        found = await wait_for_events(broker, RESPONSE.name, lambda e, s=subject: (
+            e.subject == s and e.type == IncidentTriaged.event_type), settle=0.5)
+        assert len(found) == 1
