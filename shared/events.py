@@ -481,6 +481,32 @@ class PaymentFailed(PaymentEvent):
     attempts: int
 
 
+# --- dead letters --------------------------------------------------------------------------------
+
+
+class EventDeadLettered(IncidentEvent):
+    """A consumer gave up on an event about this incident: what it marked (a claim, jobs) stays
+    marked until a replay applies the event. Operators are alerted; each service publishes it
+    on its own topic (a subclass per topic)."""
+
+    consumer: str
+    dead_event_id: uuid.UUID
+    dead_event_type: str
+    error: str
+    marked: list[str]
+    at: AwareDatetime
+
+
+class ClaimEventDeadLettered(EventDeadLettered):
+    event_type = "cyberclaims.claim.event_dead_lettered.v1"
+    topic = CLAIMS
+
+
+class ResponseEventDeadLettered(EventDeadLettered):
+    event_type = "cyberclaims.response.event_dead_lettered.v1"
+    topic = RESPONSE
+
+
 # --- notify --------------------------------------------------------------------------------------
 
 

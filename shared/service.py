@@ -29,6 +29,7 @@ from shared.auth import Principal, Role, TokenService, require
 from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, Handler, InboxColumns
 from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
+from shared.dead_letters import DeadLetterMarks
 from shared.events import Event
 from shared.http_edge import EdgeLimits, RequestLimitsMiddleware, guard_authenticated_routes
 from shared.inputs import JsonBodiesOnly
@@ -68,6 +69,7 @@ class Runtime:
     tokens: TokenService
     consumer: EventConsumer | None = None
     limits: EdgeLimits | None = None
+    dead_letters: DeadLetterMarks | None = None
     resources: dict[str, Any] = field(default_factory=dict)
 
     async def ready(self) -> dict[str, str]:
@@ -94,6 +96,8 @@ class ServiceSpec:
     workers: Callable[[Runtime], Sequence[Worker]] = lambda _: ()
     setup: Callable[[Runtime], Awaitable[None]] | None = None
     teardown: Callable[[Runtime], Awaitable[None]] | None = None
+    dead_letters: Callable[[Runtime], DeadLetterMarks] | None = None
+    """How a dead-lettered event about an incident marks it and alerts operators."""
 
 
 def create_service_app(
@@ -133,6 +137,8 @@ def create_service_app(
         if spec.setup is not None:
             await spec.setup(runtime)
         handlers = spec.handlers(runtime)
+        if spec.dead_letters is not None:
+            runtime.dead_letters = spec.dead_letters(runtime)
         if handlers:
             runtime.consumer = EventConsumer(
                 name=spec.name, group_id=f"cyberclaims-{spec.name}",
@@ -144,6 +150,7 @@ def create_service_app(
                 batch_size=platform.consumer_batch_size,
                 commit_interval_ms=platform.consumer_commit_interval_ms,
                 tracer=None if tracer_provider is None else tracer_provider.get_tracer(__name__),
+                marks=runtime.dead_letters,
             )
         app.state.runtime = runtime
         app.state.tokens = runtime.tokens

@@ -4,9 +4,13 @@ as a claim is ready (see `service`)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
+from sqlalchemy import select
+
 from services.payout import service
+from services.payout.models import Claim
 from services.payout.service import Context
 from shared.consumer import Handler
 from shared.db import UnitOfWork
@@ -20,6 +24,12 @@ from shared.events import (
     PolicyRegistered,
     PolicyUpdated,
 )
+
+
+async def claim_of_incident(uow: UnitOfWork, incident_id: uuid.UUID) -> list[str]:
+    """What a dead-lettered event about `incident_id` freezes here: its claim, if opened."""
+    claim_id = await uow.session.scalar(select(Claim.id).where(Claim.incident_id == incident_id))
+    return [f"claim {claim_id}"] if claim_id is not None else []
 
 
 def handlers(ctx: Context) -> Mapping[type[Event], Handler]:

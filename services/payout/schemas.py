@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from shared.auth import Role
+from shared.dead_letters import DeadLetterOut
 from shared.events import (
     Attribution,
     CoverageQuestion,
@@ -129,6 +130,9 @@ class ClaimOut(ClaimSummary):
     outage: OutageOut | None
     losses: list[LossOut]
     payment: PaymentOut | None
+    dead_letters: list[DeadLetterOut]
+    """Events about this claim that failed and were dead-lettered: the claim is frozen until
+    an operator fixes the cause and replays them."""
 
 
 class ClaimPage(BaseModel):

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
-from services.payout import assessment, service
+from services.payout import assessment, payments, service
 from services.payout.models import Claim
 from services.payout.schemas import (
     ApprovalOut,
@@ -36,6 +36,7 @@ from services.payout.schemas import (
 from services.payout.service import Context
 from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
+from shared.dead_letters import DeadLetterOut
 from shared.events import CoverageQuestion, Finding, SectionBreakdown, VerifiedOutage
 from shared.inputs import NUL_FREE, PageLimit, PageOffset
 from shared.problems import NotFound
@@ -43,6 +44,7 @@ from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
 Adjuster = Annotated[Principal, require(Role.adjuster)]
 ClaimReader = Annotated[Principal, require(Role.adjuster, Role.operator)]
+Operator = Annotated[Principal, require(Role.operator)]
 StatusFilter = Literal["open", "pending_approval", "approved", "denied", "closed_without_payment",
                        "paid", "payment_failed"]
 
@@ -88,6 +90,9 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
         losses=[LossOut.model_validate(item, from_attributes=True)
                 for item in await service.losses_of(uow, claim)],
         payment=PaymentOut.model_validate(payment, from_attributes=True) if payment else None,
+        dead_letters=[DeadLetterOut.model_validate(mark, from_attributes=True) for mark in
+                      await runtime.dead_letters.of_incident(uow, claim.incident_id)]
+        if runtime.dead_letters is not None else [],
     )
 
 
@@ -199,6 +204,16 @@ async def approve_claim(claim_id: uuid.UUID, body: ApproveIn, caller: Adjuster,
 async def deny_claim(claim_id: uuid.UUID, body: DenyIn, caller: Adjuster, runtime: RuntimeDep,
                      uow: UnitOfWorkDep) -> ClaimOut:
     claim = await service.deny(uow, _ctx(runtime), caller, claim_id, body)
+    return await _after_change(uow, runtime, claim)
+
+
+@claims.post("/{claim_id}/payment/retry", response_model=ClaimOut,
+             responses={409: {"description": "the claim has no failed payment"}})
+async def retry_payment(claim_id: uuid.UUID, caller: Operator, runtime: RuntimeDep,
+                        uow: UnitOfWorkDep) -> ClaimOut:
+    """Operators: send a failed payment again, with the same idempotency key (never a second
+    payment), once the provider's fault is fixed."""
+    claim = await payments.retry_failed(uow, _ctx(runtime), claim_id, caller.sub)
     return await _after_change(uow, runtime, claim)
 
 

@@ -228,6 +228,12 @@ function renderSummary(claim, currency) {
   $("claim-approved").textContent = money(claim.approved_amount, currency);
   $("claim-data-issue").hidden = !claim.data_issue;
   $("claim-data-issue").textContent = claim.data_issue ? "Data issue: " + claim.data_issue : "";
+  const frozen = claim.dead_letters || [];
+  $("claim-dead-letters").hidden = !frozen.length;
+  $("claim-dead-letters").textContent = frozen.length
+    ? "Frozen: " + frozen.length + " event(s) about this claim failed and wait for an operator ("
+      + frozen.map((letter) => letter.event_type + ": " + letter.error).join("; ") + ")."
+    : "";
   $("claim-closed-remainder").hidden = !claim.closed_remainder;
   $("claim-closed-remainder").textContent = claim.closed_remainder
     ? `Closed remainder ${money(claim.closed_remainder, currency)}: ${claim.decision_reason}` : "";
