@@ -1,7 +1,7 @@
 """What the adjuster console shows: the incident's title and description, triage's priority
 and regulatory grade, the vendors' findings
 
-Revision ID: 0002_console_facts
+Revision ID: 0003_console_facts
 Revises: 0002_payout_integrity
 """
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ from alembic import op
 
 import shared.db
 
-revision: str = '0002_console_facts'
+revision: str = '0003_console_facts'
 down_revision: str | None = '0002_payout_integrity'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
