@@ -70,7 +70,8 @@ def serve(
 
 @app.command()
 def token(
-    role: Annotated[Role, typer.Option(help="policyholder, vendor, adjuster or operator")],
+    role: Annotated[Role, typer.Option(
+        help="policyholder, vendor, adjuster, operator or underwriter")],
     sub: Annotated[str | None, typer.Option(help="subject (user id)")] = None,
     org_id: Annotated[str | None, typer.Option("--org-id")] = None,
     vendor_id: Annotated[str | None, typer.Option("--vendor-id")] = None,

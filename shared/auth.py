@@ -26,6 +26,7 @@ class Role(StrEnum):
     vendor = "vendor"
     adjuster = "adjuster"
     operator = "operator"
+    underwriter = "underwriter"
 
 
 class Principal(BaseModel):
