@@ -117,7 +117,7 @@ async def _work(plan: PanelPlan, conn: Connection) -> dict[str, Any]:
             amount = rng.randint(*plan.loss_range)
             report = {
                 "root_cause": "Unpatched VPN appliance; ransomware deployed over SMB.",
-                "attack_vector": "exposed VPN", "attribution": "criminal",
+                "attack_vector": "vpn", "attribution": "criminal",
                 "contained_at": datetime.now(UTC).isoformat(),
                 "verified_losses": [{"section": "incident_response", "amount": f"{amount}.00",
                                      "description": "Incident response fees"}],

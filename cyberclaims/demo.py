@@ -193,7 +193,7 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
         vendor.post("triage", f"/v1/jobs/{job['id']}/accept")
         section, amount, description = invoices[job["job_type"]]
         report: dict[str, Any] = {
-            "root_cause": "Phished VPN credentials, no MFA", "attack_vector": "VPN",
+            "root_cause": "Phished VPN credentials, no MFA", "attack_vector": "vpn",
             "attribution": "criminal", "contained_at": (now - timedelta(hours=2)).isoformat(),
             "verified_losses": [{"section": section, "amount": amount,
                                  "description": description}],

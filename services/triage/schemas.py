@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
 )
 
+from shared.controls import AttackVector
 from shared.events import (
     Attribution,
     CompletionReport,
@@ -73,7 +74,9 @@ class HistoryItem(BaseModel):
 
 class JobOut(BaseModel):
     id: uuid.UUID
-    incident_id: uuid.UUID
+    kind: str = Field(description="response (an incident's) or assessment (a policy's)")
+    incident_id: uuid.UUID | None
+    assessment_id: uuid.UUID | None
     job_type: JobType
     priority: Priority
     vendor_id: str | None
@@ -117,7 +120,8 @@ class CompletionReportIn(Strict):
     """A vendor's completion report (rulebook section 5)."""
 
     root_cause: Text
-    attack_vector: ShortText
+    attack_vector: AttackVector
+    attack_vector_detail: ShortText | None = None
     attribution: Attribution
     contained_at: AwareDatetime
     outage_started_at: AwareDatetime | None = None

@@ -65,7 +65,7 @@ def complete(vendor: Actor, job: dict[str, Any], losses: list[dict[str, str]],
              attribution: str = "criminal") -> None:
     vendor.post("triage", f"/v1/jobs/{job['id']}/accept")
     vendor.post("triage", f"/v1/jobs/{job['id']}/complete", {
-        "root_cause": "Compromised mailbox", "attack_vector": "phishing",
+        "root_cause": "Compromised mailbox", "attack_vector": "email_phishing",
         "attribution": attribution, "contained_at": datetime.now(UTC).isoformat(),
         "verified_losses": losses})
 
