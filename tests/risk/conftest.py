@@ -134,6 +134,10 @@ class Desk:
                 .order_by(Assessment.requested_at.desc()).limit(1))
             return found
 
+    async def assessment_of_id(self, assessment_id: uuid.UUID) -> Assessment | None:
+        async with self.runtime.uow() as uow:
+            return await uow.session.get(Assessment, assessment_id)
+
     async def status(self, assessment_id: uuid.UUID) -> str | None:
         async with self.runtime.uow() as uow:
             assessment = await uow.session.get(Assessment, assessment_id)
