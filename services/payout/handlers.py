@@ -1,5 +1,6 @@
 """Payout's event handlers: its copy of policies, one claim per incident, loss items from
-policyholders and vendors. Assessment runs as soon as a claim is ready (see `service`)."""
+policyholders and vendors, remediation items from risk. Assessment runs as soon as a claim is
+ready (see `service`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from shared.db import UnitOfWork
 from shared.events import (
     Envelope,
     Event,
+    ExposureAlerted,
     IncidentReported,
     IncidentResponseCompleted,
     LossSubmitted,
     PolicyRegistered,
     PolicyUpdated,
+    RemediationDone,
+    RiskAssessed,
 )
 
 
@@ -39,7 +43,15 @@ def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
                                  envelope: Envelope) -> None:
         await service.record_response(uow, ctx, event, envelope)
 
+    async def remediation(uow: UnitOfWork, event: RiskAssessed | ExposureAlerted | RemediationDone,
+                          envelope: Envelope) -> None:
+        items = event.items if isinstance(event, RiskAssessed) else [event.item]
+        await service.record_remediation(uow, ctx, event.policy_number, items, envelope)
+
     return {
+        RiskAssessed: remediation,
+        ExposureAlerted: remediation,
+        RemediationDone: remediation,
         PolicyRegistered: policy_registered,
         PolicyUpdated: policy_updated,
         IncidentReported: incident_reported,

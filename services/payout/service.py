@@ -27,6 +27,7 @@ from services.payout.assessment import (
     LossState,
     MissingOutage,
     OtherIncident,
+    RemediationFact,
 )
 from services.payout.models import (
     Approval,
@@ -37,6 +38,7 @@ from services.payout.models import (
     LossItem,
     Payment,
     Policy,
+    RemediationItem,
 )
 from services.payout.schemas import ApproveIn, DenyIn, OutageIn, RejectLossIn, VerifyLossIn
 from shared.auth import Principal
@@ -59,6 +61,7 @@ from shared.events import (
     PolicyTerms,
     SectionBreakdown,
 )
+from shared.events import RemediationItem as RemediationItemEvent
 from shared.money import ZERO
 from shared.outbox import Outbox
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable
@@ -191,6 +194,7 @@ async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponse
         return  # the response completes once; a second report (replay) changes nothing
     claim.response_completed_at = event.completed_at
     claim.attribution = event.attribution.value
+    claim.attack_vectors = sorted({finding.attack_vector.value for finding in event.findings})
     if event.verified_outage is not None:
         claim.outage_started_at = event.verified_outage.started_at
         claim.outage_ended_at = event.verified_outage.ended_at
@@ -260,7 +264,36 @@ async def _inputs(uow: UnitOfWork, claim: Claim, policy: Policy, incident: Incid
         paid_total=paid_total,
         other_incidents=[OtherIncident(incident_id=other.id, category=other.category,
                                        occurred_at=other.occurred_at) for other in others],
+        attack_vectors=claim.attack_vectors or [],
+        remediation=await _remediation_of(uow, policy.policy_number),
     )
+
+
+async def _remediation_of(uow: UnitOfWork, policy_number: str) -> list[RemediationFact]:
+    rows = await uow.session.scalars(
+        select(RemediationItem).where(RemediationItem.policy_number == policy_number)
+        .order_by(RemediationItem.due_at, RemediationItem.item_id))
+    return [RemediationFact(control=row.control, due_at=row.due_at, done_at=row.done_at)
+            for row in rows]
+
+
+async def record_remediation(uow: UnitOfWork, ctx: Context, policy_number: str,
+                             items: list[RemediationItemEvent], cause: Envelope) -> None:
+    """Keep the policy's remediation items (done only ever set once). The policy row is locked
+    first, as an assessment locks it before reading the items: a claim assessed at the same
+    time sees these items or is (re)assessed here after it, never neither."""
+    await uow.session.get(Policy, policy_number, with_for_update=True)
+    now = ctx.clock.now()
+    for item in items:
+        row = await uow.session.get(RemediationItem, item.item_id, with_for_update=True)
+        if row is None:
+            uow.session.add(RemediationItem(
+                item_id=item.item_id, policy_number=policy_number, control=item.control.value,
+                due_at=item.due_at, done_at=item.done_at, updated_at=now))
+        elif row.done_at is None and item.done_at is not None:
+            row.done_at, row.updated_at = item.done_at, now
+    await uow.session.flush()
+    await assess_open_claims_of(uow, ctx, policy_number, cause)
 
 
 async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,
