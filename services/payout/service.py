@@ -279,9 +279,16 @@ async def _remediation_of(uow: UnitOfWork, policy_number: str) -> list[Remediati
 
 async def record_remediation(uow: UnitOfWork, ctx: Context, policy_number: str,
                              items: list[RemediationItemEvent], cause: Envelope) -> None:
-    """Keep the policy's remediation items (done only ever set once). The policy row is locked
-    first, as an assessment locks it before reading the items: a claim assessed at the same
-    time sees these items or is (re)assessed here after it, never neither."""
+    """Keep the policy's remediation items (done only ever set once) and assess the policy's
+    open claims that were ready. Locks in the order a response takes them (its claim, then the
+    policy, before an assessment reads the items), so the two never deadlock: a claim assessed
+    at the same time either sees these items or waits here and is assessed after them. A claim
+    decided before the items arrived stays decided (risk publishes them when they are raised,
+    long before an incident they concern)."""
+    open_claims = (await uow.session.scalars(
+        select(Claim).where(Claim.policy_number == policy_number,
+                            Claim.status == ClaimStatus.open)
+        .order_by(Claim.opened_at).with_for_update())).all()
     await uow.session.get(Policy, policy_number, with_for_update=True)
     now = ctx.clock.now()
     for item in items:
@@ -293,7 +300,8 @@ async def record_remediation(uow: UnitOfWork, ctx: Context, policy_number: str,
         elif row.done_at is None and item.done_at is not None:
             row.done_at, row.updated_at = item.done_at, now
     await uow.session.flush()
-    await assess_open_claims_of(uow, ctx, policy_number, cause)
+    for claim in open_claims:
+        await assess_if_ready(uow, ctx, claim, cause)
 
 
 async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,

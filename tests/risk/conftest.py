@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from services.risk.app import create_app
-from services.risk.models import Assessment
+from services.risk.models import Assessment, RemediationItemRow
 from services.risk.service import RiskContext, run_reminder_pass
 from services.risk.settings import RiskSettings
 from services.risk.views import CONTEXT
@@ -160,14 +160,14 @@ class Desk:
         return await self.status(assessment_id) == status
 
     async def submit(self, assessment_id: uuid.UUID, vendor_id: str, *,
-                     in_place: list[Control], findings: list[dict[str, Any]] | None = None
+                     in_place: Sequence[Control], findings: list[dict[str, Any]] | None = None
                      ) -> httpx.Response:
         return await self.client.post(
             f"/v1/assessments/{assessment_id}/report", headers=self.tokens.vendor(vendor_id),
             json={"controls_in_place": [c.value for c in in_place],
                   "findings": findings or []})
 
-    async def assessed(self, *, in_place: list[Control], findings: list[dict[str, Any]] | None
+    async def assessed(self, *, in_place: Sequence[Control], findings: list[dict[str, Any]] | None
                        = None, **policy: Any) -> tuple[PolicyTerms, str]:
         """A policy assessed by a fresh vendor: (terms, vendor id)."""
         terms, assessment_id = await self.policy(**policy)
@@ -184,7 +184,15 @@ class Desk:
                                      headers=headers or self.tokens.operator())
 
     async def remind(self) -> int:
+        """A timer pass at the clock's time (over every test's items: count only your own)."""
         return await run_reminder_pass(self.runtime.uow, self.context)
+
+    async def reminded(self, item_id: str) -> tuple[datetime | None, datetime | None]:
+        """When the item's 'due soon' and 'overdue' reminders were staged."""
+        async with self.runtime.uow() as uow:
+            item = await uow.session.get(RemediationItemRow, uuid.UUID(item_id))
+            assert item is not None
+            return item.due_soon_sent_at, item.overdue_sent_at
 
 
 @pytest.fixture

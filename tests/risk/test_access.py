@@ -4,6 +4,7 @@ assessment or an item the caller may not see."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from shared.controls import Control
 from tests.risk.conftest import Desk
@@ -76,8 +77,9 @@ async def test_only_the_monitoring_vendor_or_an_operator_confirms_an_item(desk: 
 
 async def test_bad_bodies_name_the_field(desk: Desk) -> None:
     terms, vendor_id = await desk.assessed(in_place=list(Control))
-    cases = [({"kind": "nope"}, "kind"), ({"control": "firewall"}, "control"),
-             ({"title": "a\x00b"}, "title"), ({"extra": 1}, "extra")]
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"kind": "nope"}, "kind"), ({"control": "firewall"}, "control"),
+        ({"title": "a\x00b"}, "title"), ({"extra": 1}, "extra")]
     for override, field in cases:
         response = await desk.client.post("/v1/exposures", headers=desk.tokens.vendor(vendor_id),
                                           json=exposure(terms.policy_number) | override)

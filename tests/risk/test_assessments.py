@@ -3,6 +3,7 @@ the job submits checklist and findings, risk scores them and publishes `risk.ass
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from shared.controls import Control
@@ -124,3 +125,13 @@ async def test_a_renewal_asks_for_a_new_assessment(desk: Desk) -> None:
         return found is not None and found.reason == "renewed"
 
     assert await eventually(renewal, what="renewal assessment")
+
+
+async def test_two_operators_at_once_open_one_assessment(desk: Desk) -> None:
+    terms, _ = await desk.assessed(in_place=list(Control))
+    url = f"/v1/policies/{terms.policy_number}/assessments"
+    answers = await asyncio.gather(*(desk.client.post(url, headers=desk.tokens.operator(f"op-{i}"))
+                                     for i in range(4)))
+    assert sorted(r.status_code for r in answers) == [202, 409, 409, 409]
+    risk = (await desk.risk(terms.policy_number)).json()
+    assert [a["reason"] for a in risk["assessments"]] == ["requested", "registered"]

@@ -43,14 +43,22 @@ async def test_an_exposure_alert_is_due_in_72_hours_and_turns_overdue(desk: Desk
                                     of_item(ExposureAlerted.event_type, item["id"]))
     assert alert.data["org_id"] == terms.org_id
 
-    assert await desk.remind() == 0  # the alert told the policyholder: no 'due soon' as well
+    created = desk.clock.now()
+    await desk.remind()
+    # the alert told the policyholder: it counts as the 'due soon' reminder
+    assert await desk.reminded(item["id"]) == (created, None)
     desk.clock.advance(timedelta(hours=72))
-    assert await desk.remind() == 0  # due now, not yet overdue
+    await desk.remind()
+    assert await desk.reminded(item["id"]) == (created, None)  # due now, not yet overdue
     desk.clock.advance(timedelta(seconds=1))
-    assert await desk.remind() == 1
-    assert await desk.remind() == 0  # once
+    await desk.remind()
+    overdue_at = desk.clock.now()
+    desk.clock.advance(timedelta(hours=1))
+    await desk.remind()
+    assert await desk.reminded(item["id"]) == (created, overdue_at)  # once
     [overdue] = await wait_for_events(desk.broker, RISK.name,
-                                      of_item(RemediationOverdue.event_type, item["id"]))
+                                      of_item(RemediationOverdue.event_type, item["id"]),
+                                      settle=0.5)
     assert overdue.data["tier"] == "A"
     risk = (await desk.risk(terms.policy_number, desk.tokens.policyholder(terms.org_id))).json()
     assert [i["state"] for i in risk["items"]] == ["overdue"]
@@ -61,9 +69,11 @@ async def test_due_soon_three_days_before_then_done_stops_reminders(desk: Desk) 
         in_place=[c for c in Control if c is not Control.mfa_email])
     [item] = (await desk.risk(terms.policy_number)).json()["items"]
     desk.clock.advance(timedelta(days=87) - timedelta(seconds=1))
-    assert await desk.remind() == 0
+    await desk.remind()
+    assert await desk.reminded(item["id"]) == (None, None)
     desk.clock.advance(timedelta(seconds=1))
-    assert await desk.remind() == 1
+    await desk.remind()
+    assert await desk.reminded(item["id"]) == (desk.clock.now(), None)
     await wait_for_events(desk.broker, RISK.name, of_item(RemediationDueSoon.event_type,
                                                           item["id"]))
     done = await desk.client.post(f"/v1/remediation/{item['id']}/done",
@@ -75,7 +85,8 @@ async def test_due_soon_three_days_before_then_done_stops_reminders(desk: Desk) 
     assert again.json()["done_at"] == done.json()["done_at"]
     await wait_for_events(desk.broker, RISK.name, of_item(RemediationDone.event_type, item["id"]))
     desk.clock.advance(timedelta(days=10))
-    assert await desk.remind() == 0
+    await desk.remind()
+    assert (await desk.reminded(item["id"]))[1] is None  # done: never overdue
 
 
 async def test_a_tier_d_policy_with_an_overdue_item_escalates_to_operators(desk: Desk) -> None:
@@ -83,7 +94,7 @@ async def test_a_tier_d_policy_with_an_overdue_item_escalates_to_operators(desk:
     risk = (await desk.risk(terms.policy_number)).json()
     assert risk["tier"] == "D"
     desk.clock.advance(timedelta(days=91))
-    assert await desk.remind() >= len(Control)
+    await desk.remind()
     escalations = await wait_for_events(
         desk.broker, RISK.name,
         lambda e: e.type == RemediationEscalated.event_type

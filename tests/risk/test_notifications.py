@@ -54,7 +54,7 @@ async def test_an_exposure_alert_reaches_the_policyholder_and_so_does_its_overdu
     [alert] = await eventually(alerted, what="the alert in the policyholder's feed")
     assert terms.policy_number in alert["title"]
     desk.clock.advance(timedelta(hours=72, seconds=1))
-    assert await desk.remind() == 1
+    await desk.remind()
 
     async def overdue() -> list[dict[str, Any]]:
         return await feed_kinds(notify, holder, "remediation_overdue")
@@ -67,7 +67,7 @@ async def test_operators_hear_of_a_tier_d_policy_with_an_overdue_item(
     terms, _ = await desk.assessed(in_place=[c for c in Control
                                              if c is not Control.mfa_remote_access][:3])
     desk.clock.advance(timedelta(days=87))
-    assert await desk.remind() >= 1  # due in 3 days
+    await desk.remind()  # due in 3 days
 
     async def due_soon() -> list[dict[str, Any]]:
         return await feed_kinds(notify, desk.tokens.policyholder(terms.org_id),
@@ -75,7 +75,7 @@ async def test_operators_hear_of_a_tier_d_policy_with_an_overdue_item(
 
     await eventually(due_soon, what="the reminder 3 days before")
     desk.clock.advance(timedelta(days=3, seconds=1))
-    assert await desk.remind() >= 1
+    await desk.remind()
 
     async def escalated() -> list[dict[str, Any]]:
         found = await feed_kinds(notify, desk.tokens.operator(), "remediation_escalated")
