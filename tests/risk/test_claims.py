@@ -5,6 +5,8 @@ incident occurred does not."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.payout import service as payout_service
 from services.payout.assessment import (
     AssessmentInputs,
     IncidentFacts,
@@ -29,15 +32,19 @@ from shared.events import (
     Contact,
     CoverageQuestion,
     Envelope,
+    ExposureAlerted,
+    ExposureKind,
     Finding,
     IncidentReported,
     IncidentResponseCompleted,
     JobType,
     PolicyTerms,
     RemediationOverdue,
+    RemediationSource,
     Section,
     VendorVerifiedLoss,
 )
+from shared.events import RemediationItem as RemediationItemEvent
 from shared.topics import INCIDENTS, RESPONSE, RISK
 from tests.payout.conftest import make_payout, payout_db, sandbox  # noqa: F401 - fixtures
 from tests.risk.conftest import Desk, eventually
@@ -77,11 +84,10 @@ async def alerted(desk: Desk, payout_app: FastAPI) -> tuple[PolicyTerms, dict[st
     return terms, item, vendor_id
 
 
-async def incident_through(desk: Desk, terms: PolicyTerms, vector: AttackVector,
-                           occurred_at: datetime) -> uuid.UUID:
+def incident_events(terms: PolicyTerms, incident_id: uuid.UUID, vector: AttackVector,
+                    occurred_at: datetime) -> tuple[IncidentReported, IncidentResponseCompleted]:
     """An incident as intake and triage would publish it: reported, then the response's
     findings with the attack vector and a verified loss."""
-    incident_id = uuid.uuid4()
     reported = IncidentReported(
         incident_id=incident_id, org_id=terms.org_id, policy_number=terms.policy_number,
         category=Category.ransomware, title="Files encrypted", description="Ransom note.",
@@ -101,8 +107,16 @@ async def incident_through(desk: Desk, terms: PolicyTerms, vector: AttackVector,
         verified_losses=[VendorVerifiedLoss(section=Section.incident_response,
                                             amount=Decimal("80000"), description="invoice",
                                             vendor_id="forensics-a", job_id=job_id)])
+    return reported, completed
+
+
+async def incident_through(desk: Desk, terms: PolicyTerms, vector: AttackVector,
+                           occurred_at: datetime) -> uuid.UUID:
+    incident_id = uuid.uuid4()
+    reported, completed = incident_events(terms, incident_id, vector, occurred_at)
     for event, topic in ((reported, INCIDENTS), (completed, RESPONSE)):
-        await publish(desk.broker, topic.name, Envelope.wrap(event, source="/test", time=now),
+        await publish(desk.broker, topic.name,
+                      Envelope.wrap(event, source="/test", time=datetime.now(UTC)),
                       key=str(incident_id).encode())
     return incident_id
 
@@ -198,3 +212,63 @@ def test_remediation_overdue_boundaries(due: datetime, done: datetime | None,
     item = RemediationFact(control=Control.mfa_remote_access, due_at=due, done_at=done)
     assert (OVERDUE in coverage_questions(inputs([AttackVector.vpn], item))) is raised
     assert OVERDUE not in coverage_questions(inputs([AttackVector.other], item))
+
+
+async def store_items(runtime: Any, policy_number: str, item: RemediationItemEvent) -> None:
+    async with runtime.uow() as uow:
+        cause = Envelope.wrap(ExposureAlerted(
+            policy_number=policy_number, org_id="o", vendor_id="v",
+            kind=ExposureKind.exposed_service, description="d", item=item,
+            at=datetime.now(UTC)), source="/test", time=datetime.now(UTC))
+        await payout_service.record_remediation(uow, runtime.resources["context"],
+                                                policy_number, [item], cause)
+        await uow.commit()
+
+
+async def complete(runtime: Any, completed: IncidentResponseCompleted) -> None:
+    async with runtime.uow() as uow:
+        cause = Envelope.wrap(completed, source="/test", time=datetime.now(UTC))
+        await payout_service.record_response(uow, runtime.resources["context"], completed,
+                                             cause)
+        await uow.commit()
+
+
+async def test_items_and_the_response_at_once_never_deadlock_nor_half_read(
+        desk: Desk, payout: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """The remediation items and the response's completion applied by two transactions at
+    once, ten times: each ends without a deadlock, and the claim's assessment raised the
+    question exactly when it read the overdue item."""
+    payout_app, client = payout
+    runtime = payout_app.state.runtime
+    real_now = datetime.now(UTC)
+    terms = (await desk.policy(period_start=real_now - timedelta(days=200),
+                               period_end=real_now + timedelta(days=165)))[0]
+    for attempt in range(10):
+        incident_id = uuid.uuid4()
+        reported, completed = incident_events(terms, incident_id, AttackVector.remote_desktop,
+                                              real_now - timedelta(days=1))
+        await publish(desk.broker, INCIDENTS.name,
+                      Envelope.wrap(reported, source="/test", time=real_now),
+                      key=str(incident_id).encode())
+        await eventually(functools.partial(claim_of, desk, client, incident_id),
+                         what="claim opened")
+        item = RemediationItemEvent(
+            item_id=uuid.uuid4(), control=Control.no_exposed_rdp_or_smb,
+            source=RemediationSource.exposure, title="RDP open", cvss_score=None,
+            due_at=real_now - timedelta(days=3), done_at=None)
+        both = [store_items(runtime, terms.policy_number, item), complete(runtime, completed)]
+        await asyncio.gather(*(both if attempt % 2 else reversed(both)))  # each starts first
+        claim = await assessed_claim(desk, client, incident_id)
+        history = await client.get(f"/v1/claims/{claim['id']}/assessments",
+                                   headers=desk.tokens.adjuster())
+        assessment = max(history.json(), key=lambda a: a["at"])
+        read_the_item = any(r["control"] == "no_exposed_rdp_or_smb"
+                            for r in assessment["inputs"]["remediation"])
+        assert (OVERDUE in claim["coverage_questions"]) is read_the_item
+
+
+async def claim_of(desk: Desk, client: httpx.AsyncClient, incident_id: uuid.UUID
+                   ) -> dict[str, Any] | None:
+    found = await client.get(f"/v1/incidents/{incident_id}/claim",
+                             headers=desk.tokens.adjuster())
+    return found.json() if found.status_code == 200 else None
