@@ -118,7 +118,7 @@ async def _work(plan: PanelPlan, conn: Connection) -> dict[str, Any]:
             section = min(VENDOR_VERIFIABLE_SECTIONS[job_type])  # one its job type may verify
             report = {
                 "root_cause": "Unpatched VPN appliance; ransomware deployed over SMB.",
-                "attack_vector": "exposed VPN", "attribution": "criminal",
+                "attack_vector": "vpn", "attribution": "criminal",
                 "contained_at": datetime.now(UTC).isoformat(),
                 "verified_losses": [{"section": section, "amount": f"{amount}.00",
                                      "description": f"{job_type} fees"}],

@@ -75,7 +75,7 @@ def serve(
 @app.command()
 def token(
     role: Annotated[Role, typer.Option(
-        help="policyholder, vendor, adjuster, operator, actuary or regulator")],
+        help="policyholder, vendor, adjuster, operator, underwriter, actuary or regulator")],
     sub: Annotated[str | None, typer.Option(help="subject (user id)")] = None,
     org_id: Annotated[str | None, typer.Option("--org-id")] = None,
     vendor_id: Annotated[str | None, typer.Option("--vendor-id")] = None,

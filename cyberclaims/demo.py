@@ -1,7 +1,10 @@
-"""`cyberclaims demo`: a full ransomware claim played against the running system, as its four
+"""`cyberclaims demo`: a full ransomware claim played against the running system, as its
 kinds of users would, through the public APIs only.
 
-An operator registers a policy and panel vendors and subscribes webhooks; the policyholder
+Before the incident: the new policy's risk assessment goes to a panel assessor, which submits
+its control checklist and findings; the policyholder sees its tier and remediation plan, and
+the assessor raises an exposure alert. Then the claim: an operator registers panel vendors
+and subscribes webhooks; the policyholder
 reports; vendors accept and complete with verified losses; the policyholder submits its
 business-interruption loss; an adjuster verifies it and two adjusters approve; the payment
 is made. Prints the incident's timeline, the claim's breakdown and what went out.
@@ -71,6 +74,7 @@ class ClaimStory:
     incident: dict[str, Any] = field(default_factory=dict)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     subscriptions: list[tuple[Actor, str]] = field(default_factory=list)
+    risk: dict[str, Any] = field(default_factory=dict)
 
     def unsubscribe(self) -> None:
         """The demo's webhook receiver goes away with the demo: so do its subscriptions."""
@@ -124,6 +128,52 @@ def register_panel(operator: Actor, suffix: str, region: str) -> list[str]:
     return vendor_ids
 
 
+ASSESSMENT = {
+    "controls_in_place": ["offline_backups_tested", "mfa_email", "edr_on_endpoints",
+                          "critical_patches_within_14_days", "privileged_access_separated",
+                          "email_authentication_dmarc", "central_logging_90_days",
+                          "security_awareness_training"],
+    "findings": [{"title": "VPN appliance firmware 9 months old (CVE-2024-21762)",
+                  "control": "critical_patches_within_14_days",
+                  "cvss_vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+}
+
+
+def assess_the_policy(api: Api, story: ClaimStory, suffix: str, region: str) -> None:
+    """The before: the policy's assessment through triage's dispatch, then an exposure alert."""
+    operator = api.operator()
+    holder = api.policyholder(story.org_id)
+    operator.post("triage", "/v1/vendors", {
+        "vendor_id": f"assessor-{suffix}", "name": "Assessor Security", "regions": [region],
+        "capabilities": ["risk_assessment"], "capacity": 20, "rating": 4.7})
+    assessment = wait_for(
+        "the policy's assessment requested",
+        lambda: operator.call("risk", "GET", f"/v1/risk/{story.policy_number}",
+                              expect=(200, 404)),
+        until=lambda risk: bool(risk.get("assessments")))["assessments"][0]
+    job = wait_for(
+        "the assessment job dispatched",
+        lambda: [job for job in operator.get("triage", "/v1/jobs", status="dispatched",
+                                             limit=100)["items"]
+                 if job["assessment_id"] == assessment["id"]],
+        until=bool)[0]
+    assessor = api.vendor(job["vendor_id"])
+    assessor.post("triage", f"/v1/jobs/{job['id']}/accept")
+    say(f"{job['vendor_id']} accepted the risk assessment of {story.policy_number}")
+    wait_for("risk to see the assessor",
+             lambda: operator.get("risk", f"/v1/risk/{story.policy_number}")["assessments"][0],
+             until=lambda found: found["status"] == "accepted")
+    result = assessor.post("risk", f"/v1/assessments/{assessment['id']}/report", ASSESSMENT)
+    say(f"assessed: score {result['score']}, tier {result['tier']}, premium modifier "
+        f"{result['premium_modifier_percent']:+d} %")
+    exposure = assessor.post("risk", "/v1/exposures", {
+        "policy_number": story.policy_number, "kind": "exposed_service",
+        "control": "mfa_remote_access", "title": "VPN portal accepts passwords without MFA",
+        "description": "The SSL VPN login page answers from the internet with password only."})
+    say(f"exposure alert: {exposure['title']} (fix by {exposure['due_at']})")
+    story.risk = holder.get("risk", f"/v1/risk/{story.policy_number}")
+
+
 def dispatched_jobs(api: Api, incident_id: str,
                     expected: int) -> list[tuple[str, dict[str, Any]]]:
     """(vendor id, job) of the incident's jobs waiting to be accepted, whichever panel vendor
@@ -155,6 +205,8 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
     say(f"operator registers policy {story.policy_number} for {story.org_id}")
     operator.post("intake", "/v1/policies",
                   policy_body(story.org_id, story.policy_number, now, region=region))
+    say("the policy's risk assessment, before any incident")
+    assess_the_policy(api, story, suffix, region)
     say(f"operator registers the panel vendors serving {region}")
     vendor_ids = register_panel(operator, suffix, region)
     say("vendors and the policyholder subscribe their webhooks")
@@ -193,7 +245,7 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
         vendor.post("triage", f"/v1/jobs/{job['id']}/accept")
         section, amount, description = invoices[job["job_type"]]
         report: dict[str, Any] = {
-            "root_cause": "Phished VPN credentials, no MFA", "attack_vector": "VPN",
+            "root_cause": "Phished VPN credentials, no MFA", "attack_vector": "vpn",
             "attribution": "criminal", "contained_at": (now - timedelta(hours=2)).isoformat(),
             "verified_losses": [{"section": section, "amount": amount,
                                  "description": description}],
@@ -245,6 +297,13 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
 
 
 def print_story(story: ClaimStory, receiver: WebhookReceiver) -> None:
+    risk = story.risk
+    print(f"\nRisk of {story.policy_number}: score {risk['score']}, tier {risk['tier']}, premium "
+          f"modifier {risk['premium_modifier_percent']:+d} %"
+          + (", referred to an underwriter" if risk["referred_to_underwriter"] else ""))
+    for item in risk["items"]:
+        print(f"  {item['state']:<8} due {item['due_at'][:10]}  {item['control']:<32} "
+              f"{item['title']}")
     print("\nTimeline of incident", story.incident_id)
     for entry in story.incident["timeline"]:
         print(f"  {entry['at']}  {entry['type']:<28} {entry['summary']}")

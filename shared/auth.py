@@ -33,6 +33,7 @@ class Role(StrEnum):
     vendor = "vendor"
     adjuster = "adjuster"
     operator = "operator"
+    underwriter = "underwriter"
     actuary = "actuary"  # insights: aggregate loss experience only
     regulator = "regulator"  # insights: aggregate loss experience only
 

@@ -17,8 +17,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared import jsoncodec
+from shared.controls import AttackVector, Control
 from shared.money import Money
-from shared.topics import CLAIMS, INCIDENTS, NOTIFICATIONS, POLICIES, RESPONSE, Topic
+from shared.topics import CLAIMS, INCIDENTS, NOTIFICATIONS, POLICIES, RESPONSE, RISK, Topic
 
 CONTENT_TYPE = "application/json"
 
@@ -94,6 +95,7 @@ class JobType(StrEnum):
     funds_recovery = "funds_recovery"
     ddos_mitigation = "ddos_mitigation"
     crisis_communications = "crisis_communications"
+    risk_assessment = "risk_assessment"
 
 
 VENDOR_VERIFIABLE_SECTIONS: dict[JobType, frozenset[Section]] = {
@@ -127,6 +129,7 @@ class CoverageQuestion(StrEnum):
     WAR_EXCLUSION = "WAR_EXCLUSION"
     EARLY_CLAIM = "EARLY_CLAIM"
     REPEAT_INCIDENT = "REPEAT_INCIDENT"
+    REMEDIATION_OVERDUE = "REMEDIATION_OVERDUE"
 
 
 class Channel(StrEnum):
@@ -295,10 +298,16 @@ class IncidentTriaged(IncidentEvent):
 
 
 class JobEvent(IncidentEvent):
+    """A job's life cycle. A `risk_assessment` job has no incident: it names its assessment
+    (`assessment_id`, also in `incident_id`, the key, so each assessment's events keep their
+    order) and its policy."""
+
     topic = RESPONSE
     job_id: uuid.UUID
     job_type: JobType
     at: AwareDatetime
+    assessment_id: uuid.UUID | None = None
+    policy_number: str | None = None
 
 
 class JobDispatched(JobEvent):
@@ -347,7 +356,8 @@ class VerifiedLoss(Contract):
 
 class CompletionReport(Contract):
     root_cause: str
-    attack_vector: str
+    attack_vector: AttackVector
+    attack_vector_detail: str | None = None
     attribution: Attribution
     contained_at: AwareDatetime
     outage_started_at: AwareDatetime | None = None
@@ -367,7 +377,7 @@ class Finding(Contract):
     job_type: JobType
     vendor_id: str
     root_cause: str
-    attack_vector: str
+    attack_vector: AttackVector
     attribution: Attribution
     contained_at: AwareDatetime
     records_confirmed: int | None
@@ -533,6 +543,117 @@ class NotificationDead(NotificationEvent):
     event_type = "cyberclaims.notification.dead.v1"
     attempts: int
     last_error: str
+
+
+# --- risk ----------------------------------------------------------------------------------------
+
+
+class RiskTier(StrEnum):
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+
+
+class AssessmentReason(StrEnum):
+    registered = "registered"
+    renewed = "renewed"
+    requested = "requested"
+
+
+class RemediationSource(StrEnum):
+    missing_control = "missing_control"
+    finding = "finding"
+    exposure = "exposure"
+
+
+class ExposureKind(StrEnum):
+    exposed_service = "exposed_service"
+    leaked_credential = "leaked_credential"
+    exploited_vulnerability = "exploited_vulnerability"
+
+
+class RemediationItem(Contract):
+    """Something the policyholder has to fix by `due_at`, against one control."""
+
+    item_id: uuid.UUID
+    control: Control
+    source: RemediationSource
+    title: str
+    cvss_score: float | None
+    due_at: AwareDatetime
+    done_at: AwareDatetime | None
+
+
+class RiskEvent(Event):
+    """Everything about a policy's risk is keyed by its policy number."""
+
+    topic = RISK
+    policy_number: str
+    org_id: str
+
+    def partition_key(self) -> str:
+        return self.policy_number
+
+
+class RiskAssessmentRequested(RiskEvent):
+    """Triage opens an assessment job for it (capability `risk_assessment`)."""
+
+    event_type = "cyberclaims.risk.assessment_requested.v1"
+    assessment_id: uuid.UUID
+    region: str
+    reason: AssessmentReason
+    requested_at: AwareDatetime
+
+
+class RiskAssessed(RiskEvent):
+    event_type = "cyberclaims.risk.assessed.v1"
+    assessment_id: uuid.UUID
+    job_id: uuid.UUID | None
+    vendor_id: str
+    score: int = Field(ge=0, le=100)
+    tier: RiskTier
+    premium_modifier_percent: int
+    referred_to_underwriter: bool
+    items: list[RemediationItem]
+    assessed_at: AwareDatetime
+
+
+class ExposureAlerted(RiskEvent):
+    event_type = "cyberclaims.risk.exposure_alerted.v1"
+    vendor_id: str
+    kind: ExposureKind
+    description: str
+    item: RemediationItem
+    at: AwareDatetime
+
+
+class RemediationItemEvent(RiskEvent):
+    item: RemediationItem
+    at: AwareDatetime
+
+
+class RemediationDone(RemediationItemEvent):
+    """Confirmed by the assessing vendor or an operator."""
+
+    event_type = "cyberclaims.risk.remediation_done.v1"
+    confirmed_by: str
+
+
+class RemediationDueSoon(RemediationItemEvent):
+    event_type = "cyberclaims.risk.remediation_due_soon.v1"
+
+
+class RemediationOverdue(RemediationItemEvent):
+    event_type = "cyberclaims.risk.remediation_overdue.v1"
+    tier: RiskTier | None
+
+
+class RemediationEscalated(RemediationItemEvent):
+    """A tier D policy has an overdue item: operators are told."""
+
+    event_type = "cyberclaims.risk.remediation_escalated.v1"
+    tier: RiskTier
 
 
 # --- the envelope --------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The topic catalog: the one place that names topics, keys, partitions and retention.
 
 Everything about an incident is keyed by incident id, so per-incident order holds within a
-topic. Each topic has a dead-letter companion `<name>.dlq` for poison messages. Partitions are
-at least the maximum replicas of any consumer group (see deploy/k8s HPAs), so consumers scale.
+topic; everything about a policy's risk is keyed by policy number. Each topic has a dead-letter
+companion `<name>.dlq` for poison messages. Partitions are at least the maximum replicas of
+any consumer group (see deploy/k8s HPAs), so consumers scale.
 """
 
 from __future__ import annotations
@@ -47,8 +48,12 @@ NOTIFICATIONS = Topic(
     "cyberclaims.notifications", "incident_id", "notify", 6, 7 * DAY_MS,
     "Notification delivered or dead, for audit.",
 )
+RISK = Topic(
+    "cyberclaims.risk", "policy_number", "risk", 6, 30 * DAY_MS,
+    "Risk assessments requested and assessed, exposure alerts, remediation items' life cycle.",
+)
 
-CATALOG: tuple[Topic, ...] = (POLICIES, INCIDENTS, RESPONSE, CLAIMS, NOTIFICATIONS)
+CATALOG: tuple[Topic, ...] = (POLICIES, INCIDENTS, RESPONSE, CLAIMS, NOTIFICATIONS, RISK)
 DEAD_LETTER_RETENTION_MS = 30 * DAY_MS
 DEAD_LETTER_PARTITIONS = 1
 

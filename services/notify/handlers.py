@@ -23,6 +23,7 @@ from shared.events import (
     IncidentReported,
     IncidentTriaged,
     RegulatorReportFiled,
+    RiskEvent,
 )
 
 
@@ -54,8 +55,12 @@ def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
                                                           event.incident_id)
         await notifier.notify(uow.session, envelope, copy)
 
+    async def on_risk(uow: UnitOfWork, event: RiskEvent, envelope: Envelope) -> None:
+        await notifier.notify(uow.session, envelope, None)  # a policy's, of no incident
+
     table: dict[type[Event], Handler] = {
-        event_type: on_event for name, event_type in Event.registry.items() if name in ROUTED_TYPES
+        event_type: on_risk if issubclass(event_type, RiskEvent) else on_event
+        for name, event_type in Event.registry.items() if name in ROUTED_TYPES
     }
     table[IncidentReported] = on_reported
     table[IncidentTriaged] = on_triaged

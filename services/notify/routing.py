@@ -23,6 +23,7 @@ from shared.events import (
     ClaimDenied,
     ClaimEventDeadLettered,
     ClaimPendingApproval,
+    ExposureAlerted,
     IncidentReported,
     IncidentResponseCompleted,
     IncidentTriaged,
@@ -31,6 +32,9 @@ from shared.events import (
     JobUnassigned,
     PaymentFailed,
     PaymentSucceeded,
+    RemediationDueSoon,
+    RemediationEscalated,
+    RemediationOverdue,
     ResponseEventDeadLettered,
 )
 
@@ -120,6 +124,19 @@ ROUTES: Mapping[str, Rule] = {
     )),
     REGULATORY_REMINDER: Rule("regulatory deadline in 1 hour and not yet confirmed", (
         Route(Audience.policyholder, "regulatory_reminder"),
+    )),
+    # risk: before the incident (docs/risk.md); these concern a policy, not an incident
+    ExposureAlerted.event_type: Rule("exposure alert (fix within 72 hours)", (
+        Route(Audience.policyholder, "exposure_alert"),
+    )),
+    RemediationDueSoon.event_type: Rule("remediation item due in 3 days", (
+        Route(Audience.policyholder, "remediation_due_soon"),
+    )),
+    RemediationOverdue.event_type: Rule("remediation item overdue", (
+        Route(Audience.policyholder, "remediation_overdue"),
+    )),
+    RemediationEscalated.event_type: Rule("overdue remediation on a tier D policy", (
+        Route(Audience.operators, "remediation_escalated"),
     )),
 }
 

@@ -56,7 +56,10 @@ class Notifier:
             return 0
         cache = TransactionCache.of(session)
         context = _context(envelope, incident)
-        existing = await cache.delivery_keys(session, context["incident_id"])
+        # An event of no incident (risk's, about a policy) reaches this once per event id
+        # (the consumer's inbox), so it has no earlier deliveries to skip.
+        existing = (await cache.delivery_keys(session, context["incident_id"])
+                    if context["incident_id"] is not None else set())
         created = 0
         for route in rule.routes:
             recipient = route.audience.address(envelope.data)
@@ -97,7 +100,7 @@ class Notifier:
 
     def _stage(self, session: AsyncSession, envelope: Envelope, route: Route, recipient: str,
                channel: Channel, target: str, subscription: Subscription | None,
-               rendered: Rendered, incident_id: uuid.UUID) -> None:
+               rendered: Rendered, incident_id: uuid.UUID | None) -> None:
         now = self.clock.now()
         delivery = Delivery(
             id=uuid.uuid4(), source_event_id=envelope.id, event_type=envelope.type,
@@ -141,7 +144,8 @@ def _context(envelope: Envelope, incident: IncidentCopy | None) -> dict[str, Any
         "data": envelope.data,
         "event_type": envelope.type,
         "event_id": str(envelope.id),
-        "incident_id": uuid.UUID(str(envelope.data["incident_id"])),
+        "incident_id": (uuid.UUID(str(envelope.data["incident_id"]))
+                        if "incident_id" in envelope.data else None),
         "incident": {"title": incident.title if incident else None,
                      "policy_number": incident.policy_number if incident else None},
     }

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from shared.controls import GUARDING_CONTROLS, AttackVector, Control
 from shared.events import (
     Attribution,
     Category,
@@ -74,6 +75,14 @@ class OtherIncident(Frozen):
     occurred_at: AwareDatetime
 
 
+class RemediationFact(Frozen):
+    """A remediation item of the policy (risk service): fix `control` by `due_at`."""
+
+    control: Control
+    due_at: AwareDatetime
+    done_at: AwareDatetime | None
+
+
 class AssessmentInputs(Frozen):
     """Everything an assessment depends on; stored verbatim as its audit record."""
 
@@ -87,6 +96,9 @@ class AssessmentInputs(Frozen):
     """What earlier claims under the policy paid (or have approved) from each section."""
     paid_total: Decimal
     other_incidents: list[OtherIncident]
+    attack_vectors: list[AttackVector] = []
+    """How the attacker got in, by the vendors' completion reports."""
+    remediation: list[RemediationFact] = []
 
 
 class AssessmentResult(Frozen):
@@ -166,7 +178,21 @@ def coverage_questions(inputs: AssessmentInputs) -> list[CoverageQuestion]:
            and abs(other.occurred_at - occurred) <= REPEAT_INCIDENT_WINDOW
            for other in inputs.other_incidents):
         raised.add(CoverageQuestion.REPEAT_INCIDENT)
+    if overdue_guarding_controls(inputs):
+        raised.add(CoverageQuestion.REMEDIATION_OVERDUE)
     return [question for question in CoverageQuestion if question in raised]
+
+
+def overdue_guarding_controls(inputs: AssessmentInputs) -> set[Control]:
+    """REMEDIATION_OVERDUE: controls guarding against the incident's attack vectors whose
+    remediation item was overdue when the incident occurred (due strictly before occurred_at,
+    and not done by then). It asks the adjuster; it denies nothing by itself."""
+    occurred = inputs.incident.occurred_at
+    guarding = {control for vector in inputs.attack_vectors
+                for control in GUARDING_CONTROLS[vector]}
+    return {item.control for item in inputs.remediation
+            if item.control in guarding and item.due_at < occurred
+            and (item.done_at is None or item.done_at > occurred)}
 
 
 # --- section 8: the payable amount ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Payout's event handlers: its copy of policies, one claim per incident, loss items from
-policyholders and vendors, triage's grading (shown to the adjuster). Assessment runs as soon
-as a claim is ready (see `service`)."""
+policyholders and vendors, triage's grading (shown to the adjuster), remediation items from
+risk. Assessment runs as soon as a claim is ready (see `service`)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from shared.db import UnitOfWork
 from shared.events import (
     Envelope,
     Event,
+    ExposureAlerted,
     IncidentReported,
     IncidentResponseCompleted,
     IncidentTriaged,
     LossSubmitted,
     PolicyRegistered,
     PolicyUpdated,
+    RemediationDone,
+    RiskAssessed,
 )
 
 
@@ -52,7 +55,15 @@ def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
                                  envelope: Envelope) -> None:
         await service.record_response(uow, ctx, event, envelope)
 
+    async def remediation(uow: UnitOfWork, event: RiskAssessed | ExposureAlerted | RemediationDone,
+                          envelope: Envelope) -> None:
+        items = event.items if isinstance(event, RiskAssessed) else [event.item]
+        await service.record_remediation(uow, ctx, event.policy_number, items, envelope)
+
     return {
+        RiskAssessed: remediation,
+        ExposureAlerted: remediation,
+        RemediationDone: remediation,
         PolicyRegistered: policy_registered,
         PolicyUpdated: policy_updated,
         IncidentReported: incident_reported,

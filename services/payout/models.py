@@ -89,6 +89,20 @@ class IncidentTriage(Base):
     triaged_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RemediationItem(Base):
+    """What risk told the policyholder to fix, per control, with its due and done times
+    (from `cyberclaims.risk`): REMEDIATION_OVERDUE reads it as of an incident's occurred_at."""
+
+    __tablename__ = "remediation_items"
+
+    item_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    policy_number: Mapped[str] = mapped_column(String(64), index=True)
+    control: Mapped[str] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Claim(Base):
     """One claim per incident. Its row is locked for every decision on it."""
 
@@ -109,6 +123,8 @@ class Claim(Base):
     adjuster_outage_minutes: Mapped[int | None] = mapped_column(Integer)
     adjuster_outage_note: Mapped[str | None] = mapped_column(Text)
     latest_assessment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    attack_vectors: Mapped[list[str] | None] = mapped_column(JSON)
+    """The vendors' attack vectors (for REMEDIATION_OVERDUE), from the response's findings."""
     payable: Mapped[Decimal | None] = mapped_column(MoneyColumn)
     approved_amount: Mapped[Decimal | None] = mapped_column(MoneyColumn)
     decision_reason: Mapped[str | None] = mapped_column(Text)

@@ -36,6 +36,7 @@ from services.payout.assessment import (
     MissingOutage,
     OtherIncident,
     OutOfRange,
+    RemediationFact,
     in_range,
 )
 from services.payout.models import (
@@ -48,6 +49,7 @@ from services.payout.models import (
     LossItem,
     Payment,
     Policy,
+    RemediationItem,
 )
 from services.payout.schemas import ApproveIn, DenyIn, OutageIn, RejectLossIn, VerifyLossIn
 from shared.auth import Principal
@@ -72,6 +74,7 @@ from shared.events import (
     PolicyTerms,
     SectionBreakdown,
 )
+from shared.events import RemediationItem as RemediationItemEvent
 from shared.money import ZERO
 from shared.outbox import Outbox
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable
@@ -231,6 +234,7 @@ async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponse
     claim.response_completed_at = event.completed_at
     claim.attribution = event.attribution.value
     claim.findings = [finding.model_dump(mode="json") for finding in event.findings]
+    claim.attack_vectors = sorted({finding.attack_vector.value for finding in event.findings})
     outage = event.verified_outage
     if outage is not None and in_range(outage.started_at) and in_range(outage.ended_at):
         claim.outage_started_at = outage.started_at
@@ -322,7 +326,44 @@ async def _inputs(uow: UnitOfWork, claim: Claim, policy: Policy, incident: Incid
         paid_total=paid_total,
         other_incidents=[OtherIncident(incident_id=other.id, category=other.category,
                                        occurred_at=other.occurred_at) for other in others],
+        attack_vectors=claim.attack_vectors or [],
+        remediation=await _remediation_of(uow, policy.policy_number),
     )
+
+
+async def _remediation_of(uow: UnitOfWork, policy_number: str) -> list[RemediationFact]:
+    rows = await uow.session.scalars(
+        select(RemediationItem).where(RemediationItem.policy_number == policy_number)
+        .order_by(RemediationItem.due_at, RemediationItem.item_id))
+    return [RemediationFact(control=row.control, due_at=row.due_at, done_at=row.done_at)
+            for row in rows]
+
+
+async def record_remediation(uow: UnitOfWork, ctx: Context, policy_number: str,
+                             items: list[RemediationItemEvent], cause: Envelope) -> None:
+    """Keep the policy's remediation items (done only ever set once) and assess the policy's
+    open claims that were ready. Locks in the order a response takes them (its claim, then the
+    policy, before an assessment reads the items), so the two never deadlock: a claim assessed
+    at the same time either sees these items or waits here and is assessed after them. A claim
+    decided before the items arrived stays decided (risk publishes them when they are raised,
+    long before an incident they concern)."""
+    open_claims = (await uow.session.scalars(
+        select(Claim).where(Claim.policy_number == policy_number,
+                            Claim.status == ClaimStatus.open)
+        .order_by(Claim.opened_at).with_for_update())).all()
+    await uow.session.get(Policy, policy_number, with_for_update=True)
+    now = ctx.clock.now()
+    for item in items:
+        row = await uow.session.get(RemediationItem, item.item_id, with_for_update=True)
+        if row is None:
+            uow.session.add(RemediationItem(
+                item_id=item.item_id, policy_number=policy_number, control=item.control.value,
+                due_at=item.due_at, done_at=item.done_at, updated_at=now))
+        elif row.done_at is None and item.done_at is not None:
+            row.done_at, row.updated_at = item.done_at, now
+    await uow.session.flush()
+    for claim in open_claims:
+        await assess_if_ready(uow, ctx, claim, cause)
 
 
 async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,

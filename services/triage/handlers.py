@@ -1,4 +1,5 @@
-"""Triage's event handlers: its copy of policies, and each reported incident."""
+"""Triage's event handlers: its copy of policies, each reported incident, and risk's
+assessment requests (jobs of kind assessment)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from services.triage import service
 from services.triage.service import TriageContext
 from shared.consumer import Handler
 from shared.db import UnitOfWork
-from shared.events import Envelope, Event, IncidentReported, PolicyRegistered, PolicyUpdated
+from shared.events import (
+    Envelope,
+    Event,
+    IncidentReported,
+    PolicyRegistered,
+    PolicyUpdated,
+    RiskAssessed,
+    RiskAssessmentRequested,
+)
 
 
 def handlers(ctx: TriageContext) -> Mapping[type[Event], Handler]:
@@ -22,5 +31,13 @@ def handlers(ctx: TriageContext) -> Mapping[type[Event], Handler]:
                                 envelope: Envelope) -> None:
         await service.receive_incident(uow.session, ctx, event, envelope)
 
+    async def assessment_requested(uow: UnitOfWork, event: RiskAssessmentRequested,
+                                   envelope: Envelope) -> None:
+        await service.open_assessment_job(uow.session, ctx, event, envelope)
+
+    async def assessed(uow: UnitOfWork, event: RiskAssessed, _: Envelope) -> None:
+        await service.complete_assessment_job(uow.session, ctx, event)
+
     return {PolicyRegistered: policy_registered, PolicyUpdated: policy_updated,
-            IncidentReported: incident_reported}
+            IncidentReported: incident_reported,
+            RiskAssessmentRequested: assessment_requested, RiskAssessed: assessed}

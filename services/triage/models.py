@@ -92,6 +92,20 @@ class Incident(Base):
     response_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class AssessmentRequest(Base):
+    """A risk assessment asked for by risk (`RiskAssessmentRequested`): the subject of an
+    assessment job, as an incident is of a response job."""
+
+    __tablename__ = "assessment_requests"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    policy_number: Mapped[str] = mapped_column(String(64))
+    org_id: Mapped[str] = mapped_column(String(128))
+    region: Mapped[str] = mapped_column(String(16))
+    correlation_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Vendor(Base):
     """A panel vendor. `open_jobs` counts its dispatched and accepted jobs, never > capacity."""
 
@@ -122,6 +136,11 @@ class JobStatus:
     expired = "expired"
 
 
+class JobKind:
+    response = "response"
+    assessment = "assessment"
+
+
 OPEN_STATES = (JobStatus.unassigned, JobStatus.dispatched, JobStatus.accepted)
 HOLDS_A_SLOT = (JobStatus.dispatched, JobStatus.accepted)
 
@@ -134,7 +153,11 @@ class Job(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default=JobKind.response,
+                                      server_default=JobKind.response)
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    assessment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("assessment_requests.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     job_type: Mapped[str] = mapped_column(String(40))
     priority: Mapped[str] = mapped_column(String(4))

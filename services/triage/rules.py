@@ -31,6 +31,8 @@ class ResponseTimes:
     sla: Mapping[Priority, timedelta]
     regulatory_window: timedelta
     critical_infrastructure_window: timedelta
+    assessment_acceptance: timedelta = timedelta(hours=72)
+    """Acceptance deadline of a risk assessment job (not tied to an incident's priority)."""
 
 
 @dataclass(frozen=True)

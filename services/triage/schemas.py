@@ -14,6 +14,7 @@ from pydantic import (
     field_validator,
 )
 
+from shared.controls import AttackVector
 from shared.dead_letters import DeadLetterOut
 from shared.events import (
     VENDOR_VERIFIABLE_SECTIONS,
@@ -73,7 +74,9 @@ class HistoryItem(BaseModel):
 
 class JobOut(BaseModel):
     id: uuid.UUID
-    incident_id: uuid.UUID
+    kind: str = Field(description="response (an incident's) or assessment (a policy's)")
+    incident_id: uuid.UUID | None
+    assessment_id: uuid.UUID | None
     job_type: JobType
     priority: Priority
     vendor_id: str | None
@@ -120,7 +123,8 @@ class CompletionReportIn(RequestBody):
     """A vendor's completion report (rulebook section 5)."""
 
     root_cause: Text
-    attack_vector: ShortText
+    attack_vector: AttackVector
+    attack_vector_detail: ShortText | None = None
     attribution: Attribution
     contained_at: Timestamp
     outage_started_at: Timestamp | None = None

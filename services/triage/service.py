@@ -47,11 +47,13 @@ from services.triage.cache import TransactionCache
 from services.triage.models import (
     HOLDS_A_SLOT,
     OPEN_STATES,
+    AssessmentRequest,
     DeadLetter,
     Incident,
     IncidentStatus,
     Job,
     JobHistory,
+    JobKind,
     JobRefusal,
     JobStatus,
     Policy,
@@ -76,12 +78,15 @@ from shared.events import (
     JobCompleted,
     JobDeclined,
     JobDispatched,
+    JobEvent,
     JobExpired,
     JobType,
     JobUnassigned,
     OpenedJob,
     PolicyTerms,
     Priority,
+    RiskAssessed,
+    RiskAssessmentRequested,
     VendorVerifiedLoss,
 )
 from shared.outbox import Outbox
@@ -102,9 +107,17 @@ class TriageContext:
     times: ResponseTimes
 
 
-def _emit(session: AsyncSession, ctx: TriageContext, event: Event, incident: Incident,
+JobSubject = Incident | AssessmentRequest
+"""What a job is for: an incident (response jobs) or a policy's risk assessment."""
+
+
+def _emit(session: AsyncSession, ctx: TriageContext, event: Event, incident: JobSubject,
           cause: Envelope | None) -> None:
-    """Stage an event; everything about an incident shares its report's correlation id."""
+    """Stage an event; everything about an incident shares its report's correlation id. An
+    assessment job's events name the assessment and its policy."""
+    if isinstance(incident, AssessmentRequest) and isinstance(event, JobEvent):
+        event = event.model_copy(update={"assessment_id": incident.id,
+                                         "policy_number": incident.policy_number})
     if cause is not None:
         ctx.outbox.add(session, event, cause=cause)
     else:
@@ -340,13 +353,14 @@ def _history(session: AsyncSession, job: Job, status: str, at: datetime, actor: 
                            actor=actor, note=note))
 
 
-def _dispatch(session: AsyncSession, ctx: TriageContext, job: Job, incident: Incident,
+def _dispatch(session: AsyncSession, ctx: TriageContext, job: Job, incident: JobSubject,
               vendor_id: str, now: datetime, *, cause: Envelope | None, actor: str) -> None:
     priority = Priority(job.priority)
     job.status = JobStatus.dispatched
     job.vendor_id = vendor_id
     job.attempt += 1
-    job.accept_by = rules.acceptance_deadline(now, priority, ctx.times)
+    job.accept_by = (now + ctx.times.assessment_acceptance if job.kind == JobKind.assessment
+                     else rules.acceptance_deadline(now, priority, ctx.times))
     job.updated_at = now
     _history(session, job, JobStatus.dispatched, now, actor, vendor_id,
              f"accept by {job.accept_by.isoformat()}")
@@ -363,7 +377,7 @@ async def _refusers(session: AsyncSession, job: Job) -> list[str]:
     return list(await session.scalars(select(JobRefusal.vendor_id).where(JobRefusal.job_id == job.id)))
 
 
-async def _offer(session: AsyncSession, ctx: TriageContext, job: Job, incident: Incident,
+async def _offer(session: AsyncSession, ctx: TriageContext, job: Job, incident: JobSubject,
                  pool: dict[str, VendorLoad], now: datetime, *, cause: Envelope | None = None,
                  announce: bool, reason: str = NO_VENDOR) -> bool:
     """Dispatch the job to the first eligible vendor that still has room (the rulebook's
@@ -412,7 +426,7 @@ async def _offer_new_jobs(session: AsyncSession, ctx: TriageContext, jobs: Seque
             _dispatch(session, ctx, job, incident, vendor_id, now, cause=cause, actor=SYSTEM)
 
 
-def _leave_unassigned(session: AsyncSession, ctx: TriageContext, job: Job, incident: Incident,
+def _leave_unassigned(session: AsyncSession, ctx: TriageContext, job: Job, incident: JobSubject,
                       now: datetime, *, cause: Envelope | None, announce: bool,
                       reason: str) -> None:
     job.status = JobStatus.unassigned
@@ -448,17 +462,16 @@ async def _fill_vendor(session: AsyncSession, ctx: TriageContext, vendor: Vendor
     for job in list(waiting):
         if not await _take_slots(session, {vendor.vendor_id: 1}):
             break
-        incident = await session.get(Incident, job.incident_id)
-        assert incident is not None
+        incident = await _incident_of(session, job)
         _dispatch(session, ctx, job, incident, vendor.vendor_id, now, cause=None, actor=actor)
         assigned += 1
     return assigned
 
 
 async def _complete_incident_if_done(session: AsyncSession, ctx: TriageContext,
-                                     incident: Incident, now: datetime) -> None:
+                                     incident: JobSubject, now: datetime) -> None:
     """Once every job is completed or cancelled: the findings, outage and losses for payout."""
-    if incident.status != IncidentStatus.triaged:
+    if not isinstance(incident, Incident) or incident.status != IncidentStatus.triaged:
         return
     jobs = list(await session.scalars(
         select(Job).where(Job.incident_id == incident.id).order_by(Job.position)
@@ -538,18 +551,23 @@ async def _dead_letters(session: AsyncSession, incident_ids: Collection[uuid.UUI
     return found
 
 
+def _marks_of(marks: dict[uuid.UUID, list[DeadLetter]], job: Job) -> Sequence[DeadLetter]:
+    """An assessment job has no incident, so no incident's dead letters."""
+    return marks.get(job.incident_id, ()) if job.incident_id is not None else ()
+
+
 async def _views(session: AsyncSession, jobs: Sequence[Job]) -> list[JobView]:
     histories = await _histories(session, [job.id for job in jobs])
-    marks = await _dead_letters(session, {job.incident_id for job in jobs})
-    return [JobView(job, histories[job.id], dead_letters=marks.get(job.incident_id, ()))
-            for job in jobs]
+    marks = await _dead_letters(session, {job.incident_id for job in jobs
+                                          if job.incident_id is not None})
+    return [JobView(job, histories[job.id], dead_letters=_marks_of(marks, job)) for job in jobs]
 
 
 async def read_job(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID) -> JobView:
     job, outcome = await _visible_job(uow.session, principal, job_id)
     history = (await _histories(uow.session, [job.id]))[job.id]
-    marks = await _dead_letters(uow.session, [job.incident_id])
-    return JobView(job, history, outcome, marks.get(job.incident_id, ()))
+    marks = await _dead_letters(uow.session, [job.incident_id] if job.incident_id else [])
+    return JobView(job, history, outcome, _marks_of(marks, job))
 
 
 async def list_jobs(uow: UnitOfWork, principal: Principal, *, status: str | None,
@@ -654,6 +672,9 @@ async def complete_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal
         if value is not None and value > now + FUTURE_TOLERANCE:
             raise Unprocessable(f"{name} is more than 5 minutes in the future", field=name)
     job, _ = await _visible_job(uow.session, principal, job_id)
+    if job.kind == JobKind.assessment:
+        raise Conflict(f"job {job_id} is a risk assessment: submit it to risk "
+                       "(POST /v1/assessments/{assessment_id}/report)", state=job.status)
     incident = await _incident_of(uow.session, job, for_update=True)
     job = await _held_job(uow, principal, job_id, JobStatus.accepted)
     body.check_sections(JobType(job.job_type))
@@ -740,10 +761,57 @@ async def assign_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
     return await read_job(uow, principal, job_id)
 
 
-async def _incident_of(session: AsyncSession, job: Job, *, for_update: bool = False) -> Incident:
-    incident = await session.get(Incident, job.incident_id, with_for_update=for_update)
-    assert incident is not None
-    return incident
+async def _incident_of(session: AsyncSession, job: Job, *, for_update: bool = False
+                       ) -> JobSubject:
+    """The job's subject: its incident, or for an assessment job the assessment request."""
+    subject: JobSubject | None = (
+        await session.get(AssessmentRequest, job.assessment_id, with_for_update=for_update)
+        if job.kind == JobKind.assessment
+        else await session.get(Incident, job.incident_id, with_for_update=for_update))
+    assert subject is not None
+    return subject
+
+
+# --- risk assessment jobs (from risk's events) ---------------------------------------------------
+
+
+async def open_assessment_job(session: AsyncSession, ctx: TriageContext,
+                              event: RiskAssessmentRequested, envelope: Envelope) -> None:
+    """One assessment job per request, dispatched like a response job (capability
+    `risk_assessment`, the same selection order and capacity), to be accepted within 72 h."""
+    if await session.get(AssessmentRequest, event.assessment_id) is not None:
+        return  # the same request again
+    now = ctx.clock.now()
+    request = AssessmentRequest(id=event.assessment_id, policy_number=event.policy_number,
+                                org_id=event.org_id, region=event.region,
+                                correlation_id=envelope.correlationid, created_at=now)
+    session.add(request)
+    await session.flush()
+    job = Job(id=uuid.uuid4(), kind=JobKind.assessment, incident_id=None,
+              assessment_id=request.id, position=0, job_type=JobType.risk_assessment.value,
+              priority=Priority.P4.value, region=event.region, status=JobStatus.unassigned,
+              attempt=0, created_at=now, updated_at=now)
+    session.add(job)
+    pool = await _lock_vendors(session, [job.job_type], job.region)
+    await _offer(session, ctx, job, request, pool, now, cause=envelope, announce=True)
+
+
+async def complete_assessment_job(session: AsyncSession, ctx: TriageContext,
+                                  event: RiskAssessed) -> None:
+    """risk scored the assessment its vendor submitted: the job is done, the slot frees."""
+    job = await session.scalar(select(Job).where(Job.assessment_id == event.assessment_id)
+                               .with_for_update())
+    if job is None or job.status != JobStatus.accepted:
+        return  # unknown, or completed already (a replay)
+    now = ctx.clock.now()
+    holder = job.vendor_id or ""
+    pool = await _lock_vendors(session, [], job.region, also=[holder])
+    await _release_slot(session, pool, holder)
+    job.status = JobStatus.completed
+    job.completed_at = job.updated_at = now
+    _history(session, job, JobStatus.completed, now, f"risk:{event.assessment_id}", holder,
+             f"assessed: score {event.score}, tier {event.tier.value}")
+    await _fill_vendor(session, ctx, pool[holder], now)
 
 
 # --- vendor registry -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ class TriageSettings(ServiceSettings):
     sla_p4_minutes: float = Field(default=24 * 60, gt=0)
     regulatory_window_minutes: float = Field(default=4 * 60, gt=0)
     critical_infrastructure_window_minutes: float = Field(default=60, gt=0)
+    assessment_acceptance_hours: float = Field(default=72, gt=0)
     timer_poll_seconds: float = Field(
         default=1.0, gt=0,
         description="How often the timer looks for expired acceptance deadlines and waiting jobs.",
@@ -35,4 +36,5 @@ class TriageSettings(ServiceSettings):
             regulatory_window=timedelta(minutes=self.regulatory_window_minutes),
             critical_infrastructure_window=timedelta(
                 minutes=self.critical_infrastructure_window_minutes),
+            assessment_acceptance=timedelta(hours=self.assessment_acceptance_hours),
         )

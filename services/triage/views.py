@@ -98,7 +98,8 @@ def job_out(view: JobView, viewer: Principal) -> JobOut:
     if view.outcome_for_vendor is not None:
         vendor_id, state, accept_by = viewer.vendor_id, view.outcome_for_vendor, None
     return JobOut(
-        id=job.id, incident_id=job.incident_id, job_type=job.job_type,
+        id=job.id, kind=job.kind, incident_id=job.incident_id, assessment_id=job.assessment_id,
+        job_type=job.job_type,
         priority=job.priority, vendor_id=vendor_id, status=state,
         accept_by=accept_by, attempt=job.attempt, created_at=job.created_at,
         updated_at=job.updated_at, completed_at=job.completed_at,

@@ -406,11 +406,11 @@ def test_everything_lands_in_one_restricted_namespace(overlay: str) -> None:
 
 
 def test_the_dispatch_path_weighs_five_times_the_rest(overlay: str) -> None:
-    """Intake and triage request five times the CPU of payout and notify: the CPU weight under
-    contention that `bench/` gives the services too (`bench.system.niceness_as_deployed`)."""
+    """Intake and triage request five times the CPU of payout, notify and risk: the CPU weight
+    under contention that `bench/` gives the services too (`bench.system.niceness_as_deployed`)."""
     requests = {name: millicores(_containers(deployment)[0]["resources"]["requests"]["cpu"])
                 for name, deployment in service_deployments(render(overlay)).items()}
-    assert set(requests) == {"intake", "triage", "payout", "notify", "insights"}
+    assert set(requests) == {"intake", "triage", "payout", "notify", "risk", "insights"}
     assert requests["intake"] == requests["triage"]
-    assert requests["payout"] == requests["notify"] == requests["insights"]
+    assert requests["payout"] == requests["notify"] == requests["risk"] == requests["insights"]
     assert requests["intake"] == 5 * requests["notify"]

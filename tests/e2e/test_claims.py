@@ -65,7 +65,7 @@ def complete(vendor: Actor, job: dict[str, Any], losses: list[dict[str, str]],
              attribution: str = "criminal") -> None:
     vendor.post("triage", f"/v1/jobs/{job['id']}/accept")
     vendor.post("triage", f"/v1/jobs/{job['id']}/complete", {
-        "root_cause": "Compromised mailbox", "attack_vector": "phishing",
+        "root_cause": "Compromised mailbox", "attack_vector": "email_phishing",
         "attribution": attribution, "contained_at": datetime.now(UTC).isoformat(),
         "verified_losses": losses})
 
@@ -79,6 +79,11 @@ def test_the_demo_story_pays_the_claim_once(system: System, api: Api) -> None:
         story = play_ransomware_claim(api, receiver.url, region="CN-GD")
         hooks = wait_for("webhooks", lambda: receiver.received)
 
+    # before the incident: 70 for the controls in place, -10 for the 9.8 VPN finding
+    assert (story.risk["score"], story.risk["tier"]) == (60, "C")
+    assert story.risk["premium_modifier_percent"] == 20
+    assert {i["source"] for i in story.risk["items"]} == {"missing_control", "finding",
+                                                          "exposure"}
     assert story.claim["status"] == "paid"
     assert Decimal(story.claim["payable"]) == Decimal("1530000.00")
     assert Decimal(story.claim["payment"]["amount"]) == Decimal("1530000.00")

@@ -13,7 +13,7 @@ from services.notify.delivery import backoff_seconds
 from services.notify.rendering import Templates
 from services.notify.routing import REGULATORY_REMINDER, ROUTES, TEMPLATES, routing_table_markdown
 from services.notify.signing import sign, verify
-from shared.events import Event, IncidentEvent
+from shared.events import Event, IncidentEvent, RiskEvent
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "services" / "notify" / "templates"
@@ -40,10 +40,11 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
 
 def test_every_routed_type_is_an_incident_event_or_the_reminder_and_every_template_exists(
 ) -> None:
-    # deliveries are looked up by incident (services.notify.cache)
+    # deliveries are looked up by incident (services.notify.cache); risk's events concern a
+    # policy and come once per event id (the inbox)
     for event_type in ROUTES:
         assert event_type == REGULATORY_REMINDER \
-            or issubclass(Event.registry[event_type], IncidentEvent)
+            or issubclass(Event.registry[event_type], IncidentEvent | RiskEvent)
     for kind in TEMPLATES:
         assert (TEMPLATE_DIR / f"{kind}.txt").exists() and (TEMPLATE_DIR / f"{kind}.html").exists()
 
@@ -62,6 +63,9 @@ SAMPLE = {
     "currency": "CNY", "provider_reference": "ref-1", "payment_id": "p-1", "error": "timeout",
     "attempts": 8, "minutes_left": 60, "adjuster": "a-1",
     "consumer": "payout", "dead_event_id": "e-1", "dead_event_type": "x", "marked": ["claim c-1"],
+    "kind": "exposed_service", "description": "RDP <b>open</b>", "tier": "D",
+    "item": {"title": "RDP <b>open</b>", "control": "no_exposed_rdp_or_smb",
+             "due_at": "2025-01-04T10:00:00Z"},
 }
 
 

@@ -78,5 +78,8 @@ class Tokens:
     def operator(self, sub: str = "operator-1") -> dict[str, str]:
         return self._bearer(role=Role.operator, sub=sub)
 
+    def underwriter(self, sub: str = "underwriter-1") -> dict[str, str]:
+        return self._bearer(role=Role.underwriter, sub=sub)
+
     def _bearer(self, **claims: object) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._tokens.issue(**claims)}"}  # type: ignore[arg-type]

@@ -246,7 +246,7 @@ class Desk:
 
 def completion_report(now: datetime, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "root_cause": "Unpatched VPN appliance", "attack_vector": "CVE exploitation",
+        "root_cause": "Unpatched VPN appliance", "attack_vector": "vulnerability_exploit",
         "attribution": "criminal", "contained_at": (now - timedelta(hours=1)).isoformat(),
         "records_confirmed": 0, "verified_losses": [],
     }

@@ -14,6 +14,7 @@ import pytest
 from services.triage import rules
 from services.triage.rules import IncidentFacts, VendorLoad
 from services.triage.settings import TriageSettings
+from shared.controls import AttackVector
 from shared.events import (
     Attribution,
     Category,
@@ -231,7 +232,7 @@ def test_overall_attribution(said: list[Attribution], expected: Attribution) -> 
 
 
 def report(started: datetime | None = None, ended: datetime | None = None) -> CompletionReport:
-    return CompletionReport(root_cause="phishing", attack_vector="email",
+    return CompletionReport(root_cause="phishing", attack_vector=AttackVector.email_phishing,
                             attribution=A.criminal, contained_at=DISCOVERED,
                             outage_started_at=started, outage_ended_at=ended)
 

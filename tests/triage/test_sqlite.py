@@ -98,7 +98,8 @@ async def test_the_job_life_cycle_on_sqlite(uows: UnitOfWorkFactory, ctx: Triage
         await service.accept_job(uow, ctx, third, job.id)
     async with uows() as uow:
         await service.complete_job(uow, ctx, third, job.id, CompletionReportIn.model_validate({
-            "root_cause": "x", "attack_vector": "y", "attribution": "insider",
+            "root_cause": "x", "attack_vector": "other", "attack_vector_detail": "y",
+            "attribution": "insider",
             "contained_at": clock.now().isoformat(),
             "verified_losses": [{"section": "incident_response", "amount": "10.5",
                                  "description": "invoice"}]}))
