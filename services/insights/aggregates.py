@@ -1,0 +1,183 @@
+"""Pre-aggregated experience: per cell of a grouping, the counts and sums its figures need,
+the organisations it covers (with how many of their claims or exposure rows are in it) and
+its paid and incurred amounts kept sorted (for the median and p90).
+
+A claim or a policy's exposure is added once and can be taken out again (its old facts) when
+it changes, so a change costs a few operations per grouping, never a pass over the book."""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+POLICY_DIMENSIONS = ("industry", "region", "size_band", "period")
+DIMENSIONS = ("industry", "region", "size_band", "category", "attack_vector", "period")
+
+
+@dataclass(frozen=True)
+class ClaimFacts:
+    """One claim with everything a cell needs (amounts in cents, durations in microseconds)."""
+
+    org_id: str
+    dimensions: Mapping[str, str]
+    paid: int
+    incurred: int
+    case_reserve: int
+    to_dispatch: int | None
+    to_containment: int | None
+    to_payment: int | None
+    outage_seconds: int | None
+
+
+@dataclass(frozen=True)
+class ExposureFacts:
+    org_id: str
+    dimensions: Mapping[str, str]
+    seconds: int
+    annual_premium: int
+
+
+@dataclass
+class Mean:
+    """Σ and count of the known values (a mean without the values)."""
+
+    total: int = 0
+    count: int = 0
+
+    def add(self, value: int | None, sign: int) -> None:
+        if value is not None:
+            self.total += sign * value
+            self.count += sign
+
+
+def _change_sorted(values: list[int], value: int, sign: int) -> None:
+    if sign > 0:
+        bisect.insort(values, value)
+    else:
+        del values[bisect.bisect_left(values, value)]
+
+
+def _count(organisations: Counter[str], org_id: str, sign: int) -> None:
+    organisations[org_id] += sign
+    if not organisations[org_id]:
+        del organisations[org_id]
+
+
+@dataclass
+class ClaimTotals:
+    """One cell's claims: amounts > 0 only in the sorted lists (severity is over those)."""
+
+    organisations: Counter[str] = field(default_factory=Counter)
+    claims: int = 0
+    paid_positive: list[int] = field(default_factory=list)
+    incurred_positive: list[int] = field(default_factory=list)
+    case_reserve: int = 0
+    to_dispatch: Mean = field(default_factory=Mean)
+    to_containment: Mean = field(default_factory=Mean)
+    to_payment: Mean = field(default_factory=Mean)
+    outage_seconds: Mean = field(default_factory=Mean)
+
+    def add(self, claim: ClaimFacts, sign: int) -> None:
+        _count(self.organisations, claim.org_id, sign)
+        self.claims += sign
+        for values, amount in ((self.paid_positive, claim.paid),
+                               (self.incurred_positive, claim.incurred)):
+            if amount > 0:
+                _change_sorted(values, amount, sign)
+        self.case_reserve += sign * claim.case_reserve
+        self.to_dispatch.add(claim.to_dispatch, sign)
+        self.to_containment.add(claim.to_containment, sign)
+        self.to_payment.add(claim.to_payment, sign)
+        self.outage_seconds.add(claim.outage_seconds, sign)
+
+
+@dataclass
+class ExposureTotals:
+    organisations: Counter[str] = field(default_factory=Counter)
+    seconds: int = 0
+    premium_seconds: int = 0  # Σ annual premium (cents) x seconds in force
+
+    def add(self, exposure: ExposureFacts, sign: int) -> None:
+        _count(self.organisations, exposure.org_id, sign)
+        self.seconds += sign * exposure.seconds
+        self.premium_seconds += sign * exposure.annual_premium * exposure.seconds
+
+
+class Grouping:
+    """The cells of one grouping: claims by all its dimensions, exposure by its policy
+    dimensions (exposure has no category or vector). Empty cells are dropped."""
+
+    def __init__(self, dimensions: Sequence[str]) -> None:
+        self.dimensions = tuple(dimensions)
+        self.exposure_dimensions = tuple(d for d in self.dimensions if d in POLICY_DIMENSIONS)
+        self.claims: dict[tuple[str, ...], ClaimTotals] = {}
+        self.exposures: dict[tuple[str, ...], ExposureTotals] = {}
+
+    def add_claim(self, claim: ClaimFacts, sign: int) -> None:
+        key = tuple(claim.dimensions[d] for d in self.dimensions)
+        totals = self.claims.setdefault(key, ClaimTotals())
+        totals.add(claim, sign)
+        if not totals.claims:
+            del self.claims[key]
+
+    def add_exposure(self, exposure: ExposureFacts, sign: int) -> None:
+        key = tuple(exposure.dimensions[d] for d in self.exposure_dimensions)
+        totals = self.exposures.setdefault(key, ExposureTotals())
+        totals.add(exposure, sign)
+        if not totals.organisations:
+            del self.exposures[key]
+
+
+class Aggregates:
+    """Every claim's and policy's facts by id, and the groupings asked for so far, kept up to
+    date as facts are replaced (a grouping is built from the facts the first time it is
+    asked for)."""
+
+    def __init__(self) -> None:
+        self._claims: dict[object, ClaimFacts] = {}
+        self._exposures: dict[str, tuple[ExposureFacts, ...]] = {}
+        self._groupings: dict[tuple[str, ...], Grouping] = {}
+
+    @classmethod
+    def of(cls, claims: Iterable[ClaimFacts], exposure: Iterable[ExposureFacts]) -> Aggregates:
+        """Aggregates of plain lists of facts (each claim its own, exposure as one policy)."""
+        aggregates = cls()
+        aggregates._claims = dict(enumerate(claims))
+        aggregates._exposures = {"": tuple(exposure)}
+        return aggregates
+
+    def grouping(self, dimensions: Sequence[str]) -> Grouping:
+        key = tuple(dimensions)
+        if key not in self._groupings:
+            grouping = Grouping(key)
+            for claim in self._claims.values():
+                grouping.add_claim(claim, 1)
+            for rows in self._exposures.values():
+                for exposure in rows:
+                    grouping.add_exposure(exposure, 1)
+            self._groupings[key] = grouping
+        return self._groupings[key]
+
+    def replace_claim(self, claim_id: object, claim: ClaimFacts) -> None:
+        old = self._claims.get(claim_id)
+        if old == claim:
+            return
+        for grouping in self._groupings.values():
+            if old is not None:
+                grouping.add_claim(old, -1)
+            grouping.add_claim(claim, 1)
+        self._claims[claim_id] = claim
+
+    def replace_exposure(self, policy_number: str, rows: Sequence[ExposureFacts]) -> None:
+        old = self._exposures.get(policy_number, ())
+        new = tuple(rows)
+        if old == new:
+            return
+        for grouping in self._groupings.values():
+            for exposure in old:
+                grouping.add_exposure(exposure, -1)
+            for exposure in new:
+                grouping.add_exposure(exposure, 1)
+        self._exposures[policy_number] = new
