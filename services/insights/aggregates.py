@@ -71,6 +71,8 @@ class ClaimTotals:
 
     organisations: Counter[str] = field(default_factory=Counter)
     claims: int = 0
+    paid_total: int = 0
+    incurred_total: int = 0
     paid_positive: list[int] = field(default_factory=list)
     incurred_positive: list[int] = field(default_factory=list)
     case_reserve: int = 0
@@ -82,6 +84,8 @@ class ClaimTotals:
     def add(self, claim: ClaimFacts, sign: int) -> None:
         _count(self.organisations, claim.org_id, sign)
         self.claims += sign
+        self.paid_total += sign * claim.paid
+        self.incurred_total += sign * claim.incurred
         for values, amount in ((self.paid_positive, claim.paid),
                                (self.incurred_positive, claim.incurred)):
             if amount > 0:

@@ -211,7 +211,6 @@ def _figures(claims: ClaimTotals, exposure: ExposureTotals | None) -> dict[str, 
     seconds = exposure.seconds if exposure else 0
     earned = _round(Decimal(exposure.premium_seconds) / YEAR_SECONDS, Decimal(1)) \
         if exposure else Decimal(0)
-    incurred = sum(claims.incurred_positive)
     return {
         "exposure_policy_years": _round(Decimal(seconds) / YEAR_SECONDS, FOUR_PLACES)
         if exposure else None,
@@ -220,10 +219,10 @@ def _figures(claims: ClaimTotals, exposure: ExposureTotals | None) -> dict[str, 
         "frequency_per_100_policy_years":
             _round(Decimal(claims.claims * 100 * YEAR_SECONDS) / seconds, FOUR_PLACES)
             if seconds else None,
-        "paid": _severity(claims.paid_positive),
-        "incurred": _severity(claims.incurred_positive),
+        "paid": _severity(claims.paid_total, claims.paid_positive),
+        "incurred": _severity(claims.incurred_total, claims.incurred_positive),
         "case_reserves": _money(Decimal(claims.case_reserve)),
-        "loss_ratio": _round(Decimal(incurred) / earned, FOUR_PLACES) if earned else None,
+        "loss_ratio": _round(Decimal(claims.incurred_total) / earned, FOUR_PLACES) if earned else None,
         "mean_hours_report_to_dispatch": _mean_hours(claims.to_dispatch),
         "mean_hours_report_to_containment": _mean_hours(claims.to_containment),
         "mean_hours_report_to_payment": _mean_hours(claims.to_payment),
@@ -233,10 +232,9 @@ def _figures(claims: ClaimTotals, exposure: ExposureTotals | None) -> dict[str, 
     }
 
 
-def _severity(positive: Sequence[int]) -> dict[str, Any]:
+def _severity(total: int, positive: Sequence[int]) -> dict[str, Any]:
     """Total over every claim; mean, median and p90 over the claims with an amount (nearest
     rank: the smallest amount that at least p of them do not exceed). `positive` is sorted."""
-    total = sum(positive)
     if not positive:
         return {"total": _money(Decimal(total)), "claims": 0, "mean": None,
                 "median": None, "p90": None}
