@@ -3,12 +3,13 @@ the organisations it covers (with how many of their claims or exposure rows are 
 its paid and incurred amounts kept sorted (for the median and p90).
 
 A claim or a policy's exposure is added once and can be taken out again (its old facts) when
-it changes, so a change costs a few operations per grouping, never a pass over the book."""
+it changes, so a change costs a few operations per grouping, never a pass over the book; a
+grouping is built in one pass the first time it is asked for."""
 
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +47,11 @@ class Mean:
     total: int = 0
     count: int = 0
 
+    @classmethod
+    def of(cls, values: Iterable[int | None]) -> Mean:
+        known = [value for value in values if value is not None]
+        return cls(sum(known), len(known))
+
     def add(self, value: int | None, sign: int) -> None:
         if value is not None:
             self.total += sign * value
@@ -81,6 +87,21 @@ class ClaimTotals:
     to_payment: Mean = field(default_factory=Mean)
     outage_seconds: Mean = field(default_factory=Mean)
 
+    @classmethod
+    def of(cls, claims: Sequence[ClaimFacts]) -> ClaimTotals:
+        """A cell's totals in one pass over its claims (sorting once)."""
+        return cls(organisations=Counter(claim.org_id for claim in claims), claims=len(claims),
+                   paid_total=sum(claim.paid for claim in claims),
+                   incurred_total=sum(claim.incurred for claim in claims),
+                   paid_positive=sorted(claim.paid for claim in claims if claim.paid > 0),
+                   incurred_positive=sorted(claim.incurred for claim in claims
+                                            if claim.incurred > 0),
+                   case_reserve=sum(claim.case_reserve for claim in claims),
+                   to_dispatch=Mean.of(claim.to_dispatch for claim in claims),
+                   to_containment=Mean.of(claim.to_containment for claim in claims),
+                   to_payment=Mean.of(claim.to_payment for claim in claims),
+                   outage_seconds=Mean.of(claim.outage_seconds for claim in claims))
+
     def add(self, claim: ClaimFacts, sign: int) -> None:
         _count(self.organisations, claim.org_id, sign)
         self.claims += sign
@@ -103,6 +124,12 @@ class ExposureTotals:
     seconds: int = 0
     premium_seconds: int = 0  # Σ annual premium (cents) x seconds in force
 
+    @classmethod
+    def of(cls, rows: Sequence[ExposureFacts]) -> ExposureTotals:
+        return cls(organisations=Counter(row.org_id for row in rows),
+                   seconds=sum(row.seconds for row in rows),
+                   premium_seconds=sum(row.annual_premium * row.seconds for row in rows))
+
     def add(self, exposure: ExposureFacts, sign: int) -> None:
         _count(self.organisations, exposure.org_id, sign)
         self.seconds += sign * exposure.seconds
@@ -113,11 +140,19 @@ class Grouping:
     """The cells of one grouping: claims by all its dimensions, exposure by its policy
     dimensions (exposure has no category or vector). Empty cells are dropped."""
 
-    def __init__(self, dimensions: Sequence[str]) -> None:
+    def __init__(self, dimensions: Sequence[str], claims: Iterable[ClaimFacts] = (),
+                 exposures: Iterable[ExposureFacts] = ()) -> None:
         self.dimensions = tuple(dimensions)
         self.exposure_dimensions = tuple(d for d in self.dimensions if d in POLICY_DIMENSIONS)
-        self.claims: dict[tuple[str, ...], ClaimTotals] = {}
-        self.exposures: dict[tuple[str, ...], ExposureTotals] = {}
+        by_claims: dict[tuple[str, ...], list[ClaimFacts]] = defaultdict(list)
+        for claim in claims:
+            by_claims[tuple(claim.dimensions[d] for d in self.dimensions)].append(claim)
+        by_exposure: dict[tuple[str, ...], list[ExposureFacts]] = defaultdict(list)
+        for exposure in exposures:
+            by_exposure[tuple(exposure.dimensions[d] for d in self.exposure_dimensions)
+                        ].append(exposure)
+        self.claims = {key: ClaimTotals.of(cell) for key, cell in by_claims.items()}
+        self.exposures = {key: ExposureTotals.of(cell) for key, cell in by_exposure.items()}
 
     def add_claim(self, claim: ClaimFacts, sign: int) -> None:
         key = tuple(claim.dimensions[d] for d in self.dimensions)
@@ -155,13 +190,9 @@ class Aggregates:
     def grouping(self, dimensions: Sequence[str]) -> Grouping:
         key = tuple(dimensions)
         if key not in self._groupings:
-            grouping = Grouping(key)
-            for claim in self._claims.values():
-                grouping.add_claim(claim, 1)
-            for rows in self._exposures.values():
-                for exposure in rows:
-                    grouping.add_exposure(exposure, 1)
-            self._groupings[key] = grouping
+            self._groupings[key] = Grouping(key, self._claims.values(),
+                                            (row for rows in self._exposures.values()
+                                             for row in rows))
         return self._groupings[key]
 
     def replace_claim(self, claim_id: object, claim: ClaimFacts) -> None:
