@@ -66,7 +66,10 @@ def document_error_responses(app: FastAPI) -> None:
                 if isinstance(route, APIRoute) and route.include_in_schema:
                     for method in route.methods or ():
                         operation = schema["paths"][route.path_format][method.lower()]
-                        _add_error_responses(operation, error_statuses(route, method))
+                        statuses = error_statuses(route, method)
+                        if "422" in operation.get("responses", {}):  # FastAPI saw parameters
+                            statuses.add(422)  # (a sub-dependency's too): a problem as well
+                        _add_error_responses(operation, statuses)
         return app.openapi_schema  # type: ignore[return-value]  # set by generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
