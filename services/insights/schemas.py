@@ -118,4 +118,5 @@ class TriangleOut(Out):
     valuation: str
     rows: list[TriangleRow]
     suppressed_accident_quarters: list[str]
+    only_latest_diagonal: bool
     development: Development

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from services.insights.models import READ_MODEL, Inbox
 from services.insights.rebuild import empty_read_model, rebuild
+from services.insights.triangles import Basis, ClaimHistory, only_latest_diagonal, triangle_rows
 from shared.auth import Role
 from shared.service import Runtime
 from tests.insights.conftest import World, publish_all
@@ -106,6 +107,7 @@ async def test_triangles_and_chain_ladder_equal_the_tests_own(world: World) -> N
             assert {r["accident_quarter"]: [Decimal(v) for v in r["values"]]
                     for r in body["rows"]} == rows
             assert body["suppressed_accident_quarters"] == hidden
+            assert body["only_latest_diagonal"] is False  # dated history: real development
             # Every row shown covers k organisations (the period's own check is in
             # test_experience), so no row undoes the experience's suppression.
             for name in rows:
@@ -121,6 +123,23 @@ async def test_triangles_and_chain_ladder_equal_the_tests_own(world: World) -> N
                 assert origin["mack_std_err"] == rounded(line["Mack Std Err"])
             assert body["development"]["total"]["ultimate"] == rounded(  # NaN rows left out
                 pd.Series([line["Ultimate"] for line in truth.values()]).sum())
+
+
+def test_a_book_played_at_once_is_flagged_as_having_no_development() -> None:
+    """Claims of past accident quarters opened, assessed and paid all today (a book played
+    through the APIs in one go) lie on the latest diagonal: flagged, not developed."""
+    valuation = datetime(2026, 12, 6, tzinfo=UTC)
+    today = valuation - timedelta(hours=1)
+    played = [ClaimHistory(org_id=f"org-{i}", accident_quarter=quarter, opened_at=today,
+                           movements=((today, "paid", Decimal(100 + i)),))
+              for i, quarter in enumerate(["2025Q1", "2025Q3", "2026Q2", "2026Q4"])]
+    rows, _ = triangle_rows(played, Basis.paid, valuation, hidden_quarters=())
+    assert len(rows) == 4 and only_latest_diagonal(rows)
+    paid_earlier = ClaimHistory(org_id="org-9", accident_quarter="2025Q3", opened_at=today
+                                - timedelta(days=200),
+                                movements=((today - timedelta(days=200), "paid", Decimal(7)),))
+    rows, _ = triangle_rows([*played, paid_earlier], Basis.paid, valuation, hidden_quarters=())
+    assert not only_latest_diagonal(rows)
 
 
 async def snapshot(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
