@@ -9,7 +9,7 @@ grouping is built in one pass the first time it is asked for."""
 from __future__ import annotations
 
 import bisect
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -169,15 +169,21 @@ class Grouping:
             del self.exposures[key]
 
 
-class Aggregates:
-    """Every claim's and policy's facts by id, and the groupings asked for so far, kept up to
-    date as facts are replaced (a grouping is built from the facts the first time it is
-    asked for)."""
+MAX_GROUPINGS = 16
+"""Groupings kept (the most recently asked for): each holds about the book's size again, and
+there are 64 of them; one dropped is built again when next asked for."""
 
-    def __init__(self) -> None:
+
+class Aggregates:
+    """Every claim's and policy's facts by id, and the groupings asked for lately, kept up to
+    date as facts are replaced (a grouping is built from the facts when it is asked for and
+    not kept)."""
+
+    def __init__(self, kept: int = MAX_GROUPINGS) -> None:
+        self._kept = kept
         self._claims: dict[object, ClaimFacts] = {}
         self._exposures: dict[str, tuple[ExposureFacts, ...]] = {}
-        self._groupings: dict[tuple[str, ...], Grouping] = {}
+        self._groupings: OrderedDict[tuple[str, ...], Grouping] = OrderedDict()
 
     @classmethod
     def of(cls, claims: Iterable[ClaimFacts], exposure: Iterable[ExposureFacts]) -> Aggregates:
@@ -189,10 +195,14 @@ class Aggregates:
 
     def grouping(self, dimensions: Sequence[str]) -> Grouping:
         key = tuple(dimensions)
-        if key not in self._groupings:
+        if key in self._groupings:
+            self._groupings.move_to_end(key)
+        else:
             self._groupings[key] = Grouping(key, self._claims.values(),
                                             (row for rows in self._exposures.values()
                                              for row in rows))
+            if len(self._groupings) > self._kept:
+                self._groupings.popitem(last=False)
         return self._groupings[key]
 
     def replace_claim(self, claim_id: object, claim: ClaimFacts) -> None:
