@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -177,12 +178,12 @@ def published(aggregates: Aggregates, group_by: Sequence[str], filters: Mapping[
     """The published cells of a query, in key order; hidden cells carry no figures."""
     cells = aggregates.grouping(tuple(d for d in DIMENSIONS if d in group_by or d in filters))
     by_claims = cells.dimensions != cells.exposure_dimensions  # category or vector
-    organisations: dict[tuple[str, ...], frozenset[str]] = {}
+    organisations: dict[tuple[str, ...], AbstractSet[str]] = {}  # views, not copies
     if not by_claims:  # a cell without claims is covered by the organisations it exposes
-        organisations.update((key, frozenset(totals.organisations))
+        organisations.update((key, totals.organisations.keys())
                              for key, totals in cells.exposures.items())
     # claim figures are protected by the organisations that claimed
-    organisations.update((key, frozenset(totals.organisations))
+    organisations.update((key, totals.organisations.keys())
                          for key, totals in cells.claims.items())
     privacy = [Cell(key, orgs) for key, orgs in organisations.items()]
     suppress(privacy, k)
