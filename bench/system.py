@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -30,11 +31,12 @@ from typing import IO
 import asyncpg
 import httpx
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import HARNESS_NICENESS, lower_priority
 from cyberclaims.broker import broker_command, wait_for_port
 from cyberclaims.registry import SERVICES
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics, retry_until_connected
 
 JWT_SECRET = "cyberclaims-bench-secret-0123456789abcdef"  # noqa: S105 - a local benchmark key
 ALL_SERVICES = [entry.name for entry in SERVICES]
@@ -409,8 +411,9 @@ class System:
         """Each service's resident memory in KiB right now."""
         return {name: rss_kib(self.pid(name)) for name in self.services}
 
-    def cpu(self) -> dict[str, float | None]:
-        return {name: cpu_seconds(self.pid(name)) for name in self.services}
+    def cpu(self, excluding: Collection[str] = ()) -> dict[str, float | None]:
+        return {name: cpu_seconds(self.pid(name)) for name in self.services
+                if name not in excluding}
 
     def machine_cpu(self) -> dict[str, float | None]:
         """CPU time so far of everything a benchmark runs on this machine: each service, the
@@ -449,14 +452,16 @@ not the broker's or PostgreSQL's."""
 AT_REST_TIMEOUT_SECONDS = 120.0
 
 
-async def until_at_rest(system: System, timeout: float = AT_REST_TIMEOUT_SECONDS) -> float | None:
-    """Seconds until the services together use less than `QUIET_CORES` (every consumer has
-    caught up); None if they still did not after `timeout`, or as soon as one has stopped."""
+async def until_at_rest(system: System, timeout: float = AT_REST_TIMEOUT_SECONDS,
+                        excluding: Collection[str] = ()) -> float | None:
+    """Seconds until the services (but those `excluding`) together use less than
+    `QUIET_CORES` (every consumer has caught up); None if they still did not after `timeout`,
+    or as soon as one has stopped."""
     started = time.monotonic()
-    before = system.cpu()
+    before = system.cpu(excluding)
     while time.monotonic() - started < timeout:
         await asyncio.sleep(1.0)
-        after = system.cpu()
+        after = system.cpu(excluding)
         used = [a - b for b, a in zip(before.values(), after.values(), strict=True)
                 if a is not None and b is not None]
         if len(used) < len(after):  # a service has stopped: it will never be at rest
@@ -487,12 +492,40 @@ class CatchUp:
 
 
 async def catch_up(system: System, cpu_before: dict[str, float | None],
-                   timeout: float = AT_REST_TIMEOUT_SECONDS) -> CatchUp:
-    """Wait until the services are at rest (payout and notify, weighed below the dispatch
-    path, may still be catching up); CPU counted from the `System.machine_cpu` reading
-    `cpu_before`."""
-    seconds = await until_at_rest(system, timeout)
+                   timeout: float = AT_REST_TIMEOUT_SECONDS,
+                   excluding: Collection[str] = ()) -> CatchUp:
+    """Wait until the services (but those `excluding`) are at rest (payout and notify,
+    weighed below the dispatch path, may still be catching up); CPU counted from the
+    `System.machine_cpu` reading `cpu_before`."""
+    seconds = await until_at_rest(system, timeout, excluding)
     return CatchUp(seconds, machine_cpu_used(cpu_before, system.machine_cpu(), system.services))
+
+
+LAG_POLL_SECONDS = 0.2
+
+
+async def until_caught_up(system: System, service: str, topics: Collection[str],
+                          timeout: float) -> float | None:
+    """Seconds until the service's consumer group has committed every message on `topics`
+    (its lag is 0), read from the broker without joining the group; None if not within
+    `timeout`."""
+    reader = AIOKafkaConsumer(bootstrap_servers=system.bootstrap,
+                              group_id=f"cyberclaims-{service}", enable_auto_commit=False)
+    await retry_until_connected(reader.start, what=f"{service} lag")
+    started = time.monotonic()
+    try:
+        partitions = [TopicPartition(topic, partition) for topic in topics
+                      for partition in reader.partitions_for_topic(topic) or ()]
+        while time.monotonic() - started < timeout:
+            ends = await reader.end_offsets(partitions)
+            committed = [await reader.committed(partition) or 0 for partition in partitions]
+            if all(done >= ends[partition]
+                   for partition, done in zip(partitions, committed, strict=True)):
+                return round(time.monotonic() - started, 1)
+            await asyncio.sleep(LAG_POLL_SECONDS)
+    finally:
+        await reader.stop()
+    return None
 
 
 def cli_argv(*args: str) -> list[str]:

@@ -222,6 +222,9 @@ def drive(api: Api, the_book: Book, *, say: Callable[[str], None]) -> int:
         played += 1
         if played % 10 == 0:
             say(f"{played} claims played")
+    say("the claims were reported, assessed and paid today: the statistics are by the quarter "
+        "each incident occurred, the loss triangle has no development yet (every movement on "
+        "its latest diagonal; docs/insights.md, The simulator)")
     return played
 
 

@@ -44,6 +44,7 @@ class PolicyRecord(Base):
     period_start: Mapped[datetime] = mapped_column(UTCDateTime)
     period_end: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(BigInteger)
+    changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
 
 
 class Exposure(Base):
@@ -74,13 +75,15 @@ class IncidentRecord(Base):
     first_dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     contained_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outage_seconds: Mapped[int | None] = mapped_column(BigInteger)
+    changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
 
 
 class ClaimRecord(Base):
     """A claim's current position: the amount reserved for it and what has been paid."""
 
     __tablename__ = "claims"
-    __table_args__ = (Index("ix_claims_incident_id", "incident_id"),)
+    __table_args__ = (Index("ix_claims_incident_id", "incident_id"),
+                      Index("ix_claims_policy_number", "policy_number"))
 
     claim_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     incident_id: Mapped[uuid.UUID] = mapped_column(Uuid)
@@ -91,6 +94,7 @@ class ClaimRecord(Base):
     paid: Mapped[Decimal] = mapped_column(MoneyColumn)
     first_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
 
 
 class ClaimMovement(Base):
@@ -108,13 +112,17 @@ class ClaimMovement(Base):
 
 
 class ReadModelVersion(Base):
-    """One row, counted up by every transaction that changes the read model: the statistics'
-    in-memory copy is reloaded when, and only when, it changed."""
+    """One row, counted up by every transaction that changes the read model; each policy,
+    incident and claim row it touches is stamped with the new version (`changed_in`), so the
+    statistics' in-memory aggregates re-read only the rows changed since they last looked.
+    A rebuild deletes rows, which no stamp shows: it counts `rebuilds` up, and the aggregates
+    start again from the whole read model."""
 
     __tablename__ = "read_model_version"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+    rebuilds: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 READ_MODEL = (PolicyRecord, Exposure, IncidentRecord, ClaimRecord, ClaimMovement, Inbox)

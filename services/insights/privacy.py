@@ -11,13 +11,14 @@ every dimension, cover at least k organisations together, or none is hidden.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 
 @dataclass
 class Cell:
     key: tuple[str, ...]
-    organisations: frozenset[str]
+    organisations: AbstractSet[str]
     suppressed: bool = False
 
 

@@ -9,11 +9,11 @@ consumer apply each event once between them. Poison messages are dead-lettered a
 from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from services.insights import handlers, service
 from services.insights.app import NAME
-from services.insights.models import READ_MODEL, Inbox
+from services.insights.models import READ_MODEL, Inbox, ReadModelVersion
 from shared.clock import Clock
 from shared.consumer import EventConsumer
 from shared.db import UnitOfWorkFactory
@@ -25,6 +25,10 @@ async def empty_read_model(uow: UnitOfWorkFactory) -> None:
         for model in READ_MODEL:
             await unit.session.execute(delete(model))
         await service.count_change(unit)
+        # Deleted rows carry no stamp: the statistics start again from the whole read model.
+        await unit.session.execute(update(ReadModelVersion)
+                                   .where(ReadModelVersion.id == service.VERSION_ROW)
+                                   .values(rebuilds=ReadModelVersion.rebuilds + 1))
         await unit.commit()
 
 

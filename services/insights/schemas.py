@@ -25,8 +25,9 @@ class Out(BaseModel):
 class ExperienceQuery:
     """`group_by` (comma-separated dimensions) and one optional filter per dimension."""
 
-    def __init__(self, group_by: Annotated[str, Query(max_length=200)] = "",
-                 period: Annotated[str | None, Query(examples=["2026Q3"])] = None,
+    def __init__(self, group_by: Annotated[str, Query(max_length=200, pattern=r"^[a-z_, ]*$")] = "",
+                 period: Annotated[str | None, Query(pattern=QUARTER.pattern,
+                                                     examples=["2026Q3"])] = None,
                  industry: FilterValue = None, region: FilterValue = None,
                  size_band: FilterValue = None, category: FilterValue = None,
                  attack_vector: FilterValue = None) -> None:
@@ -37,8 +38,6 @@ class ExperienceQuery:
                                 field="group_by")
         if len(set(names)) != len(names):
             raise Unprocessable("a dimension is named twice", field="group_by")
-        if period is not None and not QUARTER.match(period):
-            raise Unprocessable("period must be a quarter such as 2026Q3", field="period")
         self.group_by = tuple(name for name in DIMENSIONS if name in names)
         given = {"industry": industry, "region": region, "size_band": size_band,
                  "category": category, "attack_vector": attack_vector, "period": period}
@@ -119,4 +118,5 @@ class TriangleOut(Out):
     valuation: str
     rows: list[TriangleRow]
     suppressed_accident_quarters: list[str]
+    only_latest_diagonal: bool
     development: Development

@@ -37,15 +37,21 @@ class MovementKind:
     closed = "closed"
 
 
-async def count_change(uow: UnitOfWork) -> None:
+async def count_change(uow: UnitOfWork) -> int:
     """Count this transaction's change of the read model, once per transaction (the consumer
     applies a whole fetch in one), before anything else: the version row's lock then orders
     every change of the read model, so events of one incident arriving at once on different
-    topics (and consumers) never race to create or update the same row."""
-    if not uow.session.info.get(_COUNTED):
-        await uow.session.execute(update(ReadModelVersion).where(ReadModelVersion.id == VERSION_ROW)
-                                  .values(version=ReadModelVersion.version + 1))
-        uow.session.info[_COUNTED] = True
+    topics (and consumers) never race to create or update the same row, and a version is
+    visible only once every transaction with a smaller one has committed. Returns the
+    transaction's version, the stamp of the rows it changes."""
+    version = uow.session.info.get(_COUNTED)
+    if version is None:
+        version = (await uow.session.execute(
+            update(ReadModelVersion).where(ReadModelVersion.id == VERSION_ROW)
+            .values(version=ReadModelVersion.version + 1)
+            .returning(ReadModelVersion.version))).scalar_one()
+        uow.session.info[_COUNTED] = version
+    return int(version)
 
 
 def size_band(employees: int | None) -> str:
@@ -106,6 +112,7 @@ async def apply_policy(uow: UnitOfWork, terms: PolicyTerms, version: int) -> Non
     record.period_start = terms.period_start
     record.period_end = terms.period_end
     record.version = version
+    record.changed_in = await count_change(uow)
     await session.execute(delete(Exposure).where(Exposure.policy_number == terms.policy_number))
     session.add_all(Exposure(policy_number=terms.policy_number, quarter=quarter, org_id=terms.org_id,
                              seconds=seconds)
@@ -118,6 +125,7 @@ async def incident(uow: UnitOfWork, incident_id: uuid.UUID, org_id: str) -> Inci
     if record is None:
         record = IncidentRecord(incident_id=incident_id, org_id=org_id)
         uow.session.add(record)
+    record.changed_in = await count_change(uow)  # the caller changes it
     return record
 
 
@@ -139,6 +147,7 @@ async def claim(uow: UnitOfWork, claim_id: uuid.UUID, incident_id: uuid.UUID,
     if record is None:
         record = ClaimRecord(claim_id=claim_id, incident_id=incident_id, org_id=org_id, paid=ZERO)
         uow.session.add(record)
+    record.changed_in = await count_change(uow)  # the caller changes it
     return record
 
 

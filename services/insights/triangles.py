@@ -111,6 +111,13 @@ def triangle_rows(histories: list[ClaimHistory], basis: Basis, valuation: dateti
     return rows, hidden
 
 
+def only_latest_diagonal(rows: dict[str, list[Decimal]]) -> bool:
+    """Whether every row is still zero before its latest month: all the movements were valued
+    at once (a book played through the APIs in one go), so there is no development to
+    estimate factors from, and chain ladder's figures are not estimates."""
+    return all(not any(values[:-1]) for values in rows.values())
+
+
 def chainladder_triangle(rows: dict[str, list[Decimal]]) -> cl.Triangle:
     """The rows as a `chainladder` Triangle: origin = accident quarter, valuation = the last
     day of each development month."""

@@ -39,7 +39,8 @@ async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis) -> Tr
     return TriangleOut.model_validate({
         "basis": basis, "k": k, "valuation": valuation.isoformat(),
         "rows": [{"accident_quarter": quarter, "values": values} for quarter, values in rows.items()],
-        "suppressed_accident_quarters": hidden, "development": results})
+        "suppressed_accident_quarters": hidden,
+        "only_latest_diagonal": triangles.only_latest_diagonal(rows), "development": results})
 
 
 @insights.get("/experience", response_model=ExperienceOut)

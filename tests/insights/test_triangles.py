@@ -13,12 +13,13 @@ import pandas as pd
 from sqlalchemy import select
 
 from services.insights.models import READ_MODEL, Inbox
-from services.insights.rebuild import rebuild
+from services.insights.rebuild import empty_read_model, rebuild
+from services.insights.triangles import Basis, ClaimHistory, only_latest_diagonal, triangle_rows
 from shared.auth import Role
 from shared.service import Runtime
 from tests.insights.conftest import World, publish_all
 from tests.insights.expected import Claim, Raw, quarter
-from tests.insights.test_experience import K, consumed, simulated
+from tests.insights.test_experience import K, consumed, experience, simulated
 from tests.support.service import running
 
 
@@ -106,6 +107,7 @@ async def test_triangles_and_chain_ladder_equal_the_tests_own(world: World) -> N
             assert {r["accident_quarter"]: [Decimal(v) for v in r["values"]]
                     for r in body["rows"]} == rows
             assert body["suppressed_accident_quarters"] == hidden
+            assert body["only_latest_diagonal"] is False  # dated history: real development
             # Every row shown covers k organisations (the period's own check is in
             # test_experience), so no row undoes the experience's suppression.
             for name in rows:
@@ -123,12 +125,30 @@ async def test_triangles_and_chain_ladder_equal_the_tests_own(world: World) -> N
                 pd.Series([line["Ultimate"] for line in truth.values()]).sum())
 
 
+def test_a_book_played_at_once_is_flagged_as_having_no_development() -> None:
+    """Claims of past accident quarters opened, assessed and paid all today (a book played
+    through the APIs in one go) lie on the latest diagonal: flagged, not developed."""
+    valuation = datetime(2026, 12, 6, tzinfo=UTC)
+    today = valuation - timedelta(hours=1)
+    played = [ClaimHistory(org_id=f"org-{i}", accident_quarter=quarter, opened_at=today,
+                           movements=((today, "paid", Decimal(100 + i)),))
+              for i, quarter in enumerate(["2025Q1", "2025Q3", "2026Q2", "2026Q4"])]
+    rows, _ = triangle_rows(played, Basis.paid, valuation, hidden_quarters=())
+    assert len(rows) == 4 and only_latest_diagonal(rows)
+    paid_earlier = ClaimHistory(org_id="org-9", accident_quarter="2025Q3", opened_at=today
+                                - timedelta(days=200),
+                                movements=((today - timedelta(days=200), "paid", Decimal(7)),))
+    rows, _ = triangle_rows([*played, paid_earlier], Basis.paid, valuation, hidden_quarters=())
+    assert not only_latest_diagonal(rows)
+
+
 async def snapshot(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
     tables = {}
     async with runtime.uow() as uow:
         for model in READ_MODEL:
-            columns = [c for c in model.__table__.columns
-                       if not (model is Inbox and c.name == "received_at")]  # when, not what
+            columns = [c for c in model.__table__.columns  # when, not what:
+                       if not (model is Inbox and c.name == "received_at")
+                       and c.name != "changed_in"]
             rows = (await uow.session.execute(select(*columns))).all()
             tables[model.__tablename__] = sorted((tuple(row) for row in rows), key=repr)
     return tables
@@ -144,6 +164,11 @@ async def test_a_rebuild_from_offset_zero_gives_identical_tables(world: World) -
         before = await snapshot(runtime)
         assert all(before[name] for name in ("policies", "exposures", "incidents", "claims",
                                              "claim_movements"))
+        answer = await experience(client, world, group_by="industry,category")
+        # Rows deleted carry no change stamp: the statistics start again after an emptying.
+        await empty_read_model(runtime.uow)
+        assert (await experience(client, world, group_by="industry,category"))["cells"] == []
         read = await rebuild(runtime.uow, world.broker, runtime.publisher, runtime.clock)
         assert read == len(events)
         assert await snapshot(runtime) == before
+        assert await experience(client, world, group_by="industry,category") == answer
