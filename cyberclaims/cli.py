@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -118,11 +119,13 @@ def dlq_replay(
 
 
 @app.command("sandbox-payments")
-def sandbox_payments(host: str = "127.0.0.1", port: int = 8010) -> None:
+def sandbox_payments(host: str = "127.0.0.1", port: int = 8010,
+                     ledger: Annotated[Path | None, typer.Option(
+                         help="keep payments in this file across restarts")] = None) -> None:
     """Run the sandbox payment provider (a stand-in bank for development and tests)."""
     from cyberclaims.sandbox import payments
 
-    payments.serve(host, port)
+    payments.serve(host, port, ledger)
 
 
 @app.command("smtp-sink")
