@@ -24,7 +24,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import HARNESS_NICENESS
-from shared.events import JobDispatched
+from shared.events import VENDOR_VERIFIABLE_SECTIONS, JobDispatched, JobType
 from shared.kafka import retry_until_connected
 from shared.topics import RESPONSE
 
@@ -111,16 +111,17 @@ async def _work(plan: PanelPlan, conn: Connection) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=plan.concurrency, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=plan.triage_url, timeout=60, limits=limits) as client:
 
-        async def handle(job_id: str, vendor_id: str) -> None:
+        async def handle(job_id: str, vendor_id: str, job_type: JobType) -> None:
             nonlocal completed
             headers = {"Authorization": plan.bearer[vendor_id]}
             amount = rng.randint(*plan.loss_range)
+            section = min(VENDOR_VERIFIABLE_SECTIONS[job_type])  # one its job type may verify
             report = {
                 "root_cause": "Unpatched VPN appliance; ransomware deployed over SMB.",
                 "attack_vector": "exposed VPN", "attribution": "criminal",
                 "contained_at": datetime.now(UTC).isoformat(),
-                "verified_losses": [{"section": "incident_response", "amount": f"{amount}.00",
-                                     "description": "Incident response fees"}],
+                "verified_losses": [{"section": section, "amount": f"{amount}.00",
+                                     "description": f"{job_type} fees"}],
             }
             failure = None
             try:
@@ -138,9 +139,9 @@ async def _work(plan: PanelPlan, conn: Connection) -> dict[str, Any]:
             else:
                 failures[failure] += 1
 
-        async def bounded(job_id: str, vendor_id: str) -> None:
+        async def bounded(job_id: str, vendor_id: str, job_type: JobType) -> None:
             try:
-                await handle(job_id, vendor_id)
+                await handle(job_id, vendor_id, job_type)
             finally:
                 in_flight.release()
 
@@ -155,7 +156,8 @@ async def _work(plan: PanelPlan, conn: Connection) -> dict[str, Any]:
                     if data.get("vendor_id") not in plan.bearer:
                         continue
                     await in_flight.acquire()
-                    task = asyncio.create_task(bounded(str(data["job_id"]), data["vendor_id"]))
+                    task = asyncio.create_task(bounded(str(data["job_id"]), data["vendor_id"],
+                                                       JobType(data["job_type"])))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
         loop.remove_reader(conn.fileno())

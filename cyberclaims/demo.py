@@ -215,8 +215,8 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
                      lambda: first.call("payout", "GET",
                                         f"/v1/incidents/{story.incident_id}/claim",
                                         expect=(200, 404)),
-                     until=lambda c: any(loss["source"] == "policyholder"  # a 404 has none
-                                         for loss in c.get("losses", ())))
+                     until=lambda c: c.get("response_completed", False)  # a 404 has none
+                     and any(loss["source"] == "policyholder" for loss in c["losses"]))
     for loss in claim["losses"]:
         if loss["state"] == "unverified":
             first.post("payout", f"/v1/claims/{claim['id']}/losses/{loss['id']}/verify",

@@ -26,6 +26,9 @@ from shared.settings import DATA_DIR, PlatformSettings
 
 COLOURS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m", "\033[37m"]
 RESET = "\033[0m"
+LOCAL_WEBHOOKS = {"NOTIFY_WEBHOOK_ALLOWLIST": "127.0.0.1"}
+"""`make run`'s default: the demo's webhook receiver listens on loopback, which notify calls
+only when allow-listed (the variable, when set, wins)."""
 
 
 @dataclass
@@ -145,7 +148,8 @@ def run_dev(start_broker: bool = True) -> None:
         for entry in services:
             settings = entry.settings()
             base = f"http://{settings.host}:{settings.port}"
-            supervisor.start(Child(entry.name, cli_argv("serve", entry.name)))
+            supervisor.start(Child(entry.name, cli_argv("serve", entry.name),
+                                   env={**LOCAL_WEBHOOKS, **os.environ}))
             urls.append((entry.name, base))
         for _, base in urls:
             wait_ready(f"{base}/readyz", supervisor)

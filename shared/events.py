@@ -96,6 +96,22 @@ class JobType(StrEnum):
     crisis_communications = "crisis_communications"
 
 
+VENDOR_VERIFIABLE_SECTIONS: dict[JobType, frozenset[Section]] = {
+    JobType.forensics: frozenset({Section.incident_response}),
+    JobType.data_recovery: frozenset({Section.data_restoration}),
+    JobType.ransomware_negotiation: frozenset({Section.cyber_extortion}),
+    JobType.legal_counsel: frozenset({Section.legal_and_notification}),
+    JobType.notification_services: frozenset({Section.legal_and_notification}),
+    JobType.funds_recovery: frozenset({Section.funds_transfer_fraud}),
+    JobType.ddos_mitigation: frozenset({Section.incident_response}),
+    JobType.crisis_communications: frozenset({Section.legal_and_notification,
+                                              Section.incident_response}),
+}
+"""The loss sections a vendor's completion report may carry, by the job's type (triage
+refuses others; docs/approvals.md). Business interruption is never vendor-verified: the
+policyholder claims it per hour, the vendor verifies the outage it is computed from."""
+
+
 class Attribution(StrEnum):
     criminal = "criminal"
     insider = "insider"

@@ -12,9 +12,10 @@ from services.notify.reminders import ReminderWorker
 from services.notify.rendering import Templates
 from services.notify.service import Notifier
 from services.notify.settings import NotifySettings
+from services.notify.targets import TargetPolicy
 from shared.clock import Clock
 from shared.service import Runtime, ServiceSpec, create_service_app
-from shared.settings import PlatformSettings
+from shared.settings import Environment, PlatformSettings
 
 NAME = "notify"
 
@@ -27,10 +28,13 @@ def spec(settings: NotifySettings) -> ServiceSpec:
                             templates=Templates())
         http = new_http_client(settings)
         email = EmailSender(settings)
+        targets = TargetPolicy(settings.webhook_allowlist, require_https=runtime.platform.env
+                               not in (Environment.development, Environment.test),
+                               lookups=settings.sends_in_flight)
         delivery_worker = DeliveryWorker(runtime.uow, settings, runtime.clock, runtime.outbox,
-                                         WebhookSender(http), email)
+                                         WebhookSender(http, targets), email)
         runtime.resources.update(
-            settings=settings, notifier=notifier, http=http, email=email,
+            settings=settings, notifier=notifier, http=http, email=email, targets=targets,
             delivery_worker=delivery_worker,
             reminder_worker=ReminderWorker(runtime.uow, notifier, delivery_worker.wake),
         )
@@ -38,6 +42,7 @@ def spec(settings: NotifySettings) -> ServiceSpec:
     async def teardown(runtime: Runtime) -> None:
         await runtime.resources["http"].aclose()
         await runtime.resources["email"].close()
+        runtime.resources["targets"].close()
 
     return ServiceSpec(
         name=NAME,

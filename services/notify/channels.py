@@ -19,10 +19,15 @@ import httpx
 
 from services.notify.settings import NotifySettings
 from services.notify.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
+from services.notify.targets import RefusedTarget, TargetPolicy, UnresolvedTarget
 
 
 class SendFailed(Exception):
     """A try that did not deliver (timeout, refused connection, non-2xx answer, SMTP error)."""
+
+
+class RefusedSend(SendFailed):
+    """A failure no retry can fix (a deleted subscription, a target that is not public)."""
 
 
 def webhook_body(payload: dict[str, Any]) -> bytes:
@@ -31,13 +36,27 @@ def webhook_body(payload: dict[str, Any]) -> bytes:
 
 
 class WebhookSender:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    """Checks the target again before every send and connects to the address it checked: a
+    host that resolved to a public address at subscribe time may resolve to an internal one
+    now (DNS rebinding). The URL names the address; the Host header and TLS (SNI and the
+    certificate's name) keep the host."""
+
+    def __init__(self, client: httpx.AsyncClient, targets: TargetPolicy) -> None:
         self._client = client
+        self._targets = targets
 
     async def send(self, *, url: str, secret: str, delivery_id: str, event_type: str,
                    payload: dict[str, Any], timestamp: int) -> None:
+        try:
+            target = await self._targets.resolve(url)
+        except RefusedTarget as exc:
+            raise RefusedSend(f"refused: {exc}") from exc
+        except UnresolvedTarget as exc:
+            raise SendFailed(str(exc)[:500]) from exc
+        request_url = httpx.URL(url)
         body = webhook_body(payload)
         headers = {
+            "Host": request_url.netloc.decode("ascii"),
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(secret, body, timestamp),
             DELIVERY_HEADER: delivery_id,
@@ -45,7 +64,9 @@ class WebhookSender:
             "User-Agent": "cyberclaims-notify/1",
         }
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            response = await self._client.post(
+                request_url.copy_with(host=str(target.address)), content=body, headers=headers,
+                extensions={"sni_hostname": target.host})
         except httpx.HTTPError as exc:
             raise SendFailed(f"{type(exc).__name__}: {exc}"[:500]) from exc
         if not response.is_success:
@@ -130,6 +151,9 @@ class EmailSender:
 
 
 def new_http_client(settings: NotifySettings) -> httpx.AsyncClient:
-    """One pooled client per process; redirects are not followed (a 3xx is a failure)."""
+    """One pooled client per process; redirects are not followed (a 3xx is a failure). Its
+    pool has a connection for every try the worker may run at once: the worker's lanes share
+    the connections out, and slow hosts never leave another host waiting for one."""
     return httpx.AsyncClient(timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+                             limits=httpx.Limits(max_connections=settings.sends_in_flight),
                              follow_redirects=False)

@@ -2,9 +2,16 @@
 
 A pass claims due rows (FOR UPDATE SKIP LOCKED, so replicas share the work), counts the try
 and pushes `next_attempt_at` forward by a lease before anything is sent: if the process dies
-mid-send, the row is simply due again once the lease runs out. The pass sends concurrently and
-records every result in a second transaction, fenced by the try number so a late answer never
-overwrites a newer try.
+mid-send, the row is simply due again once the lease runs out.
+
+One slow target never holds up the others. Every send runs in its own task and has a total
+deadline (`delivery_deadline_seconds`), however slowly the other side trickles its answer.
+Sends are grouped in lanes, one per webhook host and one for email, each with its own limit
+(`webhook_connections_per_host`; twice `smtp_connections`): a pass claims a row only when its
+lane has room, and the deadline counts any wait, so a try always ends within its lease; a host
+that is full leaves the rows of every other host and the email to go out. A pass never waits
+for a send: it records the tries that ended since the last pass (one transaction, fenced by
+the try number so a late answer never overwrites a newer try) and starts the next ones.
 Failures are retried after `base * 2^(tries-1)` seconds with full jitter, capped; after the
 last try the delivery is dead until an operator redelivers it.
 """
@@ -15,14 +22,22 @@ import asyncio
 import logging
 import secrets
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.channels import EmailSender, SendFailed, WebhookSender, email_message
+from services.notify.channels import (
+    EmailSender,
+    RefusedSend,
+    SendFailed,
+    WebhookSender,
+    email_message,
+)
 from services.notify.models import Delivery, DeliveryState, Subscription
 from services.notify.settings import NotifySettings
 from shared.clock import Clock
@@ -35,15 +50,13 @@ log = logging.getLogger(__name__)
 
 _random = secrets.SystemRandom()
 
+EMAIL_LANE = "email"
+
 
 def backoff_seconds(tries: int, *, base: float, cap: float) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2^(tries-1))]."""
     ceiling = min(cap, base * 2 ** min(max(tries - 1, 0), 40))
     return _random.uniform(0, ceiling)
-
-
-class Permanent(SendFailed):
-    """A failure no retry can fix (the subscription was deleted)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,12 @@ class Claimed:
     url: str | None
     secret: str | None
     subscription_active: bool
+    lane: str
+
+
+def webhook_lane(url: str | None) -> str:
+    """The lane of a webhook: its host (every subscription to one host shares it)."""
+    return f"webhook:{(urlsplit(url).hostname or '') if url else ''}"
 
 
 class DeliveryWorker:
@@ -70,68 +89,123 @@ class DeliveryWorker:
         self._loop = PollingLoop("delivery", self.run_once,
                                  interval_seconds=settings.worker_poll_seconds,
                                  again_at=settings.worker_batch_size)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._in_lane: Counter[str] = Counter()
+        self._ended: list[tuple[Claimed, SendFailed | None]] = []
+        # subscriptions seen due while their host's lane was full: the claim skips their rows
+        self._waiting_for_full_lane: dict[uuid.UUID, str] = {}
 
     def wake(self) -> None:
         self._loop.wake()
 
     async def run(self) -> None:
-        await self._loop.run()
+        try:
+            await self._loop.run()
+        finally:  # stopping: the leases bring unfinished tries back
+            for task in self._sending:
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def run_once(self) -> int:
-        """One pass: claim what is due, send it concurrently, record the results together."""
+        """One pass: record the tries that ended, then start the due ones that have room."""
+        ended, self._ended = self._ended, []
+        if ended:
+            try:
+                await self._record(ended)
+            except BaseException:
+                self._ended[:0] = ended  # for the next pass (a success is not sent again)
+                raise
         claimed = await self._claim()
-        if claimed:
-            errors = await asyncio.gather(*(self._attempt(item) for item in claimed))
-            await self._record(list(zip(claimed, errors, strict=True)))
+        for item in claimed:
+            self._in_lane[item.lane] += 1
+            task = asyncio.create_task(self._attempt(item), name=f"delivery {item.id}")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         return len(claimed)
 
+    def _capacity(self, lane: str) -> int:
+        """Tries at once in `lane`. Email may have one more waiting per SMTP connection, so a
+        connection never idles until the next pass (the deadline counts the wait too)."""
+        return 2 * self._settings.smtp_connections if lane == EMAIL_LANE \
+            else self._settings.webhook_connections_per_host
+
     async def _claim(self) -> list[Claimed]:
+        room = min(self._settings.worker_batch_size,
+                   self._settings.sends_in_flight - len(self._sending))
+        if room <= 0:
+            return []
+        full = {lane for lane, sending in self._in_lane.items()
+                if sending >= self._capacity(lane)}
+        self._waiting_for_full_lane = {subscription: lane for subscription, lane
+                                       in self._waiting_for_full_lane.items() if lane in full}
         now = self._clock.now()
         lease = timedelta(seconds=self._settings.send_lease_seconds)
+        query = select(Delivery).where(Delivery.state == DeliveryState.pending,
+                                       Delivery.next_attempt_at <= now)
+        if EMAIL_LANE in full:
+            query = query.where(Delivery.channel != Channel.email.value)
+        if self._waiting_for_full_lane:
+            query = query.where(or_(Delivery.subscription_id.is_(None),
+                                    Delivery.subscription_id.not_in(
+                                        list(self._waiting_for_full_lane))))
         async with self._uows() as uow:
             rows = (await uow.session.scalars(
-                select(Delivery)
-                .where(Delivery.state == DeliveryState.pending, Delivery.next_attempt_at <= now)
-                .order_by(Delivery.next_attempt_at, Delivery.id)
-                .limit(self._settings.worker_batch_size)
+                query.order_by(Delivery.next_attempt_at, Delivery.id).limit(room)
                 .with_for_update(skip_locked=True)
             )).all()
             wanted = {row.subscription_id for row in rows if row.subscription_id}
             subscriptions = {s.id: s for s in await uow.session.scalars(
                 select(Subscription).where(Subscription.id.in_(wanted)))} if wanted else {}
+            taking: Counter[str] = Counter()
             claimed = []
             for row in rows:
-                row.attempts += 1
-                row.next_attempt_at = now + lease
                 subscription = subscriptions.get(row.subscription_id) if row.subscription_id \
                     else None
+                lane = EMAIL_LANE if row.channel == Channel.email \
+                    else webhook_lane(subscription.url if subscription else None)
+                if self._in_lane[lane] + taking[lane] >= self._capacity(lane):
+                    if row.subscription_id is not None:
+                        self._waiting_for_full_lane[row.subscription_id] = lane
+                    continue  # stays due, for a pass that finds room in its lane
+                taking[lane] += 1
+                row.attempts += 1
+                row.next_attempt_at = now + lease
                 claimed.append(Claimed(
                     id=row.id, tries=row.attempts, channel=row.channel, event_type=row.event_type,
                     payload=row.payload, url=subscription.url if subscription else None,
                     secret=subscription.secret if subscription else None,
-                    subscription_active=bool(subscription and subscription.active),
+                    subscription_active=bool(subscription and subscription.active), lane=lane,
                 ))
             await uow.commit()
         return claimed
 
-    async def _attempt(self, item: Claimed) -> SendFailed | None:
-        """Send one delivery; its failure, or None."""
+    async def _attempt(self, item: Claimed) -> None:
+        """Send one delivery within the deadline; its result is recorded by the next pass."""
         error: SendFailed | None = None
+        deadline = self._settings.delivery_deadline_seconds
         try:
-            await self._send(item)
+            async with asyncio.timeout(deadline):
+                await self._send(item)
         except SendFailed as exc:
             error = exc
+        except TimeoutError:
+            error = SendFailed(f"not done within the {deadline:g} s deadline")
         except Exception as exc:  # a bug in one send must not stop the others
             log.exception("delivery %s failed unexpectedly", item.id)
             error = SendFailed(repr(exc)[:500])
+        finally:
+            self._in_lane[item.lane] -= 1
+            if not self._in_lane[item.lane]:
+                del self._in_lane[item.lane]
         if error is not None:
             log.warning("delivery %s try %d failed: %s", item.id, item.tries, error)
-        return error
+        self._ended.append((item, error))
+        self._loop.wake()
 
     async def _send(self, item: Claimed) -> None:
         if item.channel == Channel.webhook:
             if not item.subscription_active or item.url is None or item.secret is None:
-                raise Permanent("the subscription was deleted")
+                raise RefusedSend("the subscription was deleted")
             await self._webhooks.send(url=item.url, secret=item.secret, delivery_id=str(item.id),
                                       event_type=item.event_type, payload=item.payload,
                                       timestamp=int(self._clock.now().timestamp()))
@@ -142,7 +216,7 @@ class DeliveryWorker:
                 text=payload["text"], html=payload["html"], delivery_id=str(item.id),
             ))
         else:
-            raise Permanent(f"nothing to send over {item.channel}")
+            raise RefusedSend(f"nothing to send over {item.channel}")
 
     async def _record(self, results: list[tuple[Claimed, SendFailed | None]]) -> None:
         async with self._uows() as uow:
@@ -166,7 +240,7 @@ class DeliveryWorker:
             row.last_error = None
             self._outbox.add(session, NotificationDelivered(
                 **_facts(row, now), attempts=row.attempts), correlation_id=row.correlation_id)
-        elif isinstance(error, Permanent) or row.attempts >= self._settings.max_attempts:
+        elif isinstance(error, RefusedSend) or row.attempts >= self._settings.max_attempts:
             row.state = DeliveryState.dead
             row.last_error = str(error)
             self._outbox.add(session, NotificationDead(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import Uuid
@@ -40,10 +41,15 @@ class Inbox(InboxColumns, Base):
 
 class Subscription(Base):
     """A webhook endpoint of one recipient (`org:…`, `vendor:…`, `team:…`). Deleting keeps the
-    row (inactive) so past deliveries still name it."""
+    row (inactive) so past deliveries still name it; an owner has at most one active
+    subscription per URL (a unique index over the active rows, so racing requests make one)."""
 
     __tablename__ = "subscriptions"
-    __table_args__ = (Index("ix_subscriptions_owner_active", "owner", "active"),)
+    __table_args__ = (
+        Index("ix_subscriptions_owner_active", "owner", "active"),
+        Index("uq_subscriptions_owner_url_active", "owner", "url", unique=True,
+              postgresql_where=text("active"), sqlite_where=text("active")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     owner: Mapped[str] = mapped_column(String(200))

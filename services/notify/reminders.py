@@ -6,6 +6,13 @@ when it arrives before the triage (the two come on different topics): the confir
 on the incident copy. A pass fires each due reminder exactly once (FOR UPDATE SKIP LOCKED, state
 pending -> sent in the same transaction as its deliveries); a reminder found only after its
 deadline has passed is not sent (it lapses).
+
+The timer and the confirmation may come at the same moment; the reminder's row lock decides.
+The confirmation locks the incident copy, then the reminder; the pass locks the reminder (and
+passes by one a confirmation holds) and only then reads the copy, unlocked, so the two never
+wait for each other in a circle. A confirmation that comes while a pass holds the reminder
+waits and finds it sent; a pass that comes while a confirmation holds it leaves it to be
+cancelled (tests/notify/test_reminder_races.py).
 """
 
 from __future__ import annotations

@@ -5,9 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from services.notify.routing import ROUTED_TYPES
+from services.notify.targets import url_refusal
 from shared.events import Channel
 
 Recipient = Annotated[str, Field(min_length=5, max_length=200,
@@ -21,7 +30,9 @@ class Strict(BaseModel):
 
 
 class SubscriptionIn(Strict):
-    url: AnyHttpUrl = Field(description="http(s) endpoint that receives signed POSTs")
+    url: AnyHttpUrl = Field(
+        description="http(s) endpoint that receives signed POSTs (https outside development); "
+                    "its host must resolve to public addresses only")
     secret: Annotated[str, Field(min_length=16, max_length=500,
                                  description="HMAC key of the signatures; never returned")]
     event_types: list[str] | None = Field(
@@ -29,12 +40,16 @@ class SubscriptionIn(Strict):
     owner: Recipient | None = Field(
         default=None, description="operators only: whose endpoint this is (vendor:…, org:…, team:…)")
 
-    @field_validator("url")
+    @field_validator("url", mode="wrap")
     @classmethod
-    def _http_only(cls, value: AnyHttpUrl) -> AnyHttpUrl:
-        if len(str(value)) > 2000:
+    def _plain_url(cls, value: object, parse: ValidatorFunctionWrapHandler) -> AnyHttpUrl:
+        url: AnyHttpUrl = parse(value)
+        if len(str(url)) > 2000:
             raise ValueError("url is longer than 2000 characters")
-        return value
+        refusal = url_refusal(url, str(value))
+        if refusal is not None:
+            raise ValueError(refusal)
+        return url
 
     @field_validator("event_types")
     @classmethod

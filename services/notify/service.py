@@ -3,13 +3,15 @@ deliveries operators watch, and each caller's in-app feed."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.cache import TransactionCache
@@ -24,9 +26,10 @@ from services.notify.rendering import Rendered, Templates
 from services.notify.routing import ADJUSTERS, OPERATORS, ROUTES, Route
 from services.notify.schemas import SubscriptionIn
 from services.notify.settings import NotifySettings
+from services.notify.targets import RefusedTarget, TargetPolicy, UnresolvedTarget
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, is_postgres
 from shared.events import Channel, Envelope, NotificationDelivered
 from shared.outbox import Outbox
 from shared.problems import Conflict, NotFound, Unprocessable
@@ -171,30 +174,61 @@ def feed_address(principal: Principal) -> str:
 
 
 async def create_subscription(uow: UnitOfWork, clock: Clock, principal: Principal,
-                              body: SubscriptionIn) -> Subscription:
-    if principal.role is Role.operator:
-        if body.owner is None:
-            raise Unprocessable("operators name the owner (vendor:…, org:… or team:…)",
-                                field="owner")
-        owner = body.owner
-    else:
-        owner = principal.recipient
-        if body.owner is not None and body.owner != owner:
-            raise Unprocessable("only operators may subscribe for another owner", field="owner")
+                              body: SubscriptionIn, *, targets: TargetPolicy,
+                              lookup_seconds: float, max_per_owner: int) -> Subscription:
+    """A new active subscription. Its URL's addresses are checked first (no database work for
+    a refused one); the owner's subscriptions are counted under a lock per owner, so parallel
+    requests cannot pass the cap together, and a second active subscription of an owner for
+    one URL is refused by a unique index (409), however many requests race."""
+    owner = _subscription_owner(principal, body)
     url = str(body.url)
-    duplicate = await uow.session.scalar(
-        select(Subscription.id).where(Subscription.owner == owner, Subscription.url == url,
-                                      Subscription.active.is_(True))
-    )
-    if duplicate is not None:
-        raise Conflict(f"{owner} already has a subscription for this url", field="url")
+    try:
+        async with asyncio.timeout(lookup_seconds):
+            await targets.resolve(url)
+    except (RefusedTarget, UnresolvedTarget) as exc:
+        raise Unprocessable(f"url refused: {exc}", field="url") from exc
+    except TimeoutError as exc:
+        raise Unprocessable("url refused: its host did not resolve in time", field="url") from exc
+    session = uow.session
+    await _take_turns_per_owner(session, owner)
+    active = await session.scalar(select(func.count()).select_from(Subscription).where(
+        Subscription.owner == owner, Subscription.active.is_(True))) or 0
+    if active >= max_per_owner:
+        raise Conflict(f"{owner} has {active} subscriptions, the most allowed; delete one first")
     subscription = Subscription(
         id=uuid.uuid4(), owner=owner, url=url, secret=body.secret, event_types=body.event_types,
         active=True, created_by=principal.sub, created_at=clock.now(), deleted_at=None,
     )
-    uow.session.add(subscription)
-    await uow.commit()
+    session.add(subscription)
+    try:
+        await uow.commit()
+    except IntegrityError as exc:
+        raise Conflict(f"{owner} already has a subscription for this url", field="url") from exc
     return subscription
+
+
+async def _take_turns_per_owner(session: AsyncSession, owner: str) -> None:
+    """Subscribing counts, then inserts: one owner's requests take turns, until commit.
+    PostgreSQL: an advisory lock on the owner. SQLite: the database's write lock, taken by a
+    write that changes nothing before the count is read (a read first would leave a snapshot
+    the insert could not build on)."""
+    if is_postgres(session):
+        await session.execute(select(func.pg_advisory_xact_lock(
+            func.hashtext(f"notify.subscriptions:{owner}"))))
+    else:
+        await session.execute(update(Subscription).where(false())
+                              .values(active=Subscription.active))
+
+
+def _subscription_owner(principal: Principal, body: SubscriptionIn) -> str:
+    if principal.role is Role.operator:
+        if body.owner is None:
+            raise Unprocessable("operators name the owner (vendor:…, org:… or team:…)",
+                                field="owner")
+        return body.owner
+    if body.owner is not None and body.owner != principal.recipient:
+        raise Unprocessable("only operators may subscribe for another owner", field="owner")
+    return principal.recipient
 
 
 async def list_subscriptions(uow: UnitOfWork, principal: Principal,

@@ -43,8 +43,13 @@ def _subscription_out(subscription: Subscription) -> SubscriptionOut:
 async def create_subscription(body: SubscriptionIn, caller: Subscriber, runtime: RuntimeDep,
                               uow: UnitOfWorkDep, response: Response) -> SubscriptionOut:
     """A webhook endpoint for the caller (operators: for `owner`). The secret signs every
-    delivery and is never shown again."""
-    subscription = await service.create_subscription(uow, runtime.clock, caller, body)
+    delivery and is never shown again. 422 for a refused URL (see docs/notifications.md), 409
+    for a second one to the same URL or past the owner's cap."""
+    settings = runtime.resources["settings"]
+    subscription = await service.create_subscription(
+        uow, runtime.clock, caller, body, targets=runtime.resources["targets"],
+        lookup_seconds=settings.webhook_timeout_seconds,
+        max_per_owner=settings.max_subscriptions_per_owner)
     response.headers["Location"] = f"/v1/subscriptions/{subscription.id}"
     return _subscription_out(subscription)
 

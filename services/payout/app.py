@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.payout import handlers, views
 from services.payout.models import Inbox, Outbox
 from services.payout.payments import PaymentProvider, PaymentWorker
+from services.payout.safety_net import SafetyNet
 from services.payout.service import Context, Rules
 from services.payout.settings import PayoutSettings
 from shared.clock import Clock
@@ -23,19 +24,21 @@ def spec(settings: PayoutSettings) -> ServiceSpec:
     async def setup(runtime: Runtime) -> None:
         ctx = Context(outbox=runtime.outbox, clock=runtime.clock,
                       rules=Rules(auto_approval_limit=settings.auto_approval_limit,
-                                  two_approver_threshold=settings.two_approver_threshold))
+                                  two_approver_threshold=settings.two_approver_threshold,
+                                  vendor_verification_limit=settings.vendor_verification_limit))
         client = httpx.AsyncClient(base_url=settings.payment_provider_url,
                                    timeout=settings.payment_timeout_seconds)
+        payments = PaymentWorker(runtime.uow, ctx, PaymentProvider(client), settings)
         runtime.resources.update(
-            context=ctx, provider_client=client,
-            payments=PaymentWorker(runtime.uow, ctx, PaymentProvider(client), settings),
+            context=ctx, provider_client=client, payments=payments,
+            safety_net=SafetyNet(runtime.uow, ctx, settings, wake_payments=payments.wake),
         )
 
     async def teardown(runtime: Runtime) -> None:
         await runtime.resources["provider_client"].aclose()
 
     def workers(runtime: Runtime) -> Sequence[Worker]:
-        return [runtime.resources["payments"].run]
+        return [runtime.resources["payments"].run, runtime.resources["safety_net"].run]
 
     return ServiceSpec(
         name=NAME,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -99,6 +99,20 @@ class MissingOutage(ValueError):
     """A verified business-interruption item is claimed per hour but no outage figure exists."""
 
 
+class OutOfRange(ValueError):
+    """The facts hold a date or duration the arithmetic cannot represent (a year-0001 outage,
+    a policy ending in 9999): a data error for the adjuster to resolve, not a crash."""
+
+
+def in_range(moment: datetime) -> bool:
+    """Whether `moment` can be stored and compared in UTC (year 0001 at +14:00 cannot)."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 # --- section 6: losses ---------------------------------------------------------------------------
 
 
@@ -159,6 +173,14 @@ def coverage_questions(inputs: AssessmentInputs) -> list[CoverageQuestion]:
 
 
 def assess(inputs: AssessmentInputs) -> AssessmentResult:
+    """The payable and the coverage questions; raises `OutOfRange` for dates it cannot handle."""
+    try:
+        return _assess(inputs)
+    except OverflowError as exc:
+        raise OutOfRange(f"a date or duration in the claim's facts is out of range: {exc}") from exc
+
+
+def _assess(inputs: AssessmentInputs) -> AssessmentResult:
     policy = inputs.policy
     verified = [line for line in inputs.losses if line.state is LossState.verified]
     # 1. eligible_s: verified amounts per covered section (uncovered sections pay 0).

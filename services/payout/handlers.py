@@ -22,12 +22,10 @@ from shared.events import (
 
 def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
     async def policy_registered(uow: UnitOfWork, event: PolicyRegistered, envelope: Envelope) -> None:
-        if await service.store_policy(uow, ctx, event.policy, version=1):
-            await service.assess_open_claims_of(uow, ctx, event.policy.policy_number, envelope)
+        await service.record_policy(uow, ctx, event.policy, 1, envelope)
 
     async def policy_updated(uow: UnitOfWork, event: PolicyUpdated, envelope: Envelope) -> None:
-        if await service.store_policy(uow, ctx, event.policy, version=event.version):
-            await service.assess_open_claims_of(uow, ctx, event.policy.policy_number, envelope)
+        await service.record_policy(uow, ctx, event.policy, event.version, envelope)
 
     async def incident_reported(uow: UnitOfWork, event: IncidentReported, envelope: Envelope) -> None:
         await service.record_incident(uow, ctx, event, envelope)

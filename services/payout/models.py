@@ -91,6 +91,9 @@ class Claim(Base):
     decision_reason: Mapped[str | None] = mapped_column(Text)
     decided_by: Mapped[str | None] = mapped_column(String(200))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    data_issue: Mapped[str | None] = mapped_column(Text)
+    """Why the facts received cannot be assessed (e.g. a timestamp out of range): shown to the
+    adjuster, who resolves it (for an outage, by setting the outage hours)."""
 
 
 class LossItem(Base):

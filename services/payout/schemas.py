@@ -112,7 +112,11 @@ class ClaimOut(ClaimSummary):
     approvals_required: int | None
     approvals: list[ApprovalOut]
     approved_amount: Money | None
+    closed_remainder: Money | None
+    """What an approval below payable left unpaid (closed, with `decision_reason`)."""
     decision_reason: str | None
+    data_issue: str | None
+    """Facts payout cannot assess (e.g. a timestamp out of range) for the adjuster to resolve."""
     decided_by: str | None
     assessment_id: uuid.UUID | None
     response_completed: bool

@@ -1,10 +1,16 @@
 """Payout's use cases. Each stages its state change and its events in one unit of work.
 
 Locks, always in this order: the claim row, then the policy row, then the payment row. The
-claim lock serialises every decision on a claim (racing approvals see each other); the policy
-lock serialises every decision drawing on the policy's sublimits and aggregate limit (two
-claims of one policy decided at once never both take the same remaining amount). On SQLite
-`FOR UPDATE` is ignored, but SQLite serialises writers anyway.
+claim lock serialises every decision on a claim (racing approvals see each other) and every
+input that can lead to its assessment (a loss decided, the response completed, an outage set,
+the policy arriving), so that whichever input commits last sees all the others and assesses.
+The policy lock serialises every decision drawing on the policy's sublimits and aggregate limit
+(two claims of one policy decided at once never both take the same remaining amount).
+`_lock_claims` takes the claim lock on both backends (see there).
+
+Money rules (docs/approvals.md): the authority needed to approve, approve in part or deny, and
+the number of approvers, follow the claim's payable, never the amount chosen; a loss is
+verified at most at what was claimed and only within the adjuster's authority.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.payout import assessment as engine
@@ -27,6 +33,8 @@ from services.payout.assessment import (
     LossState,
     MissingOutage,
     OtherIncident,
+    OutOfRange,
+    in_range,
 )
 from services.payout.models import (
     Approval,
@@ -41,7 +49,7 @@ from services.payout.models import (
 from services.payout.schemas import ApproveIn, DenyIn, OutageIn, RejectLossIn, VerifyLossIn
 from shared.auth import Principal
 from shared.clock import Clock
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, is_postgres
 from shared.events import (
     Attribution,
     ClaimApproved,
@@ -64,6 +72,8 @@ from shared.outbox import Outbox
 from shared.problems import Conflict, Forbidden, NotFound, Unprocessable
 
 SYSTEM = "system"
+OUTAGE_OUT_OF_RANGE = "the vendors' verified outage is out of range"
+"""The start of a claim's `data_issue` that the adjuster's outage figure resolves."""
 
 
 class ClaimStatus:
@@ -92,6 +102,8 @@ class PaymentState:
 class Rules:
     auto_approval_limit: Decimal
     two_approver_threshold: Decimal
+    vendor_verification_limit: Decimal
+    """A vendor-verified loss item above this arrives unverified: an adjuster verifies it."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,19 @@ class Context:
 # --- policies and incidents (from events) ---------------------------------------------------------
 
 
-async def store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int) -> bool:
+async def record_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int,
+                        cause: Envelope) -> None:
+    """Keep the newest version of a policy and assess the claims that were only waiting for it.
+    Their rows are locked before the policy's, in the lock order above: an adjuster's decision
+    on one of them at the same moment (claim, then policy) would otherwise deadlock."""
+    waiting = await _lock_claims(uow, Claim.policy_number == terms.policy_number,
+                                 Claim.status == ClaimStatus.open)
+    if await _store_policy(uow, ctx, terms, version):
+        for claim in waiting:
+            await assess_if_ready(uow, ctx, claim, cause)
+
+
+async def _store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int) -> bool:
     """Keep the newest version of a policy; returns whether this one was applied."""
     policy = await uow.session.get(Policy, terms.policy_number, with_for_update=True)
     if policy is None:
@@ -123,25 +147,28 @@ async def store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, versio
     return True
 
 
-async def assess_open_claims_of(uow: UnitOfWork, ctx: Context, policy_number: str,
-                                cause: Envelope) -> None:
-    """Claims that were only waiting for their policy are assessed once it arrives."""
-    claims = await uow.session.scalars(
-        select(Claim).where(Claim.policy_number == policy_number, Claim.status == ClaimStatus.open)
-        .order_by(Claim.opened_at).with_for_update()
+async def _lock_claims(uow: UnitOfWork, *where: ColumnElement[bool]) -> list[Claim]:
+    """The claims matching `where`, locked until commit and read afresh after the lock.
+
+    PostgreSQL: `FOR UPDATE`. SQLite ignores it and runs reads outside any transaction until
+    the first write, so a read-then-write would decide on a stale row: there the lock is a
+    write to the rows first (taking SQLite's single writer lock), then the read."""
+    if not is_postgres(uow.session):
+        await uow.session.execute(update(Claim).where(*where).values(updated_at=Claim.updated_at)
+                                  .execution_options(synchronize_session=False))
+    rows = await uow.session.scalars(
+        select(Claim).where(*where).order_by(Claim.opened_at, Claim.id).with_for_update()
+        .execution_options(populate_existing=True)
     )
-    for claim in claims.all():
-        await assess_if_ready(uow, ctx, claim, cause)
+    return list(rows)
 
 
 async def _claim_for_incident(uow: UnitOfWork, ctx: Context, incident_id: uuid.UUID, org_id: str,
                               policy_number: str, cause: Envelope) -> Claim:
-    """The incident's claim, opened on the first event that mentions the incident."""
-    claim = await uow.session.scalar(
-        select(Claim).where(Claim.incident_id == incident_id).with_for_update()
-    )
-    if claim is not None:
-        return claim
+    """The incident's claim (locked), opened on the first event that mentions the incident."""
+    existing = await _lock_claims(uow, Claim.incident_id == incident_id)
+    if existing:
+        return existing[0]
     now = ctx.clock.now()
     claim = Claim(id=uuid.uuid4(), incident_id=incident_id, policy_number=policy_number,
                   org_id=org_id, status=ClaimStatus.open, opened_at=now, updated_at=now)
@@ -155,6 +182,13 @@ async def _claim_for_incident(uow: UnitOfWork, ctx: Context, incident_id: uuid.U
 
 async def record_incident(uow: UnitOfWork, ctx: Context, event: IncidentReported,
                           envelope: Envelope) -> None:
+    claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
+                                      event.policy_number, envelope)
+    if not all(map(in_range, (event.occurred_at, event.discovered_at, event.reported_at))):
+        claim.data_issue = ("the incident report's timestamps are out of range: the claim cannot "
+                            "be assessed until the report is corrected")
+        claim.updated_at = ctx.clock.now()
+        return
     if await uow.session.get(Incident, event.incident_id) is None:
         uow.session.add(Incident(
             id=event.incident_id, policy_number=event.policy_number, org_id=event.org_id,
@@ -162,8 +196,6 @@ async def record_incident(uow: UnitOfWork, ctx: Context, event: IncidentReported
             discovered_at=event.discovered_at, reported_at=event.reported_at,
         ))
         await uow.session.flush()
-    claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
-                                      event.policy_number, envelope)
     await assess_if_ready(uow, ctx, claim, envelope)
 
 
@@ -184,22 +216,29 @@ async def record_submitted_loss(uow: UnitOfWork, ctx: Context, event: LossSubmit
 
 async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponseCompleted,
                           envelope: Envelope) -> None:
-    """The vendors' findings: attribution, verified outage and verified loss items."""
+    """The vendors' findings: attribution, verified outage and loss items. A vendor's item is
+    verified up to `Rules.vendor_verification_limit`; above it an adjuster verifies it."""
     claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
                                       event.policy_number, envelope)
     if claim.response_completed_at is not None:
         return  # the response completes once; a second report (replay) changes nothing
     claim.response_completed_at = event.completed_at
     claim.attribution = event.attribution.value
-    if event.verified_outage is not None:
-        claim.outage_started_at = event.verified_outage.started_at
-        claim.outage_ended_at = event.verified_outage.ended_at
+    outage = event.verified_outage
+    if outage is not None and in_range(outage.started_at) and in_range(outage.ended_at):
+        claim.outage_started_at = outage.started_at
+        claim.outage_ended_at = outage.ended_at
+    elif outage is not None:
+        claim.data_issue = (f"{OUTAGE_OUT_OF_RANGE} ({outage.started_at.isoformat()} to "
+                            f"{outage.ended_at.isoformat()}): set the outage hours")
     for index, loss in enumerate(event.verified_losses):
         loss_id = uuid.uuid5(claim.incident_id, f"{loss.job_id}/{index}")
         if await uow.session.get(LossItem, loss_id) is not None:
             continue
+        self_verified = loss.amount <= ctx.rules.vendor_verification_limit
         uow.session.add(LossItem(
-            id=loss_id, claim_id=claim.id, source=LossSource.vendor, state=LossState.verified,
+            id=loss_id, claim_id=claim.id, source=LossSource.vendor,
+            state=LossState.verified if self_verified else LossState.unverified,
             section=loss.section.value, amount=loss.amount, description=loss.description,
             vendor_id=loss.vendor_id, submitted_at=event.completed_at,
         ))
@@ -274,6 +313,9 @@ async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: En
         return await _assess(uow, ctx, claim, cause, requested_by)
     except (_NotReady, MissingOutage):
         return None  # waits for the policy, the incident report or the outage figure
+    except OutOfRange as exc:
+        claim.data_issue = str(exc)  # shown to the adjuster; the claim waits for a fix
+        return None
 
 
 class _NotReady(Exception):
@@ -302,6 +344,7 @@ async def _assess(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope |
     uow.session.add(row)
     claim.latest_assessment_id = row.id
     claim.payable = result.payable
+    claim.data_issue = None
     claim.updated_at = now
     ctx.outbox.add(uow.session, ClaimAssessed(
         incident_id=claim.incident_id, org_id=claim.org_id, claim_id=claim.id, at=now,
@@ -364,14 +407,19 @@ async def _approve(uow: UnitOfWork, ctx: Context, claim: Claim, policy: Policy,
 
 
 async def locked_claim(uow: UnitOfWork, claim_id: uuid.UUID) -> Claim:
-    claim = await uow.session.get(Claim, claim_id, with_for_update=True)
-    if claim is None:
+    claims = await _lock_claims(uow, Claim.id == claim_id)
+    if not claims:
         raise NotFound(f"claim {claim_id} not found")
-    return claim
+    return claims[0]
 
 
 def _adjuster(principal: Principal) -> str:
     return f"adjuster:{principal.sub}"
+
+
+def _within_authority(principal: Principal, amount: Decimal, what: str) -> None:
+    if principal.authority_limit is None or principal.authority_limit < amount:
+        raise Forbidden(f"{what} {amount} exceeds your authority limit")
 
 
 async def assess_claim(uow: UnitOfWork, ctx: Context, principal: Principal,
@@ -386,6 +434,8 @@ async def assess_claim(uow: UnitOfWork, ctx: Context, principal: Principal,
         raise Conflict(str(exc)) from exc
     except MissingOutage as exc:
         raise Conflict(f"{exc}: set the outage hours first", field="outage_hours") from exc
+    except OutOfRange as exc:
+        raise Conflict(str(exc)) from exc
     await uow.commit()
     return claim
 
@@ -401,12 +451,42 @@ async def _open_loss(uow: UnitOfWork, claim: Claim, loss_id: uuid.UUID) -> LossI
     return item
 
 
+async def _waiting_hours(uow: UnitOfWork, claim: Claim) -> int:
+    """The policy's business-interruption waiting period; 0 while the policy is not known (the
+    claimed figure is then the plain `hourly_loss x outage hours`)."""
+    policy = await uow.session.get(Policy, claim.policy_number)
+    return PolicyTerms.model_validate(policy.terms).bi_waiting_period_hours if policy else 0
+
+
+async def _claimed(uow: UnitOfWork, claim: Claim, item: LossItem) -> Decimal | None:
+    """What the item claims: its amount, or for business interruption `hourly_loss x
+    max(0, outage hours - waiting period)`; None while no outage figure is known."""
+    if item.hourly_loss is None:
+        return item.amount or ZERO
+    outage = outage_minutes(claim)
+    if outage is None:
+        return None
+    return engine.interruption_amount(item.hourly_loss, outage[0], await _waiting_hours(uow, claim))
+
+
 async def verify_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
                       loss_id: uuid.UUID, body: VerifyLossIn) -> Claim:
+    """Verify at most at the claimed figure, within the adjuster's authority. A per-hour item
+    without an outage figure can only be verified as claimed (its worth follows the outage,
+    and setting the outage is checked against the adjuster's authority)."""
     claim = await locked_claim(uow, claim_id)
     item = await _open_loss(uow, claim, loss_id)
-    if body.amount is not None and item.amount is not None and body.amount > item.amount:
-        raise Unprocessable("a loss may be verified at its claimed amount or lower", field="amount")
+    claimed = await _claimed(uow, claim, item)
+    if body.amount is not None and claimed is None:
+        raise Conflict("no outage is known, so neither is what this per-hour item claims: set "
+                       "the outage hours first, or verify it without an amount",
+                       field="outage_hours")
+    if body.amount is not None and claimed is not None and body.amount > claimed:
+        raise Unprocessable(f"a loss may be verified at most at what was claimed ({claimed})",
+                            field="amount")
+    worth = body.amount if body.amount is not None else claimed
+    if worth is not None:
+        _within_authority(principal, worth, "verifying a loss of")
     item.verified_amount = body.amount
     return await _decide_loss(uow, ctx, principal, claim, item, LossState.verified, body.note)
 
@@ -440,8 +520,17 @@ async def set_outage(uow: UnitOfWork, ctx: Context, principal: Principal, claim_
         raise Conflict(f"claim is {claim.status}; its outage can no longer change")
     if claim.outage_started_at is not None:
         raise Conflict("a vendor verified the outage; it is not overridden", field="outage_hours")
-    claim.adjuster_outage_minutes = int(body.outage_hours * 60)
+    minutes = int(body.outage_hours * 60)
+    waiting = await _waiting_hours(uow, claim)
+    worth = sum((engine.interruption_amount(item.hourly_loss, minutes, waiting)
+                 for item in await _losses(uow, claim)
+                 if item.hourly_loss is not None and item.state == LossState.verified
+                 and item.verified_amount is None), ZERO)
+    _within_authority(principal, worth, "this outage makes the verified per-hour losses worth")
+    claim.adjuster_outage_minutes = minutes
     claim.adjuster_outage_note = body.note
+    if claim.data_issue is not None and claim.data_issue.startswith(OUTAGE_OUT_OF_RANGE):
+        claim.data_issue = None
     claim.updated_at = ctx.clock.now()
     await uow.session.flush()
     await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
@@ -466,9 +555,12 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
                   body: ApproveIn) -> tuple[Claim, bool]:
     """Approve the latest assessment; returns (claim, whether a payment was requested).
 
-    Above the two-approver threshold the first approval is recorded and the second, by a
-    different adjuster for the same amount, completes it. The claim row lock makes racing
-    approvals run one after another; the payments' UNIQUE(claim_id) is the last line.
+    The payable decides the authority needed and the number of approvers, whatever amount is
+    approved: approving less is a decision on the whole payable, and the rest is closed with
+    the reason on the claim. Above the two-approver threshold the first approval is recorded
+    and the second, by a different adjuster for the same amount, completes it. The claim row
+    lock makes racing approvals run one after another; the unique constraints on approvals and
+    payments are the last line (a conflict there is a 409).
     """
     claim = await locked_claim(uow, claim_id)
     if claim.status != ClaimStatus.pending_approval:
@@ -482,8 +574,7 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
         raise Unprocessable(f"amount exceeds the payable {current.payable}", field="amount")
     if amount < current.payable and not body.reason:
         raise Unprocessable("approving less than payable needs a reason", field="reason")
-    if principal.authority_limit is None or principal.authority_limit < amount:
-        raise Forbidden(f"approving {amount} exceeds your authority limit")
+    _within_authority(principal, current.payable, "deciding on a claim whose payable is")
     adjuster = _adjuster(principal)
     earlier = await approvals_of(uow, current.id)
     if any(a.adjuster == adjuster for a in earlier):
@@ -492,21 +583,25 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
         raise Conflict(f"the first approval was for {earlier[0].amount}; approve the same amount "
                        "or deny", field="amount")
     now = ctx.clock.now()
-    uow.session.add(Approval(claim_id=claim.id, assessment_id=current.id, adjuster=adjuster,
-                             amount=amount, reason=body.reason, at=now))
-    claim.updated_at = now
-    paying = len(earlier) + 1 >= engine.approvals_required(amount, ctx.rules.two_approver_threshold)
-    if paying:
-        policy = await uow.session.get(Policy, claim.policy_number, with_for_update=True)
-        assert policy is not None, "an assessed claim has its policy"
-        fresh = await _reassess_limits(uow, claim, current)
-        if amount > fresh.payable:
-            raise Conflict(f"another claim of policy {claim.policy_number} drew on its limits since "
-                           f"this assessment: payable is now {fresh.payable}; re-assess")
-        await _approve(uow, ctx, claim, policy, fresh.sections, amount,
-                       approvers=[*(a.adjuster for a in earlier), adjuster], reason=body.reason,
-                       cause=None)
+    required = engine.approvals_required(current.payable, ctx.rules.two_approver_threshold)
+    paying = len(earlier) + 1 >= required
     try:
+        uow.session.add(Approval(claim_id=claim.id, assessment_id=current.id, adjuster=adjuster,
+                                 amount=amount, reason=body.reason, at=now))
+        claim.updated_at = now
+        if paying:
+            policy = await uow.session.get(Policy, claim.policy_number, with_for_update=True)
+            assert policy is not None, "an assessed claim has its policy"
+            fresh = await _reassess_limits(uow, claim, current)
+            if amount > fresh.payable:
+                raise Conflict(f"another claim of policy {claim.policy_number} drew on its limits "
+                               f"since this assessment: payable is now {fresh.payable}; re-assess")
+            reason = body.reason if amount == current.payable else (
+                f"approved {amount} of the payable {current.payable}; the remaining "
+                f"{current.payable - amount} is closed: {body.reason}")
+            await _approve(uow, ctx, claim, policy, fresh.sections, amount,
+                           approvers=[*(a.adjuster for a in earlier), adjuster], reason=reason,
+                           cause=None)
         await uow.commit()
     except IntegrityError as exc:
         raise Conflict("a concurrent decision on this claim won; reload it") from exc
@@ -527,9 +622,7 @@ async def deny(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uu
     claim = await locked_claim(uow, claim_id)
     if claim.status != ClaimStatus.pending_approval:
         raise Conflict(f"claim is {claim.status}, not pending approval")
-    payable = claim.payable or ZERO
-    if principal.authority_limit is None or principal.authority_limit < payable:
-        raise Forbidden(f"denying a claim of {payable} exceeds your authority limit")
+    _within_authority(principal, claim.payable or ZERO, "denying a claim whose payable is")
     now = ctx.clock.now()
     _close(claim, now, _adjuster(principal), body.reason, status=ClaimStatus.denied)
     ctx.outbox.add(uow.session, ClaimDenied(incident_id=claim.incident_id, org_id=claim.org_id,

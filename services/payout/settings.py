@@ -26,3 +26,16 @@ class PayoutSettings(ServiceSettings):
     payment_batch_size: int = Field(default=10, ge=1)
     auto_approval_limit: Decimal = Decimal("50000")
     two_approver_threshold: Decimal = Decimal("1000000")
+    vendor_verification_limit: Decimal = Field(
+        default=Decimal("50000"), ge=0,
+        description="A loss item a vendor verified in its completion report counts as verified up "
+                    "to this amount; above it, it arrives unverified and an adjuster verifies it.",
+    )
+    safety_net_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often the safety net looks for stuck claims and payments.",
+    )
+    stuck_after_seconds: float = Field(
+        default=300.0, gt=0,
+        description="How long a claim ready to assess, or a payment due, may stay untouched "
+                    "before the safety net repairs it.",
+    )

@@ -62,7 +62,11 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
         approvals_required=required,
         approvals=[ApprovalOut.model_validate(a, from_attributes=True) for a in approvals],
         approved_amount=claim.approved_amount,
+        closed_remainder=claim.payable - claim.approved_amount
+        if claim.payable is not None and claim.approved_amount is not None
+        and claim.approved_amount < claim.payable else None,
         decision_reason=claim.decision_reason,
+        data_issue=claim.data_issue,
         decided_by=claim.decided_by,
         assessment_id=claim.latest_assessment_id,
         response_completed=claim.response_completed_at is not None,

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from shared.events import (
+    VENDOR_VERIFIABLE_SECTIONS,
     Attribution,
     CompletionReport,
     JobType,
@@ -24,6 +25,7 @@ from shared.events import (
     Section,
 )
 from shared.money import Money
+from shared.problems import Unprocessable
 from shared.regions import ServedRegion
 
 VendorId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -134,6 +136,16 @@ class CompletionReportIn(Strict):
         if value is not None and started is not None and value < started:
             raise ValueError("outage_ended_at must not be before outage_started_at")
         return value
+
+    def check_sections(self, job_type: JobType) -> None:
+        """A vendor verifies only what its job covers (422 naming the item otherwise)."""
+        allowed = VENDOR_VERIFIABLE_SECTIONS[job_type]
+        for index, loss in enumerate(self.verified_losses):
+            if loss.section not in allowed:
+                raise Unprocessable(
+                    f"a {job_type.value} job can verify only "
+                    f"{', '.join(sorted(section.value for section in allowed))}, "
+                    f"not {loss.section.value}", field=f"verified_losses.{index}.section")
 
     def contract(self) -> CompletionReport:
         return CompletionReport.model_validate(self.model_dump())

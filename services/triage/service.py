@@ -635,6 +635,7 @@ async def complete_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal
     job, _ = await _visible_job(uow.session, principal, job_id)
     incident = await _incident_of(uow.session, job, for_update=True)
     job = await _held_job(uow, principal, job_id, JobStatus.accepted)
+    body.check_sections(JobType(job.job_type))
     report = body.contract()
     pool = await _lock_vendors(uow.session, [], job.region, also=[job.vendor_id])
     await _release_slot(uow.session, pool, job.vendor_id or "")

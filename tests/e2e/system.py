@@ -49,6 +49,7 @@ def running_system(workdir: Path, *, backend: str = "postgres",
             "PAYOUT_PAYMENT_PROVIDER_URL": f"http://127.0.0.1:{ports['payments']}",
             "NOTIFY_SMTP_HOST": "127.0.0.1",
             "NOTIFY_SMTP_PORT": str(ports["smtp"]),
+            "NOTIFY_WEBHOOK_ALLOWLIST": "127.0.0.1",  # the demo's receiver
             **(extra_env or {}),
         }
         databases: list[str] = []

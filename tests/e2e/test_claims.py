@@ -163,6 +163,13 @@ def test_a_claim_with_a_coverage_question_is_denied_by_an_adjuster(
                                  "description": "Scrubbing service"}])
 
     adjuster = api.adjuster("adj-2", "500000")
+    # Above PAYOUT_VENDOR_VERIFICATION_LIMIT (50,000) a vendor's item waits for an adjuster.
+    claim = wait_for("the vendor's item on the claim", lambda: adjuster.call(
+        "payout", "GET", f"/v1/incidents/{incident_id}/claim", expect=(200, 404)),
+        until=lambda found: bool(found) and found.get("response_completed", False))
+    [scrubbing] = [loss for loss in claim["losses"] if loss["state"] == "unverified"]
+    adjuster.post("payout", f"/v1/claims/{claim['id']}/losses/{scrubbing['id']}/verify",
+                  {"note": "Scrubbing invoice matches the contract"})
     claim = claim_in(adjuster, incident_id, {"pending_approval"})
     assert "LATE_NOTICE" in claim["coverage_questions"]
     adjuster.post("payout", f"/v1/claims/{claim['id']}/deny",

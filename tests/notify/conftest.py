@@ -25,13 +25,18 @@ from services.notify.app import create_app
 from services.notify.settings import NotifySettings
 from shared.clock import Clock
 from shared.events import Envelope, Event, JobDispatched, JobType, Priority
-from shared.settings import PlatformSettings
+from shared.settings import Environment, PlatformSettings
 from tests.support.infra import free_port
 from tests.support.kafka import publish
 from tests.support.service import Tokens
 
+LOCAL_RECEIVERS = ("127.0.0.0/8", "::1")
+"""The tests' receivers listen on loopback, which webhooks may call only when allow-listed."""
+
 FAST = {
+    "webhook_allowlist": LOCAL_RECEIVERS,
     "webhook_timeout_seconds": 2.0,
+    "delivery_deadline_seconds": 2.5,
     "smtp_timeout_seconds": 2.0,
     "backoff_base_seconds": 0.05,
     "backoff_cap_seconds": 0.2,
@@ -158,10 +163,11 @@ def notify_db(service_database: Callable[[str], str]) -> str:
 def make_notify(notify_db: str, platform: PlatformSettings,
                 mailbox: Mailbox) -> Callable[..., FastAPI]:
     def make(clock: Clock | None = None, *, run_workers: bool = True,
-             **overrides: Any) -> FastAPI:
+             env: Environment | None = None, **overrides: Any) -> FastAPI:
         settings = NotifySettings(**{"database_url": notify_db, "smtp_host": mailbox.host,
                                      "smtp_port": mailbox.port, **FAST, **overrides})
-        return create_app(settings, platform, clock, run_workers=run_workers)
+        platform_here = platform.model_copy(update={"env": env}) if env else platform
+        return create_app(settings, platform_here, clock, run_workers=run_workers)
 
     return make
 

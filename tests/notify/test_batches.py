@@ -85,7 +85,7 @@ async def test_one_transaction_per_fetch_notifies_as_one_event_at_a_time_and_rep
     app = make_notify(run_workers=False)
     async with running(app, wait_for_consumer=False) as notify:
         for vendor in (together_vendor, alone_vendor):
-            await subscribe(notify, tokens.vendor(vendor), f"https://{vendor}.example/hooks",
+            await subscribe(notify, tokens.vendor(vendor), f"http://127.0.0.1:9/{vendor}/hooks",
                             "s" * 20, event_types=["cyberclaims.job.dispatched.v1"])
         runtime: Runtime = app.state.runtime
         consumer = runtime.consumer

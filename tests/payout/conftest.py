@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from cyberclaims.sandbox.payments import create_app as create_sandbox
 from services.payout.app import create_app
+from services.payout.handlers import handlers as payout_handlers
 from services.payout.settings import PayoutSettings
 from shared.events import (
     Attribution,
@@ -26,6 +27,7 @@ from shared.events import (
     Event,
     IncidentReported,
     IncidentResponseCompleted,
+    LossSubmitted,
     PolicyRegistered,
     PolicyTerms,
     Section,
@@ -33,6 +35,7 @@ from shared.events import (
     VendorVerifiedLoss,
     VerifiedOutage,
 )
+from shared.service import Runtime
 from shared.settings import PlatformSettings
 from shared.topics import INCIDENTS, POLICIES, RESPONSE
 from tests.support.infra import free_port
@@ -89,6 +92,39 @@ def payout_db(service_database: Callable[[str], str]) -> str:
     return service_database("payout")
 
 
+VENDOR_LIMIT = Decimal("100000000")
+"""Most tests drive claims with vendor-verified items; the default limit has its own test."""
+
+
+@pytest.fixture
+def quiet_payout(payout_db: str, platform: PlatformSettings, sandbox: Sandbox) -> FastAPI:
+    """Payout serving its API with no worker and no consumer: a test applies events itself
+    (`apply`) and runs the workers' passes when it wants them."""
+    return create_app(PayoutSettings(database_url=payout_db, payment_provider_url=sandbox.url,
+                                     vendor_verification_limit=VENDOR_LIMIT),
+                      platform, run_workers=False)
+
+
+async def apply(app: FastAPI, event: Event) -> None:
+    """Apply one event with payout's own handler in a transaction of its own, as its consumer
+    does (the inbox aside)."""
+    runtime: Runtime = app.state.runtime
+    handler = payout_handlers(runtime.resources["context"])[type(event)]
+    async with runtime.uow() as uow:
+        await handler(uow, event, wrap(event, "/cyberclaims/test"))
+        await uow.commit()
+
+
+async def reported_incident(app: FastAPI, category: Category = Category.ransomware,
+                            **policy: Any) -> Incident:
+    """A policy (`policy_terms(**policy)`) and an incident reported on it, applied to `app`."""
+    terms = policy_terms(**policy)
+    await apply(app, PolicyRegistered(policy=terms))
+    incident = Incident("unused", terms, category=category)
+    await apply(app, incident.reported())
+    return incident
+
+
 @pytest.fixture
 def make_payout(payout_db: str, platform: PlatformSettings, sandbox: Sandbox) -> Callable[..., FastAPI]:
     def make(**overrides: Any) -> FastAPI:
@@ -96,6 +132,7 @@ def make_payout(payout_db: str, platform: PlatformSettings, sandbox: Sandbox) ->
             "database_url": payout_db, "payment_provider_url": sandbox.url,
             "payment_timeout_seconds": 1.0, "payment_lease_seconds": 2.0,
             "payment_retry_base_seconds": 0.05, "payment_poll_seconds": 0.1,
+            "vendor_verification_limit": VENDOR_LIMIT,
         }
         settings.update(overrides)
         return create_app(PayoutSettings(**settings), platform)
@@ -141,9 +178,9 @@ class Incident:
     occurred_at: datetime = field(default_factory=lambda: now() - timedelta(hours=3))
     envelopes: dict[str, Envelope] = field(default_factory=dict)
 
-    async def report(self, *, discovered_after: timedelta = timedelta(hours=1),
-                     reported_after: timedelta = timedelta(hours=2)) -> Envelope:
-        envelope = wrap(IncidentReported(
+    def reported(self, *, discovered_after: timedelta = timedelta(hours=1),
+                 reported_after: timedelta = timedelta(hours=2)) -> IncidentReported:
+        return IncidentReported(
             incident_id=self.incident_id, org_id=self.policy.org_id,
             policy_number=self.policy.policy_number, category=self.category,
             title="Files encrypted", description="Ransom note on 12 hosts.",
@@ -152,16 +189,13 @@ class Incident:
             contact=Contact(name="Li Wei", email="li.wei@example.com", phone="+86 755 1234"),
             systems_down=True, outage_started_at=None, affected_hosts=12, records_exposed=None,
             data_types=[], ransom_demanded=None, funds_transferred=None,
-        ), "/cyberclaims/intake")
-        self.envelopes["reported"] = envelope
-        await self.send(INCIDENTS.name, envelope)
-        return envelope
+        )
 
-    async def complete(self, losses: dict[Section, str], *,
-                       attribution: Attribution = Attribution.criminal,
-                       outage: tuple[datetime, datetime] | None = None) -> Envelope:
+    def completed(self, losses: dict[Section, str], *,
+                  attribution: Attribution = Attribution.criminal,
+                  outage: tuple[datetime, datetime] | None = None) -> IncidentResponseCompleted:
         job_id = uuid.uuid4()
-        envelope = wrap(IncidentResponseCompleted(
+        return IncidentResponseCompleted(
             incident_id=self.incident_id, org_id=self.policy.org_id,
             policy_number=self.policy.policy_number, completed_at=now(), findings=[],
             attribution=attribution,
@@ -170,7 +204,32 @@ class Incident:
                                                 description=f"{section.value} invoice",
                                                 vendor_id="vendor-a", job_id=job_id)
                              for section, amount in losses.items()],
-        ), "/cyberclaims/triage")
+        )
+
+    def submitted(self, section: Section, *, amount: str | None = None,
+                  hourly_loss: str | None = None) -> LossSubmitted:
+        """A policyholder's loss item on this incident."""
+        return LossSubmitted(
+            incident_id=self.incident_id, org_id=self.policy.org_id, loss_id=uuid.uuid4(),
+            policy_number=self.policy.policy_number, section=section,
+            amount=Decimal(amount) if amount is not None else None,
+            hourly_loss=Decimal(hourly_loss) if hourly_loss is not None else None,
+            description="claimed by the policyholder", submitted_at=now(),
+        )
+
+    async def report(self, *, discovered_after: timedelta = timedelta(hours=1),
+                     reported_after: timedelta = timedelta(hours=2)) -> Envelope:
+        envelope = wrap(self.reported(discovered_after=discovered_after,
+                                      reported_after=reported_after), "/cyberclaims/intake")
+        self.envelopes["reported"] = envelope
+        await self.send(INCIDENTS.name, envelope)
+        return envelope
+
+    async def complete(self, losses: dict[Section, str], *,
+                       attribution: Attribution = Attribution.criminal,
+                       outage: tuple[datetime, datetime] | None = None) -> Envelope:
+        envelope = wrap(self.completed(losses, attribution=attribution, outage=outage),
+                        "/cyberclaims/triage")
         self.envelopes["completed"] = envelope
         await self.send(RESPONSE.name, envelope)
         return envelope

@@ -18,10 +18,12 @@ from services.payout.assessment import (
     LossState,
     MissingOutage,
     OtherIncident,
+    OutOfRange,
     allocate,
     approvals_required,
     assess,
     decide,
+    in_range,
     interruption_amount,
     outage_minutes,
 )
@@ -211,6 +213,16 @@ def test_outage_is_measured_to_the_minute(started: str, ended: str, minutes: int
     day = "2025-03-01T{}+00:00"
     assert outage_minutes(datetime.fromisoformat(day.format(started)),
                           datetime.fromisoformat(day.format(ended))) == minutes
+
+
+def test_dates_the_arithmetic_cannot_handle_are_a_data_error() -> None:
+    assert not in_range(datetime.fromisoformat("0001-01-01T00:00:00+14:00"))
+    assert in_range(datetime.fromisoformat("0001-01-01T00:00:00-14:00"))
+    end_of_time = datetime(9999, 12, 31, 20, 0, tzinfo=UTC)
+    terms = policy(period_start=end_of_time, period_end=end_of_time + timedelta(hours=3))
+    with pytest.raises(OutOfRange):
+        assess(inputs([loss(IR, "1000")], terms=terms, occurred=end_of_time + timedelta(minutes=5),
+                      discovered=timedelta(minutes=1), reported=timedelta(minutes=2)))
 
 
 def test_interruption_amount() -> None:

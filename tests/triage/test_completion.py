@@ -54,6 +54,10 @@ async def test_response_completed_carries_findings_outage_and_verified_losses(
                                "description": "x"}]}, "verified_losses.0.amount"),
         ({"verified_losses": [{"section": "pizza", "amount": "1", "description": "x"}]},
          "verified_losses.0.section"),
+        # A forensics job verifies incident response only (docs/approvals.md).
+        ({"verified_losses": [{"section": "incident_response", "amount": "1", "description": "x"},
+                              {"section": "business_interruption", "amount": "1",
+                               "description": "lost income"}]}, "verified_losses.1.section"),
         ({"attribution": "aliens"}, "attribution"),
         ({"records_confirmed": -1}, "records_confirmed"),
     ]
@@ -69,8 +73,8 @@ async def test_response_completed_carries_findings_outage_and_verified_losses(
         outage_started_at=started.isoformat(), outage_ended_at=(ended - timedelta(hours=1)).isoformat(),
         verified_losses=[{"section": "incident_response", "amount": "30000",
                           "description": "forensics invoice"},
-                         {"section": "business_interruption", "amount": "120000.50",
-                          "description": "verified lost income"}])
+                         {"section": "incident_response", "amount": "120000.50",
+                          "description": "containment"}])
     assert done["status"] == "completed"
     assert done["report"]["verified_losses"][1]["amount"] == "120000.50"
     assert (await desk.act(forensics_job, "complete", forensic,
@@ -111,7 +115,7 @@ async def test_response_completed_carries_findings_outage_and_verified_losses(
     assert [(str(loss.job_id), loss.vendor_id, loss.section, loss.amount)
             for loss in event.verified_losses] == [
         (forensics_job, forensic, Section.incident_response, Decimal("30000.00")),
-        (forensics_job, forensic, Section.business_interruption, Decimal("120000.50")),
+        (forensics_job, forensic, Section.incident_response, Decimal("120000.50")),
         (legal_job, counsel, Section.legal_and_notification, Decimal("12000.50")),
     ]
     assert events[0].correlationid == (await wait_for_events(
