@@ -38,6 +38,7 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/cyberclaims demo
+	@echo "Loss experience: '$(BIN)/cyberclaims simulate --policies 50 --years 2 --seed 1' drives a synthetic book through the APIs; then open http://127.0.0.1:8006/insights (docs/insights.md)."
 
 clean:
 	rm -rf $(VENV) .data

@@ -278,6 +278,7 @@ class System:
             "CYBERCLAIMS_JWT_SECRET": JWT_SECRET,
             "CYBERCLAIMS_KAFKA_BOOTSTRAP": self.bootstrap,
             "CYBERCLAIMS_LOG_LEVEL": "WARNING",
+            "CYBERCLAIMS_RATE_LIMITS": "false",  # the load generator is one address
             "PAYOUT_PAYMENT_PROVIDER_URL": self.urls["payments"],
             "NOTIFY_SMTP_HOST": "127.0.0.1",
             "NOTIFY_SMTP_PORT": str(self.ports["smtp"]),

@@ -22,8 +22,10 @@ app = typer.Typer(help="Run and operate cyberclaims.", no_args_is_help=True,
                   add_completion=False)
 dlq_app = typer.Typer(help="Inspect and replay dead-lettered events.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+insights_app = typer.Typer(help="Operate the insights read model.", no_args_is_help=True)
+app.add_typer(insights_app, name="insights")
 
-ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout or notify")]
+ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout, notify or insights")]
 
 
 def _entry(name: str) -> ServiceEntry:
@@ -71,7 +73,8 @@ def serve(
 
 @app.command()
 def token(
-    role: Annotated[Role, typer.Option(help="policyholder, vendor, adjuster or operator")],
+    role: Annotated[Role, typer.Option(
+        help="policyholder, vendor, adjuster, operator, actuary or regulator")],
     sub: Annotated[str | None, typer.Option(help="subject (user id)")] = None,
     org_id: Annotated[str | None, typer.Option("--org-id")] = None,
     vendor_id: Annotated[str | None, typer.Option("--vendor-id")] = None,
@@ -118,6 +121,15 @@ def dlq_replay(
     typer.echo(f"replayed {replayed} message(s)")
 
 
+@insights_app.command("rebuild")
+def insights_rebuild() -> None:
+    """Empty insights' tables and consume every topic again from offset 0."""
+    from cyberclaims.insights import rebuild
+
+    read = asyncio.run(rebuild(_entry("insights"), PlatformSettings()))
+    typer.echo(f"insights: rebuilt from {read} message(s)")
+
+
 @app.command("sandbox-payments")
 def sandbox_payments(host: str = "127.0.0.1", port: int = 8010,
                      ledger: Annotated[Path | None, typer.Option(
@@ -162,6 +174,35 @@ def demo() -> None:
         run_demo(api)
     finally:
         api.close()
+
+
+@app.command()
+def simulate(
+    policies: Annotated[int, typer.Option(min=1, max=100_000, help="organisations insured")] = 50,
+    years: Annotated[int, typer.Option(min=1, max=10, help="consecutive annual policies each")] = 2,
+    seed: Annotated[int, typer.Option(help="the same seed draws the same book")] = 1,
+) -> None:
+    """Drive a synthetic book (telecom, internet, manufacturing, finance) through the running
+    system's public APIs, so insights has loss experience to show (docs/insights.md)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cyberclaims.client import Api
+    from cyberclaims.registry import available_services
+    from cyberclaims.simulate import book, drive
+
+    urls = {}
+    for entry in available_services():
+        settings = entry.settings()
+        urls[entry.name] = f"http://{settings.host}:{settings.port}"
+    start = datetime.now(UTC) - timedelta(days=365 * years)
+    the_book = book(policies, years, seed, start=start)
+    api = Api(urls, TokenService(PlatformSettings()))
+    try:
+        played = drive(api, the_book, say=lambda message: typer.echo(f"==> {message}"))
+    finally:
+        api.close()
+    typer.echo(f"simulated {len(the_book.policies)} policies and {played} claims; "
+               f"see http://127.0.0.1:8006/insights")
 
 
 @app.command()

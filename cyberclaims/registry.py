@@ -41,6 +41,7 @@ SERVICES: tuple[ServiceEntry, ...] = (
     ServiceEntry("triage", 8002),
     ServiceEntry("payout", 8003),
     ServiceEntry("notify", 8004),
+    ServiceEntry("insights", 8006),
 )
 
 

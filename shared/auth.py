@@ -6,15 +6,22 @@ import time
 from collections import OrderedDict
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
+from shared.inputs import NUL_FREE
 from shared.problems import Forbidden, Unauthorized
 from shared.settings import PlatformSettings
 
@@ -26,6 +33,8 @@ class Role(StrEnum):
     vendor = "vendor"
     adjuster = "adjuster"
     operator = "operator"
+    actuary = "actuary"  # insights: aggregate loss experience only
+    regulator = "regulator"  # insights: aggregate loss experience only
 
 
 class Principal(BaseModel):
@@ -46,6 +55,37 @@ class Principal(BaseModel):
             return f"vendor:{self.vendor_id}"
         return f"{self.role.value}:{self.sub}"
 
+
+MAX_AUTHORITY = Decimal(10) ** 14
+"""Above any amount the services can hold (money has at most 14 integer digits)."""
+
+
+def _finite_number(value: Any) -> Decimal:
+    """authority_limit as a JSON number or a decimal string, finite; never a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("authority_limit must be a number")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ValueError("authority_limit must be a number") from exc
+    if not number.is_finite():
+        raise ValueError("authority_limit must be finite")
+    return number
+
+
+ClaimText = Annotated[str, Field(strict=True, max_length=256, pattern=NUL_FREE)]
+
+
+class _Claims(BaseModel):
+    """The claims a principal is made of, with the types they must have: a token whose claims
+    have others (`org_id: 123`, `authority_limit: "NaN"`) is refused like a forged one."""
+
+    role: Role
+    sub: ClaimText
+    org_id: ClaimText | None = None
+    vendor_id: ClaimText | None = None
+    authority_limit: Annotated[Decimal, BeforeValidator(_finite_number),
+                               Field(ge=0, le=MAX_AUTHORITY)] | None = None
 
 REQUIRED_CLAIM = {Role.policyholder: "org_id", Role.vendor: "vendor_id",
                   Role.adjuster: "authority_limit"}
@@ -98,19 +138,15 @@ class TokenService:
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
         try:
-            role = Role(str(claims.get("role")))
-        except ValueError as exc:
-            raise Unauthorized("token has no valid role") from exc
-        needed = REQUIRED_CLAIM.get(role)
-        if needed and claims.get(needed) in (None, ""):
-            raise Unauthorized(f"a {role.value} token must carry {needed}")
-        limit = claims.get("authority_limit")
-        try:
-            authority = Decimal(str(limit)) if limit is not None else None
-        except InvalidOperation as exc:
-            raise Unauthorized("authority_limit is not a number") from exc
-        principal = Principal(role=role, sub=str(claims["sub"]), org_id=claims.get("org_id"),
-                              vendor_id=claims.get("vendor_id"), authority_limit=authority)
+            typed = _Claims.model_validate(claims)
+        except ValidationError as exc:
+            wrong = ", ".join(sorted({".".join(map(str, error["loc"])) for error in exc.errors()}))
+            raise Unauthorized(f"token claims of the wrong type or range: {wrong}") from exc
+        needed = REQUIRED_CLAIM.get(typed.role)
+        if needed and getattr(typed, needed) in (None, ""):
+            raise Unauthorized(f"a {typed.role.value} token must carry {needed}")
+        principal = Principal(role=typed.role, sub=typed.sub, org_id=typed.org_id,
+                              vendor_id=typed.vendor_id, authority_limit=typed.authority_limit)
         return principal, float(claims["exp"])
 
 

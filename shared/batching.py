@@ -33,18 +33,22 @@ class GroupCommitStopped(RuntimeError):
 
 class GroupCommit(Generic[Item, Outcome]):
     def __init__(self, name: str, write: Callable[[Sequence[Item]], Awaitable[Sequence[Outcome]]],
-                 *, item_errors: tuple[type[Exception], ...] = (Exception,), writers: int = 2,
+                 *, item_errors: tuple[type[Exception], ...] = (Exception,),
+                 shared_errors: tuple[type[Exception], ...] = (), writers: int = 2,
                  max_batch: int = 200) -> None:
         """`write(items)` stores `items` in one transaction and returns one outcome per item,
         in order; if it raises, nothing of it was stored. A batch that fails with one of
         `item_errors` (an error one item can cause, such as a constraint) is written again
         item by item, so only the item at fault gets it; any other error (the database is
-        unreachable, say) is every item's outcome at once. Up to `writers` writes are in
-        flight, so the next batch is on its way while the database works on one. `name`
-        labels the batch sizes in the `cyberclaims_group_commit_items` metric."""
+        unreachable, say), or one of `shared_errors` (never one item's doing, such as a pool
+        that had no connection to give), is every item's outcome at once: written one by one,
+        each would only meet it again. Up to `writers` writes are in flight, so the next
+        batch is on its way while the database works on one. `name` labels the batch sizes
+        in the `cyberclaims_group_commit_items` metric."""
         self._sizes = GROUP_COMMIT_ITEMS.labels(name)
         self._write = write
         self._item_errors = item_errors
+        self._shared_errors = shared_errors
         self._max_writers = writers
         self._max_batch = max_batch
         self._waiting: list[tuple[Item, asyncio.Future[Outcome]]] = []
@@ -96,7 +100,7 @@ class GroupCommit(Generic[Item, Outcome]):
         try:
             outcomes = await self._write([item for item, _ in batch])
         except self._item_errors as exc:
-            if len(batch) == 1:
+            if len(batch) == 1 or isinstance(exc, self._shared_errors):
                 _fail(batch, exc)
                 return
             log.warning("a group commit of %d failed; writing them one at a time", len(batch),

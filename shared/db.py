@@ -70,10 +70,14 @@ JSON_CODEC: dict[str, Any] = {"json_serializer": dumps_text, "json_deserializer"
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     """One engine per process, built at start-up. SQLite gets WAL and a busy timeout.
 
+    Statement parameters are left out of errors (`hide_parameters`): a failed INSERT would
+    otherwise log contacts, descriptions and webhook secrets, other tenants' among them.
+
     The PostgreSQL pool has a fixed size: overflow connections are closed as soon as they are
     returned, so under a burst each would be a new server process started and stopped again."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **JSON_CODEC)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True,
+                                     **JSON_CODEC)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -86,7 +90,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
     # No pre-ping (a round trip per checkout): stale connections are recycled instead, and a
     # request that meets a dropped connection fails once and is retried by its client.
     return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800,
-                               **JSON_CODEC)
+                               hide_parameters=True, **JSON_CODEC)
 
 
 def is_postgres(engine_or_session: AsyncEngine | AsyncSession) -> bool:

@@ -199,6 +199,11 @@ class PolicyTerms(Contract):
     notice_period_hours: int
     war_exclusion: bool
     sections: dict[Section, SectionTerms]
+    # Pricing data (issue 26), optional so that policy events published before they existed
+    # still parse: the premium per year of cover, head count (the size band) and turnover.
+    annual_premium: Money | None = None
+    employees: int | None = Field(default=None, ge=1)
+    annual_revenue: Money | None = None
 
 
 class PolicyEvent(Event):

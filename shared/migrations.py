@@ -42,7 +42,7 @@ def run_env(metadata: MetaData) -> None:
             context.run_migrations()
 
     async def _online() -> None:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
+        engine = create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
         async with engine.connect() as connection:
             await connection.run_sync(_run)
         await engine.dispose()

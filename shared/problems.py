@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -61,13 +64,33 @@ class Unavailable(Problem):
 RETRY_AFTER_SECONDS = 1
 
 
-def problem_response(status: int, title: str, detail: str, instance: str,
-                     **extra: Any) -> JSONResponse:
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemDetails(BaseModel):
+    """What every error response carries (RFC 9457), as the OpenAPI documents it."""
+
+    model_config = ConfigDict(extra="allow", title="Problem")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] | None = None
+
+
+def problem_response(status: int, title: str, detail: str, instance: str, *,
+                     headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """`headers` (such as 429's `Retry-After`, 405's `Allow`) go with the status's own."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "instance": instance, **extra}
-    headers = {401: {"WWW-Authenticate": "Bearer"},
-               503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}.get(status)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    sent = {401: {"WWW-Authenticate": "Bearer"},
+            503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}.get(status, {})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
+                        headers={**sent, **(headers or {})} or None)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -93,8 +116,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(exc.status_code, str(exc.detail), str(exc.detail),
-                                request.url.path)
+        try:
+            title = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            title = str(exc.detail)
+        return problem_response(exc.status_code, title, str(exc.detail), request.url.path,
+                                headers=exc.headers)
 
     @app.exception_handler(PoolTimeout)
     async def _overloaded(request: Request, exc: PoolTimeout) -> JSONResponse:

@@ -25,13 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import TokenService
+from shared.auth import Principal, Role, TokenService, require
 from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, Handler, InboxColumns
 from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
 from shared.events import Event
+from shared.http_edge import EdgeLimits, RequestLimitsMiddleware, guard_authenticated_routes
+from shared.inputs import JsonBodiesOnly
 from shared.kafka import KafkaPublisher, ensure_topics
 from shared.logs import configure_logging, correlation_id
+from shared.openapi import document_error_responses
 from shared.outbox import Outbox, OutboxColumns, OutboxRelay
 from shared.problems import install_problem_handlers
 from shared.settings import PlatformSettings, ServiceSettings
@@ -63,6 +66,7 @@ class Runtime:
     publisher: KafkaPublisher
     tokens: TokenService
     consumer: EventConsumer | None = None
+    limits: EdgeLimits | None = None
     resources: dict[str, Any] = field(default_factory=dict)
 
     async def ready(self) -> dict[str, str]:
@@ -117,6 +121,7 @@ def create_service_app(
             uow=UnitOfWorkFactory(engine, on_events_committed=relay.wake),
             outbox=Outbox(spec.outbox_model, source=f"/cyberclaims/{spec.name}", clock=clock),
             relay=relay, publisher=publisher, tokens=TokenService(platform),
+            limits=EdgeLimits.from_settings(platform),
         )
         if platform.kafka_create_topics:
             await ensure_topics(platform.kafka_bootstrap)
@@ -164,13 +169,18 @@ def create_service_app(
     app = FastAPI(title=spec.title, description=spec.description, version="1.0.0",
                   lifespan=lifespan)
     install_problem_handlers(app)
-    _install_observability(app, spec.name)
+    app.add_middleware(JsonBodiesOnly)  # inside the limits: a 413 or 431 is decided first
+    app.add_middleware(RequestLimitsMiddleware, max_header_bytes=platform.max_header_bytes,
+                       max_body_bytes=platform.max_body_bytes)
+    _install_observability(app, spec.name)  # outermost: its headers and counts cover a 431 too
     for router in spec.routers:
         # The routers' routes themselves (their paths and tags are complete), not
         # `include_router`: FastAPI matches an included router's routes through a layer of
         # its own on every request, twice. Routes built on a router of their own do not see
         # `app.dependency_overrides`, which nothing here uses.
         app.router.routes.extend(router.routes)
+    guard_authenticated_routes(app)
+    document_error_responses(app)
     return app
 
 
@@ -206,7 +216,8 @@ async def _supervised(service: str, worker: Worker) -> None:
 
 class CorrelationMiddleware:
     """Gives every request a correlation id (the caller's `X-Correlation-Id`, or a new one),
-    echoes it in the response, and counts and times the request per route.
+    echoes it in the response (with `X-Content-Type-Options: nosniff`: a browser never
+    guesses a type the service did not send), and counts and times the request per route.
 
     A plain ASGI middleware: Starlette's `BaseHTTPMiddleware` costs a task group per request.
     """
@@ -229,7 +240,9 @@ class CorrelationMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Correlation-Id"] = value
+                headers = MutableHeaders(scope=message)
+                headers["X-Correlation-Id"] = value
+                headers["X-Content-Type-Options"] = "nosniff"
             await send(message)
 
         token = correlation_id.set(value)
@@ -269,7 +282,9 @@ def _install_observability(app: FastAPI, service: str) -> None:
                             status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(_: Annotated[Principal, require(Role.operator)]) -> Response:
+        """Operators only (Prometheus scrapes with an operator token): the counters name
+        routes and statuses, which an outsider need not see."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

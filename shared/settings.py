@@ -1,11 +1,14 @@
 """Typed settings shared by every service; each service subclasses with its own env prefix.
 
-Settings fail fast: outside development a default or short JWT secret is refused, so a
-misconfigured pod crashes at start-up instead of accepting forged tokens.
+Settings fail fast: outside development the development secret, and any short or low-entropy
+JWT secret, is refused, so a misconfigured pod crashes at start-up instead of accepting forged
+tokens.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "cyberclaims-dev-secret-change-me-0123456789"  # noqa: S105 - the refused default
 MIN_SECRET_LENGTH = 32
+MIN_SECRET_ENTROPY_BITS = 90
+MEBIBYTE = 1024 * 1024
 DATA_DIR = Path(".data")
 
 
@@ -65,17 +70,64 @@ class PlatformSettings(BaseSettings):
                     "waits for one rather than opening and closing extra connections).",
     )
     currency: str = "CNY"
+    max_body_bytes: int = Field(
+        default=MEBIBYTE, ge=1,
+        description="Largest request body accepted (413 above it), whether announced by "
+                    "Content-Length or streamed in chunks.",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024,
+        description="Largest request head (names and values of all headers) accepted (431).",
+    )
+    rate_limits: bool = Field(
+        default=True,
+        description="Answer 429 above the rates below; off only for tests and benchmarks that "
+                    "send from one address faster than any client should.",
+    )
+    principal_write_rate: float = Field(
+        default=20.0, gt=0, description="Writes per second one principal (token subject) may "
+                                        "keep up.")
+    principal_write_burst: int = Field(
+        default=100, ge=1, description="Writes one principal may send at once.")
+    address_write_rate: float = Field(
+        default=100.0, gt=0, description="Writes per second one client address may keep up.")
+    address_write_burst: int = Field(
+        default=500, ge=1, description="Writes one client address may send at once.")
+    failed_auth_rate: float = Field(
+        default=1.0, gt=0, description="Requests without a valid token per second one client "
+                                       "address may keep up.")
+    failed_auth_burst: int = Field(
+        default=30, ge=1, description="Requests without a valid token one client address may "
+                                      "send at once.")
+    rate_limit_keys: int = Field(
+        default=100_000, ge=1, description="Principals and addresses whose rates each service "
+                                           "remembers (least recently seen forgotten first).")
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> PlatformSettings:
-        if self.env is Environment.production:
+        if self.env is not Environment.development:
             if self.jwt_secret == DEV_JWT_SECRET:
-                raise ValueError("CYBERCLAIMS_JWT_SECRET must be set in production")
+                raise ValueError(f"CYBERCLAIMS_JWT_SECRET must be set outside development "
+                                 f"(CYBERCLAIMS_ENV={self.env.value})")
             if len(self.jwt_secret) < MIN_SECRET_LENGTH:
                 raise ValueError(
                     f"CYBERCLAIMS_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters"
                 )
+            if entropy_bits(self.jwt_secret) < MIN_SECRET_ENTROPY_BITS:
+                raise ValueError(
+                    f"CYBERCLAIMS_JWT_SECRET is too predictable: at least "
+                    f"{MIN_SECRET_ENTROPY_BITS} bits of entropy needed (e.g. 32 random bytes, "
+                    f"base64-encoded)"
+                )
         return self
+
+
+def entropy_bits(secret: str) -> float:
+    """Shannon entropy of the secret's characters times its length: an estimate that catches
+    repetition ("a" * 32: 0 bits) and small alphabets, not a proof of randomness."""
+    counts = Counter(secret)
+    per_character = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    return per_character * len(secret)
 
 
 class ServiceSettings(BaseSettings):

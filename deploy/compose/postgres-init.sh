@@ -5,7 +5,7 @@
 # compose refuses to start when one is missing, and so does this script.
 set -eo pipefail
 
-for service in intake triage payout notify; do
+for service in intake triage payout notify insights; do
   variable="${service^^}_DB_PASSWORD"
   password="${!variable:?${variable} must be set}"
   psql --no-psqlrc -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \

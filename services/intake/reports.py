@@ -8,7 +8,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Insert, Select, Text, bindparam, cast, exists, func, insert, select
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.types import TypeEngine
 
 from services.intake.models import Base, TimelineEntry
@@ -125,8 +126,12 @@ class ReportStore:
         self.uows = uows
         self.outbox = outbox
         self.clock = clock
+        # A batch that fails for any reason is written again report by report: whatever
+        # one tenant's report does to the statement, only that report fails. Only a pool
+        # with no connection to give (overload: 503) is everyone's at once.
         self._together: GroupCommit[NewReport, bool] | None = (
-            GroupCommit("intake_reports", self.store_together, item_errors=(IntegrityError, DataError))
+            GroupCommit("intake_reports", self.store_together, item_errors=(Exception,),
+                        shared_errors=(PoolTimeout,))
             if uows.is_postgres else None)
 
     async def store(self, report: NewReport) -> bool:

@@ -12,7 +12,6 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     WithJsonSchema,
@@ -21,10 +20,12 @@ from pydantic import (
 from pydantic.networks import validate_email
 
 from shared.events import Category, Contact, DataType, Industry, Section, SectionTerms
+from shared.inputs import Count, RequestBody, Timestamp
 from shared.money import Money
 from shared.regions import Region
 
-PolicyNumber = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+POLICY_NUMBER = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+PolicyNumber = Annotated[str, Field(min_length=1, max_length=64, pattern=POLICY_NUMBER)]
 Text = Annotated[str, Field(min_length=1, max_length=10_000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=300)]
 
@@ -40,20 +41,16 @@ Email = Annotated[str, AfterValidator(_normalised_email),
                   WithJsonSchema({"type": "string", "format": "email"})]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PolicyBody(Strict):
+class PolicyBody(RequestBody):
     org_id: Annotated[str, Field(min_length=1, max_length=128)]
     holder_name: ShortText
     industry: Industry
     region: Region
     critical_infrastructure: bool = False
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "CNY"
-    period_start: AwareDatetime
-    period_end: AwareDatetime
-    retroactive_date: AwareDatetime | None = None
+    period_start: Timestamp
+    period_end: Timestamp
+    retroactive_date: Timestamp | None = None
 
     @field_validator("retroactive_date")
     @classmethod
@@ -70,6 +67,11 @@ class PolicyBody(Strict):
     notice_period_hours: Annotated[int, Field(ge=0, le=8760)] = 72
     war_exclusion: bool = True
     sections: dict[Section, SectionTerms]
+    # Pricing data for the loss experience (insights): optional so existing clients still
+    # register policies; when given, a premium and a head count must be positive.
+    annual_premium: Annotated[Money, Field(gt=0)] | None = None
+    employees: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    annual_revenue: Money | None = None
 
     @field_validator("period_end")
     @classmethod
@@ -88,7 +90,7 @@ class PolicyOut(PolicyIn):
     version: int
 
 
-class ContactIn(Strict):
+class ContactIn(RequestBody):
     name: ShortText
     email: Email
     phone: Annotated[str, Field(min_length=3, max_length=40, pattern=r"^[0-9+() .-]+$")]
@@ -97,20 +99,20 @@ class ContactIn(Strict):
         return Contact(name=self.name, email=str(self.email), phone=self.phone)
 
 
-class IncidentReportIn(Strict):
+class IncidentReportIn(RequestBody):
     """First notice of loss (rulebook section 4)."""
 
     policy_number: PolicyNumber
     category: Category
     title: ShortText
     description: Text
-    occurred_at: AwareDatetime
-    discovered_at: AwareDatetime
+    occurred_at: Timestamp
+    discovered_at: Timestamp
     contact: ContactIn
     systems_down: bool = False
-    outage_started_at: AwareDatetime | None = None
-    affected_hosts: Annotated[int, Field(ge=0)] | None = None
-    records_exposed: Annotated[int, Field(ge=0)] | None = None
+    outage_started_at: Timestamp | None = None
+    affected_hosts: Count | None = None
+    records_exposed: Count | None = None
     data_types: list[DataType] = Field(default_factory=list)
     ransom_demanded: Money | None = None
     funds_transferred: Money | None = None
@@ -173,7 +175,7 @@ class IncidentPage(BaseModel):
     offset: int
 
 
-class LossIn(Strict):
+class LossIn(RequestBody):
     """A loss item; business interruption is claimed as `hourly_loss`, anything else as `amount`."""
 
     section: Section
@@ -210,6 +212,6 @@ class LossOut(LossIn):
     submitted_at: AwareDatetime
 
 
-class RegulatorReportIn(Strict):
-    reported_at: AwareDatetime
+class RegulatorReportIn(RequestBody):
+    reported_at: Timestamp
     reference: ShortText

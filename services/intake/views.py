@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Request, Response, status
 
 from services.intake import service
 from services.intake.models import Policy
 from services.intake.reports import ReportStore
 from services.intake.schemas import (
+    POLICY_NUMBER,
     IncidentOut,
     IncidentPage,
     IncidentReportIn,
@@ -23,6 +24,7 @@ from services.intake.schemas import (
     RegulatorReportIn,
 )
 from shared.auth import Principal, Role, require
+from shared.inputs import NUL_FREE, PageLimit, PageOffset
 from shared.routing import FastPathRoute
 from shared.service import RuntimeDep, UnitOfWorkDep
 
@@ -30,7 +32,9 @@ Operator = Annotated[Principal, require(Role.operator)]
 PolicyReader = Annotated[Principal, require(Role.operator, Role.policyholder)]
 Policyholder = Annotated[Principal, require(Role.policyholder)]
 IncidentReader = Annotated[Principal, require(Role.policyholder, Role.operator, Role.adjuster)]
-IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                        pattern=NUL_FREE)]
+PolicyNumberPath = Annotated[str, Path(min_length=1, max_length=64, pattern=POLICY_NUMBER)]
 REPORTS = "reports"
 
 
@@ -58,14 +62,14 @@ async def register_policy(body: PolicyIn, _: Operator, runtime: RuntimeDep,
 
 
 @policies.put("/{policy_number}", response_model=PolicyOut)
-async def update_policy(policy_number: str, body: PolicyBody, _: Operator, runtime: RuntimeDep,
+async def update_policy(policy_number: PolicyNumberPath, body: PolicyBody, _: Operator, runtime: RuntimeDep,
                         uow: UnitOfWorkDep) -> PolicyOut:
     policy = await service.update_policy(uow, runtime.outbox, runtime.clock, policy_number, body)
     return _policy_out(policy)
 
 
 @policies.get("/{policy_number}", response_model=PolicyOut)
-async def read_policy(policy_number: str, caller: PolicyReader, uow: UnitOfWorkDep) -> PolicyOut:
+async def read_policy(policy_number: PolicyNumberPath, caller: PolicyReader, uow: UnitOfWorkDep) -> PolicyOut:
     return _policy_out(await service.visible_policy(uow, caller, policy_number))
 
 
@@ -91,8 +95,7 @@ incidents.add_api_route("", report_incident, methods=["POST"], status_code=statu
 
 @incidents.get("", response_model=IncidentPage)
 async def list_incidents(caller: IncidentReader, uow: UnitOfWorkDep,
-                         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                         offset: Annotated[int, Query(ge=0)] = 0) -> IncidentPage:
+                         limit: PageLimit = 20, offset: PageOffset = 0) -> IncidentPage:
     rows, total = await service.list_incidents(uow, caller, limit=limit, offset=offset)
     return IncidentPage(items=[IncidentSummary.model_validate(r, from_attributes=True) for r in rows],
                         total=total, limit=limit, offset=offset)

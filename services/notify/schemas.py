@@ -9,7 +9,6 @@ from pydantic import (
     AnyHttpUrl,
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     Field,
     ValidatorFunctionWrapHandler,
     field_validator,
@@ -18,18 +17,15 @@ from pydantic import (
 from services.notify.routing import ROUTED_TYPES
 from services.notify.targets import url_refusal
 from shared.events import Channel
+from shared.inputs import RequestBody
 
 Recipient = Annotated[str, Field(min_length=5, max_length=200,
-                                 pattern=r"^(org:[^\s]+|vendor:[^\s]+|team:(adjusters|operators))$",
+                                 pattern=r"^(org:[^\s\x00]+|vendor:[^\s\x00]+|team:(adjusters|operators))$",
                                  examples=["vendor:acme-dfir", "org:shenzhen-widget",
                                            "team:adjusters"])]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SubscriptionIn(Strict):
+class SubscriptionIn(RequestBody):
     url: AnyHttpUrl = Field(
         description="http(s) endpoint that receives signed POSTs (https outside development); "
                     "its host must resolve to public addresses only")

@@ -21,14 +21,13 @@ from services.notify.schemas import (
 )
 from shared.auth import Principal, Role, require
 from shared.events import Channel
+from shared.inputs import NUL_FREE, PageLimit, PageOffset
 from shared.problems import Forbidden
 from shared.service import RuntimeDep, UnitOfWorkDep
 
 Operator = Annotated[Principal, require(Role.operator)]
 Subscriber = Annotated[Principal, require(Role.vendor, Role.policyholder, Role.operator)]
 Anyone = Annotated[Principal, require(Role.policyholder, Role.vendor, Role.adjuster, Role.operator)]
-Limit = Annotated[int, Query(ge=1, le=100)]
-Offset = Annotated[int, Query(ge=0)]
 
 subscriptions = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 deliveries = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
@@ -88,9 +87,9 @@ async def list_deliveries(_: Operator, uow: UnitOfWorkDep,
                           state: Annotated[str | None, Query(pattern="^(pending|delivered|dead)$")]
                           = None,
                           recipient: Recipient | None = None, channel: Channel | None = None,
-                          event_type: Annotated[str | None, Query(max_length=200)] = None,
+                          event_type: Annotated[str | None, Query(max_length=200, pattern=NUL_FREE)] = None,
                           incident_id: uuid.UUID | None = None,
-                          limit: Limit = 50, offset: Offset = 0) -> DeliveryPage:
+                          limit: PageLimit = 50, offset: PageOffset = 0) -> DeliveryPage:
     filters = {"state": state, "recipient": recipient,
                "channel": channel.value if channel else None, "event_type": event_type,
                "incident_id": incident_id}
@@ -123,7 +122,7 @@ def _notification_out(notification: Notification) -> NotificationOut:
 @notifications.get("", response_model=NotificationPage)
 async def list_notifications(caller: Anyone, uow: UnitOfWorkDep,
                              unread: bool = False, recipient: Recipient | None = None,
-                             limit: Limit = 20, offset: Offset = 0) -> NotificationPage:
+                             limit: PageLimit = 20, offset: PageOffset = 0) -> NotificationPage:
     """The caller's own feed, newest first (adjusters and operators: their team's). Operators
     may read any recipient's feed."""
     address = service.feed_address(caller)

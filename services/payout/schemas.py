@@ -6,30 +6,27 @@ import uuid
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from shared.events import CoverageQuestion, Section, SectionBreakdown
+from shared.inputs import RequestBody
 from shared.money import Money
 
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class VerifyLossIn(Strict):
+class VerifyLossIn(RequestBody):
     """Verify a loss item, optionally at a different (lower) amount than claimed."""
 
     amount: Money | None = None
     note: Reason
 
 
-class RejectLossIn(Strict):
+class RejectLossIn(RequestBody):
     reason: Reason
 
 
-class OutageIn(Strict):
+class OutageIn(RequestBody):
     """The adjuster's outage figure, used only when no vendor verified an outage."""
 
     outage_hours: Annotated[Decimal, Field(ge=0, le=100_000)]
@@ -43,14 +40,14 @@ class OutageIn(Strict):
         return value
 
 
-class ApproveIn(Strict):
+class ApproveIn(RequestBody):
     """Approve the latest assessment; `amount` below payable needs a `reason`."""
 
     amount: Money | None = None
     reason: Reason | None = None
 
 
-class DenyIn(Strict):
+class DenyIn(RequestBody):
     reason: Reason
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import uuid
 from decimal import Decimal
 from importlib.resources import files
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from services.payout import assessment, service
@@ -31,6 +34,7 @@ from services.payout.service import Context
 from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
 from shared.events import CoverageQuestion, SectionBreakdown
+from shared.inputs import PageLimit, PageOffset
 from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
 Adjuster = Annotated[Principal, require(Role.adjuster)]
@@ -81,8 +85,7 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
 @claims.get("", response_model=ClaimPage)
 async def list_claims(_: ClaimReader, uow: UnitOfWorkDep,
                       status: StatusFilter | None = None,
-                      limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                      offset: Annotated[int, Query(ge=0)] = 0) -> ClaimPage:
+                      limit: PageLimit = 20, offset: PageOffset = 0) -> ClaimPage:
     """Claims, oldest first; `?status=pending_approval` is the approval queue."""
     rows, total = await service.list_claims(uow, status=status, limit=limit, offset=offset)
     return ClaimPage(items=[ClaimSummary.model_validate(r, from_attributes=True) for r in rows],
@@ -167,9 +170,20 @@ async def _after_change(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> Clai
 
 @console.get("/console", response_class=HTMLResponse, include_in_schema=False)
 async def adjuster_console() -> HTMLResponse:
-    """The adjuster console: one static page calling this API with the adjuster's token."""
+    """The adjuster console: one static page calling this API with the adjuster's token.
+    Never framed (clickjacking), never cached (it holds a token), and running no script but
+    its own (the CSP admits the page's inline script by its hash)."""
     page = files("services.payout").joinpath("console/index.html").read_text(encoding="utf-8")
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                       "Content-Security-Policy": _console_policy(page)})
+
+
+def _console_policy(page: str) -> str:
+    scripts = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
+        for s in re.findall(r"<script>(.*?)</script>", page, flags=re.DOTALL))
+    return (f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; "
+            "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
 
 
 routers = (claims, incidents, console)

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -24,23 +23,21 @@ from shared.events import (
     RegulatoryGrade,
     Section,
 )
+from shared.inputs import Count, RequestBody, Timestamp
 from shared.money import Money
 from shared.problems import Unprocessable
 from shared.regions import ServedRegion
 
-VendorId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+VENDOR_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+VendorId = Annotated[str, Field(min_length=1, max_length=64, pattern=VENDOR_ID)]
 ShortText = Annotated[str, Field(min_length=1, max_length=300)]
 Text = Annotated[str, Field(min_length=1, max_length=10_000)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- vendors -------------------------------------------------------------------------------------
 
 
-class VendorBody(Strict):
+class VendorBody(RequestBody):
     name: ShortText
     capabilities: Annotated[list[JobType], Field(min_length=1)]
     regions: Annotated[list[ServedRegion], Field(min_length=1, description='region codes, or "*" for all')]
@@ -99,15 +96,15 @@ class JobPage(BaseModel):
 JobStatusFilter = Literal["unassigned", "dispatched", "accepted", "completed", "cancelled"]
 
 
-class DeclineIn(Strict):
+class DeclineIn(RequestBody):
     reason: ShortText
 
 
-class AssignIn(Strict):
+class AssignIn(RequestBody):
     vendor_id: VendorId
 
 
-class VerifiedLossIn(Strict):
+class VerifiedLossIn(RequestBody):
     """The vendor's own invoice or a loss it verified; a section of the rulebook, amount >= 0."""
 
     section: Section
@@ -115,16 +112,16 @@ class VerifiedLossIn(Strict):
     description: Text
 
 
-class CompletionReportIn(Strict):
+class CompletionReportIn(RequestBody):
     """A vendor's completion report (rulebook section 5)."""
 
     root_cause: Text
     attack_vector: ShortText
     attribution: Attribution
-    contained_at: AwareDatetime
-    outage_started_at: AwareDatetime | None = None
-    outage_ended_at: AwareDatetime | None = Field(default=None, validate_default=True)
-    records_confirmed: Annotated[int, Field(ge=0)] | None = None
+    contained_at: Timestamp
+    outage_started_at: Timestamp | None = None
+    outage_ended_at: Timestamp | None = Field(default=None, validate_default=True)
+    records_confirmed: Count | None = None
     verified_losses: list[VerifiedLossIn] = Field(default_factory=list)
 
     @field_validator("outage_ended_at")

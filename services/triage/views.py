@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, status
 
 from services.triage import service
 from services.triage.models import Vendor
 from services.triage.schemas import (
+    VENDOR_ID,
     AssignIn,
     CompletionReportIn,
     DeclineIn,
@@ -25,6 +26,7 @@ from services.triage.schemas import (
 from services.triage.service import JobView, TriageContext
 from shared.auth import Principal, Role, require
 from shared.events import CompletionReport
+from shared.inputs import PageLimit, PageOffset
 from shared.service import RuntimeDep, UnitOfWorkDep
 
 CONTEXT = "triage"
@@ -33,6 +35,7 @@ Operator = Annotated[Principal, require(Role.operator)]
 VendorStaff = Annotated[Principal, require(Role.vendor)]
 JobReader = Annotated[Principal, require(Role.vendor, Role.operator)]
 TriageReader = Annotated[Principal, require(Role.operator, Role.adjuster)]
+VendorIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=VENDOR_ID)]
 
 
 async def get_context(runtime: RuntimeDep) -> TriageContext:
@@ -63,7 +66,7 @@ async def register_vendor(body: VendorIn, _: Operator, ctx: ContextDep,
 
 
 @vendors.put("/{vendor_id}", response_model=VendorOut)
-async def update_vendor(vendor_id: str, body: VendorBody, _: Operator, ctx: ContextDep,
+async def update_vendor(vendor_id: VendorIdPath, body: VendorBody, _: Operator, ctx: ContextDep,
                         uow: UnitOfWorkDep) -> VendorOut:
     return _vendor_out(await service.update_vendor(uow, ctx, vendor_id, body))
 
@@ -107,8 +110,7 @@ def job_out(view: JobView, viewer: Principal) -> JobOut:
 @jobs.get("", response_model=JobPage)
 async def list_jobs(caller: JobReader, uow: UnitOfWorkDep,
                     status: JobStatusFilter | None = None, incident_id: uuid.UUID | None = None,
-                    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> JobPage:
+                    limit: PageLimit = 20, offset: PageOffset = 0) -> JobPage:
     """A vendor sees the jobs it holds; an operator every job."""
     views, total = await service.list_jobs(uow, caller, status=status, incident_id=incident_id,
                                            limit=limit, offset=offset)

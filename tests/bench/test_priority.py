@@ -76,12 +76,12 @@ def test_the_system_spawns_at_the_niceness_given() -> None:
 
 
 def test_the_services_are_niced_as_their_kubernetes_cpu_requests_weigh_them() -> None:
-    """Intake and triage request 500m, payout and notify 100m (deploy/k8s/base): a fifth of the
-    weight, which niceness 7 gives (1024 against 215 in the kernel's table)."""
+    """Intake and triage request 500m, payout, notify and insights 100m (deploy/k8s/base): a
+    fifth of the weight, which niceness 7 gives (1024 against 215 in the kernel's table)."""
     assert {name: cpu_request(name) for name in ALL_SERVICES} == {
-        "intake": 500, "triage": 500, "payout": 100, "notify": 100}
+        "intake": 500, "triage": 500, "payout": 100, "notify": 100, "insights": 100}
     assert niceness_as_deployed(ALL_SERVICES) == {"intake": 0, "triage": 0, "payout": 7,
-                                                  "notify": 7}
+                                                  "notify": 7, "insights": 7}
     assert niceness_as_deployed(["payout"]) == {"payout": 0}  # alone, nothing to yield to
     assert cpu_weights_description(["intake", "notify"]) == (
         "where services share the machine, weighed by their Kubernetes CPU requests: "

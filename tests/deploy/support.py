@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SERVICES = {"intake": 8001, "triage": 8002, "payout": 8003, "notify": 8004}
+SERVICES = {"intake": 8001, "triage": 8002, "payout": 8003, "notify": 8004, "insights": 8006}
 # The Kubernetes version whose schemas (shipped by kubernetes-validate) the manifests must meet.
 KUBERNETES_VERSION = "1.30.0"
 LISTEN_ALL = "0.0.0.0"
@@ -177,6 +177,22 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                                 "scheme": {"enum": ["http", "https"]},
                                 "interval": _DURATION,
                                 "scrapeTimeout": _DURATION,
+                                "authorization": {
+                                    "type": "object",
+                                    "required": ["credentials"],
+                                    "properties": {
+                                        "type": {"type": "string"},
+                                        "credentials": {
+                                            "type": "object",
+                                            "required": ["key"],
+                                            "properties": {"name": {"type": "string"},
+                                                           "key": {"type": "string"},
+                                                           "optional": {"type": "boolean"}},
+                                            "additionalProperties": False,
+                                        },
+                                    },
+                                    "additionalProperties": False,
+                                },
                             },
                             "additionalProperties": False,
                         },

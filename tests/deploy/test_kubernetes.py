@@ -277,6 +277,9 @@ def test_the_service_monitor_scrapes_every_service(overlay: str) -> None:
     (monitor,) = of_kind(manifests, "ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    # /metrics answers operators only: Prometheus sends an operator token from a secret.
+    assert endpoint["authorization"] == {
+        "type": "Bearer", "credentials": {"name": "cyberclaims-metrics", "key": "token"}}
     scraped = {s["metadata"]["name"] for s in of_kind(manifests, "Service")
                if selects(monitor["spec"]["selector"], s["metadata"]["labels"])}
     assert scraped == set(SERVICES)
@@ -299,7 +302,7 @@ def test_the_dispatch_path_weighs_five_times_the_rest(overlay: str) -> None:
     contention that `bench/` gives the services too (`bench.system.niceness_as_deployed`)."""
     requests = {name: millicores(_containers(deployment)[0]["resources"]["requests"]["cpu"])
                 for name, deployment in service_deployments(render(overlay)).items()}
-    assert set(requests) == {"intake", "triage", "payout", "notify"}
+    assert set(requests) == {"intake", "triage", "payout", "notify", "insights"}
     assert requests["intake"] == requests["triage"]
-    assert requests["payout"] == requests["notify"]
+    assert requests["payout"] == requests["notify"] == requests["insights"]
     assert requests["intake"] == 5 * requests["notify"]

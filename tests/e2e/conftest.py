@@ -9,6 +9,7 @@ from cyberclaims.client import Api
 from shared.auth import TokenService
 from shared.settings import PlatformSettings
 from tests.e2e.system import System, running_system
+from tests.support.service import TEST_JWT_SECRET
 
 E2E_ENV = {
     "TRIAGE_SLA_P4_MINUTES": "0.1",  # a P4 job expires after 6 s: the expiry story waits for it
@@ -16,6 +17,7 @@ E2E_ENV = {
     "NOTIFY_WORKER_POLL_SECONDS": "0.2",
     "NOTIFY_BACKOFF_BASE_SECONDS": "0.5",
     "PAYOUT_PAYMENT_POLL_SECONDS": "0.2",
+    "INSIGHTS_MIN_ORGANISATIONS": "2",  # the simulated book of tests/e2e/test_insights.py is small
 }
 
 
@@ -26,7 +28,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 
 def api_for(system: System) -> Api:
-    return Api(system.urls, TokenService(PlatformSettings()))
+    return Api(system.urls, TokenService(PlatformSettings(jwt_secret=TEST_JWT_SECRET)))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from cyberclaims.broker import wait_for_port
 from cyberclaims.dev import Child, Supervisor, cli_argv, wait_ready
 from cyberclaims.registry import SERVICES
 from tests.support.infra import drop_database, free_port, fresh_database, tansu_broker
+from tests.support.service import TEST_JWT_SECRET
 
 SERVICE_NAMES = [entry.name for entry in SERVICES]
 
@@ -46,6 +47,8 @@ def running_system(workdir: Path, *, backend: str = "postgres",
             "CYBERCLAIMS_KAFKA_SESSION_TIMEOUT_MS": "3000",
             "CYBERCLAIMS_OUTBOX_POLL_SECONDS": "0.2",
             "CYBERCLAIMS_LOG_LEVEL": "WARNING",
+            "CYBERCLAIMS_JWT_SECRET": TEST_JWT_SECRET,
+            "CYBERCLAIMS_RATE_LIMITS": "false",  # every test client is one address
             "PAYOUT_PAYMENT_PROVIDER_URL": f"http://127.0.0.1:{ports['payments']}",
             "NOTIFY_SMTP_HOST": "127.0.0.1",
             "NOTIFY_SMTP_PORT": str(ports["smtp"]),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cyberclaims.client import wait_for
 from cyberclaims.demo import run_demo
 from tests.e2e.conftest import E2E_ENV, api_for
 from tests.e2e.system import running_system
@@ -18,6 +19,11 @@ def test_the_demo_story_on_sqlite(tmp_path: Path) -> None:
         api = api_for(system)
         try:
             story = run_demo(api)
+            # insights read it too, and hides it: one organisation is below k
+            cells = wait_for("insights' cell of the demo's claim", lambda: api.operator().get(
+                "insights", "/v1/insights/experience", group_by="category")["cells"])
+            assert [(c["dimensions"], c["suppressed"]) for c in cells] == [
+                ({"category": "ransomware"}, True)]
         finally:
             api.close()
     assert story.claim["status"] == "paid"

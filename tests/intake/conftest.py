@@ -4,7 +4,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -70,33 +70,40 @@ async def sql_value(engine: AsyncEngine, statement: str, **params: Any) -> Any:
         return await connection.scalar(text(statement), params)
 
 
-FAIL_AT_COMMIT = """
-CREATE OR REPLACE FUNCTION test_refuse_outbox_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.envelope -> 'data' ->> 'title' = '{marker}' THEN
-    RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation';
-  END IF;
-  RETURN NULL;
-END $$
-"""
-
-
 @asynccontextmanager
-async def refused_at_commit(engine: AsyncEngine, title: str) -> AsyncIterator[None]:
-    """While open, a deferred trigger makes COMMIT itself fail for the outbox row of an
-    incident titled `title`, after every row was written."""
+async def trigger(engine: AsyncEngine, name: str, table: str, when: str, body: str, *,
+                  returns: str = "NEW", kind: str = "TRIGGER", after: str = "") -> AsyncIterator[None]:
+    """While open, the plpgsql `body` runs `when` (e.g. BEFORE INSERT) for each row of
+    `table`, as trigger `name`."""
     async with engine.begin() as connection:
-        await connection.exec_driver_sql(FAIL_AT_COMMIT.replace("{marker}", title))
         await connection.exec_driver_sql(
-            "CREATE CONSTRAINT TRIGGER test_refuse_outbox_at_commit AFTER INSERT ON outbox "
-            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-            "EXECUTE FUNCTION test_refuse_outbox_at_commit()")
+            f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN {body} RETURN {returns}; END $$")
+        await connection.exec_driver_sql(f"CREATE {kind} {name} {when} ON {table} {after} "
+                                         f"FOR EACH ROW EXECUTE FUNCTION {name}()")
     try:
         yield
     finally:
         async with engine.begin() as connection:
-            await connection.exec_driver_sql("DROP TRIGGER test_refuse_outbox_at_commit ON outbox")
-            await connection.exec_driver_sql("DROP FUNCTION test_refuse_outbox_at_commit()")
+            await connection.exec_driver_sql(f"DROP TRIGGER {name} ON {table}")
+            await connection.exec_driver_sql(f"DROP FUNCTION {name}()")
+
+
+def refused_at_commit(engine: AsyncEngine, title: str) -> AbstractAsyncContextManager[None]:
+    """While open, a deferred trigger makes COMMIT itself fail for the outbox row of an
+    incident titled `title`, after every row was written."""
+    return trigger(engine, "test_refuse_outbox_at_commit", "outbox", "AFTER INSERT",
+                   f"IF NEW.envelope -> 'data' ->> 'title' = '{title}' THEN "
+                   "RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation'; "
+                   "END IF;", returns="NULL", kind="CONSTRAINT TRIGGER",
+                   after="DEFERRABLE INITIALLY DEFERRED")
+
+
+def failing_for_org(engine: AsyncEngine, org_id: str) -> AbstractAsyncContextManager[None]:
+    """While open, inserting an incident of `org_id` fails in the database with an error no
+    constraint gives (plpgsql's raise_exception): input that passed validation yet fails."""
+    return trigger(engine, "test_fail_for_org", "incidents", "BEFORE INSERT",
+                   f"IF NEW.org_id = '{org_id}' THEN RAISE EXCEPTION 'poisoned report'; END IF;")
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0,

@@ -20,7 +20,14 @@ from services.intake.schemas import IncidentReportIn
 from services.intake.views import REPORTS
 from shared.auth import Principal, Role
 from shared.batching import GroupCommitStopped
-from tests.intake.conftest import refused_at_commit, register, report_body, sql_rows, sql_value
+from tests.intake.conftest import (
+    failing_for_org,
+    refused_at_commit,
+    register,
+    report_body,
+    sql_rows,
+    sql_value,
+)
 from tests.support.service import Tokens, running, service_logs
 
 
@@ -105,6 +112,33 @@ async def test_a_report_refused_at_commit_fails_alone(
                            org=insured["org_id"]) == 20
     assert await sql_value(db, "SELECT count(*) FROM incidents WHERE title = :marker",
                            marker=marker) == 0
+
+
+async def test_a_report_failing_in_the_database_for_any_reason_never_fails_another_tenants(
+    make_intake: Callable[..., Any], tokens: Tokens, db: AsyncEngine,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 23, finding 3: 40 reports at once, 5 of them org B's that pass validation but
+    fail in the database (not with a constraint's error): all 35 of org A's are stored."""
+    async with running(make_intake(run_workers=False), wait_for_consumer=False) as api:
+        a, b = await register(api, tokens), await register(api, tokens)
+        async with failing_for_org(db, b["org_id"]):
+            with service_logs(caplog, "shared.batching"):
+                posts = [_post(api, b if n % 8 == 3 else a, f"k-{n}", title=f"report {n}")
+                         for n in range(40)]
+                # The test client raises what a server would answer with 500.
+                outcomes = await asyncio.gather(*posts, return_exceptions=True)
+
+    poisoned = [r for n, r in enumerate(outcomes) if n % 8 == 3]
+    fine = [r for n, r in enumerate(outcomes) if n % 8 != 3]
+    assert len(poisoned) == 5 and len(fine) == 35
+    assert [getattr(r, "status_code", r) for r in fine] == [201] * 35
+    assert all(not isinstance(r, httpx.Response) or r.status_code >= 500 for r in poisoned)
+    assert "writing them one at a time" in caplog.text  # they met in a batch, which failed
+    assert await sql_value(db, "SELECT count(*) FROM incidents WHERE org_id = :org",
+                           org=a["org_id"]) == 35
+    assert await sql_value(db, "SELECT count(*) FROM incidents WHERE org_id = :org",
+                           org=b["org_id"]) == 0
 
 
 async def test_one_statement_stores_only_what_each_report_may_store_in_its_order(

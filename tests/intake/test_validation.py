@@ -19,6 +19,9 @@ from tests.support.service import Tokens, running
 NOW = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
 SOON = NOW + timedelta(minutes=5)
 TOO_LATE = SOON + timedelta(microseconds=1)
+NUL = "\x00"
+YEAR_1 = "0001-01-01T00:00:00+14:00"
+YEAR_9999 = "9999-12-31T23:59:59-14:00"
 
 
 @pytest.fixture
@@ -76,6 +79,26 @@ INVALID_REPORTS: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]], str
                     "discovered_at", "contact")],
     *[(f"missing contact.{field}", lambda b, f=field: _without(b, "contact", f),
        f"contact.{field}") for field in ("name", "email", "phone")],
+    # what PostgreSQL or Python's datetime could not hold (issue 23, findings 3, 6, 9, 12)
+    ("NUL in title", lambda b: {**b, "title": f"a{NUL}b"}, "title"),
+    ("NUL in description", lambda b: {**b, "description": f"a{NUL}b"}, "description"),
+    ("NUL in contact name", lambda b: {**b, "contact": {**b["contact"], "name": f"Li{NUL}"}},
+     "contact.name"),
+    ("NUL in contact email",
+     lambda b: {**b, "contact": {**b["contact"], "email": f"li{NUL}@example.com"}},
+     "contact.email"),
+    ("NUL in policy number", lambda b: {**b, "policy_number": f"P{NUL}"}, "policy_number"),
+    ("records_exposed 2^63", lambda b: {**b, "records_exposed": 2**63}, "records_exposed"),
+    ("records_exposed above the bound", lambda b: {**b, "records_exposed": 10**12 + 1},
+     "records_exposed"),
+    ("affected_hosts 2^64", lambda b: {**b, "affected_hosts": 2**64}, "affected_hosts"),
+    ("occurred in year 1", lambda b: {**b, "occurred_at": YEAR_1}, "occurred_at"),
+    ("discovered in year 9999", lambda b: {**b, "discovered_at": YEAR_9999}, "discovered_at"),
+    ("outage in year 1", lambda b: {**b, "outage_started_at": YEAR_1}, "outage_started_at"),
+    ("occurred before 1970", lambda b: {**b, "occurred_at": "1969-12-31T23:59:59Z"},
+     "occurred_at"),
+    *[(f"ransom {amount!r}", lambda b, a=amount: {**b, "ransom_demanded": a}, "ransom_demanded")
+      for amount in ("1_000", "1e3", "NaN", "Infinity", "-5", " 5", "5.001", 5.5, True)],
 ]
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import time
+from decimal import Decimal
 
+import jwt
 import pytest
 
 from shared.auth import Role, TokenService
@@ -45,3 +50,54 @@ def test_the_memory_of_verified_tokens_is_bounded(tokens: TokenService) -> None:
         tokens.verify(token)
     assert len(tokens._verified) == 2
     assert tokens.verify(issued[0]).sub == "ops-0"  # forgotten, so decoded again
+
+
+def _signed(settings: PlatformSettings, **claims: object) -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "iat": now,
+                       "exp": now + 60, **claims}, settings.jwt_secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize("claims", [
+    {"role": "policyholder", "sub": "it", "org_id": 123},
+    {"role": "policyholder", "sub": "it", "org_id": "org\x00a"},
+    {"role": "policyholder", "sub": "it", "org_id": "o" * 257},
+    {"role": "vendor", "sub": "it", "vendor_id": []},
+    {"role": "operator", "sub": 5},
+    {"role": ["operator"], "sub": "it"},
+    {"role": "adjuster", "sub": "it", "authority_limit": "NaN"},
+    {"role": "adjuster", "sub": "it", "authority_limit": "Infinity"},
+    {"role": "adjuster", "sub": "it", "authority_limit": "-1"},
+    {"role": "adjuster", "sub": "it", "authority_limit": -1},
+    {"role": "adjuster", "sub": "it", "authority_limit": True},
+    {"role": "adjuster", "sub": "it", "authority_limit": "1e400"},
+    {"role": "adjuster", "sub": "it", "authority_limit": "a lot"},
+    {"role": "adjuster", "sub": "it", "authority_limit": {"amount": 5}},
+], ids=lambda claims: repr(claims)[:60])
+def test_claims_of_the_wrong_type_or_range_are_refused_as_401(claims: dict[str, object]) -> None:
+    settings = PlatformSettings(jwt_secret="s" * 40)
+    with pytest.raises(Unauthorized):
+        TokenService(settings).verify(_signed(settings, **claims))
+
+
+def test_an_authority_limit_of_1e400_as_a_json_number_is_refused() -> None:
+    """1e400 is infinity once parsed as JSON: written into the payload by hand."""
+    settings = PlatformSettings(jwt_secret="s" * 40)
+    token = _signed(settings, role="adjuster", sub="it", authority_limit=1.0)
+    header, payload, _ = token.split(".")
+    body = base64.urlsafe_b64decode(payload + "==").replace(b"1.0", b"1e400")
+    forged_payload = base64.urlsafe_b64encode(body).rstrip(b"=").decode()
+    signing_input = f"{header}.{forged_payload}".encode()
+    signature = base64.urlsafe_b64encode(
+        hmac.new(settings.jwt_secret.encode(), signing_input, hashlib.sha256).digest()
+    ).rstrip(b"=").decode()
+    with pytest.raises(Unauthorized, match="authority_limit"):
+        TokenService(settings).verify(f"{header}.{forged_payload}.{signature}")
+
+
+@pytest.mark.parametrize("limit", [0, 1000, 1000.5, "2500.00"])
+def test_a_finite_non_negative_authority_limit_is_admitted(limit: object) -> None:
+    settings = PlatformSettings(jwt_secret="s" * 40)
+    principal = TokenService(settings).verify(
+        _signed(settings, role="adjuster", sub="it", authority_limit=limit))
+    assert principal.authority_limit == Decimal(str(limit))

@@ -106,6 +106,18 @@ async def test_an_error_no_item_causes_fails_the_whole_batch_at_once() -> None:
     assert writes.batches == [[1], [3, 4, 5]]  # not retried one by one
 
 
+async def test_a_shared_error_fails_the_whole_batch_at_once_even_among_item_errors() -> None:
+    """Intake retries a batch one by one whatever failed it, except when the pool had no
+    connection to give: every item would wait for the pool again, one after the other."""
+    writes = GatedWrites(refuse=frozenset({4}), error=TimeoutError)
+    group: GroupCommit[int, int] = GroupCommit("test", writes.write, writers=1,
+                                               item_errors=(Exception,),
+                                               shared_errors=(TimeoutError,))
+    results = await three_together_behind_one(group, writes)
+    assert all(isinstance(result, TimeoutError) for result in results)
+    assert writes.batches == [[1], [3, 4, 5]]  # not retried one by one
+
+
 async def test_an_item_queued_in_the_step_the_writers_finish_is_written() -> None:
     writes = GatedWrites()
     group: GroupCommit[int, int] = GroupCommit("test", writes.write, writers=2, max_batch=1)

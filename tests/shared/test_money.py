@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -35,6 +36,21 @@ def test_money_is_a_decimal_string_in_json() -> None:
 def test_money_refuses_negative_or_sub_cent_amounts(bad: str) -> None:
     with pytest.raises(ValidationError):
         Priced.model_validate({"amount": bad})
+
+
+@pytest.mark.parametrize("bad", [
+    "1_000", "1e3", "1E3", "NaN", "nan", "Infinity", "-Infinity", "-0", "+5", " 5", "5 ",
+    "5.", ".5", "0x10", "1,000", "\uff11\uff10", "123456789012345", 5.5, 1e3, float("nan"), True,
+])
+def test_an_amount_is_a_plain_decimal_string(bad: object) -> None:
+    """Issue 23, finding 12: what Python's Decimal would read is not an amount (JSON)."""
+    with pytest.raises(ValidationError, match="amount"):
+        Priced.model_validate_json(json.dumps({"amount": bad}))
+
+
+@pytest.mark.parametrize("good", ["0", "0.5", "1000", "1000.50", "12345678901234.99", 1000])
+def test_plain_decimal_strings_and_whole_numbers_are_amounts(good: object) -> None:
+    assert Priced.model_validate_json(json.dumps({"amount": good})).amount == Decimal(str(good))
 
 
 def test_the_money_column_stores_cents_exactly() -> None:

@@ -1,6 +1,9 @@
-"""Settings fail fast: outside development a default or short JWT secret is refused."""
+"""Settings fail fast: outside development the development secret, and any short or
+predictable JWT secret, is refused."""
 
 from __future__ import annotations
+
+import secrets
 
 import pytest
 from pydantic import ValidationError
@@ -11,24 +14,39 @@ from services.payout.settings import PayoutSettings
 from services.triage.settings import TriageSettings
 from shared.settings import (
     DEV_JWT_SECRET,
+    MIN_SECRET_ENTROPY_BITS,
     MIN_SECRET_LENGTH,
     Environment,
     PlatformSettings,
     ServiceSettings,
+    entropy_bits,
 )
 
-STRONG = "k" * MIN_SECRET_LENGTH
+STRONG = "Q0X8WwN4WU1jsn8Ch51rlFZxUGFK4kDI"  # 32 random characters
+WEAK = ["a" * MIN_SECRET_LENGTH, "ab" * MIN_SECRET_LENGTH, "abcd" * (MIN_SECRET_LENGTH // 4),
+        "0" * 64]
 
 
-@pytest.mark.parametrize("secret", [DEV_JWT_SECRET, "short-secret", "k" * (MIN_SECRET_LENGTH - 1)])
-def test_production_refuses_a_default_or_short_secret(secret: str) -> None:
+@pytest.mark.parametrize("env", [Environment.production, Environment.test])
+@pytest.mark.parametrize("secret", [DEV_JWT_SECRET, "short-secret", STRONG[:-1], *WEAK])
+def test_outside_development_a_default_short_or_predictable_secret_is_refused(
+        env: Environment, secret: str) -> None:
     with pytest.raises(ValidationError, match="CYBERCLAIMS_JWT_SECRET"):
-        PlatformSettings(env=Environment.production, jwt_secret=secret)
+        PlatformSettings(env=env, jwt_secret=secret)
 
 
-def test_production_accepts_a_long_secret() -> None:
+def test_production_accepts_a_long_random_secret() -> None:
     settings = PlatformSettings(env="production", jwt_secret=STRONG)  # type: ignore[arg-type]
     assert settings.env is Environment.production
+    for _ in range(1000):  # the estimate never refuses what the docs recommend
+        PlatformSettings(env=Environment.production, jwt_secret=secrets.token_urlsafe(32))
+        PlatformSettings(env=Environment.production, jwt_secret=secrets.token_hex(16))
+
+
+def test_entropy_estimate() -> None:
+    assert entropy_bits("a" * 32) == 0
+    assert entropy_bits("ab" * 16) == 32
+    assert entropy_bits(STRONG) > MIN_SECRET_ENTROPY_BITS
 
 
 def test_production_from_the_environment_fails_at_start_up(monkeypatch: pytest.MonkeyPatch
@@ -41,8 +59,8 @@ def test_production_from_the_environment_fails_at_start_up(monkeypatch: pytest.M
     assert PlatformSettings(_env_file=None).jwt_secret == STRONG  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("env", [Environment.development, Environment.test])
-def test_development_accepts_the_default_secret(env: Environment) -> None:
+def test_development_accepts_the_default_secret() -> None:
+    env = Environment.development
     assert PlatformSettings(env=env, jwt_secret=DEV_JWT_SECRET).jwt_secret == DEV_JWT_SECRET
     assert PlatformSettings(env=env, jwt_secret="short").jwt_secret == "short"
 

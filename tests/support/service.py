@@ -17,11 +17,17 @@ from shared.auth import Role, TokenService
 from shared.service import Runtime
 from shared.settings import Environment, PlatformSettings
 
+# Outside development a strong secret is required; this one signs test tokens only.
+TEST_JWT_SECRET = "Q0X8WwN4WU1jsn8Ch51rlFZxUGFK4kDI4_Q15CaWNww"
+
 
 def test_platform(bootstrap: str, **overrides: object) -> PlatformSettings:
+    """Rate limits are off unless a test turns them on: every test client is one address."""
+    settings: dict[str, object] = {"jwt_secret": TEST_JWT_SECRET, "rate_limits": False,
+                                   **overrides}
     return PlatformSettings(env=Environment.test, kafka_bootstrap=bootstrap,
                             kafka_session_timeout_ms=2000, outbox_poll_seconds=0.2,
-                            **overrides)  # type: ignore[arg-type]
+                            **settings)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -1,0 +1,284 @@
+"""`cyberclaims simulate`: a synthetic book of cyber policies and claims, seeded and
+reproducible, whose mix and severities follow public cyber-loss statistics (sources and
+figures in docs/insights.md, "The simulator").
+
+`book()` draws the book (pure, no I/O: the insights tests publish it as events with
+historical dates); `drive()` plays it through the running system's public APIs."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from cyberclaims.client import Actor, Api, wait_for
+from cyberclaims.demo import policy_body, register_panel
+from shared.events import Category, Section
+from shared.money import round_money
+
+INDUSTRIES = {"telecom": 0.2, "internet": 0.3, "manufacturing": 0.3, "finance": 0.2}
+REGIONS = ("CN-GD", "CN-BJ", "CN-SH", "CN-ZJ", "CN-JS")
+# Share of claims by category, after the public claims studies cited in docs/insights.md
+# ("The simulator"): email compromise and funds-transfer fraud lead claim counts, ransomware
+# is about a fifth, breaches follow. Rounded assumptions, not the studies' exact figures.
+CATEGORY_MIX = {
+    Category.business_email_compromise: 0.30,
+    Category.ransomware: 0.20,
+    Category.data_breach: 0.18,
+    Category.malware: 0.10,
+    Category.unauthorized_access: 0.08,
+    Category.ddos: 0.06,
+    Category.insider_misuse: 0.04,
+    Category.other: 0.04,
+}
+# Median ground-up loss (CNY) and the log-normal spread: ransomware the most severe, email
+# compromise and DDoS the least (the ordering of the cited studies; amounts are assumptions
+# for SMEs at about 7 CNY per USD, not their figures).
+SEVERITY = {
+    Category.ransomware: (700_000, 1.0),
+    Category.data_breach: (350_000, 1.1),
+    Category.business_email_compromise: (150_000, 0.9),
+    Category.malware: (200_000, 1.0),
+    Category.unauthorized_access: (250_000, 1.0),
+    Category.ddos: (80_000, 0.8),
+    Category.insider_misuse: (200_000, 1.2),
+    Category.other: (100_000, 1.0),
+}
+SECTION_OF = {
+    Category.ransomware: Section.cyber_extortion,
+    Category.data_breach: Section.legal_and_notification,
+    Category.business_email_compromise: Section.funds_transfer_fraud,
+    Category.malware: Section.data_restoration,
+    Category.unauthorized_access: Section.incident_response,
+    Category.ddos: Section.incident_response,  # vendors verify costs; BI is the insured's
+    Category.insider_misuse: Section.incident_response,
+    Category.other: Section.incident_response,
+}
+VECTORS = {
+    Category.ransomware: ("phishing", "exposed rdp", "unpatched vpn"),
+    Category.data_breach: ("misconfigured cloud storage", "phishing", "stolen credentials"),
+    Category.business_email_compromise: ("phishing", "stolen credentials"),
+    Category.malware: ("phishing", "malicious download"),
+    Category.unauthorized_access: ("stolen credentials", "exposed rdp"),
+    Category.ddos: ("botnet",),
+    Category.insider_misuse: ("insider",),
+    Category.other: ("unknown",),
+}
+# Claims per policy-year: deliberately several times the public SME figures (a few per cent;
+# docs/insights.md), so that a book of a few hundred policies shows cells above k.
+ANNUAL_CLAIM_RATE = 0.12
+DENIAL_RATE = 0.08
+RATE_ON_REVENUE = Decimal("0.0012")  # premium per unit of turnover, before the size load
+
+
+@dataclass(frozen=True)
+class SimPolicy:
+    policy_number: str
+    org_id: str
+    holder_name: str
+    industry: str
+    region: str
+    employees: int
+    annual_revenue: Decimal
+    annual_premium: Decimal
+    period_start: datetime
+    period_end: datetime
+
+
+@dataclass(frozen=True)
+class SimPayment:
+    at: datetime
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class SimClaim:
+    policy: SimPolicy
+    category: Category
+    section: Section
+    attack_vector: str
+    occurred_at: datetime
+    reported_at: datetime
+    dispatched_at: datetime
+    contained_at: datetime
+    outage_hours: int | None
+    assessed_at: datetime
+    payable: Decimal
+    denied: bool
+    payments: tuple[SimPayment, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Book:
+    policies: tuple[SimPolicy, ...]
+    claims: tuple[SimClaim, ...]
+
+
+def _weighted(rng: random.Random, weights: dict[str, float] | dict[Category, float]) -> object:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def _employees(rng: random.Random) -> int:
+    """SME head counts: log-normal around 60, capped at 5,000."""
+    return max(1, min(5000, int(rng.lognormvariate(math.log(60), 1.2))))
+
+
+def book(policies: int, years: int, seed: int, *, start: datetime) -> Book:
+    """`policies` organisations, each insured for `years` consecutive annual policies from
+    about `start` (within its first year); claims arrive at ANNUAL_CLAIM_RATE."""
+    rng = random.Random(seed)
+    issued: list[SimPolicy] = []
+    claims: list[SimClaim] = []
+    for number in range(policies):
+        org_id = f"sim-{seed}-org-{number:05d}"
+        industry = str(_weighted(rng, INDUSTRIES))
+        region = rng.choice(REGIONS)
+        employees = _employees(rng)
+        revenue = round_money(Decimal(employees) * Decimal(rng.randint(300_000, 1_500_000)))
+        first = start + timedelta(days=rng.randint(0, 364), hours=rng.randint(0, 23))
+        for year in range(years):
+            period_start = first + timedelta(days=365 * year)
+            period_end = period_start + timedelta(days=365)
+            premium = round_money(revenue * RATE_ON_REVENUE
+                                  * Decimal(1 + 0.2 * (industry == "finance")))
+            policy = SimPolicy(policy_number=f"SIM-{seed}-{number:05d}-{year + 1}",
+                               org_id=org_id, holder_name=f"Simulated SME {number}",
+                               industry=industry, region=region, employees=employees,
+                               annual_revenue=revenue, annual_premium=max(premium, Decimal(1000)),
+                               period_start=period_start, period_end=period_end)
+            issued.append(policy)
+            if rng.random() < ANNUAL_CLAIM_RATE:
+                claims.append(_claim(rng, policy))
+    return Book(tuple(issued), tuple(claims))
+
+
+def _claim(rng: random.Random, policy: SimPolicy) -> SimClaim:
+    category = Category(str(_weighted(rng, CATEGORY_MIX)))
+    median, spread = SEVERITY[category]
+    occurred = policy.period_start + timedelta(seconds=rng.randint(0, 364 * 86400))
+    reported = occurred + timedelta(hours=rng.randint(1, 60))
+    dispatched = reported + timedelta(minutes=rng.randint(5, 240))
+    contained = dispatched + timedelta(hours=rng.randint(4, 24 * 14))
+    assessed = contained + timedelta(days=rng.randint(3, 60))
+    loss = round_money(Decimal(str(round(rng.lognormvariate(math.log(median), spread), 2))))
+    denied = rng.random() < DENIAL_RATE
+    payments: list[SimPayment] = []
+    if not denied:
+        tranches = 1 if rng.random() < 0.6 else 2
+        first = loss if tranches == 1 else round_money(loss * Decimal("0.6"))
+        paid_at = assessed + timedelta(days=rng.randint(5, 45))
+        payments.append(SimPayment(paid_at, first))
+        if tranches == 2:
+            payments.append(SimPayment(paid_at + timedelta(days=rng.randint(30, 240)),
+                                       loss - first))
+    outage = rng.randint(2, 96) if category in (Category.ransomware, Category.ddos) else None
+    return SimClaim(policy=policy, category=category, section=SECTION_OF[category],
+                    attack_vector=rng.choice(VECTORS[category]), occurred_at=occurred,
+                    reported_at=reported, dispatched_at=dispatched, contained_at=contained,
+                    outage_hours=outage, assessed_at=assessed, payable=loss, denied=denied,
+                    payments=tuple(payments))
+
+
+
+# --- driving the book through the running system -------------------------------------------
+
+TERMINAL_JOB_STATES = {"completed", "cancelled"}
+SETTLED_CLAIM_STATES = {"paid", "payment_failed", "denied", "closed_without_payment"}
+
+
+def drive(api: Api, the_book: Book, *, say: Callable[[str], None]) -> int:
+    """Play the book through the public APIs, as its users would: the operator registers the
+    panel and the policies, policyholders report, vendors accept and complete with verified
+    losses, adjusters approve or deny. Returns the claims played.
+
+    The services stamp what happens with their own clock, so through the APIs a claim is
+    reported, responded to and paid now; only the policy periods and when each incident
+    occurred come from the book (docs/insights.md says what that means for the triangles)."""
+    operator = api.operator()
+    adjuster = api.adjuster("adjuster-simulator", "100000000")
+    suffix = uuid.uuid4().hex[:6]
+    for region in REGIONS:
+        register_panel(operator, f"{suffix}-{region[3:].lower()}", region)
+    now = datetime.now(UTC)
+    for policy in the_book.policies:
+        operator.post("intake", "/v1/policies", policy_body(
+            policy.org_id, policy.policy_number, now, holder_name=policy.holder_name,
+            industry=policy.industry, region=policy.region,
+            period_start=policy.period_start.isoformat(), period_end=policy.period_end.isoformat(),
+            annual_premium=str(policy.annual_premium), employees=policy.employees,
+            annual_revenue=str(policy.annual_revenue)))
+    organisations = len({policy.org_id for policy in the_book.policies})
+    say(f"registered {len(the_book.policies)} policies of {organisations} organisations")
+    played = 0
+    for claim in the_book.claims:
+        if claim.occurred_at >= now - timedelta(hours=1):
+            continue  # not happened yet
+        _play(api, adjuster, claim, suffix)
+        played += 1
+        if played % 10 == 0:
+            say(f"{played} claims played")
+    return played
+
+
+def _play(api: Api, adjuster: Actor, claim: SimClaim, suffix: str) -> None:
+    policy = claim.policy
+    holder = api.policyholder(policy.org_id)
+    now = datetime.now(UTC)
+    incident = holder.post("intake", "/v1/incidents", {
+        "policy_number": policy.policy_number, "category": claim.category.value,
+        "title": f"Simulated {claim.category.value.replace('_', ' ')}",
+        "description": "A claim of the simulated book (cyberclaims simulate).",
+        "occurred_at": claim.occurred_at.isoformat(),
+        "discovered_at": max(claim.occurred_at, now - timedelta(hours=2)).isoformat(),
+        "contact": {"name": "IT desk", "email": "it@sme.example", "phone": "+86 10 1234 5678"},
+        "systems_down": claim.outage_hours is not None,
+    }, headers={"Idempotency-Key": f"simulate-{suffix}-{uuid.uuid4().hex}"})
+    incident_id = incident["id"]
+    loss_booked = False
+    for vendor_id, job in _jobs_until_done(api, incident_id):
+        vendor = api.vendor(vendor_id)
+        vendor.post("triage", f"/v1/jobs/{job['id']}/accept")
+        report: dict[str, Any] = {
+            "root_cause": "simulated", "attack_vector": claim.attack_vector,
+            "attribution": "criminal", "contained_at": datetime.now(UTC).isoformat(),
+            "verified_losses": [] if loss_booked else [{
+                "section": claim.section.value, "amount": str(claim.payable),
+                "description": "Verified loss of the simulated claim"}],
+        }
+        if claim.outage_hours is not None and not loss_booked:
+            started = datetime.now(UTC) - timedelta(hours=claim.outage_hours)
+            report |= {"outage_started_at": started.isoformat(),
+                       "outage_ended_at": datetime.now(UTC).isoformat()}
+        vendor.post("triage", f"/v1/jobs/{job['id']}/complete", report)
+        loss_booked = True
+    found = wait_for("the claim's assessment", lambda: adjuster.call(
+        "payout", "GET", f"/v1/incidents/{incident_id}/claim", expect=(200, 404)),
+        until=lambda c: bool(c) and c.get("status") in {"pending_approval", *SETTLED_CLAIM_STATES})
+    if found["status"] == "pending_approval":
+        if claim.denied:
+            adjuster.post("payout", f"/v1/claims/{found['id']}/deny",
+                          {"reason": "Simulated denial: an exclusion applies"})
+        else:
+            adjuster.post("payout", f"/v1/claims/{found['id']}/approve", {})
+
+
+def _jobs_until_done(api: Api, incident_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each dispatched job of the incident, as triage dispatches them, until all are done."""
+    operator = api.operator()
+    handed: set[str] = set()
+    while True:
+        jobs = wait_for("the incident's jobs", lambda: operator.get(
+            "triage", "/v1/jobs", incident_id=incident_id)["items"],
+            until=lambda items: bool(items) and all(
+                j["status"] in TERMINAL_JOB_STATES or j["status"] == "dispatched" for j in items))
+        waiting = [job for job in jobs if job["status"] == "dispatched" and job["id"] not in handed]
+        if not waiting:
+            return
+        for job in waiting:
+            handed.add(job["id"])
+            yield job["vendor_id"], job

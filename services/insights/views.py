@@ -1,0 +1,101 @@
+"""Insights' HTTP API and page: aggregates only, for actuaries, regulators and operators."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.resources import files
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, Response
+
+from services.insights import exports, triangles
+from services.insights.schemas import CellOut, ExperienceOut, ExperienceQuery, TriangleOut
+from services.insights.triangles import Basis
+from shared.auth import Principal, Role, require
+from shared.service import RuntimeDep, UnitOfWorkDep
+
+Reader = Annotated[Principal, require(Role.actuary, Role.regulator, Role.operator)]
+Experience = Annotated[ExperienceQuery, Depends()]
+
+insights = APIRouter(prefix="/v1/insights", tags=["insights"])
+pages = APIRouter(tags=["page"])
+
+
+async def _cells(runtime: RuntimeDep, uow: UnitOfWorkDep, query: ExperienceQuery) -> list[CellOut]:
+    published = await runtime.resources["experience"].experience(
+        uow.session, query.group_by, query.filters, runtime.resources["settings"].min_organisations)
+    return [CellOut.model_validate(cell) for cell in published]
+
+
+async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis) -> TriangleOut:
+    k = runtime.resources["settings"].min_organisations
+    valuation = runtime.clock.now()
+    by_period = await runtime.resources["experience"].experience(uow.session, ("period",), {}, k)
+    hidden_quarters = {cell["dimensions"]["period"] for cell in by_period if cell["suppressed"]}
+    histories = await triangles.load_histories(uow.session)
+    rows, hidden = triangles.triangle_rows(histories, basis, valuation, hidden_quarters)
+    results = await asyncio.to_thread(triangles.development, rows)  # numpy work, off the loop
+    return TriangleOut.model_validate({
+        "basis": basis, "k": k, "valuation": valuation.isoformat(),
+        "rows": [{"accident_quarter": quarter, "values": values} for quarter, values in rows.items()],
+        "suppressed_accident_quarters": hidden, "development": results})
+
+
+@insights.get("/experience", response_model=ExperienceOut)
+async def experience(caller: Reader, query: Experience, runtime: RuntimeDep,
+                     uow: UnitOfWorkDep) -> ExperienceOut:
+    """Frequency, severity, loss ratio and response times by the `group_by` dimensions,
+    within the filters; a cell covering fewer than k organisations is `suppressed`."""
+    return ExperienceOut(k=runtime.resources["settings"].min_organisations,
+                         group_by=list(query.group_by), filters=query.filters,
+                         cells=await _cells(runtime, uow, query))
+
+
+@insights.get("/experience.csv", response_class=Response,
+              responses={200: {"content": {"text/csv": {}}}})
+async def experience_csv(caller: Reader, query: Experience, runtime: RuntimeDep,
+                         uow: UnitOfWorkDep) -> Response:
+    """The experience cells as CSV (suppressed cells marked, their figures empty)."""
+    cells = await _cells(runtime, uow, query)
+    return Response(exports.to_csv(cells, query.group_by), media_type="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="experience.csv"'})
+
+
+@insights.get("/experience.parquet", response_class=Response,
+              responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
+async def experience_parquet(caller: Reader, query: Experience, runtime: RuntimeDep,
+                             uow: UnitOfWorkDep) -> Response:
+    """The experience cells as Parquet (amounts as exact decimals)."""
+    cells = await _cells(runtime, uow, query)
+    return Response(exports.to_parquet(cells, query.group_by),
+                    media_type="application/vnd.apache.parquet",
+                    headers={"Content-Disposition": 'attachment; filename="experience.parquet"'})
+
+
+@insights.get("/triangles", response_model=TriangleOut)
+async def loss_triangles(caller: Reader, runtime: RuntimeDep, uow: UnitOfWorkDep,
+                         basis: Annotated[Basis, Query()] = Basis.paid) -> TriangleOut:
+    """The paid or incurred triangle by accident quarter x development month, with
+    chain-ladder factors, ultimates, IBNR and Mack standard errors."""
+    return await _triangle(runtime, uow, basis)
+
+
+@insights.get("/report", response_class=HTMLResponse, include_in_schema=False)
+async def report(caller: Reader, query: Experience, runtime: RuntimeDep,
+                 uow: UnitOfWorkDep) -> HTMLResponse:
+    """The page's body: the frequency/severity table, the triangle and the charts as SVG."""
+    cells = await _cells(runtime, uow, query)
+    triangle = await _triangle(runtime, uow, Basis.paid)
+    context: dict[str, Any] = {"group_by": query.group_by, "cells": cells, "triangle": triangle}
+    return HTMLResponse(runtime.resources["pages"].report(context))
+
+
+@pages.get("/insights", response_class=HTMLResponse, include_in_schema=False)
+async def insights_page() -> HTMLResponse:
+    """One static page that calls `/v1/insights/report` with the reader's token."""
+    return HTMLResponse(files("services.insights").joinpath("templates/insights.html")
+                        .read_text(encoding="utf-8"))
+
+
+routers = (insights, pages)
