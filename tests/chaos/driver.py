@@ -24,6 +24,7 @@ import httpx
 
 from shared.auth import Role, TokenService
 from shared.settings import PlatformSettings
+from tests.support.service import TEST_JWT_SECRET
 
 REGION = "CN-GD"
 FINAL = {"paid", "closed_without_payment", "denied"}
@@ -71,7 +72,7 @@ class Driver:
         self.urls = urls
         self.webhook_url = webhook_url
         self.run_id = run_id
-        self.tokens = TokenService(PlatformSettings())
+        self.tokens = TokenService(PlatformSettings(jwt_secret=TEST_JWT_SECRET))
         self.http = httpx.AsyncClient(timeout=10.0)
         self.lifecycles: list[Lifecycle] = []
         self.by_incident: dict[str, Lifecycle] = {}

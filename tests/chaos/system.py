@@ -24,6 +24,7 @@ from shared.kafka import ensure_topics
 from tests.chaos.postgres import PrivatePostgres
 from tests.chaos.receiver import WebhookReceiver
 from tests.support.infra import free_port
+from tests.support.service import TEST_JWT_SECRET
 
 SERVICE_NAMES = [entry.name for entry in available_services()]
 
@@ -33,6 +34,8 @@ CHAOS_ENV = {
     "CYBERCLAIMS_OUTBOX_POLL_SECONDS": "0.3",
     "CYBERCLAIMS_LOG_LEVEL": "WARNING",
     "NOTIFY_WEBHOOK_ALLOWLIST": "127.0.0.1",  # the test receiver is local
+    "CYBERCLAIMS_JWT_SECRET": TEST_JWT_SECRET,
+    "CYBERCLAIMS_RATE_LIMITS": "false",  # every user of the load is one address
     "TRIAGE_TIMER_POLL_SECONDS": "0.3",
     "NOTIFY_WORKER_POLL_SECONDS": "0.3",
     "NOTIFY_BACKOFF_BASE_SECONDS": "0.5",
