@@ -5,15 +5,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench demo clean
+.PHONY: install lock run test test-fast lint bench demo clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs exactly the locked versions, each checked against its hashes, then the project
+# itself without resolving anything again (--no-deps).
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# After a change to the dependencies in pyproject.toml: resolve them again into the lock files
+# (the dev lock is constrained by the runtime one, so both pin the same versions), commit both.
+# tests/deploy/test_lock.py fails while they disagree with pyproject.toml.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	    --custom-compile-command "make lock" --quiet -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	    --generate-hashes --custom-compile-command "make lock" --quiet \
+	    -c requirements.lock -o requirements-dev.lock
 
 run: $(STAMP)
 	$(BIN)/cyberclaims dev

@@ -24,6 +24,8 @@ dlq_app = typer.Typer(help="Inspect and replay dead-lettered events.", no_args_i
 app.add_typer(dlq_app, name="dlq")
 insights_app = typer.Typer(help="Operate the insights read model.", no_args_is_help=True)
 app.add_typer(insights_app, name="insights")
+payments_app = typer.Typer(help="Operate on payments.", no_args_is_help=True)
+app.add_typer(payments_app, name="payments")
 
 ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout, notify or insights")]
 
@@ -128,6 +130,43 @@ def insights_rebuild() -> None:
 
     read = asyncio.run(rebuild(_entry("insights"), PlatformSettings()))
     typer.echo(f"insights: rebuilt from {read} message(s)")
+
+
+@payments_app.command("retry")
+def payments_retry(
+    claim_id: Annotated[str, typer.Argument(help="the claim whose payment failed")],
+    token: Annotated[str | None, typer.Option(
+        envvar="CYBERCLAIMS_TOKEN", help="an operator's token (default: one signed with the "
+        "configured secret, for development)")] = None,
+) -> None:
+    """Send a failed payment again (same idempotency key: never a second payment)."""
+    import httpx
+
+    settings = service("payout").settings()
+    bearer = token or TokenService(PlatformSettings()).issue(role=Role.operator, sub="cli-operator")
+    response = httpx.post(f"http://{settings.host}:{settings.port}/v1/claims/{claim_id}"
+                          "/payment/retry", headers={"Authorization": f"Bearer {bearer}"},
+                          timeout=10)
+    if response.status_code != 200:
+        typer.echo(f"not retried: HTTP {response.status_code}: {response.text}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"payment of claim {claim_id} retried; claim is {response.json()['status']}")
+
+
+@app.command()
+def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Consumer lag, pending outbox rows, dead letters and stuck state machines, in one report
+    (exit code 1 when something needs attention)."""
+    from cyberclaims.doctor import collect
+    from cyberclaims.registry import available_services
+    from shared.clock import SystemClock
+
+    databases = {entry.name: entry.settings().resolved_database_url(entry.name)
+                 for entry in available_services()}
+    report = asyncio.run(collect(PlatformSettings().kafka_bootstrap, databases, SystemClock()))
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.render())
+    if not report.healthy:
+        raise typer.Exit(1)
 
 
 @app.command("sandbox-payments")

@@ -1,7 +1,9 @@
 """`cyberclaims dev`: the whole system on embedded defaults, as child processes.
 
-Order: broker, topics, migrations, then every service (API, consumer and relay in one
-process each), each awaited on /readyz. Output is prefixed per process; Ctrl-C stops all.
+Order: broker, topics, migrations, a check that the broker still holds what the databases
+saw (`cyberclaims.broker.check_kept_state`), then every service (API, consumer and relay in one
+process each), each awaited on /readyz. Output is prefixed per process; Ctrl-C waits (a few
+seconds at most) until the system is drained, records whether it was, and stops all.
 """
 
 from __future__ import annotations
@@ -18,12 +20,21 @@ from dataclasses import dataclass
 
 import httpx
 
-from cyberclaims.broker import broker_command, port_in_use, wait_for_port
+from cyberclaims.broker import (
+    broker_command,
+    check_kept_state,
+    port_in_use,
+    record_drained,
+    wait_for_port,
+)
+from cyberclaims.doctor import collect
 from cyberclaims.registry import available_services
+from shared.clock import SystemClock
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
 from shared.settings import DATA_DIR, PlatformSettings
 
+DRAIN_TIMEOUT_SECONDS = 15.0
 COLOURS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m", "\033[37m"]
 RESET = "\033[0m"
 LOCAL_WEBHOOKS = {"NOTIFY_WEBHOOK_ALLOWLIST": "127.0.0.1"}
@@ -119,9 +130,26 @@ def extra_children() -> list[Child]:
     return children
 
 
+def drained(bootstrap: str, databases: dict[str, str], timeout: float = DRAIN_TIMEOUT_SECONDS
+            ) -> bool:
+    """Wait until every outbox row is published and every consumer group caught up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = asyncio.run(collect(bootstrap, databases, SystemClock()))
+        if (report.broker_error is None
+                and all(h.error is None and h.outbox_pending == 0 for h in report.services.values())
+                and not any(sum(topics.values()) for topics in report.lag.values())):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def run_dev(start_broker: bool = True) -> None:
     platform = PlatformSettings()
     services = available_services()
+    databases = {entry.name: entry.settings().resolved_database_url(entry.name)
+                 for entry in services}
     DATA_DIR.mkdir(exist_ok=True)
     supervisor = Supervisor()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -140,10 +168,10 @@ def run_dev(start_broker: bool = True) -> None:
                 wait_ready(child.ready_url, supervisor)
             elif child.port:
                 wait_for_port(child.port)
-        for entry in services:
-            settings = entry.settings()
-            print(f"migrating {entry.name} ...", flush=True)
-            migrate(entry.name, settings.resolved_database_url(entry.name))
+        for name, url in databases.items():
+            print(f"migrating {name} ...", flush=True)
+            migrate(name, url)
+        check_kept_state(platform.kafka_bootstrap, databases)
         urls = []
         for entry in services:
             settings = entry.settings()
@@ -160,7 +188,12 @@ def run_dev(start_broker: bool = True) -> None:
                 raise SystemExit(crashed)
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("\nstopping ...", flush=True)
+        print("\nwaiting until every event is published and consumed ...", flush=True)
+        settled = drained(platform.kafka_bootstrap, databases)
+        record_drained(settled)
+        print("stopping (drained) ..." if settled else
+              "stopping, NOT drained: events in flight are lost with the broker's memory; the "
+              "next `make run` will refuse to start on these databases", flush=True)
     finally:
         supervisor.stop()
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from shared.consumer import REPLAYED_HEADER
 from shared.kafka import read_from_beginning
 from shared.topics import CATALOG
 
@@ -44,7 +45,8 @@ async def read_all(bootstrap: str) -> list[DeadLetter]:
 
 
 async def replay(bootstrap: str, dead_letter_id: str | None) -> int:
-    """Replay one dead letter (by id) or all; the consumers' inboxes keep this idempotent."""
+    """Replay one dead letter (by id) or all; the consumers' inboxes keep this idempotent.
+    Each copy says it is a replay, so applying it clears the mark the dead letter left."""
     letters = [letter for letter in await read_all(bootstrap)
                if dead_letter_id is None or letter.id == dead_letter_id]
     if dead_letter_id is not None and not letters:
@@ -53,7 +55,9 @@ async def replay(bootstrap: str, dead_letter_id: str | None) -> int:
     await producer.start()
     try:
         for letter in letters:
-            headers = [(k, v) for k, v in letter.record.headers or () if not k.startswith("dlq_")]
+            headers = [(k, v) for k, v in letter.record.headers or ()
+                       if not k.startswith("dlq_") and k != REPLAYED_HEADER]
+            headers.append((REPLAYED_HEADER, b"1"))
             await producer.send_and_wait(letter.header("dlq_origin_topic"),
                                          letter.record.value, key=letter.record.key,
                                          headers=headers)

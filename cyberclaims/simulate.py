@@ -18,7 +18,7 @@ from typing import Any
 
 from cyberclaims.client import Actor, Api, wait_for
 from cyberclaims.demo import policy_body, register_panel
-from shared.events import Category, Section
+from shared.events import VENDOR_VERIFIABLE_SECTIONS, Category, JobType, Section
 from shared.money import round_money
 
 INDUSTRIES = {"telecom": 0.2, "internet": 0.3, "manufacturing": 0.3, "finance": 0.2}
@@ -49,11 +49,11 @@ SEVERITY = {
     Category.insider_misuse: (200_000, 1.2),
     Category.other: (100_000, 1.0),
 }
-SECTION_OF = {
+SECTION_OF = {  # a section that one of the category's jobs may verify (VENDOR_VERIFIABLE_SECTIONS)
     Category.ransomware: Section.cyber_extortion,
     Category.data_breach: Section.legal_and_notification,
     Category.business_email_compromise: Section.funds_transfer_fraud,
-    Category.malware: Section.data_restoration,
+    Category.malware: Section.incident_response,
     Category.unauthorized_access: Section.incident_response,
     Category.ddos: Section.incident_response,  # vendors verify costs; BI is the insured's
     Category.insider_misuse: Section.incident_response,
@@ -243,19 +243,28 @@ def _play(api: Api, adjuster: Actor, claim: SimClaim, suffix: str) -> None:
     for vendor_id, job in _jobs_until_done(api, incident_id):
         vendor = api.vendor(vendor_id)
         vendor.post("triage", f"/v1/jobs/{job['id']}/accept")
+        books_loss = not loss_booked and \
+            claim.section in VENDOR_VERIFIABLE_SECTIONS[JobType(job["job_type"])]
         report: dict[str, Any] = {
             "root_cause": "simulated", "attack_vector": claim.attack_vector,
             "attribution": "criminal", "contained_at": datetime.now(UTC).isoformat(),
-            "verified_losses": [] if loss_booked else [{
+            "verified_losses": [{
                 "section": claim.section.value, "amount": str(claim.payable),
-                "description": "Verified loss of the simulated claim"}],
+                "description": "Verified loss of the simulated claim"}] if books_loss else [],
         }
-        if claim.outage_hours is not None and not loss_booked:
+        if claim.outage_hours is not None and books_loss:
             started = datetime.now(UTC) - timedelta(hours=claim.outage_hours)
             report |= {"outage_started_at": started.isoformat(),
                        "outage_ended_at": datetime.now(UTC).isoformat()}
         vendor.post("triage", f"/v1/jobs/{job['id']}/complete", report)
-        loss_booked = True
+        loss_booked = loss_booked or books_loss
+    found = wait_for("the claim's assessment", lambda: adjuster.call(
+        "payout", "GET", f"/v1/incidents/{incident_id}/claim", expect=(200, 404)),
+        until=lambda c: bool(c) and c.get("response_completed"))
+    for loss in found["losses"]:  # a vendor's item above the vendor limit waits for an adjuster
+        if loss["state"] == "unverified":
+            adjuster.post("payout", f"/v1/claims/{found['id']}/losses/{loss['id']}/verify",
+                          {"note": "Simulated check of the vendor's invoice"})
     found = wait_for("the claim's assessment", lambda: adjuster.call(
         "payout", "GET", f"/v1/incidents/{incident_id}/claim", expect=(200, 404)),
         until=lambda c: bool(c) and c.get("status") in {"pending_approval", *SETTLED_CLAIM_STATES})

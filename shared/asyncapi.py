@@ -37,6 +37,10 @@ _ATTRIBUTE_DOCS = {
     "correlationid": ("Extension: the conversation (the originating request's X-Correlation-Id "
                       "or the first event's id).", None),
     "causationid": ("Extension: id of the event that caused this one.", None),
+    "traceparent": ("Extension (distributed tracing): the W3C traceparent of the span that "
+                    "staged the event; absent when tracing is off.", None),
+    "tracestate": ("Extension (distributed tracing): the W3C tracestate that goes with it.",
+                   None),
 }
 
 _DEAD_LETTER_HEADER_DOCS = {

@@ -15,6 +15,11 @@ anything in that transaction fails, it is rolled back and the same messages are 
 at a time, so a poison message only ever costs its own retries. A message whose `ce_type`
 header names a type this consumer has no handler for is skipped without being decoded (a topic
 carries many types; the consumer that handles it judges whether it is readable).
+
+Dead letters are not silent: with `marks`, an event about an incident that is dead-lettered
+marks the incident in the service's database and alerts operators (its own transaction, after
+the message is on the dead-letter topic); the transaction that applies a replayed copy
+(`REPLAYED_HEADER`, set by `cyberclaims dlq replay`) clears the mark.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import Tracer
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import Insert, String, Table, bindparam, func, literal, select
@@ -40,10 +46,12 @@ from sqlalchemy.types import Uuid
 
 from shared.clock import Clock
 from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime, is_postgres
+from shared.dead_letters import DeadLetterMarks
 from shared.events import Envelope, Event, UnknownEventType
 from shared.kafka import OutgoingMessage, Publisher, retry_until_connected
 from shared.logs import correlation_scope
 from shared.topics import topic_named
+from shared.tracing import consuming
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,8 @@ EVENTS_DEAD = Counter("cyberclaims_events_dead_lettered_total", "Dead-lettered",
 
 STOP_TIMEOUT_SECONDS = 10.0
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+REPLAYED_HEADER = "cc_replayed"
+"""Set on a dead letter published back to its origin topic: applying it clears its mark."""
 
 Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
 """`handler(uow, event, envelope)`: stage effects in `uow.session`; the consumer commits."""
@@ -89,7 +99,11 @@ class EventConsumer:
         retry_delay_seconds: float = 0.2,
         batch_size: int = 100,
         commit_interval_ms: int = 100,
+        tracer: Tracer | None = None,
+        marks: DeadLetterMarks | None = None,
     ) -> None:
+        """`tracer`: each handler run is a span of the trace the event was staged in (None:
+        tracing off)."""
         self.name = name
         self._group_id = group_id
         self._bootstrap = bootstrap
@@ -105,7 +119,9 @@ class EventConsumer:
         self._retry_delay = retry_delay_seconds
         self._batch_size = batch_size
         self._commit_interval_ms = commit_interval_ms
+        self._tracer = tracer
         self._claim_on_postgres = self._claim_statement()
+        self._marks = marks
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -171,7 +187,8 @@ class EventConsumer:
                                                        Handler]]) -> bool:
         """All of `wanted` in one transaction; False (nothing applied) if any of it failed."""
         try:
-            await self._apply([(envelope, handler) for _, envelope, handler in wanted])
+            await self._apply([(envelope, handler) for _, envelope, handler in wanted],
+                              _replayed(record for record, _, _ in wanted))
         except Exception:
             log.warning("%s: a batch of %d failed; applying them one at a time", self.name,
                         len(wanted), exc_info=True)
@@ -185,10 +202,10 @@ class EventConsumer:
             while True:
                 attempts += 1
                 try:
-                    await self._apply([(envelope, handler)])
+                    await self._apply([(envelope, handler)], _replayed([record]))
                     return
                 except (PoisonMessage, ValidationError, UnknownEventType) as exc:
-                    await self._dead_letter(record, exc, attempts=attempts)
+                    await self._dead_letter(record, exc, attempts=attempts, envelope=envelope)
                     return
                 except DBAPIError as exc:
                     if exc.connection_invalidated or isinstance(exc.orig, OSError):
@@ -202,21 +219,22 @@ class EventConsumer:
                         await asyncio.sleep(self._retry_delay)
                         continue
                     if attempts >= self._max_attempts:
-                        await self._dead_letter(record, exc, attempts=attempts)
+                        await self._dead_letter(record, exc, attempts=attempts, envelope=envelope)
                         return
                 except OSError:
                     attempts -= 1
                     await asyncio.sleep(1.0)
                 except Exception as exc:
                     if attempts >= self._max_attempts:
-                        await self._dead_letter(record, exc, attempts=attempts)
+                        await self._dead_letter(record, exc, attempts=attempts, envelope=envelope)
                         return
                     log.warning("handler %s failed on %s (try %d)", self.name, envelope.id, attempts,
                                 exc_info=True)
                 await asyncio.sleep(self._retry_delay * attempts)
 
-    async def _apply(self, items: list[tuple[Envelope, Handler]]) -> None:
-        """Apply `items` in order in one transaction, skipping events the inbox already holds.
+    async def _apply(self, items: list[tuple[Envelope, Handler]], replayed: bool) -> None:
+        """Apply `items` in order in one transaction, skipping events the inbox already holds
+        (and clearing the dead-letter marks of those applied when some were `replayed`).
         Raises, with nothing applied, if any of them fails."""
         applied: list[Envelope] = []
         async with self._uow() as uow:
@@ -225,9 +243,11 @@ class EventConsumer:
                 if envelope.id not in new:
                     continue  # applied before, or a second copy in this batch
                 new.discard(envelope.id)
-                with correlation_scope(envelope.correlationid):
+                with correlation_scope(envelope.correlationid), consuming(self._tracer, envelope):
                     await handler(uow, envelope.event(), envelope)
                 applied.append(envelope)
+            if replayed and self._marks is not None and applied:
+                await self._marks.clear(uow, [envelope.id for envelope in applied])
             await uow.commit()
         EVENTS_DUPLICATE.labels(self.name).inc(len(items) - len(applied))
         for envelope in applied:
@@ -265,7 +285,7 @@ class EventConsumer:
         return set(result.scalars())
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *,
-                           attempts: int) -> None:
+                           attempts: int, envelope: Envelope | None = None) -> None:
         EVENTS_DEAD.labels(self.name).inc()
         log.error("dead-lettering %s[%d]@%d for %s: %r", record.topic, record.partition,
                   record.offset, self.name, exc)
@@ -284,6 +304,19 @@ class EventConsumer:
         [future] = await self._dead_letters.send_many([OutgoingMessage(
             target, record.key or b"", record.value or b"", headers)])
         await future
+        if envelope is not None and self._marks is not None:
+            await self._mark(envelope, exc)
+
+    async def _mark(self, envelope: Envelope, exc: BaseException) -> None:
+        """Mark what the event was about and alert operators. A failure here is logged, never
+        raised: the message is on the dead-letter topic already and the partition must flow."""
+        assert self._marks is not None
+        try:
+            async with self._uow() as uow:
+                if await self._marks.mark(uow, envelope, self.name, exc):
+                    await uow.commit()
+        except Exception:
+            log.exception("%s: could not mark dead-lettered event %s", self.name, envelope.id)
 
 
 class _Offsets:
@@ -335,3 +368,7 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         pass
+
+
+def _replayed(records: Iterable[ConsumerRecord[bytes, bytes]]) -> bool:
+    return any(key == REPLAYED_HEADER for record in records for key, _ in record.headers or ())

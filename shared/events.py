@@ -481,6 +481,32 @@ class PaymentFailed(PaymentEvent):
     attempts: int
 
 
+# --- dead letters --------------------------------------------------------------------------------
+
+
+class EventDeadLettered(IncidentEvent):
+    """A consumer gave up on an event about this incident: what it marked (a claim, jobs) stays
+    marked until a replay applies the event. Operators are alerted; each service publishes it
+    on its own topic (a subclass per topic)."""
+
+    consumer: str
+    dead_event_id: uuid.UUID
+    dead_event_type: str
+    error: str
+    marked: list[str]
+    at: AwareDatetime
+
+
+class ClaimEventDeadLettered(EventDeadLettered):
+    event_type = "cyberclaims.claim.event_dead_lettered.v1"
+    topic = CLAIMS
+
+
+class ResponseEventDeadLettered(EventDeadLettered):
+    event_type = "cyberclaims.response.event_dead_lettered.v1"
+    topic = RESPONSE
+
+
 # --- notify --------------------------------------------------------------------------------------
 
 
@@ -513,7 +539,9 @@ class NotificationDead(NotificationEvent):
 
 
 class Envelope(BaseModel):
-    """A CloudEvents 1.0 event with the `correlationid` and `causationid` extensions."""
+    """A CloudEvents 1.0 event with the `correlationid` and `causationid` extensions, and the
+    W3C trace context of the span that staged it (`traceparent`, `tracestate`: the CloudEvents
+    distributed-tracing extension; absent when tracing is off)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -527,6 +555,8 @@ class Envelope(BaseModel):
     dataschema: str | None = None
     correlationid: str
     causationid: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
     data: dict[str, Any]
 
     @classmethod
@@ -539,6 +569,8 @@ class Envelope(BaseModel):
         correlation_id: str | None = None,
         causation_id: str | None = None,
         event_id: uuid.UUID | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Envelope:
         """Wrap event data; without a correlation id the event starts a new conversation."""
         new_id = event_id or uuid.uuid4()
@@ -551,6 +583,8 @@ class Envelope(BaseModel):
             dataschema=f"urn:cyberclaims:schema:{event.event_type}",
             correlationid=correlation_id or str(new_id),
             causationid=causation_id,
+            traceparent=traceparent,
+            tracestate=tracestate,
             data=event.model_dump(mode="json"),
         )
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import zlib
 from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+
+# Each service has its own database, so one key serves them all.
+MIGRATION_LOCK_KEY = zlib.crc32(b"cyberclaims:migrations")
 
 
 def alembic_config(service: str, database_url: str) -> Config:
@@ -39,6 +43,12 @@ def run_env(metadata: MetaData) -> None:
                           render_as_batch=connection.dialect.name == "sqlite",
                           compare_type=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Every pod of a Deployment migrates in its init container, several at once in
+                # a rollout; Alembic takes no lock of its own. The first holds this one until
+                # it commits; the others then find the database at head and do nothing.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
 
     async def _online() -> None:

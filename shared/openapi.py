@@ -7,9 +7,11 @@ from the edge every service shares (`shared.http_edge`, `shared.problems`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from shared.http_edge import WRITE_METHODS, is_authenticated
@@ -39,18 +41,26 @@ HEADERS = {
 def error_statuses(route: APIRoute, method: str) -> set[int]:
     """The error statuses `route` may answer to `method`."""
     statuses = {431}
-    dependant = route.dependant
+    dependants = list(_with_sub_dependencies(route.dependant))
     if is_authenticated(route):
-        statuses |= {401, 403, 429, 503}
-    if dependant.path_params:
+        # 404 too: a body may name an object the caller may not see (a policy, say).
+        statuses |= {401, 403, 404, 429, 503}
+    if any(d.path_params for d in dependants):
         statuses |= {404, 422}
-    if dependant.query_params or dependant.header_params:
+    if any(d.query_params or d.header_params for d in dependants):
         statuses.add(422)
     if route.body_field is not None:
         statuses |= {400, 413, 415, 422}
     if method in WRITE_METHODS:
         statuses.add(409)
     return statuses
+
+
+def _with_sub_dependencies(dependant: Dependant) -> Iterator[Dependant]:
+    """A route's parameters may be declared by its dependencies (a query model, say)."""
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _with_sub_dependencies(sub)
 
 
 def document_error_responses(app: FastAPI) -> None:

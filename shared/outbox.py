@@ -49,6 +49,7 @@ from shared.events import Envelope, Event, kafka_headers, kafka_value
 from shared.kafka import OutgoingMessage, Publisher
 from shared.logs import correlation_id as ambient_correlation_id
 from shared.polling import PollingLoop
+from shared.tracing import current_context
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +113,17 @@ class Outbox:
         writes the row with its own statement (in the same transaction as its state change).
 
         Its correlation id is the cause's, else `correlation_id`, else the one of the request
-        being served (X-Correlation-Id), so a report can be traced through every service."""
+        being served (X-Correlation-Id), so a report can be traced through every service; its
+        trace context is the current span's (shared/tracing.py), stored so the relay sends it."""
         now = self.clock.now()
         if cause is not None:
             correlation_id = cause.correlationid
         elif correlation_id is None:
             correlation_id = ambient_correlation_id.get()
+        trace = current_context()
         envelope = Envelope.wrap(event, source=self.source, time=now, correlation_id=correlation_id,
-                                 causation_id=str(cause.id) if cause is not None else None)
+                                 causation_id=str(cause.id) if cause is not None else None,
+                                 traceparent=trace.traceparent, tracestate=trace.tracestate)
         return envelope, {
             "event_id": envelope.id, "event_type": envelope.type, "topic": event.topic.name,
             "partition_key": event.partition_key(), "envelope": envelope.model_dump(mode="json"),

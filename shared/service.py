@@ -29,6 +29,7 @@ from shared.auth import Principal, Role, TokenService, require
 from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, Handler, InboxColumns
 from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
+from shared.dead_letters import DeadLetterMarks
 from shared.events import Event
 from shared.http_edge import EdgeLimits, RequestLimitsMiddleware, guard_authenticated_routes
 from shared.inputs import JsonBodiesOnly
@@ -38,6 +39,7 @@ from shared.openapi import document_error_responses
 from shared.outbox import Outbox, OutboxColumns, OutboxRelay
 from shared.problems import install_problem_handlers
 from shared.settings import PlatformSettings, ServiceSettings
+from shared.tracing import instrument_engine, provider_for, trace_app, traced_by
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class Runtime:
     tokens: TokenService
     consumer: EventConsumer | None = None
     limits: EdgeLimits | None = None
+    dead_letters: DeadLetterMarks | None = None
     resources: dict[str, Any] = field(default_factory=dict)
 
     async def ready(self) -> dict[str, str]:
@@ -93,6 +96,8 @@ class ServiceSpec:
     workers: Callable[[Runtime], Sequence[Worker]] = lambda _: ()
     setup: Callable[[Runtime], Awaitable[None]] | None = None
     teardown: Callable[[Runtime], Awaitable[None]] | None = None
+    dead_letters: Callable[[Runtime], DeadLetterMarks] | None = None
+    """How a dead-lettered event about an incident marks it and alerts operators."""
 
 
 def create_service_app(
@@ -112,6 +117,9 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(spec.name, platform.log_level)
         engine = create_engine(database_url, pool_size=platform.database_pool_size)
+        tracer_provider = traced_by(app)
+        if tracer_provider is not None:
+            instrument_engine(engine, tracer_provider)
         publisher = KafkaPublisher(platform.kafka_bootstrap, client_id=f"cyberclaims-{spec.name}",
                                    idempotent=platform.kafka_idempotent_producer)
         relay = OutboxRelay(engine, spec.outbox_model, publisher,
@@ -129,6 +137,8 @@ def create_service_app(
         if spec.setup is not None:
             await spec.setup(runtime)
         handlers = spec.handlers(runtime)
+        if spec.dead_letters is not None:
+            runtime.dead_letters = spec.dead_letters(runtime)
         if handlers:
             runtime.consumer = EventConsumer(
                 name=spec.name, group_id=f"cyberclaims-{spec.name}",
@@ -139,6 +149,8 @@ def create_service_app(
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 batch_size=platform.consumer_batch_size,
                 commit_interval_ms=platform.consumer_commit_interval_ms,
+                tracer=None if tracer_provider is None else tracer_provider.get_tracer(__name__),
+                marks=runtime.dead_letters,
             )
         app.state.runtime = runtime
         app.state.tokens = runtime.tokens
@@ -163,6 +175,8 @@ def create_service_app(
                 await spec.teardown(runtime)
             await publisher.stop()
             await engine.dispose()
+            if tracer_provider is not None:
+                tracer_provider.force_flush()  # the last spans, before the process exits
             gc.unfreeze()  # a process that starts another app (tests do) collects this one's
             log.info("%s stopped", spec.name)
 
@@ -173,6 +187,9 @@ def create_service_app(
     app.add_middleware(RequestLimitsMiddleware, max_header_bytes=platform.max_header_bytes,
                        max_body_bytes=platform.max_body_bytes)
     _install_observability(app, spec.name)  # outermost: its headers and counts cover a 431 too
+    tracer_provider = provider_for(spec.name, platform)
+    if tracer_provider is not None:
+        trace_app(app, tracer_provider)
     for router in spec.routers:
         # The routers' routes themselves (their paths and tags are complete), not
         # `include_router`: FastAPI matches an included router's routes through a layer of

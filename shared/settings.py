@@ -44,6 +44,11 @@ class PlatformSettings(BaseSettings):
     jwt_audience: str = "cyberclaims-api"
     jwt_ttl_seconds: int = Field(default=3600, gt=0)
     log_level: str = "INFO"
+    otlp_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); "
+                    "empty: tracing off, nothing instrumented (shared/tracing.py).",
+    )
     kafka_create_topics: bool = Field(
         default=True,
         description="Create missing catalog topics at start-up (dev); off where topics are "

@@ -21,6 +21,7 @@ from shared.events import (
     ClaimApproved,
     ClaimClosedWithoutPayment,
     ClaimDenied,
+    ClaimEventDeadLettered,
     ClaimPendingApproval,
     IncidentReported,
     IncidentResponseCompleted,
@@ -30,6 +31,7 @@ from shared.events import (
     JobUnassigned,
     PaymentFailed,
     PaymentSucceeded,
+    ResponseEventDeadLettered,
 )
 
 REGULATORY_REMINDER = "cyberclaims.notify.regulatory_reminder.v1"
@@ -109,6 +111,12 @@ ROUTES: Mapping[str, Rule] = {
     PaymentFailed.event_type: Rule("payment failed", (
         Route(Audience.policyholder, "payment_failed"),
         Route(Audience.operators, "payment_failed_alert"),
+    )),
+    ClaimEventDeadLettered.event_type: Rule("event about a claim dead-lettered", (
+        Route(Audience.operators, "event_dead_lettered_alert"),
+    )),
+    ResponseEventDeadLettered.event_type: Rule("event about a response job dead-lettered", (
+        Route(Audience.operators, "event_dead_lettered_alert"),
     )),
     REGULATORY_REMINDER: Rule("regulatory deadline in 1 hour and not yet confirmed", (
         Route(Audience.policyholder, "regulatory_reminder"),

@@ -8,12 +8,14 @@ import httpx
 from fastapi import FastAPI
 
 from services.payout import handlers, views
-from services.payout.models import Inbox, Outbox
+from services.payout.models import DeadLetter, Inbox, Outbox
 from services.payout.payments import PaymentProvider, PaymentWorker
 from services.payout.safety_net import SafetyNet
 from services.payout.service import Context, Rules
 from services.payout.settings import PayoutSettings
 from shared.clock import Clock
+from shared.dead_letters import DeadLetterMarks
+from shared.events import ClaimEventDeadLettered
 from shared.service import Runtime, ServiceSpec, Worker, create_service_app
 from shared.settings import PlatformSettings
 
@@ -52,6 +54,9 @@ def spec(settings: PayoutSettings) -> ServiceSpec:
         workers=workers,
         setup=setup,
         teardown=teardown,
+        dead_letters=lambda runtime: DeadLetterMarks(DeadLetter, runtime.outbox,
+                                                     ClaimEventDeadLettered,
+                                                     handlers.claim_of_incident),
     )
 
 

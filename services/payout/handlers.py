@@ -1,11 +1,16 @@
 """Payout's event handlers: its copy of policies, one claim per incident, loss items from
-policyholders and vendors. Assessment runs as soon as a claim is ready (see `service`)."""
+policyholders and vendors, triage's grading (shown to the adjuster). Assessment runs as soon
+as a claim is ready (see `service`)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
+from sqlalchemy import select
+
 from services.payout import service
+from services.payout.models import Claim
 from services.payout.service import Context
 from shared.consumer import Handler
 from shared.db import UnitOfWork
@@ -14,10 +19,17 @@ from shared.events import (
     Event,
     IncidentReported,
     IncidentResponseCompleted,
+    IncidentTriaged,
     LossSubmitted,
     PolicyRegistered,
     PolicyUpdated,
 )
+
+
+async def claim_of_incident(uow: UnitOfWork, incident_id: uuid.UUID) -> list[str]:
+    """What a dead-lettered event about `incident_id` freezes here: its claim, if opened."""
+    claim_id = await uow.session.scalar(select(Claim.id).where(Claim.incident_id == incident_id))
+    return [f"claim {claim_id}"] if claim_id is not None else []
 
 
 def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
@@ -30,6 +42,9 @@ def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
     async def incident_reported(uow: UnitOfWork, event: IncidentReported, envelope: Envelope) -> None:
         await service.record_incident(uow, ctx, event, envelope)
 
+    async def incident_triaged(uow: UnitOfWork, event: IncidentTriaged, envelope: Envelope) -> None:
+        await service.record_triage(uow, event)
+
     async def loss_submitted(uow: UnitOfWork, event: LossSubmitted, envelope: Envelope) -> None:
         await service.record_submitted_loss(uow, ctx, event, envelope)
 
@@ -41,6 +56,7 @@ def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
         PolicyRegistered: policy_registered,
         PolicyUpdated: policy_updated,
         IncidentReported: incident_reported,
+        IncidentTriaged: incident_triaged,
         LossSubmitted: loss_submitted,
         IncidentResponseCompleted: response_completed,
     }

@@ -23,6 +23,7 @@ from sqlalchemy.types import BigInteger, Uuid
 
 from shared.consumer import InboxColumns
 from shared.db import NAMING_CONVENTION, MoneyColumn, UTCDateTime
+from shared.dead_letters import DeadLetterColumns
 from shared.outbox import OutboxColumns
 
 
@@ -36,6 +37,12 @@ class Outbox(OutboxColumns, Base):
 
 class Inbox(InboxColumns, Base):
     __tablename__ = "inbox"
+
+
+class DeadLetter(DeadLetterColumns, Base):
+    """Events this service gave up on, per incident: shown on what it serves about it."""
+
+    __tablename__ = "dead_letters"
 
 
 class Policy(Base):
@@ -64,6 +71,22 @@ class Incident(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     discovered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    title: Mapped[str | None] = mapped_column(Text)
+    """What was reported, for the adjuster (None on incidents stored before it was kept)."""
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class IncidentTriage(Base):
+    """Triage's grading of an incident, for the adjuster. Its own row: the triage event and the
+    report travel on different topics and arrive in either order."""
+
+    __tablename__ = "incident_triage"
+
+    incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    priority: Mapped[str] = mapped_column(String(8))
+    regulatory_grade: Mapped[str] = mapped_column(String(40))
+    regulatory_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    triaged_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Claim(Base):
@@ -94,6 +117,8 @@ class Claim(Base):
     data_issue: Mapped[str | None] = mapped_column(Text)
     """Why the facts received cannot be assessed (e.g. a timestamp out of range): shown to the
     adjuster, who resolves it (for an outage, by setting the outage hours)."""
+    findings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    """The vendors' findings from the completed response (root cause, attack vector, ...)."""
 
 
 class LossItem(Base):

@@ -23,11 +23,12 @@ from prometheus_client import Counter
 from sqlalchemy import select
 
 from services.payout.models import Claim, Payment
-from services.payout.service import ClaimStatus, Context, PaymentState
+from services.payout.service import ClaimStatus, Context, PaymentState, locked_claim
 from services.payout.settings import PayoutSettings
-from shared.db import UnitOfWorkFactory
-from shared.events import PaymentFailed, PaymentSucceeded
+from shared.db import UnitOfWork, UnitOfWorkFactory
+from shared.events import PaymentFailed, PaymentRequested, PaymentSucceeded
 from shared.polling import PollingLoop
+from shared.problems import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,31 @@ class PaymentProvider:
         error = f"HTTP {response.status_code}: {response.text[:500]}"
         return Outcome(error=error, retryable=response.status_code >= 500
                        or response.status_code in RETRYABLE_STATUS)
+
+
+async def retry_failed(uow: UnitOfWork, ctx: Context, claim_id: uuid.UUID, operator: str) -> Claim:
+    """An operator's retry of a failed payment, once its cause is fixed: the same payment goes
+    back to pending with a fresh budget of tries. Its id stays the idempotency key, so the
+    provider pays a claim at most once whatever the earlier tries did."""
+    claim = await locked_claim(uow, claim_id)
+    payment = await uow.session.scalar(
+        select(Payment).where(Payment.claim_id == claim.id).with_for_update())
+    if payment is None or payment.state != PaymentState.failed:
+        raise Conflict(f"claim {claim_id} has no failed payment to retry")
+    now = ctx.clock.now()
+    payment.state = PaymentState.pending
+    payment.attempts = 0
+    payment.next_attempt_at = now
+    payment.completed_at = None
+    claim.status = ClaimStatus.approved
+    claim.updated_at = now
+    ctx.outbox.add(uow.session, PaymentRequested(
+        incident_id=claim.incident_id, org_id=claim.org_id, claim_id=claim.id, at=now,
+        payment_id=payment.id, amount=payment.amount, currency=payment.currency))
+    await uow.commit()
+    log.warning("payment %s of claim %s retried by %s after: %s", payment.id, claim.id, operator,
+                payment.last_error)
+    return claim
 
 
 class PaymentWorker:

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from shared.events import CoverageQuestion, Section, SectionBreakdown
+from shared.auth import Role
+from shared.dead_letters import DeadLetterOut
+from shared.events import (
+    Attribution,
+    CoverageQuestion,
+    Finding,
+    PolicyTerms,
+    Section,
+    SectionBreakdown,
+    VerifiedOutage,
+)
 from shared.inputs import RequestBody
 from shared.money import Money
 
@@ -120,6 +130,9 @@ class ClaimOut(ClaimSummary):
     outage: OutageOut | None
     losses: list[LossOut]
     payment: PaymentOut | None
+    dead_letters: list[DeadLetterOut]
+    """Events about this claim that failed and were dead-lettered: the claim is frozen until
+    an operator fixes the cause and replays them."""
 
 
 class ClaimPage(BaseModel):
@@ -141,3 +154,63 @@ class AssessmentOut(BaseModel):
     coverage_questions: list[CoverageQuestion]
     payable: Money
     decision: str
+
+
+class SignedInOut(BaseModel):
+    """Who the console is signed in as, and what they may decide on."""
+
+    sub: str
+    role: Role
+    authority_limit: Money | None
+    two_approver_threshold: Money
+
+
+class QueueItem(ClaimSummary):
+    holder_name: str | None
+    data_issue: str | None
+    decided_at: AwareDatetime | None
+    mine: bool
+    """Approval queue: the caller can approve it now (within their authority, not yet approved
+    by them)."""
+    needs: list[Literal["verify_losses", "set_outage", "data_issue"]]
+    """What an open claim waits for from an adjuster before it can be assessed."""
+
+
+class QueuePage(BaseModel):
+    items: list[QueueItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class IncidentOut(BaseModel):
+    """The incident as reported, with triage's grading once it has arrived."""
+
+    category: str
+    title: str | None
+    description: str | None
+    occurred_at: AwareDatetime
+    discovered_at: AwareDatetime
+    reported_at: AwareDatetime
+    priority: str | None
+    regulatory_grade: str | None
+    regulatory_deadline: AwareDatetime | None
+    triaged_at: AwareDatetime | None
+
+
+class QuestionOut(BaseModel):
+    code: CoverageQuestion
+    explanation: str
+
+
+class ClaimFileOut(BaseModel):
+    """What an adjuster decides from beyond the claim: the policy, the incident, the vendors'
+    findings and why each coverage question was raised. A part not received yet is null."""
+
+    policy: PolicyTerms | None
+    incident: IncidentOut | None
+    attribution: Attribution | None
+    findings: list[Finding]
+    verified_outage: VerifiedOutage | None
+    adjuster_outage_note: str | None
+    coverage_questions: list[QuestionOut]

@@ -2,49 +2,60 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
 import uuid
 from decimal import Decimal
 from importlib.resources import files
 from typing import Annotated, Literal
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import HTMLResponse, Response
 
-from services.payout import assessment, service
+from services.payout import assessment, payments, service
 from services.payout.models import Claim
 from services.payout.schemas import (
     ApprovalOut,
     ApproveIn,
     AssessmentOut,
+    ClaimFileOut,
     ClaimOut,
     ClaimPage,
     ClaimSummary,
     DenyIn,
+    IncidentOut,
     LossOut,
     OutageIn,
     OutageOut,
     PaymentOut,
+    QuestionOut,
+    QueueItem,
+    QueuePage,
     RejectLossIn,
+    SignedInOut,
     VerifyLossIn,
 )
 from services.payout.service import Context
 from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
-from shared.events import CoverageQuestion, SectionBreakdown
-from shared.inputs import PageLimit, PageOffset
+from shared.dead_letters import DeadLetterOut
+from shared.events import CoverageQuestion, Finding, SectionBreakdown, VerifiedOutage
+from shared.inputs import NUL_FREE, PageLimit, PageOffset
+from shared.problems import NotFound
 from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
 Adjuster = Annotated[Principal, require(Role.adjuster)]
 ClaimReader = Annotated[Principal, require(Role.adjuster, Role.operator)]
+Operator = Annotated[Principal, require(Role.operator)]
 StatusFilter = Literal["open", "pending_approval", "approved", "denied", "closed_without_payment",
                        "paid", "payment_failed"]
 
 claims = APIRouter(prefix="/v1/claims", tags=["claims"])
 incidents = APIRouter(prefix="/v1/incidents", tags=["claims"])
+queues = APIRouter(prefix="/v1", tags=["console"])
 console = APIRouter(tags=["console"])
+QueueName = Literal["verification", "approval", "decided"]
+Search = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NUL_FREE,
+                                     description="an incident id, or part of a policy number, "
+                                                 "policyholder org id or name")]
 
 
 def _ctx(runtime: Runtime) -> Context:
@@ -79,6 +90,9 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
         losses=[LossOut.model_validate(item, from_attributes=True)
                 for item in await service.losses_of(uow, claim)],
         payment=PaymentOut.model_validate(payment, from_attributes=True) if payment else None,
+        dead_letters=[DeadLetterOut.model_validate(mark, from_attributes=True) for mark in
+                      await runtime.dead_letters.of_incident(uow, claim.incident_id)]
+        if runtime.dead_letters is not None else [],
     )
 
 
@@ -96,6 +110,39 @@ async def list_claims(_: ClaimReader, uow: UnitOfWorkDep,
 async def read_claim(claim_id: uuid.UUID, _: ClaimReader, runtime: RuntimeDep,
                      uow: UnitOfWorkDep) -> ClaimOut:
     return await _claim_out(uow, runtime, await service.claim_by_id(uow, claim_id))
+
+
+@claims.get("/{claim_id}/file", response_model=ClaimFileOut,
+            responses={404: {"description": "no such claim"}})
+async def read_claim_file(claim_id: uuid.UUID, _: ClaimReader, uow: UnitOfWorkDep) -> ClaimFileOut:
+    """The policy, the incident with triage's grading, the vendors' findings and why each
+    coverage question was raised: what the adjuster decides from besides the claim."""
+    claim = await service.claim_by_id(uow, claim_id)
+    current = await service.latest_assessment(uow, claim)
+    found = await service.claim_file(uow, claim)
+    incident, triage = found.incident, found.triage
+    return ClaimFileOut(
+        policy=found.policy,
+        incident=IncidentOut(
+            category=incident.category, title=incident.title, description=incident.description,
+            occurred_at=incident.occurred_at, discovered_at=incident.discovered_at,
+            reported_at=incident.reported_at,
+            priority=triage.priority if triage else None,
+            regulatory_grade=triage.regulatory_grade if triage else None,
+            regulatory_deadline=triage.regulatory_deadline if triage else None,
+            triaged_at=triage.triaged_at if triage else None,
+        ) if incident is not None else None,
+        attribution=claim.attribution,
+        findings=[Finding.model_validate(f) for f in claim.findings or []],
+        verified_outage=VerifiedOutage(started_at=claim.outage_started_at,
+                                       ended_at=claim.outage_ended_at)
+        if claim.outage_started_at is not None and claim.outage_ended_at is not None else None,
+        adjuster_outage_note=claim.adjuster_outage_note,
+        coverage_questions=[
+            QuestionOut(code=q, explanation=service.explain(CoverageQuestion(q), found.policy,
+                                                            incident))
+            for q in (current.coverage_questions if current else [])],
+    )
 
 
 @claims.get("/{claim_id}/assessments", response_model=list[AssessmentOut])
@@ -160,6 +207,16 @@ async def deny_claim(claim_id: uuid.UUID, body: DenyIn, caller: Adjuster, runtim
     return await _after_change(uow, runtime, claim)
 
 
+@claims.post("/{claim_id}/payment/retry", response_model=ClaimOut,
+             responses={409: {"description": "the claim has no failed payment"}})
+async def retry_payment(claim_id: uuid.UUID, caller: Operator, runtime: RuntimeDep,
+                        uow: UnitOfWorkDep) -> ClaimOut:
+    """Operators: send a failed payment again, with the same idempotency key (never a second
+    payment), once the provider's fault is fixed."""
+    claim = await payments.retry_failed(uow, _ctx(runtime), claim_id, caller.sub)
+    return await _after_change(uow, runtime, claim)
+
+
 async def _after_change(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOut:
     """The claim as committed (read in the request's own session, so a request never holds
     two connections); a payment it requested is sent right away."""
@@ -168,22 +225,55 @@ async def _after_change(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> Clai
     return await _claim_out(uow, runtime, claim)
 
 
+@queues.get("/me", response_model=SignedInOut)
+async def signed_in(caller: ClaimReader, runtime: RuntimeDep) -> SignedInOut:
+    """Who is signed in and the most they may decide on (the console's header)."""
+    return SignedInOut(sub=caller.sub, role=caller.role,
+                       authority_limit=service.authority_limit(caller),
+                       two_approver_threshold=_ctx(runtime).rules.two_approver_threshold)
+
+
+@queues.get("/queues/{name}", response_model=QueuePage)
+async def read_queue(name: QueueName, caller: ClaimReader, uow: UnitOfWorkDep,
+                     q: Search = None, limit: PageLimit = 20, offset: PageOffset = 0) -> QueuePage:
+    """An adjuster's queue: `verification` (losses to verify, outages to set, data issues;
+    oldest first), `approval` (the ones the caller can approve now first, then oldest;
+    `mine` marks them) or `decided` (latest decision first); `q` searches."""
+    rows, total = await service.queue(uow, caller, name, search=q, limit=limit, offset=offset)
+    return QueuePage(
+        items=[QueueItem(**ClaimSummary.model_validate(row.claim, from_attributes=True).model_dump(),
+                         holder_name=row.holder_name, data_issue=row.claim.data_issue,
+                         decided_at=row.claim.decided_at, mine=row.mine, needs=row.needs)
+               for row in rows],
+        total=total, limit=limit, offset=offset)
+
+
 @console.get("/console", response_class=HTMLResponse, include_in_schema=False)
 async def adjuster_console() -> HTMLResponse:
-    """The adjuster console: one static page calling this API with the adjuster's token.
-    Never framed (clickjacking), never cached (it holds a token), and running no script but
-    its own (the CSP admits the page's inline script by its hash)."""
-    page = files("services.payout").joinpath("console/index.html").read_text(encoding="utf-8")
-    return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                       "Content-Security-Policy": _console_policy(page)})
+    """The adjuster console: one static page and its script, calling this API with the
+    adjuster's token. Never framed (clickjacking), never cached (it holds a token), and running
+    no script but its own, from the package (the CSP admits nothing else)."""
+    return HTMLResponse(_asset("index.html"), headers=CONSOLE_HEADERS)
 
 
-def _console_policy(page: str) -> str:
-    scripts = " ".join(
-        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
-        for s in re.findall(r"<script>(.*?)</script>", page, flags=re.DOTALL))
-    return (f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; "
-            "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+CONSOLE_HEADERS = {
+    "Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self'; connect-src 'self'; form-action 'none'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+}
 
 
-routers = (claims, incidents, console)
+@console.get("/console/{asset}", include_in_schema=False)
+async def console_asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.[a-z]+$")]) -> Response:
+    if asset not in CONSOLE_ASSETS:
+        raise NotFound(f"no console asset {asset}")
+    return Response(_asset(asset), media_type=CONSOLE_ASSETS[asset], headers=CONSOLE_HEADERS)
+
+
+def _asset(name: str) -> str:
+    return files("services.payout").joinpath(f"console/{name}").read_text(encoding="utf-8")
+
+
+routers = (claims, incidents, queues, console)

@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from fastapi import FastAPI
 
 from services.triage import handlers, service, views
-from services.triage.models import Inbox, Outbox
+from services.triage.models import DeadLetter, Inbox, Outbox
 from services.triage.service import TriageContext
 from services.triage.settings import TriageSettings
 from shared.clock import Clock
 from shared.consumer import Handler
-from shared.events import Event
+from shared.dead_letters import DeadLetterMarks
+from shared.events import Event, ResponseEventDeadLettered
 from shared.polling import PollingLoop
 from shared.service import Runtime, ServiceSpec, Worker, create_service_app
 from shared.settings import PlatformSettings
@@ -55,6 +56,9 @@ def spec(settings: TriageSettings) -> ServiceSpec:
         handlers=event_handlers,
         workers=workers,
         setup=setup,
+        dead_letters=lambda runtime: DeadLetterMarks(DeadLetter, runtime.outbox,
+                                                     ResponseEventDeadLettered,
+                                                     service.jobs_of_incident),
     )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.types import BigInteger, Uuid
 
 from shared.consumer import InboxColumns
 from shared.db import NAMING_CONVENTION, MoneyColumn, UTCDateTime
+from shared.dead_letters import DeadLetterColumns
 from shared.outbox import OutboxColumns
 
 
@@ -37,6 +38,12 @@ class Outbox(OutboxColumns, Base):
 
 class Inbox(InboxColumns, Base):
     __tablename__ = "inbox"
+
+
+class DeadLetter(DeadLetterColumns, Base):
+    """Events this service gave up on, per incident: shown on what it serves about it."""
+
+    __tablename__ = "dead_letters"
 
 
 class Policy(Base):

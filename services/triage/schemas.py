@@ -14,6 +14,7 @@ from pydantic import (
     field_validator,
 )
 
+from shared.dead_letters import DeadLetterOut
 from shared.events import (
     VENDOR_VERIFIABLE_SECTIONS,
     Attribution,
@@ -84,6 +85,9 @@ class JobOut(BaseModel):
     completed_at: AwareDatetime | None
     report: CompletionReport | None
     history: list[HistoryItem]
+    dead_letters: list[DeadLetterOut]
+    """Events about this job's incident that failed and were dead-lettered (operators and
+    adjusters only): the job may be frozen until an operator replays them."""
 
 
 class JobPage(BaseModel):

@@ -10,8 +10,8 @@ only takes job rows with SKIP LOCKED. So no two transactions wait on each other 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,6 +47,7 @@ from services.triage.cache import TransactionCache
 from services.triage.models import (
     HOLDS_A_SLOT,
     OPEN_STATES,
+    DeadLetter,
     Incident,
     IncidentStatus,
     Job,
@@ -85,6 +86,7 @@ from shared.events import (
 )
 from shared.outbox import Outbox
 from shared.problems import Conflict, NotFound, Unprocessable
+from shared.repairs import record_repair
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 SYSTEM = "triage"
@@ -495,6 +497,7 @@ class JobView:
     job: Job
     history: Sequence[JobHistory]
     outcome_for_vendor: str | None = None
+    dead_letters: Sequence[DeadLetter] = ()
 
 
 async def _visible_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID
@@ -524,10 +527,29 @@ async def _histories(session: AsyncSession, job_ids: Sequence[uuid.UUID]
     return found
 
 
+async def _dead_letters(session: AsyncSession, incident_ids: Collection[uuid.UUID]
+                        ) -> dict[uuid.UUID, list[DeadLetter]]:
+    """The events about these incidents that were dead-lettered and not replayed yet."""
+    found: dict[uuid.UUID, list[DeadLetter]] = defaultdict(list)
+    if incident_ids:
+        for row in await session.scalars(select(DeadLetter).where(
+                DeadLetter.incident_id.in_(set(incident_ids))).order_by(DeadLetter.at)):
+            found[row.incident_id].append(row)
+    return found
+
+
+async def _views(session: AsyncSession, jobs: Sequence[Job]) -> list[JobView]:
+    histories = await _histories(session, [job.id for job in jobs])
+    marks = await _dead_letters(session, {job.incident_id for job in jobs})
+    return [JobView(job, histories[job.id], dead_letters=marks.get(job.incident_id, ()))
+            for job in jobs]
+
+
 async def read_job(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID) -> JobView:
     job, outcome = await _visible_job(uow.session, principal, job_id)
     history = (await _histories(uow.session, [job.id]))[job.id]
-    return JobView(job, history, outcome)
+    marks = await _dead_letters(uow.session, [job.incident_id])
+    return JobView(job, history, outcome, marks.get(job.incident_id, ()))
 
 
 async def list_jobs(uow: UnitOfWork, principal: Principal, *, status: str | None,
@@ -545,8 +567,7 @@ async def list_jobs(uow: UnitOfWork, principal: Principal, *, status: str | None
     jobs = list(await uow.session.scalars(
         query.order_by(Job.created_at.desc(), Job.incident_id, Job.position).limit(limit).offset(offset)
     ))
-    histories = await _histories(uow.session, [job.id for job in jobs])
-    return [JobView(job, histories[job.id]) for job in jobs], total
+    return await _views(uow.session, jobs), total
 
 
 async def _held_job(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID,
@@ -780,6 +801,15 @@ async def list_vendors(uow: UnitOfWork) -> list[Vendor]:
 # --- the incident's triage -----------------------------------------------------------------------
 
 
+async def jobs_of_incident(uow: UnitOfWork, incident_id: uuid.UUID) -> list[str]:
+    """What a dead-lettered event about `incident_id` may freeze here: its open jobs (or the
+    incident itself when none is open)."""
+    jobs = await uow.session.scalars(select(Job.id).where(
+        Job.incident_id == incident_id, Job.status.in_(OPEN_STATES)).order_by(Job.position))
+    return [f"job {job_id}" for job_id in jobs] or [f"incident {incident_id}"]
+
+
+
 async def incident_triage(uow: UnitOfWork, incident_id: uuid.UUID
                           ) -> tuple[Incident, list[JobView]]:
     incident = await uow.session.get(Incident, incident_id)
@@ -788,8 +818,7 @@ async def incident_triage(uow: UnitOfWork, incident_id: uuid.UUID
     jobs = list(await uow.session.scalars(
         select(Job).where(Job.incident_id == incident_id).order_by(Job.position)
     ))
-    histories = await _histories(uow.session, [job.id for job in jobs])
-    return incident, [JobView(job, histories[job.id]) for job in jobs]
+    return incident, await _views(uow.session, jobs)
 
 
 # --- the timer -----------------------------------------------------------------------------------
@@ -797,6 +826,7 @@ async def incident_triage(uow: UnitOfWork, incident_id: uuid.UUID
 
 @dataclass
 class TimerPass:
+    repaired: int = 0
     expired: int = 0
     assigned: int = 0
     triaged: int = 0
@@ -810,11 +840,33 @@ async def run_timer_pass(uows: UnitOfWorkFactory, ctx: TriageContext,
     nothing; SKIP LOCKED lets replicas share the work."""
     now = now or ctx.clock.now()
     done = TimerPass()
+    done.repaired = await _repair_deadlineless(uows, ctx, now)
     while await _expire_next(uows, ctx, now):
         done.expired += 1
     done.assigned = await _assign_waiting(uows, ctx, now)
     done.triaged = await _triage_waiting(uows, ctx, now)
     return done
+
+
+async def _repair_deadlineless(uows: UnitOfWorkFactory, ctx: TriageContext, now: datetime) -> int:
+    """Safety net: a dispatched job without an acceptance deadline would wait for its vendor
+    forever (nothing expires it). It gets the deadline its priority gives from now, and is
+    counted and logged: such a job means a bug elsewhere."""
+    async with uows() as uow:
+        jobs = list(await uow.session.scalars(
+            select(Job).where(Job.status == JobStatus.dispatched, Job.accept_by.is_(None))
+            .with_for_update(skip_locked=True)))
+        for job in jobs:
+            job.accept_by = rules.acceptance_deadline(now, Priority(job.priority), ctx.times)
+            job.updated_at = now
+            _history(uow.session, job, JobStatus.dispatched, now, SYSTEM, job.vendor_id,
+                     f"had no acceptance deadline; accept by {job.accept_by.isoformat()}")
+            record_repair("triage", "job_without_deadline",
+                          f"job {job.id} was dispatched to {job.vendor_id} without an acceptance "
+                          f"deadline; it now expires at {job.accept_by.isoformat()}")
+        if jobs:
+            await uow.commit()
+        return len(jobs)
 
 
 async def _expire_next(uows: UnitOfWorkFactory, ctx: TriageContext, now: datetime) -> bool:

@@ -25,6 +25,7 @@ from services.triage.schemas import (
 )
 from services.triage.service import JobView, TriageContext
 from shared.auth import Principal, Role, require
+from shared.dead_letters import DeadLetterOut
 from shared.events import CompletionReport
 from shared.inputs import PageLimit, PageOffset
 from shared.service import RuntimeDep, UnitOfWorkDep
@@ -104,6 +105,8 @@ def job_out(view: JobView, viewer: Principal) -> JobOut:
         report=(CompletionReport.model_validate(job.report)
                 if job.report is not None and view.outcome_for_vendor is None else None),
         history=_history_for(view, viewer),
+        dead_letters=[] if viewer.role is Role.vendor else
+        [DeadLetterOut.model_validate(mark, from_attributes=True) for mark in view.dead_letters],
     )
 
 

@@ -124,83 +124,200 @@ _LABEL_SELECTOR = {
 _DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
                                           r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
 
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+_HPA_BEHAVIOR_RULES = {
+    "type": "object",
+    "properties": {
+        "stabilizationWindowSeconds": {"type": "integer", "minimum": 0, "maximum": 3600},
+        "selectPolicy": {"enum": ["Max", "Min", "Disabled"]},
+        "policies": {"type": "array", "items": {
+            "type": "object",
+            "required": ["type", "value", "periodSeconds"],
+            "properties": {"type": {"enum": ["Pods", "Percent"]},
+                           "value": {"type": "integer", "minimum": 1},
+                           "periodSeconds": {"type": "integer", "minimum": 1, "maximum": 1800}},
+            "additionalProperties": False,
+        }},
+    },
+    "additionalProperties": False,
+}
+# KEDA's scalers read trigger metadata as strings only; these are the kafka scaler's keys.
+_KAFKA_TRIGGER_METADATA = {
+    "type": "object",
+    "required": ["bootstrapServers", "consumerGroup", "lagThreshold"],
+    "properties": {
+        "bootstrapServers": {"type": "string", "pattern": r"^[^,\s]+:[0-9]+(,[^,\s]+:[0-9]+)*$"},
+        "consumerGroup": {"type": "string", "minLength": 1},
+        "topic": {"type": "string"},
+        "lagThreshold": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+        "activationLagThreshold": {"type": "string", "pattern": "^[0-9]+$"},
+        "offsetResetPolicy": {"enum": ["earliest", "latest"]},
+        "allowIdleConsumers": {"enum": ["true", "false"]},
+        "excludePersistentLag": {"enum": ["true", "false"]},
+        "scaleToZeroOnInvalidOffset": {"enum": ["true", "false"]},
+    },
+    "additionalProperties": False,
+}
+
+def _custom_resource(api_version: str, kind: str, *, spec: dict[str, Any],
+                     metadata: dict[str, Any] = _METADATA) -> dict[str, Any]:
+    """A custom resource's schema: its apiVersion and kind, metadata and `spec`, nothing else."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"apiVersion": {"const": api_version}, "kind": {"const": kind},
+                       "metadata": metadata, "spec": spec},
+        "additionalProperties": False,
+    }
+
+
 # Custom resources are not in the Kubernetes schemas. These are the fields we use, checked
 # against the CRDs' own rules (Strimzi kafka.strimzi.io/v1beta2 KafkaTopic,
-# prometheus-operator monitoring.coreos.com/v1 ServiceMonitor); unknown fields are refused.
+# prometheus-operator monitoring.coreos.com/v1 ServiceMonitor, KEDA keda.sh/v1alpha1
+# ScaledObject); unknown fields are refused.
 CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
-    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): {
-        "type": "object",
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": {"const": "kafka.strimzi.io/v1beta2"},
-            "kind": {"const": "KafkaTopic"},
-            "metadata": {**_METADATA, "required": ["name", "labels"], "properties": {
-                **_METADATA["properties"],
-                "labels": {"type": "object", "required": ["strimzi.io/cluster"],
-                           "additionalProperties": {"type": "string"}},
-            }},
-            "spec": {
-                "type": "object",
-                "required": ["partitions", "replicas", "config"],
-                "properties": {
-                    "topicName": {"type": "string", "pattern": r"^[a-zA-Z0-9._-]{1,249}$"},
-                    "partitions": {"type": "integer", "minimum": 1},
-                    "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
-                    "config": {"type": "object"},
+    ("keda.sh/v1alpha1", "ScaledObject"): _custom_resource(
+        "keda.sh/v1alpha1", "ScaledObject",
+        spec={
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"},
+                                   "kind": {"type": "string"},
+                                   "apiVersion": {"type": "string"},
+                                   "envSourceContainerName": {"type": "string"}},
+                    "additionalProperties": False,
                 },
-                "additionalProperties": False,
-            },
-        },
-        "additionalProperties": False,
-    },
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): {
-        "type": "object",
-        "required": ["apiVersion", "kind", "metadata", "spec"],
-        "properties": {
-            "apiVersion": {"const": "monitoring.coreos.com/v1"},
-            "kind": {"const": "ServiceMonitor"},
-            "metadata": _METADATA,
-            "spec": {
-                "type": "object",
-                "required": ["selector", "endpoints"],
-                "properties": {
-                    "selector": _LABEL_SELECTOR,
-                    "namespaceSelector": {"type": "object"},
-                    "endpoints": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
+                "pollingInterval": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+                "idleReplicaCount": {"type": "integer", "minimum": 0},
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "fallback": {
+                    "type": "object",
+                    "required": ["failureThreshold", "replicas"],
+                    "properties": {"failureThreshold": {"type": "integer", "minimum": 1},
+                                   "replicas": {"type": "integer", "minimum": 0}},
+                    "additionalProperties": False,
+                },
+                "advanced": {
+                    "type": "object",
+                    "properties": {
+                        "restoreToOriginalReplicaCount": {"type": "boolean"},
+                        "horizontalPodAutoscalerConfig": {
                             "type": "object",
                             "properties": {
-                                "port": {"type": "string"},
-                                "path": {"type": "string", "pattern": "^/"},
-                                "scheme": {"enum": ["http", "https"]},
-                                "interval": _DURATION,
-                                "scrapeTimeout": _DURATION,
-                                "authorization": {
+                                "name": {"type": "string"},
+                                "behavior": {
                                     "type": "object",
-                                    "required": ["credentials"],
-                                    "properties": {
-                                        "type": {"type": "string"},
-                                        "credentials": {
-                                            "type": "object",
-                                            "required": ["key"],
-                                            "properties": {"name": {"type": "string"},
-                                                           "key": {"type": "string"},
-                                                           "optional": {"type": "boolean"}},
-                                            "additionalProperties": False,
-                                        },
-                                    },
+                                    "properties": {"scaleUp": _HPA_BEHAVIOR_RULES,
+                                                   "scaleDown": _HPA_BEHAVIOR_RULES},
                                     "additionalProperties": False,
                                 },
                             },
                             "additionalProperties": False,
                         },
                     },
+                    "additionalProperties": False,
                 },
-                "additionalProperties": False,
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"type": "string"},
+                            "name": {"type": "string"},
+                            "metadata": _STRINGS,
+                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                            "useCachedMetrics": {"type": "boolean"},
+                            "authenticationRef": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"},
+                                               "kind": {"enum": ["TriggerAuthentication",
+                                                                 "ClusterTriggerAuthentication"]}},
+                                "additionalProperties": False,
+                            },
+                        },
+                        "additionalProperties": False,
+                        "allOf": [{
+                            "if": {"properties": {"type": {"const": "kafka"}}},
+                            "then": {"properties": {"metadata": _KAFKA_TRIGGER_METADATA}},
+                        }, {
+                            "if": {"properties": {"type": {"enum": ["cpu", "memory"]}}},
+                            "then": {"required": ["metricType"], "properties": {
+                                "metricType": {"enum": ["Utilization", "AverageValue"]},
+                                "metadata": {"required": ["value"]}}},
+                        }],
+                    },
+                },
             },
-        },
-        "additionalProperties": False,
-    },
+            "additionalProperties": False,
+        }),
+    ("kafka.strimzi.io/v1beta2", "KafkaTopic"): _custom_resource(
+        "kafka.strimzi.io/v1beta2", "KafkaTopic",
+        metadata={**_METADATA, "required": ["name", "labels"], "properties": {
+            **_METADATA["properties"],
+            "labels": {"type": "object", "required": ["strimzi.io/cluster"],
+                       "additionalProperties": {"type": "string"}},
+        }},
+        spec={
+            "type": "object",
+            "required": ["partitions", "replicas", "config"],
+            "properties": {
+                "topicName": {"type": "string", "pattern": r"^[a-zA-Z0-9._-]{1,249}$"},
+                "partitions": {"type": "integer", "minimum": 1},
+                "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
+                "config": {"type": "object"},
+            },
+            "additionalProperties": False,
+        }),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _custom_resource(
+        "monitoring.coreos.com/v1", "ServiceMonitor",
+        spec={
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": _LABEL_SELECTOR,
+                "namespaceSelector": {"type": "object"},
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string", "pattern": "^/"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": _DURATION,
+                            "scrapeTimeout": _DURATION,
+                            "authorization": {
+                                "type": "object",
+                                "required": ["credentials"],
+                                "properties": {
+                                    "type": {"type": "string"},
+                                    "credentials": {
+                                        "type": "object",
+                                        "required": ["key"],
+                                        "properties": {"name": {"type": "string"},
+                                                       "key": {"type": "string"},
+                                                       "optional": {"type": "boolean"}},
+                                        "additionalProperties": False,
+                                    },
+                                },
+                                "additionalProperties": False,
+                            },
+                        },
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "additionalProperties": False,
+        }),
 }

@@ -1,5 +1,6 @@
-"""The Dockerfile (no Docker engine here to build it): multi-stage from python:3.11-slim, a
-numeric non-root user, a healthcheck, the CLI as entrypoint; the build context stays small."""
+"""The Dockerfile (no Docker engine here to build it): multi-stage from an exact python:3.11 slim
+release, the locked dependencies, a numeric non-root user, a healthcheck, the CLI as
+entrypoint; the build context stays small."""
 
 from __future__ import annotations
 
@@ -35,9 +36,26 @@ def _stages() -> list[list[tuple[str, str]]]:
     for instruction in _instructions():
         if instruction[0] == "FROM":
             stages.append([])
-        assert stages, "the Dockerfile must start with FROM"
-        stages[-1].append(instruction)
+        if stages:
+            stages[-1].append(instruction)
+        else:
+            assert instruction[0] == "ARG", "only build arguments come before the first FROM"
     return stages
+
+
+def _base_image() -> str:
+    """The default of the PYTHON_IMAGE build argument declared before the first FROM."""
+    declared = [args for keyword, args in _instructions() if keyword == "ARG"
+                and args.startswith("PYTHON_IMAGE=")]
+    assert declared, "the base image is one build argument, PYTHON_IMAGE"
+    return declared[0].partition("=")[2]
+
+
+def test_the_base_image_is_an_exact_release() -> None:
+    """A patch release and a Debian release, never a moving tag like 3.11-slim (a digest may
+    be appended at release time)."""
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", _base_image())
+    assert _instructions()[0][0] == "ARG", "declared before the first FROM, for every stage"
 
 
 def test_multi_stage_from_python_slim() -> None:
@@ -47,7 +65,7 @@ def test_multi_stage_from_python_slim() -> None:
     for stage in stages:
         match = re.fullmatch(r"(\S+) AS (\S+)", stage[0][1], re.IGNORECASE)
         assert match, stage[0]
-        assert match.group(1) == "python:3.11-slim"
+        assert match.group(1) == "${PYTHON_IMAGE}"
         names.append(match.group(2))
     runtime = stages[-1]
     copies_from = [args for keyword, args in runtime if keyword == "COPY" and "--from=" in args]
@@ -71,12 +89,16 @@ def test_healthcheck_and_entrypoint() -> None:
     assert ast.literal_eval(runtime["ENTRYPOINT"]) == ["cyberclaims"]
 
 
-def test_non_editable_install_of_the_project() -> None:
+def test_non_editable_install_of_the_project_from_the_lock() -> None:
     build = _stages()[0]
-    runs = " ".join(args for keyword, args in build if keyword == "RUN")
-    assert "pip install ." in runs and "-e" not in runs.split()
+    installs = [args for keyword, args in build if keyword == "RUN" and "pip install" in args]
+    # The locked versions, checked against their hashes; then the project alone, resolving
+    # nothing again (an install without the lock would pick versions of its own).
+    assert installs == ["pip install --require-hashes -r requirements.lock",
+                        "pip install --no-deps ."]
     copied = " ".join(args for keyword, args in build if keyword == "COPY")
-    for path in ("pyproject.toml", "README.md", "shared", "services", "cyberclaims"):
+    for path in ("requirements.lock", "pyproject.toml", "README.md", "shared", "services",
+                 "cyberclaims"):
         assert path in copied
 
 
@@ -91,8 +113,8 @@ def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*", "ignore everything, then allow what the build copies"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "shared", "services", "cyberclaims",
-                       "deploy/docker"}
+    assert allowed == {"requirements.lock", "pyproject.toml", "README.md", "shared", "services",
+                       "cyberclaims", "deploy/docker"}
 
 
 def _healthcheck_module() -> ModuleType:

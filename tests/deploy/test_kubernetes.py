@@ -3,6 +3,7 @@ and the deployment rules of the platform hold in every overlay."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import jsonschema
@@ -10,6 +11,9 @@ import kubernetes_validate
 import pytest
 
 from bench.system import millicores
+from services.notify.targets import RefusedTarget, TargetPolicy
+from shared.service import SHUTDOWN_TIMEOUT_SECONDS
+from shared.settings import Environment
 from shared.topics import CATALOG
 from tests.deploy.support import (
     CRD_SCHEMAS,
@@ -47,22 +51,52 @@ def test_the_validator_refuses_an_unknown_field(overlay: str) -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
+def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k != key}
+
+
+def test_the_scaled_object_schema_refuses_what_keda_would(overlay: str) -> None:
+    scaled = named(render(overlay), "ScaledObject", "triage")
+    schema = CRD_SCHEMAS[("keda.sh/v1alpha1", "ScaledObject")]
+    jsonschema.validate(scaled, schema)
+    (trigger,) = scaled["spec"]["triggers"]
+    metadata = trigger["metadata"]
+    broken = [
+        {**scaled, "spec": {**scaled["spec"], "maxReplicas": 6}},  # the HPA's name, not KEDA's
+        {**scaled, "spec": {**scaled["spec"], "triggers": [
+            {**trigger, "metadata": {**metadata, "lagThreshold": 100}}]}},  # strings only
+        {**scaled, "spec": {**scaled["spec"], "triggers": [
+            {**trigger, "metadata": _without(metadata, "consumerGroup")}]}},
+        {**scaled, "spec": _without(scaled["spec"], "scaleTargetRef")},
+    ]
+    for manifest in broken:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(manifest, schema)
+
+
 def test_per_service_objects_exist(overlay: str) -> None:
     manifests = render(overlay)
     assert set(service_deployments(manifests)) == set(SERVICES)
     for name in SERVICES:
         named(manifests, "Service", name)
-        named(manifests, "HorizontalPodAutoscaler", name)
+        named(manifests, "ScaledObject", name)
         named(manifests, "PodDisruptionBudget", name)
         named(manifests, "NetworkPolicy", name)
-        named(manifests, "Job", f"{name}-migrate")
         assert any(c["metadata"]["name"].startswith(f"{name}-config-")
                    for c in of_kind(manifests, "ConfigMap"))
+    # KEDA owns the autoscalers (one per ScaledObject), and the pods migrate themselves.
+    assert not of_kind(manifests, "HorizontalPodAutoscaler")
+    assert not of_kind(manifests, "Job")
 
 
 def _containers(manifest: Manifest) -> list[dict[str, Any]]:
     containers: list[dict[str, Any]] = manifest["spec"]["template"]["spec"]["containers"]
     return containers
+
+
+def _all_containers(manifest: Manifest) -> list[dict[str, Any]]:
+    pod = manifest["spec"]["template"]["spec"]
+    return [*pod.get("initContainers", ()), *pod["containers"]]
 
 
 def _locked_down(pod: dict[str, Any], container: dict[str, Any]) -> None:
@@ -81,8 +115,8 @@ def _locked_down(pod: dict[str, Any], container: dict[str, Any]) -> None:
 
 def test_every_workload_is_locked_down_and_sized(overlay: str) -> None:
     manifests = render(overlay)
-    for workload in of_kind(manifests, "Deployment") + of_kind(manifests, "Job"):
-        for container in _containers(workload):
+    for workload in of_kind(manifests, "Deployment"):
+        for container in _all_containers(workload):
             _locked_down(workload["spec"]["template"]["spec"], container)
 
 
@@ -130,13 +164,19 @@ def _config(manifests: list[Manifest], container: dict[str, Any]) -> dict[str, s
     return values
 
 
-def test_services_are_configured_for_production_kafka(overlay: str) -> None:
+OVERLAY_ENV = {"dev": Environment.development, "prod": Environment.production}
+KAFKA_CLUSTER = {"dev": "cyberclaims-dev", "prod": "cyberclaims"}
+
+
+def test_services_are_configured_for_their_environment_and_kafka(overlay: str) -> None:
     manifests = render(overlay)
     for name, deployment in service_deployments(manifests).items():
         (container,) = _containers(deployment)
         config = _config(manifests, container)
         prefix = name.upper()
-        assert config["CYBERCLAIMS_ENV"] == "production"
+        assert config["CYBERCLAIMS_ENV"] == OVERLAY_ENV[overlay]
+        assert config["CYBERCLAIMS_KAFKA_BOOTSTRAP"] == \
+            f"{KAFKA_CLUSTER[overlay]}-kafka-bootstrap.kafka.svc:9092"
         assert config["CYBERCLAIMS_KAFKA_IDEMPOTENT_PRODUCER"] == "true"
         assert config["CYBERCLAIMS_KAFKA_CREATE_TOPICS"] == "false"
         assert config["CYBERCLAIMS_KAFKA_BOOTSTRAP"]
@@ -148,15 +188,50 @@ def test_services_are_configured_for_production_kafka(overlay: str) -> None:
         assert "CYBERCLAIMS_JWT_SECRET" not in config and f"{prefix}_DATABASE_URL" not in config
 
 
-def test_migration_jobs_run_migrate_with_only_the_database_secret(overlay: str) -> None:
+def test_the_dev_overlay_uses_a_kafka_cluster_of_its_own(overlay: str) -> None:
+    """Topics, the services' egress and KEDA's lag all name the overlay's Strimzi cluster:
+    nothing of the dev cluster can reach production's topics."""
     manifests = render(overlay)
-    for name in SERVICES:
-        job = named(manifests, "Job", f"{name}-migrate")
-        (container,) = _containers(job)
-        assert container["args"] == ["migrate", name]
-        assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
-        assert set(_env(container)) == {f"{name.upper()}_DATABASE_URL"}
-        assert pod_labels(job)["app.kubernetes.io/component"] == "migration"
+    cluster = KAFKA_CLUSTER[overlay]
+    for topic in of_kind(manifests, "KafkaTopic"):
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+    named_clusters = {peer["podSelector"]["matchLabels"]["strimzi.io/cluster"]
+                      for policy in of_kind(manifests, "NetworkPolicy")
+                      for rule in policy["spec"].get("egress", ())
+                      for peer in rule.get("to", ())
+                      if "strimzi.io/cluster" in peer.get("podSelector", {}).get("matchLabels", {})}
+    assert named_clusters == {cluster}
+    for scaled in of_kind(manifests, "ScaledObject"):
+        (kafka,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "kafka"]
+        assert kafka["metadata"]["bootstrapServers"] == f"{cluster}-kafka-bootstrap.kafka.svc:9092"
+
+
+def test_every_pod_migrates_its_database_before_the_service_starts(overlay: str) -> None:
+    """An init container, so a plain `kubectl apply -k` never starts new code on an old schema
+    (concurrent runs take turns: tests/deploy/test_concurrent_migrations.py)."""
+    manifests = render(overlay)
+    for name, deployment in service_deployments(manifests).items():
+        pod = deployment["spec"]["template"]["spec"]
+        (migrate,) = pod["initContainers"]
+        (service,) = pod["containers"]
+        assert migrate["args"] == ["migrate", name]
+        assert migrate["image"] == service["image"]
+        assert set(_env(migrate)) == {f"{name.upper()}_DATABASE_URL"}
+        assert _env(migrate)[f"{name.upper()}_DATABASE_URL"] == \
+            _env(service)[f"{name.upper()}_DATABASE_URL"]
+        assert "envFrom" not in migrate, "the migration needs its database and nothing else"
+
+
+def test_rollouts_drop_no_requests(overlay: str) -> None:
+    """A pod keeps serving while its removal from the endpoints spreads (preStop), and the
+    grace period covers that wait and the service's own shutdown."""
+    for deployment in service_deployments(render(overlay)).values():
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        command = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[0] == "sleep" and int(command[1]) >= 5
+        assert pod["terminationGracePeriodSeconds"] > int(command[1]) + SHUTDOWN_TIMEOUT_SECONDS
 
 
 def test_no_secret_values_are_rendered(overlay: str) -> None:
@@ -169,15 +244,38 @@ def test_no_secret_values_are_rendered(overlay: str) -> None:
 
 
 def test_one_image_pinned_by_the_overlay(overlay: str) -> None:
-    images = {container["image"]
-              for workload in of_kind(render(overlay), "Deployment") + of_kind(render(overlay), "Job")
-              for container in _containers(workload)}
+    containers = [container for workload in of_kind(render(overlay), "Deployment")
+                  for container in _all_containers(workload)]
+    images = {container["image"] for container in containers}
     assert len(images) == 1
     (image,) = images
     name, _, tag = image.rpartition(":")
     assert name and "/" in name and tag and tag != "latest"
+    policies = {container.get("imagePullPolicy") for container in containers}
     if overlay == "prod":
         assert tag[0].isdigit(), "production runs a released version"
+        assert policies == {None}, "a release tag never moves: pulled once per node"
+    else:
+        assert policies == {"Always"}, "the dev tag moves: every new pod pulls it again"
+
+
+def test_consumers_scale_on_their_groups_lag(overlay: str) -> None:
+    """Each service's ScaledObject scales its Deployment on the lag of its own consumer group
+    (`cyberclaims-<service>`, shared/service.py); only intake, the front door, on CPU too."""
+    manifests = render(overlay)
+    for name in SERVICES:
+        scaled = named(manifests, "ScaledObject", name)
+        assert scaled["spec"]["scaleTargetRef"]["name"] == name
+        assert scaled["spec"]["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+        triggers = {trigger["type"]: trigger for trigger in scaled["spec"]["triggers"]}
+        assert set(triggers) == ({"kafka", "cpu"} if name == "intake" else {"kafka"})
+        kafka = triggers["kafka"]["metadata"]
+        assert kafka["consumerGroup"] == f"cyberclaims-{name}"
+        assert "topic" not in kafka, "the lag of every topic the group consumes"
+        assert kafka["allowIdleConsumers"] == "false"
+        scale_down = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"][
+            "scaleDown"]
+        assert scale_down["stabilizationWindowSeconds"] >= 300, "no rebalancing back and forth"
 
 
 def test_consumers_never_outnumber_partitions(overlay: str) -> None:
@@ -185,20 +283,18 @@ def test_consumers_never_outnumber_partitions(overlay: str) -> None:
     manifests = render(overlay)
     partitions = min(topic.partitions for topic in CATALOG)
     for name, deployment in service_deployments(manifests).items():
-        hpa = named(manifests, "HorizontalPodAutoscaler", name)
-        target = hpa["spec"]["scaleTargetRef"]
-        assert (target["kind"], target["name"]) == ("Deployment", name)
-        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"] <= partitions
+        scaled = named(manifests, "ScaledObject", name)["spec"]
+        assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"] <= partitions
         assert deployment["spec"].get("replicas", 1) <= partitions
     topics = {t["spec"]["topicName"]: t for t in of_kind(manifests, "KafkaTopic")}
     for topic in CATALOG:
         assert topics[topic.name]["spec"]["partitions"] >= max(
-            h["spec"]["maxReplicas"] for h in of_kind(manifests, "HorizontalPodAutoscaler"))
+            s["spec"]["maxReplicaCount"] for s in of_kind(manifests, "ScaledObject"))
 
 
 def test_replica_counts_per_overlay(overlay: str) -> None:
-    for hpa in of_kind(render(overlay), "HorizontalPodAutoscaler"):
-        bounds = (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
+    for scaled in of_kind(render(overlay), "ScaledObject"):
+        bounds = (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"])
         assert bounds == {"dev": (1, 1), "prod": (3, 6)}[overlay]
 
 
@@ -246,7 +342,8 @@ def test_each_service_reaches_only_what_it_must(overlay: str) -> None:
         ports = _egress_ports(policies)
         assert {53, 5432, 9092} <= ports, name
         internet = _internet_ports(policies)
-        expected_internet = {"payout": {443}, "notify": {443, 587}}.get(name, set())
+        expected_internet = {"payout": {443},
+                             "notify": _webhook_ports(OVERLAY_ENV[overlay]) | {587}}.get(name, set())
         assert internet == expected_internet, name
         expected = {53, 5432, 9092} | expected_internet
         if overlay == "dev":
@@ -265,11 +362,22 @@ def test_each_service_reaches_only_what_it_must(overlay: str) -> None:
         assert {port["port"] for rule in ingress for port in rule["ports"]} == {SERVICES[name]}
 
 
-def test_migrations_reach_dns_and_postgres_only(overlay: str) -> None:
-    manifests = render(overlay)
-    for name in SERVICES:
-        policies = _policies(manifests, pod_labels(named(manifests, "Job", f"{name}-migrate")))
-        assert _egress_ports(policies) == {53, 5432}
+def _webhook_ports(env: Environment) -> set[int]:
+    """The ports notify's subscription rules let a webhook use under `env`: 443, and 80 where a
+    plain http URL is accepted (https is required outside development and tests, as
+    services/notify/app.py sets it). A literal address is checked, never looked up or called."""
+    targets = TargetPolicy((), require_https=env not in (Environment.development, Environment.test),
+                           lookups=1)
+    ports = set()
+    try:
+        for url in ("https://8.8.8.8/hook", "http://8.8.8.8/hook"):
+            try:
+                ports.add(asyncio.run(targets.resolve(url)).port)
+            except RefusedTarget:
+                continue
+    finally:
+        targets.close()
+    return ports
 
 
 def test_the_service_monitor_scrapes_every_service(overlay: str) -> None:

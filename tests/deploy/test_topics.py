@@ -37,7 +37,8 @@ def test_kafka_topics_match_the_catalog(overlay: str) -> None:
     assert declared == sorted(all_topic_specs())
     for topic in topics:
         spec = topic["spec"]
-        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "cyberclaims"
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == \
+            {"dev": "cyberclaims-dev", "prod": "cyberclaims"}[overlay]
         assert topic["metadata"]["name"] == spec["topicName"].replace(".", "-")
         assert 1 <= spec["config"]["min.insync.replicas"] <= spec["replicas"]
         assert spec["replicas"] == {"dev": 1, "prod": 3}[overlay]

@@ -212,4 +212,4 @@ def test_the_dlq_command_lists_and_replays_against_the_broker(broker: str) -> No
     assert "replayed 1 message(s)" in replayed.output
     back = [r for r in asyncio.run(read_topic(broker, RESPONSE.name)) if r.value == value]
     assert len(back) == 1 and back[0].key == marker.encode()
-    assert dict(back[0].headers) == {"ce_type": b"cyberclaims.test.v1"}
+    assert dict(back[0].headers) == {"ce_type": b"cyberclaims.test.v1", "cc_replayed": b"1"}

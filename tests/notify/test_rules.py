@@ -61,6 +61,7 @@ SAMPLE = {
     "payable": "100.00", "approvals_required": 1, "coverage_questions": [], "amount": "100.00",
     "currency": "CNY", "provider_reference": "ref-1", "payment_id": "p-1", "error": "timeout",
     "attempts": 8, "minutes_left": 60, "adjuster": "a-1",
+    "consumer": "payout", "dead_event_id": "e-1", "dead_event_type": "x", "marked": ["claim c-1"],
 }
 
 
