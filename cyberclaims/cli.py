@@ -179,6 +179,16 @@ def sandbox_payments(host: str = "127.0.0.1", port: int = 8010,
     payments.serve(host, port, ledger)
 
 
+@app.command("object-store")
+def object_store(host: str = "127.0.0.1", port: int = 8011,
+                 root: Annotated[Path, typer.Option(help="where the objects are kept")]
+                 = Path(".data/broker")) -> None:
+    """Run a local S3-compatible object store on files: the development broker's storage."""
+    from cyberclaims.sandbox import objectstore
+
+    objectstore.serve(host, port, root)
+
+
 @app.command("smtp-sink")
 def smtp_sink(host: str = "127.0.0.1", port: int = 1025,
               maildir: Annotated[str, typer.Option(help="where received mail is written")]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from cyberclaims.broker import broker_command, wait_for_port
+from cyberclaims.broker import broker_command, create_bucket, object_store_env, wait_for_port
 from cyberclaims.dev import cli_argv
 from cyberclaims.registry import available_services
 from shared.kafka import ensure_topics
@@ -151,16 +151,18 @@ class ChaosSystem:
 
 
 @contextmanager
-def chaos_system(workdir: Path, broker_storage: str | None = None) -> Iterator[ChaosSystem]:
-    """Start everything on a private PostgreSQL; `broker_storage` makes the broker durable."""
+def chaos_system(workdir: Path) -> Iterator[ChaosSystem]:
+    """Start everything on a private PostgreSQL, the broker on files as `make run` has it."""
     postgres = PrivatePostgres()
     receiver = WebhookReceiver()
     system: ChaosSystem | None = None
     try:
         postgres.start()
-        ports = {name: free_port() for name in [*SERVICE_NAMES, "payments", "smtp", "broker"]}
+        ports = {name: free_port()
+                 for name in [*SERVICE_NAMES, "payments", "smtp", "broker", "objects"]}
+        store = f"http://127.0.0.1:{ports['objects']}"
         bootstrap = f"127.0.0.1:{ports['broker']}"
-        env = {**os.environ, **CHAOS_ENV,
+        env = {**os.environ, **CHAOS_ENV, **object_store_env(store),
                "CYBERCLAIMS_KAFKA_BOOTSTRAP": bootstrap,
                "PAYOUT_PAYMENT_PROVIDER_URL": f"http://127.0.0.1:{ports['payments']}",
                "NOTIFY_SMTP_HOST": "127.0.0.1", "NOTIFY_SMTP_PORT": str(ports["smtp"])}
@@ -168,10 +170,9 @@ def chaos_system(workdir: Path, broker_storage: str | None = None) -> Iterator[C
         receiver.start()
         system = ChaosSystem(workdir=workdir, postgres=postgres, bootstrap=bootstrap, urls=urls,
                              env=env, receiver=receiver)
-        broker_argv = broker_command(ports["broker"])
-        if broker_storage is not None:
-            broker_argv += ["--storage-engine", broker_storage]
-        parts = {"broker": broker_argv,
+        parts = {"objects": cli_argv("object-store", "--port", str(ports["objects"]), "--root",
+                                     str(workdir / "broker")),
+                 "broker": broker_command(ports["broker"], durable=True),
                  "payments": cli_argv("sandbox-payments", "--port", str(ports["payments"]),
                                      "--ledger", str(workdir / "ledger.jsonl")),
                  "smtp": cli_argv("smtp-sink", "--port", str(ports["smtp"]), "--maildir",
@@ -182,6 +183,9 @@ def chaos_system(workdir: Path, broker_storage: str | None = None) -> Iterator[C
             parts[name] = cli_argv("serve", name)
         system.parts = {name: Part(name, argv, workdir / f"{name}.log")
                         for name, argv in parts.items()}
+        system.start("objects")
+        wait_for_port(ports["objects"])
+        create_bucket(store)
         system.start("broker")
         wait_for_port(ports["broker"])
         asyncio.run(ensure_topics(bootstrap))

@@ -99,6 +99,18 @@ async def test_postgres_crash_restart(system: ChaosSystem, driver: Driver,
     await run_scenario("postgres restarted -m immediate", system, driver, fault, figures)
 
 
+async def test_broker_sigkill_and_restart(system: ChaosSystem, driver: Driver,
+                                         figures: dict[str, dict[str, Any]]) -> None:
+    async def fault(system: ChaosSystem) -> None:
+        for _ in range(2):
+            await asyncio.sleep(2.0)
+            await in_thread(system.kill, "broker")
+            await asyncio.sleep(2.0)
+            await in_thread(system.restart_broker)
+
+    await run_scenario("broker SIGKILLed and restarted, twice", system, driver, fault, figures)
+
+
 async def test_payment_provider_killed_and_faulty(system: ChaosSystem, driver: Driver,
                                                   figures: dict[str, dict[str, Any]]) -> None:
     provider = system.urls["payments"]
