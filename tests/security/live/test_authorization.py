@@ -101,6 +101,10 @@ ROUTES: dict[tuple[str, str, str], Rules] = {
     ("payout", "POST", "/v1/claims/{claim_id}/approve"): allow(adjuster=OK),
     ("payout", "POST", "/v1/claims/{claim_id}/deny"): allow(adjuster=OK),
     ("payout", "GET", "/console"): PUBLIC,  # a static page; its API calls carry the token
+    ("payout", "GET", "/console/{asset}"): PUBLIC,  # the console's script and styles
+    ("payout", "GET", "/v1/me"): allow(adjuster=OK, operator=OK),
+    ("payout", "GET", "/v1/queues/{name}"): allow(adjuster=OK, operator=OK),
+    ("payout", "GET", "/v1/claims/{claim_id}/file"): allow(adjuster=OK, operator=OK),
     ("payout", "POST", "/v1/claims/{claim_id}/payment/retry"): allow(operator=OK),  # reliab
     ("notify", "POST", "/v1/subscriptions"): allow(policyholder=OK, vendor=OK, operator=OK),
     ("notify", "GET", "/v1/subscriptions"): allow(policyholder=OK, vendor=OK, operator=OK),
@@ -234,7 +238,8 @@ def path_value(world: World, name: str, role: str, own: bool, method: str) -> st
                 else mine.notification_id)
     values = {"policy_number": mine.policy_number, "incident_id": mine.incident_id,
               "job_id": mine.job_id, "vendor_id": mine.vendor_id, "claim_id": world.claim_id,
-              "loss_id": world.loss_id, "delivery_id": world.delivery_id}
+              "loss_id": world.loss_id, "delivery_id": world.delivery_id,
+              "asset": "console.js", "name": "approval"}
     return values.get(name)
 
 
