@@ -124,9 +124,42 @@ _LABEL_SELECTOR = {
 _DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?"
                                           r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
 
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_ALERTING_OR_RECORDING_RULE = {
+    "type": "object",
+    "required": ["expr"],
+    "properties": {
+        "alert": {"type": "string"},
+        "record": {"type": "string"},
+        "expr": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        "for": _DURATION,
+        "keep_firing_for": _DURATION,
+        "labels": _STRING_MAP,
+        "annotations": _STRING_MAP,
+    },
+    "additionalProperties": False,
+}
+
+
+def _custom_resource(api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a custom resource whose `spec` has these properties and no others."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": api_version},
+            "kind": {"const": kind},
+            "metadata": _METADATA,
+            "spec": {"type": "object", "properties": spec, "additionalProperties": False},
+        },
+        "additionalProperties": False,
+    }
+
+
 # Custom resources are not in the Kubernetes schemas. These are the fields we use, checked
 # against the CRDs' own rules (Strimzi kafka.strimzi.io/v1beta2 KafkaTopic,
-# prometheus-operator monitoring.coreos.com/v1 ServiceMonitor); unknown fields are refused.
+# prometheus-operator monitoring.coreos.com/v1 ServiceMonitor and PrometheusRule); unknown
+# fields are refused.
 CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): {
         "type": "object",
@@ -203,4 +236,20 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         },
         "additionalProperties": False,
     },
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _custom_resource(
+        "monitoring.coreos.com/v1", "PrometheusRule", {
+            "groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": _DURATION,
+                        "rules": {"type": "array", "items": _ALERTING_OR_RECORDING_RULE},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        }),
 }

@@ -25,19 +25,36 @@ def free_port() -> int:
         return port
 
 
+class TansuProcess:
+    """A Tansu broker on `port` that a test may stop and start again on the same port (an
+    outage). Memory only: a restarted broker has lost every topic and consumer group."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.bootstrap = f"127.0.0.1:{port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(broker_command(self.port), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
 @contextmanager
 def tansu_broker() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(broker_command(port), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    broker = TansuProcess(free_port())
     try:
-        wait_for_port(port)
-        bootstrap = f"127.0.0.1:{port}"
-        asyncio.run(ensure_topics(bootstrap))
-        yield bootstrap
+        broker.start()
+        asyncio.run(ensure_topics(broker.bootstrap))
+        yield broker.bootstrap
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        broker.stop()
 
 
 def fresh_database(name: str) -> str:
