@@ -13,7 +13,7 @@ from shared.events import IncidentReported
 from shared.topics import INCIDENTS, RESPONSE
 from tests.intake.conftest import produce_envelope, register, report_body, sql_value
 from tests.intake.test_consuming import triaged, wait_for_entry
-from tests.support.kafka import wait_for_events
+from tests.support.kafka import relayed_events
 from tests.support.service import Tokens
 
 
@@ -36,9 +36,8 @@ async def test_a_hundred_concurrent_reports_with_one_key_create_one_incident(
     assert await sql_value(db, "SELECT count(*) FROM outbox WHERE event_type = :type "
                                "AND partition_key = :key",
                            type=IncidentReported.event_type, key=incident_id) == 1
-    events = await wait_for_events(broker, INCIDENTS.name,
-                                   lambda e: e.data.get("org_id") == insured["org_id"],
-                                   settle=1.0)
+    events = await relayed_events(broker, INCIDENTS.name, db, incident_id,
+                                  lambda e: e.data.get("org_id") == insured["org_id"])
     assert [(e.type, e.subject) for e in events] == [(IncidentReported.event_type, incident_id)]
 
     again = await intake.post("/v1/incidents", json=body, headers=headers)
