@@ -1,12 +1,16 @@
 """A broker outage does not take the front door down: /readyz checks what intake needs to
 answer (its database), a report is accepted while Kafka is down (the outbox buffers it) and
-published once the broker is back; broker health shows as the cyberclaims_broker_up gauge."""
+published once the broker is back; broker health shows as the cyberclaims_broker_up gauge.
+
+The outage is a proxy in front of the broker closing, not the broker stopping: a restarted
+memory-only Tansu has lost its topics, and the relay, reconnecting at once, had them
+auto-created with the wrong partition count before the test could create them again."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -18,26 +22,32 @@ from shared.kafka import ensure_topics
 from shared.topics import INCIDENTS
 from tests.intake.conftest import eventually, register, report_body
 from tests.support import service as support
-from tests.support.infra import TansuProcess, free_port
+from tests.support.infra import BrokerProxy, TansuProcess, free_port
 from tests.support.kafka import wait_for_events
 from tests.support.service import Tokens, running
 
 
 @pytest.fixture
-def own_broker() -> Iterator[TansuProcess]:
-    """A broker of this test's own, which it stops and starts again."""
-    broker = TansuProcess(free_port())
-    broker.start()
+async def broker_behind_proxy() -> AsyncIterator[BrokerProxy]:
+    """A broker of this test's own, which every client reaches through a proxy the test
+    closes (the outage) and opens again."""
+    proxy = BrokerProxy(free_port(), target_port=free_port())
+    broker = TansuProcess(proxy.target_port, advertised_port=proxy.port)
+    await proxy.open()
     try:
-        yield broker
+        await asyncio.to_thread(broker.start)
+        await ensure_topics(broker.bootstrap)
+        yield proxy
     finally:
+        await proxy.close()
         broker.stop()
 
 
 @pytest.fixture
-async def intake_on_own_broker(own_broker: TansuProcess, intake_db: str
+async def intake_on_own_broker(broker_behind_proxy: BrokerProxy, intake_db: str
                                ) -> AsyncIterator[tuple[httpx.AsyncClient, Tokens]]:
-    platform = support.test_platform(own_broker.bootstrap, broker_probe_seconds=0.2)
+    platform = support.test_platform(f"127.0.0.1:{broker_behind_proxy.port}",
+                                     broker_probe_seconds=0.2)
     async with running(create_app(IntakeSettings(database_url=intake_db), platform)) as client:
         yield client, Tokens(platform)
 
@@ -58,13 +68,13 @@ def gauge_is(client: httpx.AsyncClient, tokens: Tokens, value: float
 
 
 async def test_a_report_is_accepted_while_kafka_is_down_and_published_when_it_returns(
-    own_broker: TansuProcess, intake_on_own_broker: tuple[httpx.AsyncClient, Tokens]
+    broker_behind_proxy: BrokerProxy, intake_on_own_broker: tuple[httpx.AsyncClient, Tokens]
 ) -> None:
     client, tokens = intake_on_own_broker
     insured = await register(client, tokens)
     await eventually(gauge_is(client, tokens, 1.0), what="cyberclaims_broker_up 1")
 
-    own_broker.stop()
+    await broker_behind_proxy.close()
     await eventually(gauge_is(client, tokens, 0.0), what="cyberclaims_broker_up 0")
     ready = await client.get("/readyz")
     assert ready.status_code == 200, ready.text
@@ -75,10 +85,9 @@ async def test_a_report_is_accepted_while_kafka_is_down_and_published_when_it_re
     assert accepted.status_code == 201, accepted.text
     incident_id = accepted.json()["id"]
 
-    await asyncio.to_thread(own_broker.start)
-    await ensure_topics(own_broker.bootstrap)  # a restarted memory-only broker lost them
+    await broker_behind_proxy.open()
     [published] = await wait_for_events(
-        own_broker.bootstrap, INCIDENTS.name,
+        f"127.0.0.1:{broker_behind_proxy.port}", INCIDENTS.name,
         lambda e: e.type == IncidentReported.event_type and e.subject == incident_id,
         timeout=90)
     assert published.data["title"] == "during the outage"

@@ -26,16 +26,18 @@ def free_port() -> int:
 
 
 class TansuProcess:
-    """A Tansu broker on `port` that a test may stop and start again on the same port (an
-    outage). Memory only: a restarted broker has lost every topic and consumer group."""
+    """A Tansu broker on `port`, telling clients to connect to `advertised_port` (a
+    `BrokerProxy` in front of it) if given."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, advertised_port: int | None = None) -> None:
         self.port = port
-        self.bootstrap = f"127.0.0.1:{port}"
+        self.bootstrap = f"127.0.0.1:{advertised_port or port}"
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self._process = subprocess.Popen(broker_command(self.port), stdout=subprocess.DEVNULL,
+        command = broker_command(self.port)
+        command[command.index("--advertised-listener-url") + 1] = f"tcp://{self.bootstrap}"
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL)
         wait_for_port(self.port)
 
@@ -44,6 +46,52 @@ class TansuProcess:
             self._process.terminate()
             self._process.wait(timeout=10)
             self._process = None
+
+
+class BrokerProxy:
+    """A TCP proxy on `port` in front of a broker on `target_port`, in the test's event loop:
+    closing it is a broker outage (every connection cut, none accepted) that, unlike stopping
+    a memory-only Tansu, keeps the broker's topics and groups; opening it again ends it."""
+
+    def __init__(self, port: int, target_port: int) -> None:
+        self.port = port
+        self.target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+
+    async def _serve(self, client_reader: asyncio.StreamReader,
+                     client_writer: asyncio.StreamWriter) -> None:
+        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1",
+                                                                     self.target_port)
+        self._writers |= {client_writer, broker_writer}
+        try:
+            await asyncio.gather(_pipe(client_reader, broker_writer),
+                                 _pipe(broker_reader, client_writer))
+        finally:
+            for writer in (client_writer, broker_writer):
+                self._writers.discard(writer)
+                writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
 
 
 @contextmanager
