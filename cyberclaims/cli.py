@@ -26,6 +26,9 @@ insights_app = typer.Typer(help="Operate the insights read model.", no_args_is_h
 app.add_typer(insights_app, name="insights")
 payments_app = typer.Typer(help="Operate on payments.", no_args_is_help=True)
 app.add_typer(payments_app, name="payments")
+example_app = typer.Typer(help="Print request bodies for the README's quick start, dated now.",
+                          no_args_is_help=True)
+app.add_typer(example_app, name="example")
 
 ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout, notify or insights")]
 
@@ -205,6 +208,37 @@ def asyncapi() -> None:
     from cyberclaims.asyncapi import render
 
     typer.echo(render(), nl=False)
+
+
+@example_app.command("policy")
+def example_policy(policy_number: Annotated[str, typer.Option()],
+                   org_id: Annotated[str, typer.Option()], region: str = "CN-GD") -> None:
+    """A policy in force today (its period runs from 180 days ago to 185 days ahead)."""
+    from datetime import UTC, datetime
+
+    from cyberclaims.demo import policy_body
+
+    typer.echo(json.dumps(policy_body(org_id, policy_number, datetime.now(UTC), region=region)))
+
+
+@example_app.command("vendor")
+def example_vendor(vendor_id: Annotated[str, typer.Option()], region: str = "CN-GD") -> None:
+    """A panel vendor serving `region` that takes every job type (so no job waits unassigned)."""
+    from cyberclaims.demo import vendor_body
+    from shared.events import JobType
+
+    typer.echo(json.dumps(vendor_body(vendor_id, "Quick Start Incident Response", region,
+                                      [job_type.value for job_type in JobType], 4.5)))
+
+
+@example_app.command("incident")
+def example_incident(policy_number: Annotated[str, typer.Option()]) -> None:
+    """A ransomware report discovered 31 hours ago: within the notice period, so no LATE_NOTICE."""
+    from datetime import UTC, datetime
+
+    from cyberclaims.demo import ransomware_report
+
+    typer.echo(json.dumps(ransomware_report(policy_number, datetime.now(UTC))))
 
 
 @app.command()

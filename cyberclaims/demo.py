@@ -116,14 +116,18 @@ PANEL = [
 ]
 
 
+def vendor_body(vendor_id: str, name: str, region: str, capabilities: list[str],
+                rating: float) -> dict[str, Any]:
+    return {"vendor_id": vendor_id, "name": name, "regions": [region],
+            "capabilities": capabilities, "capacity": 20, "rating": rating}
+
+
 def register_panel(operator: Actor, suffix: str, region: str) -> list[str]:
     vendor_ids = []
     for name, capabilities, rating in PANEL:
         vendor_id = f"{name}-{suffix}"
-        operator.post("triage", "/v1/vendors", {
-            "vendor_id": vendor_id, "name": f"{name.title()} Security", "regions": [region],
-            "capabilities": capabilities, "capacity": 20, "rating": rating,
-        })
+        operator.post("triage", "/v1/vendors", vendor_body(
+            vendor_id, f"{name.title()} Security", region, capabilities, rating))
         vendor_ids.append(vendor_id)
     return vendor_ids
 
@@ -174,6 +178,22 @@ def assess_the_policy(api: Api, story: ClaimStory, suffix: str, region: str) -> 
     story.risk = holder.get("risk", f"/v1/risk/{story.policy_number}")
 
 
+def ransomware_report(policy_number: str, now: datetime) -> dict[str, Any]:
+    """A ransomware report dated from `now`: discovered 31 hours ago, within the policy's
+    notice period (fixed dates would raise LATE_NOTICE a few days later)."""
+    outage_start = now - timedelta(hours=31)
+    return {
+        "policy_number": policy_number, "category": "ransomware",
+        "title": "ERP and file servers encrypted",
+        "description": "Ransom note on 40 hosts; production planning is down.",
+        "occurred_at": (now - timedelta(hours=32)).isoformat(),
+        "discovered_at": outage_start.isoformat(),
+        "contact": {"name": "Li Wei", "email": "li.wei@widget.example", "phone": "+86 755 1234 5678"},
+        "systems_down": True, "outage_started_at": outage_start.isoformat(),
+        "affected_hosts": 40, "ransom_demanded": "2000000.00",
+    }
+
+
 def dispatched_jobs(api: Api, incident_id: str,
                     expected: int) -> list[tuple[str, dict[str, Any]]]:
     """(vendor id, job) of the incident's jobs waiting to be accepted, whichever panel vendor
@@ -216,17 +236,10 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
         story.subscriptions.append((subscriber, subscription["id"]))
 
     say("policyholder reports ransomware: ERP encrypted, systems down")
-    outage_start = now - timedelta(hours=31)
-    incident = holder.post("intake", "/v1/incidents", {
-        "policy_number": story.policy_number, "category": "ransomware",
-        "title": "ERP and file servers encrypted",
-        "description": "Ransom note on 40 hosts; production planning is down.",
-        "occurred_at": (now - timedelta(hours=32)).isoformat(),
-        "discovered_at": outage_start.isoformat(),
-        "contact": {"name": "Li Wei", "email": "li.wei@widget.example", "phone": "+86 755 1234 5678"},
-        "systems_down": True, "outage_started_at": outage_start.isoformat(),
-        "affected_hosts": 40, "ransom_demanded": "2000000.00",
-    }, headers={"Idempotency-Key": f"demo-{suffix}"})
+    reported = ransomware_report(story.policy_number, now)
+    incident = holder.post("intake", "/v1/incidents", reported,
+                           headers={"Idempotency-Key": f"demo-{suffix}"})
+    outage_start = datetime.fromisoformat(reported["outage_started_at"])
     story.incident_id = incident["id"]
     say(f"incident {story.incident_id} reported")
 

@@ -219,11 +219,7 @@ def _banner(urls: list[tuple[str, str]]) -> None:
         "",
         "Try it in another terminal (README, 'Quick start'):",
         "  make demo",
-        "or, by hand:",
-        "  export OPERATOR=$(.venv/bin/cyberclaims token --role operator --sub ops-1)",
-        "  export HOLDER=$(.venv/bin/cyberclaims token --role policyholder --org-id org-demo)",
-        "  curl -s -X POST http://127.0.0.1:8001/v1/policies -H \"Authorization: Bearer $OPERATOR\" "
-        "-H 'Content-Type: application/json' -d @docs/examples/policy.json",
+        "or, by hand: the curl commands of the README's quick start.",
         "",
         "Stop with Ctrl-C.",
         "",

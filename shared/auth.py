@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -21,6 +20,7 @@ from pydantic import (
     ValidationError,
 )
 
+from shared.clock import Clock, SystemClock
 from shared.inputs import NUL_FREE
 from shared.problems import Forbidden, Unauthorized
 from shared.settings import PlatformSettings
@@ -97,7 +97,9 @@ class TokenService:
     `cache_size` of them, least recently used out first): clients send the same bearer token
     with every request, and decoding one costs about 100 µs, a tenth of a cheap request."""
 
-    def __init__(self, settings: PlatformSettings, *, cache_size: int = 10_000) -> None:
+    def __init__(self, settings: PlatformSettings, *, cache_size: int = 10_000,
+                 clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         self._secret = settings.jwt_secret
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -108,7 +110,7 @@ class TokenService:
     def issue(self, *, role: Role, sub: str, org_id: str | None = None,
               vendor_id: str | None = None, authority_limit: Decimal | None = None,
               ttl_seconds: int | None = None) -> str:
-        now = int(time.time())
+        now = int(self._clock.now().timestamp())
         claims: dict[str, Any] = {"sub": sub, "role": role.value, "iss": self._issuer,
                                   "aud": self._audience, "iat": now,
                                   "exp": now + (ttl_seconds or self._ttl)}
@@ -122,7 +124,7 @@ class TokenService:
 
     def verify(self, token: str) -> Principal:
         known = self._verified.get(token)
-        if known is not None and known[1] > time.time():
+        if known is not None and known[1] > self._clock.now().timestamp():
             self._verified.move_to_end(token)
             return known[0]
         principal, expires_at = self._decode(token)
@@ -136,6 +138,10 @@ class TokenService:
             claims = jwt.decode(token, self._secret, algorithms=ALGORITHMS,
                                 issuer=self._issuer, audience=self._audience,
                                 options={"require": ["exp", "iss", "aud", "sub"]})
+            # PyJWT checked `exp` (an integer, not past) on the system's time; the injected
+            # clock (the same one, but in tests) must agree, as for a remembered token.
+            if claims["exp"] <= self._clock.now().timestamp():
+                raise jwt.ExpiredSignatureError("Signature has expired")
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
         try:

@@ -1,9 +1,14 @@
 """Event contracts for the whole system, and the CloudEvents 1.0 envelope that carries them.
 
 Every event is a pydantic model registered under its CloudEvents `type`
-(`cyberclaims.<domain>.<name>.v<version>`). A breaking change is a new version, a new class.
-On Kafka, events travel in the CloudEvents Kafka protocol binding, binary mode: attributes in
-`ce_*` headers, the data as the JSON value, and the partition key as the message key.
+(`cyberclaims.<domain>.<name>.v<version>`). A breaking change is a new version, a new class
+(`tests/shared/test_contract_evolution.py` compares the contracts with the last release's).
+Producers are strict: an event is built from its fields, and an unknown one is an error.
+Consumers are tolerant readers: unknown fields and CloudEvents attributes are ignored, so a
+field added by a newer producer during a rolling update (or found on a replayed dead letter)
+never makes an older consumer refuse the event. On Kafka, events travel in the CloudEvents
+Kafka protocol binding, binary mode: attributes in `ce_*` headers, the data as the JSON value,
+and the partition key as the message key.
 """
 
 from __future__ import annotations
@@ -142,7 +147,8 @@ class Channel(StrEnum):
 
 
 class Contract(BaseModel):
-    """A strict, immutable part of an event: unknown fields are an error, not silently lost."""
+    """An immutable part of an event, strict where it is built: an unknown field is an error,
+    not silently lost. Read from the wire, unknown fields are ignored (`Envelope.event`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -662,7 +668,8 @@ class RemediationEscalated(RemediationItemEvent):
 class Envelope(BaseModel):
     """A CloudEvents 1.0 event with the `correlationid` and `causationid` extensions, and the
     W3C trace context of the span that staged it (`traceparent`, `tracestate`: the CloudEvents
-    distributed-tracing extension; absent when tracing is off)."""
+    distributed-tracing extension; absent when tracing is off). Strict where it is built,
+    tolerant of attributes it does not know when read (`from_kafka`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -711,11 +718,13 @@ class Envelope(BaseModel):
 
 
     def event(self) -> Event:
-        """The typed data; raises `UnknownEventType` or a pydantic `ValidationError`."""
+        """The typed data, ignoring fields this version of the contract does not know (a
+        newer producer's additions); raises `UnknownEventType` or a pydantic
+        `ValidationError` (a known field that breaks the contract)."""
         model = Event.registry.get(self.type)
         if model is None:
             raise UnknownEventType(self.type)
-        return model.model_validate(self.data)
+        return model.model_validate(self.data, extra="ignore")
 
     # CloudEvents Kafka protocol binding, binary content mode.
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:
@@ -734,14 +743,15 @@ class Envelope(BaseModel):
 
     @classmethod
     def from_kafka(cls, headers: Any, value: bytes | None) -> Envelope:
-        """Rebuild the envelope from a binary-mode Kafka message; raises on a malformed one."""
+        """Rebuild the envelope from a binary-mode Kafka message, ignoring `ce_*` attributes
+        this version does not know (a newer producer's extensions); raises on a malformed one."""
         attributes: dict[str, Any] = {}
         for name, raw in headers or ():
             if name.startswith("ce_"):
                 attributes[name[3:]] = raw.decode()
         if value is None:
             raise ValueError("message has no value")
-        return cls.model_validate({**attributes, "data": jsoncodec.loads(value)})
+        return cls.model_validate({**attributes, "data": jsoncodec.loads(value)}, extra="ignore")
 
 
 class UnknownEventType(ValueError):

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Headers, MutableHeaders
@@ -37,6 +37,7 @@ from shared.kafka import KafkaPublisher, ensure_topics
 from shared.logs import configure_logging, correlation_id
 from shared.openapi import document_error_responses
 from shared.outbox import Outbox, OutboxColumns, OutboxRelay
+from shared.polling import PollingLoop
 from shared.problems import install_problem_handlers
 from shared.settings import PlatformSettings, ServiceSettings
 from shared.tracing import instrument_engine, provider_for, trace_app, traced_by
@@ -47,6 +48,8 @@ HTTP_REQUESTS = Counter("cyberclaims_http_requests_total", "HTTP requests",
                         ["service", "method", "route", "status"])
 HTTP_LATENCY = Histogram("cyberclaims_http_request_seconds", "HTTP latency",
                          ["service", "method", "route"])
+BROKER_UP = Gauge("cyberclaims_broker_up",
+                  "1 while the service reaches its Kafka broker, 0 while it does not", ["service"])
 
 Worker = Callable[[], Awaitable[None]]
 MAX_CORRELATION_ID = 128
@@ -73,15 +76,33 @@ class Runtime:
     resources: dict[str, Any] = field(default_factory=dict)
 
     async def ready(self) -> dict[str, str]:
-        checks: dict[str, str] = {}
+        """What the service needs to answer: its database. Not the broker: while Kafka is
+        down the outbox buffers events and the service keeps taking reports; broker health
+        is the `cyberclaims_broker_up` gauge (and an alert), not a reason to stop serving."""
         try:
             async with self.engine.connect() as connection:
                 await asyncio.wait_for(connection.execute(text("SELECT 1")), timeout=2)
-            checks["database"] = "ok"
         except Exception as exc:
-            checks["database"] = f"unavailable: {type(exc).__name__}"
-        checks["broker"] = "ok" if await self.publisher.reachable() else "unavailable"
-        return checks
+            return {"database": f"unavailable: {type(exc).__name__}"}
+        return {"database": "ok"}
+
+
+class BrokerProbe:
+    """Sets `cyberclaims_broker_up` from a metadata request every `interval_seconds`."""
+
+    def __init__(self, service: str, publisher: KafkaPublisher, *,
+                 interval_seconds: float) -> None:
+        self._up = BROKER_UP.labels(service)
+        self._publisher = publisher
+        self._loop = PollingLoop(f"{service} broker probe", self._probe,
+                                 interval_seconds=interval_seconds)
+
+    async def run(self) -> None:
+        await self._loop.run()
+
+    async def _probe(self) -> int:
+        self._up.set(1 if await self._publisher.reachable() else 0)
+        return 0
 
 
 @dataclass(frozen=True)
@@ -156,7 +177,9 @@ def create_service_app(
         app.state.tokens = runtime.tokens
         tasks: list[asyncio.Task[None]] = []
         if run_workers:
-            workers: list[Worker] = [relay.run, *spec.workers(runtime)]
+            probe = BrokerProbe(spec.name, publisher,
+                                interval_seconds=platform.broker_probe_seconds)
+            workers: list[Worker] = [relay.run, probe.run, *spec.workers(runtime)]
             if runtime.consumer is not None:
                 workers.append(runtime.consumer.run)
             tasks = [asyncio.create_task(_supervised(spec.name, w)) for w in workers]

@@ -69,6 +69,11 @@ class PlatformSettings(BaseSettings):
                     "fetch); always after the database commit, and at once when idle.",
     )
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    broker_probe_seconds: float = Field(
+        default=5.0, gt=0,
+        description="How often each service checks that Kafka answers (the "
+                    "cyberclaims_broker_up gauge; readiness does not depend on it).",
+    )
     database_pool_size: int = Field(
         default=20, ge=1,
         description="Connections each process keeps to its database (a fixed pool: a burst "

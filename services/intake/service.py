@@ -112,6 +112,14 @@ def incident_view(incident: Incident, entries: list[TimelineEntry]) -> IncidentO
     })
 
 
+def _as_first_reported(incident: Incident, entries: list[TimelineEntry]) -> IncidentOut:
+    """The incident as the first response showed it: a retry gets the answer whose loss it
+    retries, byte for byte, not a later state (that is GET /v1/incidents/{id})."""
+    return incident_view(incident, [e for e in entries if e.type == "incident.reported"]).model_copy(
+        update={"status": REPORTED, "priority": None, "regulatory_deadline": None,
+                "regulator_reported_at": None, "regulator_reference": None})
+
+
 async def report_incident(reports: ReportStore, principal: Principal, idempotency_key: str,
                           body: IncidentReportIn) -> tuple[IncidentOut, bool]:
     """Create the incident once per (org, Idempotency-Key), against the caller's own policy.
@@ -146,7 +154,7 @@ async def report_incident(reports: ReportStore, principal: Principal, idempotenc
                                         Incident.idempotency_key == idempotency_key)
         if existing is not None:
             _reject_other_body(existing[0], fingerprint)
-            return incident_view(*existing), True
+            return _as_first_reported(*existing), True
         await visible_policy(uow, principal, body.policy_number)
     raise Conflict("the report could not be stored; retry with the same key")
 

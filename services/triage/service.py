@@ -379,7 +379,7 @@ async def _refusers(session: AsyncSession, job: Job) -> list[str]:
 
 async def _offer(session: AsyncSession, ctx: TriageContext, job: Job, incident: JobSubject,
                  pool: dict[str, VendorLoad], now: datetime, *, cause: Envelope | None = None,
-                 announce: bool, reason: str = NO_VENDOR) -> bool:
+                 announce: bool, reason: str | None = None) -> bool:
     """Dispatch the job to the first eligible vendor that still has room (the rulebook's
     order); otherwise leave it unassigned (and, if `announce`, tell the operators)."""
     candidates = rules.rank_vendors(pool.values(), JobType(job.job_type), job.region,
@@ -392,7 +392,7 @@ async def _offer(session: AsyncSession, ctx: TriageContext, job: Job, incident: 
         _dispatch(session, ctx, job, incident, candidate.vendor_id, now, cause=cause, actor=SYSTEM)
         return True
     _leave_unassigned(session, ctx, job, incident, now, cause=cause, announce=announce,
-                      reason=reason)
+                      reason=reason or _unassigned_reason(pool, job))
     return False
 
 
@@ -421,9 +421,18 @@ async def _offer_new_jobs(session: AsyncSession, ctx: TriageContext, jobs: Seque
     for job, vendor_id in zip(jobs, chosen, strict=True):
         if vendor_id is None:
             _leave_unassigned(session, ctx, job, incident, now, cause=cause, announce=True,
-                              reason=NO_VENDOR)
+                              reason=_unassigned_reason(pool, job))
         else:
             _dispatch(session, ctx, job, incident, vendor_id, now, cause=cause, actor=SYSTEM)
+
+
+def _unassigned_reason(pool: Mapping[str, VendorLoad], job: Job) -> str:
+    """Why no vendor took the job, as operators must act on it: register a vendor for the job
+    type and region when none serves it at all, or wait for (or add) capacity."""
+    job_type = JobType(job.job_type)
+    if any(vendor.can_do(job_type, job.region) for vendor in pool.values()):
+        return NO_VENDOR
+    return f"no active vendor serves {job_type.value} in {job.region}"
 
 
 def _leave_unassigned(session: AsyncSession, ctx: TriageContext, job: Job, incident: JobSubject,

@@ -1,7 +1,11 @@
 """Every benchmark runs end to end at its quick size (`python -m bench --quick`), so `make bench`
 cannot rot unnoticed: each one starts its world, loads it, reads its figures off Kafka and the
 services, and writes a result with a value for every target. Whether a target is met is the
-benchmark's report, not a test: nothing here depends on how fast the machine is."""
+benchmark's report, not a test: nothing here depends on how fast the machine is.
+
+It is `make bench`'s first step, not part of `make test` (marked `bench`): it starts every
+benchmark's world of processes, some at a low priority, and on a machine busy with other work
+they took longer to come up than the benchmarks allow."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from bench.__main__ import BENCHMARKS
 from bench.system import ALL_SERVICES
 from tests.support.infra import drop_database
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bench]
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_SECONDS = 900

@@ -126,6 +126,20 @@ _DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+
                                           r"(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
 
 _STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+_ALERTING_OR_RECORDING_RULE = {
+    "type": "object",
+    "required": ["expr"],
+    "properties": {
+        "alert": {"type": "string"},
+        "record": {"type": "string"},
+        "expr": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        "for": _DURATION,
+        "keep_firing_for": _DURATION,
+        "labels": _STRINGS,
+        "annotations": _STRINGS,
+    },
+    "additionalProperties": False,
+}
 _HPA_BEHAVIOR_RULES = {
     "type": "object",
     "properties": {
@@ -174,8 +188,8 @@ def _custom_resource(api_version: str, kind: str, *, spec: dict[str, Any],
 
 # Custom resources are not in the Kubernetes schemas. These are the fields we use, checked
 # against the CRDs' own rules (Strimzi kafka.strimzi.io/v1beta2 KafkaTopic,
-# prometheus-operator monitoring.coreos.com/v1 ServiceMonitor, KEDA keda.sh/v1alpha1
-# ScaledObject); unknown fields are refused.
+# prometheus-operator monitoring.coreos.com/v1 ServiceMonitor and PrometheusRule, KEDA
+# keda.sh/v1alpha1 ScaledObject); unknown fields are refused.
 CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): _custom_resource(
         "keda.sh/v1alpha1", "ScaledObject",
@@ -319,6 +333,25 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                     },
                 },
             },
+            "additionalProperties": False,
+        }),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _custom_resource(
+        "monitoring.coreos.com/v1", "PrometheusRule",
+        spec={
+            "type": "object",
+            "properties": {"groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "interval": _DURATION,
+                        "rules": {"type": "array", "items": _ALERTING_OR_RECORDING_RULE},
+                    },
+                    "additionalProperties": False,
+                },
+            }},
             "additionalProperties": False,
         }),
 }

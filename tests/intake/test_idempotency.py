@@ -10,9 +10,10 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events import IncidentReported
-from shared.topics import INCIDENTS
-from tests.intake.conftest import register, report_body, sql_value
-from tests.support.kafka import wait_for_events
+from shared.topics import INCIDENTS, RESPONSE
+from tests.intake.conftest import produce_envelope, register, report_body, sql_value
+from tests.intake.test_consuming import triaged, wait_for_entry
+from tests.support.kafka import relayed_events
 from tests.support.service import Tokens
 
 
@@ -35,9 +36,8 @@ async def test_a_hundred_concurrent_reports_with_one_key_create_one_incident(
     assert await sql_value(db, "SELECT count(*) FROM outbox WHERE event_type = :type "
                                "AND partition_key = :key",
                            type=IncidentReported.event_type, key=incident_id) == 1
-    events = await wait_for_events(broker, INCIDENTS.name,
-                                   lambda e: e.data.get("org_id") == insured["org_id"],
-                                   settle=1.0)
+    events = await relayed_events(broker, INCIDENTS.name, db, incident_id,
+                                  lambda e: e.data.get("org_id") == insured["org_id"])
     assert [(e.type, e.subject) for e in events] == [(IncidentReported.event_type, incident_id)]
 
     again = await intake.post("/v1/incidents", json=body, headers=headers)
@@ -75,3 +75,24 @@ async def test_keys_belong_to_one_org(api: httpx.AsyncClient, tokens: Tokens) ->
         assert response.json()["org_id"] == insured["org_id"]
         ids.append(response.json()["id"])
     assert ids[0] != ids[1]
+
+
+async def test_a_replayed_report_returns_the_first_response_body_even_after_triage(
+    intake: httpx.AsyncClient, insured: dict[str, Any], broker: str
+) -> None:
+    body = report_body(insured["policy_number"], ransom_demanded="800000",
+                       data_types=["pii", "credentials"])
+    headers = {**insured["headers"], "Idempotency-Key": "replayed-later"}
+    first = await intake.post("/v1/incidents", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    incident_id = first.json()["id"]
+    await produce_envelope(broker, RESPONSE.name, triaged(
+        incident_id, insured["org_id"], insured["policy_number"]), key=incident_id)
+    await wait_for_entry(intake, insured, incident_id, "incident.triaged")  # its state moved on
+
+    replayed = await intake.post("/v1/incidents", json=body, headers=headers)
+
+    assert replayed.status_code == 201
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.content == first.content
+    assert replayed.headers["Location"] == first.headers["Location"]

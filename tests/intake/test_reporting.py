@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.events import IncidentReported
 from shared.topics import INCIDENTS
 from tests.intake.conftest import refused_at_commit, register, report_body, sql_rows, sql_value
-from tests.support.kafka import read_topic, wait_for_events, wait_for_records
+from tests.support.kafka import read_topic, relayed_events, wait_for_events, wait_for_records
 from tests.support.service import Tokens, running
 
 
@@ -24,7 +24,7 @@ def _headers(record: Any) -> dict[str, str]:
 
 
 async def test_report_is_published_once_with_the_cloudevents_envelope(
-    intake: httpx.AsyncClient, insured: dict[str, Any], broker: str
+    intake: httpx.AsyncClient, insured: dict[str, Any], broker: str, db: AsyncEngine
 ) -> None:
     body = report_body(insured["policy_number"], data_types=["pii", "credentials"],
                        ransom_demanded="120000.5")
@@ -36,8 +36,8 @@ async def test_report_is_published_once_with_the_cloudevents_envelope(
     assert response.json()["status"] == "reported"
     assert response.headers["Location"] == f"/v1/incidents/{incident_id}"
 
-    events = await wait_for_events(broker, INCIDENTS.name, lambda e: e.subject == incident_id,
-                                   settle=1.0)
+    events = await relayed_events(broker, INCIDENTS.name, db, incident_id,
+                                  lambda e: e.subject == incident_id)
     assert len(events) == 1
     envelope = events[0]
     assert envelope.type == IncidentReported.event_type
@@ -109,8 +109,8 @@ async def test_a_failed_commit_leaves_neither_incident_nor_outbox_row(
     assert retried.status_code == 201, retried.text
     assert "Idempotent-Replayed" not in retried.headers
     incident_id = retried.json()["id"]
-    events = await wait_for_events(broker, INCIDENTS.name,
-                                   lambda e: e.data.get("title") == marker, settle=0.5)
+    events = await relayed_events(broker, INCIDENTS.name, db, incident_id,
+                                  lambda e: e.data.get("title") == marker)
     assert [e.subject for e in events] == [incident_id]
 
 
@@ -141,8 +141,8 @@ async def test_an_event_committed_while_the_relay_is_down_is_published_once_afte
 
     # A fresh instance with its relay, on the same database, publishes it exactly once.
     async with running(make_intake(), wait_for_consumer=False):
-        events = await wait_for_events(broker, INCIDENTS.name,
-                                       lambda e: e.subject == incident_id, settle=1.0)
+        events = await relayed_events(broker, INCIDENTS.name, db, incident_id,
+                                      lambda e: e.subject == incident_id)
     assert [e.id for e in events] == [event_id]
     [(state, attempts)] = await sql_rows(
         db, "SELECT state, attempts FROM outbox WHERE event_id = :event", event=event_id)

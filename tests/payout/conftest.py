@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from aiokafka.structs import RecordMetadata
 from fastapi import FastAPI
 
 from cyberclaims.sandbox.payments import create_app as create_sandbox
@@ -234,8 +235,8 @@ class Incident:
         await self.send(RESPONSE.name, envelope)
         return envelope
 
-    async def send(self, topic: str, envelope: Envelope) -> None:
-        await publish(self.broker, topic, envelope, key=str(self.incident_id).encode())
+    async def send(self, topic: str, envelope: Envelope) -> RecordMetadata:
+        return await publish(self.broker, topic, envelope, key=str(self.incident_id).encode())
 
 
 async def register(broker: str, **overrides: Any) -> PolicyTerms:

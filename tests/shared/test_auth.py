@@ -6,25 +6,35 @@ import base64
 import hashlib
 import hmac
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import jwt
 import pytest
 
 from shared.auth import Role, TokenService
+from shared.clock import ManualClock
 from shared.problems import Unauthorized
 from shared.settings import PlatformSettings
 
 
 @pytest.fixture
-def tokens() -> TokenService:
-    return TokenService(PlatformSettings(jwt_secret="s" * 40), cache_size=2)
+def clock() -> ManualClock:
+    return ManualClock()
 
 
-def test_a_remembered_token_is_refused_once_it_expires(tokens: TokenService) -> None:
-    token = tokens.issue(role=Role.operator, sub="ops", ttl_seconds=1)
+@pytest.fixture
+def tokens(clock: ManualClock) -> TokenService:
+    return TokenService(PlatformSettings(jwt_secret="s" * 40), cache_size=2, clock=clock)
+
+
+def test_a_remembered_token_is_refused_once_it_expires(tokens: TokenService,
+                                                        clock: ManualClock) -> None:
+    token = tokens.issue(role=Role.operator, sub="ops", ttl_seconds=60)
     assert tokens.verify(token).sub == "ops"
-    time.sleep(1.1)
+    clock.advance(timedelta(seconds=59))
+    assert tokens.verify(token).sub == "ops"
+    clock.advance(timedelta(seconds=1))
     with pytest.raises(Unauthorized, match="expired"):
         tokens.verify(token)
 

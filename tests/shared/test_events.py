@@ -115,5 +115,39 @@ def test_missing_attributes_and_unknown_types_are_refused() -> None:
     broken = envelope.model_copy(update={"data": {**envelope.data, "category": "aliens"}})
     with pytest.raises(ValidationError):
         broken.event()
-    with pytest.raises(ValidationError):  # contracts refuse unknown fields
-        envelope.model_copy(update={"data": {**envelope.data, "extra": 1}}).event()
+
+
+def test_producers_are_strict_about_unknown_fields() -> None:
+    fields = _reported().model_dump()
+    with pytest.raises(ValidationError, match="extra"):
+        ev.IncidentReported(**fields, severity="high")
+    with pytest.raises(ValidationError, match="extra"):
+        ev.Contact(name="Li Wei", email="li.wei@example.com", phone="+86", mobile="+86")
+
+
+def test_consumers_ignore_fields_and_attributes_a_newer_producer_added() -> None:
+    reported = _reported()
+    envelope = Envelope.wrap(reported, source="/s", time=datetime.now(UTC))
+    data = {**envelope.data, "severity": "high",
+            "contact": {**envelope.data["contact"], "mobile": "+86 138 0000 0000"}}
+    headers = [*envelope.to_kafka_headers(), ("ce_traceparent", b"00-4bf92f-00f067-01")]
+
+    read = Envelope.from_kafka(headers, json.dumps(data).encode())
+
+    assert read.id == envelope.id
+    assert read.event() == reported
+
+
+def test_consumers_read_events_of_an_older_producer_without_a_later_optional_field() -> None:
+    policy = ev.PolicyRegistered(policy=ev.PolicyTerms(
+        policy_number="POL-1", org_id="org-1", holder_name="Widget", industry=ev.Industry.retail,
+        region="CN-GD", critical_infrastructure=False, currency="CNY",
+        period_start=datetime(2026, 1, 1, tzinfo=UTC), period_end=datetime(2027, 1, 1, tzinfo=UTC),
+        retroactive_date=None, aggregate_limit=Decimal("1000000"), retention=Decimal("10000"),
+        bi_waiting_period_hours=8, notice_period_hours=72, war_exclusion=True, sections={}))
+    envelope = Envelope.wrap(policy, source="/s", time=datetime.now(UTC))
+    older = {**envelope.data, "policy": {k: v for k, v in envelope.data["policy"].items()
+                                         if k not in ("annual_premium", "employees",
+                                                      "annual_revenue")}}
+
+    assert envelope.model_copy(update={"data": older}).event() == policy

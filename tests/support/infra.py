@@ -25,19 +25,84 @@ def free_port() -> int:
         return port
 
 
+class TansuProcess:
+    """A Tansu broker on `port`, telling clients to connect to `advertised_port` (a
+    `BrokerProxy` in front of it) if given."""
+
+    def __init__(self, port: int, *, advertised_port: int | None = None) -> None:
+        self.port = port
+        self.bootstrap = f"127.0.0.1:{advertised_port or port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = broker_command(self.port)
+        command[command.index("--advertised-listener-url") + 1] = f"tcp://{self.bootstrap}"
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+
+class BrokerProxy:
+    """A TCP proxy on `port` in front of a broker on `target_port`, in the test's event loop:
+    closing it is a broker outage (every connection cut, none accepted) that, unlike stopping
+    a memory-only Tansu, keeps the broker's topics and groups; opening it again ends it."""
+
+    def __init__(self, port: int, target_port: int) -> None:
+        self.port = port
+        self.target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+
+    async def _serve(self, client_reader: asyncio.StreamReader,
+                     client_writer: asyncio.StreamWriter) -> None:
+        broker_reader, broker_writer = await asyncio.open_connection("127.0.0.1",
+                                                                     self.target_port)
+        self._writers |= {client_writer, broker_writer}
+        try:
+            await asyncio.gather(_pipe(client_reader, broker_writer),
+                                 _pipe(broker_reader, client_writer))
+        finally:
+            for writer in (client_writer, broker_writer):
+                self._writers.discard(writer)
+                writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
 @contextmanager
 def tansu_broker() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(broker_command(port), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    broker = TansuProcess(free_port())
     try:
-        wait_for_port(port)
-        bootstrap = f"127.0.0.1:{port}"
-        asyncio.run(ensure_topics(bootstrap))
-        yield bootstrap
+        broker.start()
+        asyncio.run(ensure_topics(broker.bootstrap))
+        yield broker.bootstrap
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        broker.stop()
 
 
 def fresh_database(name: str) -> str:

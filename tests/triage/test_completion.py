@@ -17,7 +17,7 @@ from shared.events import (
     Section,
 )
 from shared.topics import RESPONSE
-from tests.support.kafka import wait_for_events
+from tests.support.kafka import relayed_events, wait_for_events
 from tests.triage.conftest import Desk, completion_report
 
 
@@ -98,10 +98,9 @@ async def test_response_completed_carries_findings_outage_and_verified_losses(
                                            headers=desk.tokens.operator())
     assert (completed_job.status_code, completed_job.json()["state"]) == (409, "completed")
 
-    events = await wait_for_events(
-        broker, RESPONSE.name,
-        lambda e: e.subject == str(incident_id) and e.type == IncidentResponseCompleted.event_type,
-        settle=0.5)
+    events = await relayed_events(
+        broker, RESPONSE.name, desk.runtime.engine, str(incident_id),
+        lambda e: e.subject == str(incident_id) and e.type == IncidentResponseCompleted.event_type)
     assert len(events) == 1
     event = events[0].event()
     assert isinstance(event, IncidentResponseCompleted)

@@ -293,3 +293,23 @@ async def test_an_incident_delivered_again_under_another_event_id_is_stored_once
     assert statuses == {reports[0].incident_id: "triaged",
                         reports[1].incident_id: "awaiting_policy"}
     assert (jobs, triaged) == (3, 1)
+
+
+async def test_an_unassigned_job_says_whether_no_vendor_serves_it_or_all_are_full(
+        desk: Desk, broker: str) -> None:
+    policy = await desk.policy()
+    nobody = (await desk.triaged(await desk.report(policy)))["jobs"][0]
+    assert nobody["status"] == "unassigned"
+    serves_none = f"no active vendor serves forensics in {desk.region}"
+    assert [h["note"] for h in nobody["history"]] == [serves_none]
+    [unassigned] = await wait_for_events(
+        broker, RESPONSE.name, lambda e: e.type == JobUnassigned.event_type
+        and e.data["job_id"] == nobody["id"])
+    assert unassigned.data["reason"] == serves_none
+
+    await desk.vendor("inactive", capabilities=["forensics"], active=False)
+    full = await desk.vendor("full", capabilities=["forensics"], capacity=1)
+    assert (await desk.job(nobody["id"]))["vendor_id"] == full  # took the waiting job
+    waiting = (await desk.triaged(await desk.report(policy)))["jobs"][0]
+    assert waiting["status"] == "unassigned"
+    assert [h["note"] for h in waiting["history"]] == ["no eligible vendor has free capacity"]
