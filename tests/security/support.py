@@ -186,7 +186,7 @@ RANSOMWARE_INVOICES = {
 
 
 def completion_report(losses: list[dict[str, str]], **fields: Any) -> dict[str, Any]:
-    return {"root_cause": "Phished VPN credentials", "attack_vector": "VPN",
+    return {"root_cause": "Phished VPN credentials", "attack_vector": "vpn",
             "attribution": "criminal",
             "contained_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
             "verified_losses": losses, **fields}
