@@ -60,14 +60,14 @@ SECTION_OF = {  # a section that one of the category's jobs may verify (VENDOR_V
     Category.other: Section.incident_response,
 }
 VECTORS = {
-    Category.ransomware: ("phishing", "exposed rdp", "unpatched vpn"),
-    Category.data_breach: ("misconfigured cloud storage", "phishing", "stolen credentials"),
-    Category.business_email_compromise: ("phishing", "stolen credentials"),
-    Category.malware: ("phishing", "malicious download"),
-    Category.unauthorized_access: ("stolen credentials", "exposed rdp"),
-    Category.ddos: ("botnet",),
-    Category.insider_misuse: ("insider",),
-    Category.other: ("unknown",),
+    Category.ransomware: ("email_phishing", "remote_desktop", "vpn"),
+    Category.data_breach: ("web_application", "email_phishing", "stolen_credentials"),
+    Category.business_email_compromise: ("email_phishing", "stolen_credentials"),
+    Category.malware: ("email_phishing", "web_application"),
+    Category.unauthorized_access: ("stolen_credentials", "remote_desktop"),
+    Category.ddos: ("other",),
+    Category.insider_misuse: ("insider_access",),
+    Category.other: ("other",),
 }
 # Claims per policy-year: deliberately several times the public SME figures (a few per cent;
 # docs/insights.md), so that a book of a few hundred policies shows cells above k.

@@ -113,6 +113,7 @@ VENDOR_VERIFIABLE_SECTIONS: dict[JobType, frozenset[Section]] = {
     JobType.ddos_mitigation: frozenset({Section.incident_response}),
     JobType.crisis_communications: frozenset({Section.legal_and_notification,
                                               Section.incident_response}),
+    JobType.risk_assessment: frozenset(),  # an assessment before any incident: no loss
 }
 """The loss sections a vendor's completion report may carry, by the job's type (triage
 refuses others; docs/approvals.md). Business interruption is never vendor-verified: the

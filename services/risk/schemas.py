@@ -7,14 +7,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, Field
 
 from shared.controls import Control
 from shared.events import ExposureKind, RemediationSource, RiskTier
+from shared.inputs import RequestBody
 
 NO_NUL = r"^[^\x00]*$"
-PolicyNumber = Annotated[str, Field(min_length=1, max_length=64,
-                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
+POLICY_NUMBER = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+PolicyNumber = Annotated[str, Field(min_length=1, max_length=64, pattern=POLICY_NUMBER)]
+PolicyNumberPath = Annotated[str, Path(min_length=1, max_length=64, pattern=POLICY_NUMBER)]
 ShortText = Annotated[str, Field(min_length=1, max_length=300, pattern=NO_NUL)]
 Text = Annotated[str, Field(min_length=1, max_length=10_000, pattern=NO_NUL)]
 CvssVector = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL,
@@ -27,18 +30,14 @@ def _unique(controls: list[Control]) -> list[Control]:
     return controls
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FindingIn(Strict):
+class FindingIn(RequestBody):
     title: ShortText
     control: Control = Field(description="The control the finding weakens.")
     cvss_vector: CvssVector = Field(description="CVSS v3.1 or v4.0 base vector; risk scores it.")
     open: bool = Field(default=True, description="false: found and already fixed")
 
 
-class AssessmentReportIn(Strict):
+class AssessmentReportIn(RequestBody):
     """The vendor's checklist: the controls verified as in place, and the findings."""
 
     controls_in_place: Annotated[list[Control], AfterValidator(_unique),
@@ -46,7 +45,7 @@ class AssessmentReportIn(Strict):
     findings: list[FindingIn] = Field(default_factory=list, max_length=200)
 
 
-class ExposureIn(Strict):
+class ExposureIn(RequestBody):
     policy_number: PolicyNumber
     kind: ExposureKind
     control: Control = Field(description="The control that would have prevented the exposure.")

@@ -13,6 +13,7 @@ from services.risk.schemas import (
     AssessmentOut,
     AssessmentReportIn,
     ExposureIn,
+    PolicyNumberPath,
     PortfolioOut,
     RemediationItemOut,
     RiskOut,
@@ -50,7 +51,7 @@ def _assessment_out(assessment: Assessment) -> AssessmentOut:
 @policies.post("/{policy_number}/assessments", status_code=status.HTTP_202_ACCEPTED,
                response_model=AssessmentOut,
                responses={409: {"description": "an assessment is already in progress"}})
-async def request_assessment(policy_number: str, caller: Operator, ctx: ContextDep,
+async def request_assessment(policy_number: PolicyNumberPath, caller: Operator, ctx: ContextDep,
                              uow: UnitOfWorkDep) -> AssessmentOut:
     """Ask for an assessment now: triage dispatches it to a panel vendor."""
     return _assessment_out(await service.request_assessment(uow, ctx, caller, policy_number))
@@ -87,7 +88,7 @@ async def read_portfolio(_: Underwriting, ctx: ContextDep, uow: UnitOfWorkDep) -
 
 
 @risk.get("/{policy_number}", response_model=RiskOut)
-async def read_risk(policy_number: str, caller: RiskReader, ctx: ContextDep,
+async def read_risk(policy_number: PolicyNumberPath, caller: RiskReader, ctx: ContextDep,
                     uow: UnitOfWorkDep) -> RiskOut:
     """Score, tier, premium modifier and every remediation item with its state."""
     return await service.read_risk(uow, ctx, caller, policy_number)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from services.payout import models
 from services.payout.service import explain
+from shared.controls import AttackVector
 from shared.events import (
     CoverageQuestion,
     Finding,
@@ -52,7 +53,7 @@ def with_finding(completed: IncidentResponseCompleted, root_cause: str) -> Incid
     """The completed response with one forensic vendor's findings."""
     return completed.model_copy(update={"findings": [Finding(
         job_id=uuid.uuid4(), job_type=JobType.forensics, vendor_id="dfir-a",
-        root_cause=root_cause, attack_vector="VPN", attribution=completed.attribution,
+        root_cause=root_cause, attack_vector=AttackVector.vpn, attribution=completed.attribution,
         contained_at=now(), records_confirmed=None)]})
 
 

@@ -14,7 +14,7 @@ from shared.problems import Unprocessable
 
 def report(*sections: Section) -> CompletionReportIn:
     return CompletionReportIn.model_validate({
-        "root_cause": "x", "attack_vector": "y", "attribution": "criminal",
+        "root_cause": "x", "attack_vector": "other", "attribution": "criminal",
         "contained_at": datetime.now(UTC).isoformat(),
         "verified_losses": [{"section": section.value, "amount": "1", "description": "invoice"}
                             for section in sections]})
@@ -25,7 +25,10 @@ def test_every_job_type_has_its_row() -> None:
     assert not any(Section.business_interruption in row for row in VENDOR_VERIFIABLE_SECTIONS.values())
 
 
-@pytest.mark.parametrize("job_type", list(JobType))
+RESPONSE_JOBS = [job_type for job_type in JobType if VENDOR_VERIFIABLE_SECTIONS[job_type]]
+
+
+@pytest.mark.parametrize("job_type", RESPONSE_JOBS)
 @pytest.mark.parametrize("section", list(Section))
 def test_a_job_verifies_only_the_sections_of_its_type(job_type: JobType, section: Section) -> None:
     allowed = next(iter(VENDOR_VERIFIABLE_SECTIONS[job_type]))

@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from cyberclaims.client import Api
+from cyberclaims.registry import SERVICES
 from shared.auth import Role
 from tests.security.support import BIG_AUTHORITY, Figures, role_actor
 
@@ -79,7 +80,7 @@ def fuzz(operation: schemathesis.APIOperation, base_url: str, role: str,
     run()
 
 
-@pytest.mark.parametrize("service", ["intake", "triage", "payout", "notify"])
+@pytest.mark.parametrize("service", [entry.name for entry in SERVICES])
 def test_schemathesis_finds_nothing(api: Api, figures: Figures, service: str) -> None:
     base_url = api.urls[service]
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
