@@ -1,6 +1,6 @@
-"""`make run` (`cyberclaims dev`) leaves nothing behind: SIGKILL its supervisor and its broker,
-object store, stand-ins and services are gone within seconds, their ports free; a run that
-meets a stale stack on its ports says so and starts nothing."""
+"""`make run` (`cyberclaims dev`) leaves nothing behind: SIGKILL its supervisor (or close its
+terminal: SIGHUP) and its broker, object store, stand-ins and services are gone within seconds,
+their ports free; a run that meets a stale stack on its ports says so and starts nothing."""
 
 from __future__ import annotations
 
@@ -124,6 +124,23 @@ def test_a_stale_stack_is_named_and_a_killed_supervisor_leaves_nothing(tmp_path:
         # The supervisor killed hard: the kernel stops its children.
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait(timeout=5)
+        wait_until(lambda: not any(alive(pid) for pid in children), GONE_WITHIN_SECONDS,
+                   "children outlived the supervisor", output)
+        wait_until(lambda: not any(port_in_use(port) for port in ports.values()),
+                   GONE_WITHIN_SECONDS, "ports still held", output)
+
+
+def test_a_closed_terminal_stops_the_stack_as_ctrl_c_does(tmp_path: Path) -> None:
+    """SIGHUP (the terminal closed): drain, then stop every child, then exit."""
+    with dev_stack(tmp_path) as (supervisor, ports, output, seen):
+        wait_until(lambda: any(STARTED in line for line in output)
+                   or supervisor.poll() is not None, 240, "the stack did not start", output)
+        children = descendants(supervisor.pid)
+        seen.update(children)
+
+        supervisor.send_signal(signal.SIGHUP)
+        supervisor.wait(timeout=60)
+        assert any("stopping" in line for line in output), "".join(output[-60:])
         wait_until(lambda: not any(alive(pid) for pid in children), GONE_WITHIN_SECONDS,
                    "children outlived the supervisor", output)
         wait_until(lambda: not any(port_in_use(port) for port in ports.values()),
