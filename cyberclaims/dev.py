@@ -2,21 +2,28 @@
 
 Order: broker, topics, migrations, a check that the broker still holds what the databases
 saw (`cyberclaims.broker.check_kept_state`), then every service (API, consumer and relay in one
-process each), each awaited on /readyz. Output is prefixed per process; Ctrl-C waits (a few
-seconds at most) until the system is drained, records whether it was, and stops all.
+process each), each awaited on /readyz. Output is prefixed per process; Ctrl-C (or SIGTERM, or
+the terminal closing: SIGHUP) waits (a few seconds at most) until the system is drained, records
+whether it was, and stops all. Should the supervisor die without that (SIGKILL), every child is
+sent SIGTERM by the kernel (a parent-death signal): none outlives it and holds its port. A run
+that finds its ports taken names what holds them and stops before starting anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,13 +39,18 @@ from cyberclaims.broker import (
 )
 from cyberclaims.doctor import collect
 from cyberclaims.registry import available_services
+from services.notify.settings import NotifySettings
+from services.payout.settings import PayoutSettings
 from shared.clock import SystemClock
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
 from shared.settings import DATA_DIR, PlatformSettings
 
 DRAIN_TIMEOUT_SECONDS = 15.0
-OBJECT_STORE_PORT = 8011  # the broker's storage (cyberclaims.sandbox.objectstore)
+OBJECT_STORE_PORT = "CYBERCLAIMS_OBJECT_STORE_PORT"
+"""The variable naming the port of the broker's storage (cyberclaims.sandbox.objectstore)."""
+DEFAULT_OBJECT_STORE_PORT = 8011
+PR_SET_PDEATHSIG = 1  # prctl(2), <linux/prctl.h>
 COLOURS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m", "\033[37m"]
 RESET = "\033[0m"
 LOCAL_WEBHOOKS = {"NOTIFY_WEBHOOK_ALLOWLIST": "127.0.0.1"}
@@ -63,9 +75,12 @@ class Supervisor:
         self.output: list[str] = []
 
     def start(self, child: Child) -> subprocess.Popen[bytes]:
+        """Start `child` in a session of its own (Ctrl-C reaches the supervisor alone, which
+        drains before it stops the children), bound to die with the calling thread."""
         colour = COLOURS[len(self.processes) % len(COLOURS)]
         process = subprocess.Popen(child.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   start_new_session=True, env=child.env)
+                                   start_new_session=True, env=child.env,
+                                   preexec_fn=dying_with(os.getpid()))
         self.processes.append((child, process))
         prefix = f"{colour}{child.name:<{self.width}}|{RESET} "
         threading.Thread(target=self._pump, args=(process, prefix), daemon=True).start()
@@ -102,6 +117,88 @@ class Supervisor:
         return None
 
 
+def dying_with(parent: int) -> Callable[[], None] | None:
+    """What a child runs before its program (Linux): ask the kernel for SIGTERM when the thread
+    that started it dies, however it dies (SIGKILL included), and end at once should `parent`
+    already be gone. Elsewhere, nothing: `stop` remains the only way children end."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only calls it
+
+    def bind() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return bind
+
+
+def stack_ports(platform: PlatformSettings, start_broker: bool) -> dict[int, str]:
+    """Every port `run_dev` listens on, and what listens there: where the services and the
+    stand-ins are configured to be (each movable by its variable)."""
+    ports = {port_of(PayoutSettings().payment_provider_url): "payments",
+             NotifySettings().smtp_port: "smtp"}
+    if start_broker:
+        ports[port_of(f"tcp://{platform.kafka_bootstrap}")] = "broker"
+        ports[object_store_port()] = "objects"
+    for entry in available_services():
+        ports[entry.settings().port] = entry.name
+    return ports
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url
+    return port
+
+
+def object_store_port() -> int:
+    return int(os.environ.get(OBJECT_STORE_PORT, DEFAULT_OBJECT_STORE_PORT))
+
+
+def refuse_stale_stack(ports: dict[int, str]) -> None:
+    """Stop before starting anything when a port of the stack is taken (most often by the
+    children of an earlier run that did not stop), naming the ports and the processes."""
+    taken = sorted(port for port in ports if port_in_use(port))
+    if not taken:
+        return
+    holders = listening_processes(set(taken))
+    lines = [f"  {port:<5} ({ports[port]}): "
+             + (", ".join(f"pid {pid} {command}" for pid, command in holders.get(port, []))
+                or "held by a process this user cannot see")
+             for port in taken]
+    pids = sorted({pid for found in holders.values() for pid, _ in found})
+    raise SystemExit(
+        "cannot start: ports of the stack are in use, most likely by an earlier `make run` "
+        "that did not stop:\n" + "\n".join(lines) + "\n"
+        + (f"Stop it (`kill {' '.join(map(str, pids))}`), then run `make run` again; "
+           if pids else "Stop what holds them, then run `make run` again; ")
+        + "or move this run to other ports (CYBERCLAIMS_KAFKA_BOOTSTRAP, "
+          f"{OBJECT_STORE_PORT}, INTAKE_PORT ..., PAYOUT_PAYMENT_PROVIDER_URL, NOTIFY_SMTP_PORT).")
+
+
+def listening_processes(ports: set[int]) -> dict[int, list[tuple[int, str]]]:
+    """Which of this user's processes listen on `ports` (Linux /proc; empty elsewhere)."""
+    inodes: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                if fields[3] == "0A" and port in ports:  # 0A: LISTEN
+                    inodes[f"socket:[{fields[9]}]"] = port
+    found: dict[int, list[tuple[int, str]]] = {}
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                port = inodes.get(os.readlink(fd), 0)
+                if port:
+                    pid = int(fd_dir.parent.name)
+                    command = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+                    found.setdefault(port, []).append((pid, command.decode(errors="replace")
+                                                       .strip()[:80]))
+                    break
+    return found
 
 
 def wait_ready(url: str, supervisor: Supervisor, timeout: float = 60.0) -> None:
@@ -126,11 +223,12 @@ def extra_children() -> list[Child]:
     from importlib.util import find_spec
 
     children = []
+    payments, smtp = port_of(PayoutSettings().payment_provider_url), NotifySettings().smtp_port
     if find_spec("cyberclaims.sandbox.payments"):
-        children.append(Child("payments", cli_argv("sandbox-payments"),
-                              "http://127.0.0.1:8010/healthz", 8010))
+        children.append(Child("payments", cli_argv("sandbox-payments", "--port", str(payments)),
+                              f"http://127.0.0.1:{payments}/healthz", payments))
     if find_spec("cyberclaims.sandbox.smtp"):
-        children.append(Child("smtp", cli_argv("smtp-sink"), None, 1025))
+        children.append(Child("smtp", cli_argv("smtp-sink", "--port", str(smtp)), None, smtp))
     return children
 
 
@@ -155,19 +253,18 @@ def run_dev(start_broker: bool = True) -> None:
     databases = {entry.name: entry.settings().resolved_database_url(entry.name)
                  for entry in services}
     DATA_DIR.mkdir(exist_ok=True)
+    refuse_stale_stack(stack_ports(platform, start_broker))
     supervisor = Supervisor()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: drain, then stop the children
+        signal.signal(stop, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         if start_broker:
-            port = int(platform.kafka_bootstrap.rsplit(":", 1)[1])
-            if port_in_use(port):
-                raise SystemExit(f"port {port} is taken: stop what runs there, or set "
-                                 "CYBERCLAIMS_KAFKA_BOOTSTRAP and pass --no-broker")
-            store = f"http://127.0.0.1:{OBJECT_STORE_PORT}"
-            supervisor.start(Child("objects", cli_argv("object-store", "--port",
-                                                       str(OBJECT_STORE_PORT), "--root",
-                                                       str(BROKER_STORE))))
-            wait_for_port(OBJECT_STORE_PORT)
+            port = port_of(f"tcp://{platform.kafka_bootstrap}")
+            objects = object_store_port()
+            store = f"http://127.0.0.1:{objects}"
+            supervisor.start(Child("objects", cli_argv("object-store", "--port", str(objects),
+                                                       "--root", str(BROKER_STORE))))
+            wait_for_port(objects)
             create_bucket(store)
             supervisor.start(Child("broker", broker_command(port, durable=True),
                                    env={**os.environ, **object_store_env(store)}))

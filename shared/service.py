@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.apidocs import install_api_docs
 from shared.auth import Principal, Role, TokenService, require
 from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, Handler, InboxColumns
@@ -204,7 +205,8 @@ def create_service_app(
             log.info("%s stopped", spec.name)
 
     app = FastAPI(title=spec.title, description=spec.description, version="1.0.0",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_api_docs(app)  # served from the installed package: no CDN
     install_problem_handlers(app)
     app.add_middleware(JsonBodiesOnly)  # inside the limits: a 413 or 431 is decided first
     app.add_middleware(RequestLimitsMiddleware, max_header_bytes=platform.max_header_bytes,

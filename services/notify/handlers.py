@@ -2,7 +2,7 @@
 routed event out to its deliveries. The consumer commits (with the inbox row).
 
 They run without autoflush and look rows up through the transaction's cache
-(`services.notify.cache`): the rows of a whole fetch are inserted at commit, one statement per
+(`services.notify.transaction_cache`): the rows of a whole fetch are inserted at commit, one statement per
 table."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from services.notify import reminders
-from services.notify.cache import TransactionCache
 from services.notify.models import IncidentCopy
 from services.notify.routing import ROUTED_TYPES
 from services.notify.service import Notifier, incident_copy
+from services.notify.transaction_cache import TransactionCache
 from shared.consumer import Handler
 from shared.db import UnitOfWork
 from shared.events import (

@@ -14,7 +14,6 @@ from sqlalchemy import false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.cache import TransactionCache
 from services.notify.models import (
     Delivery,
     DeliveryState,
@@ -27,6 +26,7 @@ from services.notify.routing import ADJUSTERS, OPERATORS, ROUTES, Route
 from services.notify.schemas import SubscriptionIn
 from services.notify.settings import NotifySettings
 from services.notify.targets import RefusedTarget, TargetPolicy, UnresolvedTarget
+from services.notify.transaction_cache import TransactionCache
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.db import UnitOfWork, is_postgres

@@ -8,10 +8,10 @@ import httpx
 from fastapi import FastAPI
 
 from services.payout import handlers, views
+from services.payout.context import Context, Rules
 from services.payout.models import DeadLetter, Inbox, Outbox
 from services.payout.payments import PaymentProvider, PaymentWorker
 from services.payout.safety_net import SafetyNet
-from services.payout.service import Context, Rules
 from services.payout.settings import PayoutSettings
 from shared.clock import Clock
 from shared.dead_letters import DeadLetterMarks

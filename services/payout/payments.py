@@ -22,8 +22,8 @@ import httpx
 from prometheus_client import Counter
 from sqlalchemy import select
 
+from services.payout.context import ClaimStatus, Context, PaymentState, locked_claim
 from services.payout.models import Claim, Payment
-from services.payout.service import ClaimStatus, Context, PaymentState, locked_claim
 from services.payout.settings import PayoutSettings
 from shared.db import UnitOfWork, UnitOfWorkFactory
 from shared.events import PaymentFailed, PaymentRequested, PaymentSucceeded

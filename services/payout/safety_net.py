@@ -18,10 +18,10 @@ from datetime import timedelta
 
 from sqlalchemy import exists, or_, select
 
-from services.payout import service
+from services.payout import assessing, context
 from services.payout.assessment import LossState
+from services.payout.context import ClaimStatus, Context, PaymentState
 from services.payout.models import Claim, Incident, LossItem, Payment, Policy
-from services.payout.service import ClaimStatus, Context, PaymentState
 from services.payout.settings import PayoutSettings
 from shared.db import UnitOfWorkFactory
 from shared.polling import PollingLoop
@@ -73,10 +73,10 @@ class SafetyNet:
         repaired = 0
         for claim_id in candidates:
             async with self._uows() as uow:
-                claim = await service.locked_claim(uow, claim_id)
+                claim = await context.locked_claim(uow, claim_id)
                 if claim.latest_assessment_id is not None:
                     continue  # another path assessed it meanwhile
-                assessment = await service.assess_if_ready(uow, self._ctx, claim, None,
+                assessment = await assessing.assess_if_ready(uow, self._ctx, claim, None,
                                                            REQUESTED_BY)
                 await uow.commit()  # a data issue found on the way is kept too
             if assessment is not None:

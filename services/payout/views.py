@@ -1,4 +1,5 @@
-"""Payout's HTTP API and the adjuster console: thin routers over the use cases in `service`."""
+"""Payout's HTTP API and the adjuster console: thin routers over the use cases (`claims`,
+`losses`, `approvals`, `assessing`, `queues`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
-from services.payout import assessment, payments, service
+from services.payout import approvals, assessing, assessment, claims, context, losses, payments, queues
+from services.payout.context import Context
 from services.payout.models import Claim
 from services.payout.schemas import (
     ApprovalOut,
@@ -33,7 +35,6 @@ from services.payout.schemas import (
     SignedInOut,
     VerifyLossIn,
 )
-from services.payout.service import Context
 from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
 from shared.dead_letters import DeadLetterOut
@@ -48,10 +49,10 @@ Operator = Annotated[Principal, require(Role.operator)]
 StatusFilter = Literal["open", "pending_approval", "approved", "denied", "closed_without_payment",
                        "paid", "payment_failed"]
 
-claims = APIRouter(prefix="/v1/claims", tags=["claims"])
-incidents = APIRouter(prefix="/v1/incidents", tags=["claims"])
-queues = APIRouter(prefix="/v1", tags=["console"])
-console = APIRouter(tags=["console"])
+claims_api = APIRouter(prefix="/v1/claims", tags=["claims"])
+incidents_api = APIRouter(prefix="/v1/incidents", tags=["claims"])
+queues_api = APIRouter(prefix="/v1", tags=["console"])
+console_api = APIRouter(tags=["console"])
 QueueName = Literal["verification", "approval", "decided"]
 Search = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NUL_FREE,
                                      description="an incident id, or part of a policy number, "
@@ -64,10 +65,10 @@ def _ctx(runtime: Runtime) -> Context:
 
 
 async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOut:
-    current = await service.latest_assessment(uow, claim)
-    approvals = await service.approvals_of(uow, current.id) if current is not None else []
-    payment = await service.payment_of(uow, claim)
-    outage = service.outage_minutes(claim)
+    current = await claims.latest_assessment(uow, claim)
+    approvals = await claims.approvals_of(uow, current.id) if current is not None else []
+    payment = await claims.payment_of(uow, claim)
+    outage = assessing.outage_minutes(claim)
     required = (assessment.approvals_required(current.payable, _ctx(runtime).rules.two_approver_threshold)
                 if current is not None else None)
     return ClaimOut(
@@ -88,7 +89,7 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
         outage=OutageOut(minutes=outage[0], hours=Decimal(outage[0]) / 60, source=outage[1])
         if outage else None,
         losses=[LossOut.model_validate(item, from_attributes=True)
-                for item in await service.losses_of(uow, claim)],
+                for item in await claims.losses_of(uow, claim)],
         payment=PaymentOut.model_validate(payment, from_attributes=True) if payment else None,
         dead_letters=[DeadLetterOut.model_validate(mark, from_attributes=True) for mark in
                       await runtime.dead_letters.of_incident(uow, claim.incident_id)]
@@ -96,30 +97,30 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
     )
 
 
-@claims.get("", response_model=ClaimPage)
+@claims_api.get("", response_model=ClaimPage)
 async def list_claims(_: ClaimReader, uow: UnitOfWorkDep,
                       status: StatusFilter | None = None,
                       limit: PageLimit = 20, offset: PageOffset = 0) -> ClaimPage:
     """Claims, oldest first; `?status=pending_approval` is the approval queue."""
-    rows, total = await service.list_claims(uow, status=status, limit=limit, offset=offset)
+    rows, total = await claims.list_claims(uow, status=status, limit=limit, offset=offset)
     return ClaimPage(items=[ClaimSummary.model_validate(r, from_attributes=True) for r in rows],
                      total=total, limit=limit, offset=offset)
 
 
-@claims.get("/{claim_id}", response_model=ClaimOut)
+@claims_api.get("/{claim_id}", response_model=ClaimOut)
 async def read_claim(claim_id: uuid.UUID, _: ClaimReader, runtime: RuntimeDep,
                      uow: UnitOfWorkDep) -> ClaimOut:
-    return await _claim_out(uow, runtime, await service.claim_by_id(uow, claim_id))
+    return await _claim_out(uow, runtime, await claims.claim_by_id(uow, claim_id))
 
 
-@claims.get("/{claim_id}/file", response_model=ClaimFileOut,
+@claims_api.get("/{claim_id}/file", response_model=ClaimFileOut,
             responses={404: {"description": "no such claim"}})
 async def read_claim_file(claim_id: uuid.UUID, _: ClaimReader, uow: UnitOfWorkDep) -> ClaimFileOut:
     """The policy, the incident with triage's grading, the vendors' findings and why each
     coverage question was raised: what the adjuster decides from besides the claim."""
-    claim = await service.claim_by_id(uow, claim_id)
-    current = await service.latest_assessment(uow, claim)
-    found = await service.claim_file(uow, claim)
+    claim = await claims.claim_by_id(uow, claim_id)
+    current = await claims.latest_assessment(uow, claim)
+    found = await queues.claim_file(uow, claim)
     incident, triage = found.incident, found.triage
     return ClaimFileOut(
         policy=found.policy,
@@ -139,75 +140,75 @@ async def read_claim_file(claim_id: uuid.UUID, _: ClaimReader, uow: UnitOfWorkDe
         if claim.outage_started_at is not None and claim.outage_ended_at is not None else None,
         adjuster_outage_note=claim.adjuster_outage_note,
         coverage_questions=[
-            QuestionOut(code=q, explanation=service.explain(CoverageQuestion(q), found.policy,
+            QuestionOut(code=q, explanation=queues.explain(CoverageQuestion(q), found.policy,
                                                             incident))
             for q in (current.coverage_questions if current else [])],
     )
 
 
-@claims.get("/{claim_id}/assessments", response_model=list[AssessmentOut])
+@claims_api.get("/{claim_id}/assessments", response_model=list[AssessmentOut])
 async def list_assessments(claim_id: uuid.UUID, _: ClaimReader,
                            uow: UnitOfWorkDep) -> list[AssessmentOut]:
     """Every assessment of the claim with the inputs it was computed from (the audit trail)."""
-    claim = await service.claim_by_id(uow, claim_id)
+    claim = await claims.claim_by_id(uow, claim_id)
     return [AssessmentOut.model_validate(a, from_attributes=True)
-            for a in await service.assessments_of(uow, claim)]
+            for a in await claims.assessments_of(uow, claim)]
 
 
-@incidents.get("/{incident_id}/claim", response_model=ClaimOut)
+@incidents_api.get("/{incident_id}/claim", response_model=ClaimOut)
 async def read_incident_claim(incident_id: uuid.UUID, _: ClaimReader, runtime: RuntimeDep,
                               uow: UnitOfWorkDep) -> ClaimOut:
-    return await _claim_out(uow, runtime, await service.claim_of_incident(uow, incident_id))
+    return await _claim_out(uow, runtime, await claims.claim_of_incident(uow, incident_id))
 
 
-@claims.post("/{claim_id}/losses/{loss_id}/verify", response_model=ClaimOut)
+@claims_api.post("/{claim_id}/losses/{loss_id}/verify", response_model=ClaimOut)
 async def verify_loss(claim_id: uuid.UUID, loss_id: uuid.UUID, body: VerifyLossIn,
                       caller: Adjuster, runtime: RuntimeDep, uow: UnitOfWorkDep) -> ClaimOut:
-    claim = await service.verify_loss(uow, _ctx(runtime), caller, claim_id, loss_id, body)
+    claim = await losses.verify_loss(uow, _ctx(runtime), caller, claim_id, loss_id, body)
     return await _after_change(uow, runtime, claim)
 
 
-@claims.post("/{claim_id}/losses/{loss_id}/reject", response_model=ClaimOut)
+@claims_api.post("/{claim_id}/losses/{loss_id}/reject", response_model=ClaimOut)
 async def reject_loss(claim_id: uuid.UUID, loss_id: uuid.UUID, body: RejectLossIn,
                       caller: Adjuster, runtime: RuntimeDep, uow: UnitOfWorkDep) -> ClaimOut:
-    claim = await service.reject_loss(uow, _ctx(runtime), caller, claim_id, loss_id, body)
+    claim = await losses.reject_loss(uow, _ctx(runtime), caller, claim_id, loss_id, body)
     return await _after_change(uow, runtime, claim)
 
 
-@claims.put("/{claim_id}/outage", response_model=ClaimOut)
+@claims_api.put("/{claim_id}/outage", response_model=ClaimOut)
 async def set_outage(claim_id: uuid.UUID, body: OutageIn, caller: Adjuster, runtime: RuntimeDep,
                      uow: UnitOfWorkDep) -> ClaimOut:
     """The adjuster's outage hours, where no vendor verified the outage."""
-    claim = await service.set_outage(uow, _ctx(runtime), caller, claim_id, body)
+    claim = await losses.set_outage(uow, _ctx(runtime), caller, claim_id, body)
     return await _after_change(uow, runtime, claim)
 
 
-@claims.post("/{claim_id}/assess", response_model=ClaimOut)
+@claims_api.post("/{claim_id}/assess", response_model=ClaimOut)
 async def assess_claim(claim_id: uuid.UUID, caller: Adjuster, runtime: RuntimeDep,
                        uow: UnitOfWorkDep) -> ClaimOut:
-    claim = await service.assess_claim(uow, _ctx(runtime), caller, claim_id)
+    claim = await assessing.assess_claim(uow, _ctx(runtime), caller, claim_id)
     return await _after_change(uow, runtime, claim)
 
 
-@claims.post("/{claim_id}/approve", response_model=ClaimOut,
+@claims_api.post("/{claim_id}/approve", response_model=ClaimOut,
              responses={403: {"description": "beyond the adjuster's authority"},
                         409: {"description": "already decided, or already approved by you"}})
 async def approve_claim(claim_id: uuid.UUID, body: ApproveIn, caller: Adjuster,
                         runtime: RuntimeDep, uow: UnitOfWorkDep) -> ClaimOut:
     """Approve the latest assessment (all of it, or `amount` with a `reason`). Above the
     two-approver threshold the claim stays pending until a second adjuster approves."""
-    claim, _ = await service.approve(uow, _ctx(runtime), caller, claim_id, body)
+    claim, _ = await approvals.approve(uow, _ctx(runtime), caller, claim_id, body)
     return await _after_change(uow, runtime, claim)
 
 
-@claims.post("/{claim_id}/deny", response_model=ClaimOut)
+@claims_api.post("/{claim_id}/deny", response_model=ClaimOut)
 async def deny_claim(claim_id: uuid.UUID, body: DenyIn, caller: Adjuster, runtime: RuntimeDep,
                      uow: UnitOfWorkDep) -> ClaimOut:
-    claim = await service.deny(uow, _ctx(runtime), caller, claim_id, body)
+    claim = await approvals.deny(uow, _ctx(runtime), caller, claim_id, body)
     return await _after_change(uow, runtime, claim)
 
 
-@claims.post("/{claim_id}/payment/retry", response_model=ClaimOut,
+@claims_api.post("/{claim_id}/payment/retry", response_model=ClaimOut,
              responses={409: {"description": "the claim has no failed payment"}})
 async def retry_payment(claim_id: uuid.UUID, caller: Operator, runtime: RuntimeDep,
                         uow: UnitOfWorkDep) -> ClaimOut:
@@ -220,26 +221,26 @@ async def retry_payment(claim_id: uuid.UUID, caller: Operator, runtime: RuntimeD
 async def _after_change(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOut:
     """The claim as committed (read in the request's own session, so a request never holds
     two connections); a payment it requested is sent right away."""
-    if claim.status == service.ClaimStatus.approved:
+    if claim.status == context.ClaimStatus.approved:
         runtime.resources["payments"].wake()
     return await _claim_out(uow, runtime, claim)
 
 
-@queues.get("/me", response_model=SignedInOut)
+@queues_api.get("/me", response_model=SignedInOut)
 async def signed_in(caller: ClaimReader, runtime: RuntimeDep) -> SignedInOut:
     """Who is signed in and the most they may decide on (the console's header)."""
     return SignedInOut(sub=caller.sub, role=caller.role,
-                       authority_limit=service.authority_limit(caller),
+                       authority_limit=approvals.authority_limit(caller),
                        two_approver_threshold=_ctx(runtime).rules.two_approver_threshold)
 
 
-@queues.get("/queues/{name}", response_model=QueuePage)
+@queues_api.get("/queues/{name}", response_model=QueuePage)
 async def read_queue(name: QueueName, caller: ClaimReader, uow: UnitOfWorkDep,
                      q: Search = None, limit: PageLimit = 20, offset: PageOffset = 0) -> QueuePage:
     """An adjuster's queue: `verification` (losses to verify, outages to set, data issues;
     oldest first), `approval` (the ones the caller can approve now first, then oldest;
     `mine` marks them) or `decided` (latest decision first); `q` searches."""
-    rows, total = await service.queue(uow, caller, name, search=q, limit=limit, offset=offset)
+    rows, total = await queues.queue(uow, caller, name, search=q, limit=limit, offset=offset)
     return QueuePage(
         items=[QueueItem(**ClaimSummary.model_validate(row.claim, from_attributes=True).model_dump(),
                          holder_name=row.holder_name, data_issue=row.claim.data_issue,
@@ -248,7 +249,7 @@ async def read_queue(name: QueueName, caller: ClaimReader, uow: UnitOfWorkDep,
         total=total, limit=limit, offset=offset)
 
 
-@console.get("/console", response_class=HTMLResponse, include_in_schema=False)
+@console_api.get("/console", response_class=HTMLResponse, include_in_schema=False)
 async def adjuster_console() -> HTMLResponse:
     """The adjuster console: one static page and its script, calling this API with the
     adjuster's token. Never framed (clickjacking), never cached (it holds a token), and running
@@ -265,7 +266,7 @@ CONSOLE_HEADERS = {
 }
 
 
-@console.get("/console/{asset}", include_in_schema=False)
+@console_api.get("/console/{asset}", include_in_schema=False)
 async def console_asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.[a-z]+$")]) -> Response:
     if asset not in CONSOLE_ASSETS:
         raise NotFound(f"no console asset {asset}")
@@ -276,4 +277,4 @@ def _asset(name: str) -> str:
     return files("services.payout").joinpath(f"console/{name}").read_text(encoding="utf-8")
 
 
-routers = (claims, incidents, queues, console)
+routers = (claims_api, incidents_api, queues_api, console_api)

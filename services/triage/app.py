@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI
 
-from services.triage import handlers, service, views
+from services.triage import handlers, jobs, timers, views
+from services.triage.context import TriageContext
 from services.triage.models import DeadLetter, Inbox, Outbox
-from services.triage.service import TriageContext
 from services.triage.settings import TriageSettings
 from shared.clock import Clock
 from shared.consumer import Handler
@@ -35,7 +35,7 @@ def spec(settings: TriageSettings) -> ServiceSpec:
     def workers(runtime: Runtime) -> Sequence[Worker]:
         async def deadline_timer_pass() -> int:
             """Expire, re-dispatch and assign from the database; nothing waits in memory."""
-            await service.run_timer_pass(runtime.uow, context(runtime))
+            await timers.run_timer_pass(runtime.uow, context(runtime))
             return 0
 
         timer = PollingLoop("deadline timer", deadline_timer_pass,
@@ -58,7 +58,7 @@ def spec(settings: TriageSettings) -> ServiceSpec:
         setup=setup,
         dead_letters=lambda runtime: DeadLetterMarks(DeadLetter, runtime.outbox,
                                                      ResponseEventDeadLettered,
-                                                     service.jobs_of_incident),
+                                                     jobs.jobs_of_incident),
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.triage import service
-from services.triage.service import TriageContext
+from services.triage import assessments, incidents
+from services.triage.context import TriageContext
 from shared.consumer import Handler
 from shared.db import UnitOfWork
 from shared.events import (
@@ -22,21 +22,21 @@ from shared.events import (
 
 def handlers(ctx: TriageContext) -> Mapping[type[Event], Handler]:
     async def policy_registered(uow: UnitOfWork, event: PolicyRegistered, _: Envelope) -> None:
-        await service.record_policy(uow.session, ctx, event.policy, version=1)
+        await incidents.record_policy(uow.session, ctx, event.policy, version=1)
 
     async def policy_updated(uow: UnitOfWork, event: PolicyUpdated, _: Envelope) -> None:
-        await service.record_policy(uow.session, ctx, event.policy, version=event.version)
+        await incidents.record_policy(uow.session, ctx, event.policy, version=event.version)
 
     async def incident_reported(uow: UnitOfWork, event: IncidentReported,
                                 envelope: Envelope) -> None:
-        await service.receive_incident(uow.session, ctx, event, envelope)
+        await incidents.receive_incident(uow.session, ctx, event, envelope)
 
     async def assessment_requested(uow: UnitOfWork, event: RiskAssessmentRequested,
                                    envelope: Envelope) -> None:
-        await service.open_assessment_job(uow.session, ctx, event, envelope)
+        await assessments.open_assessment_job(uow.session, ctx, event, envelope)
 
     async def assessed(uow: UnitOfWork, event: RiskAssessed, _: Envelope) -> None:
-        await service.complete_assessment_job(uow.session, ctx, event)
+        await assessments.complete_assessment_job(uow.session, ctx, event)
 
     return {PolicyRegistered: policy_registered, PolicyUpdated: policy_updated,
             IncidentReported: incident_reported,

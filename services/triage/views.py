@@ -1,4 +1,4 @@
-"""Triage's HTTP API: thin routers over the use cases in `service`."""
+"""Triage's HTTP API: thin routers over the use cases in `incidents`, `jobs` and `vendors`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, status
 
-from services.triage import service
+from services.triage import jobs, vendors
+from services.triage.context import TriageContext
+from services.triage.jobs import JobView
 from services.triage.models import Vendor
 from services.triage.schemas import (
     VENDOR_ID,
@@ -23,7 +25,6 @@ from services.triage.schemas import (
     VendorIn,
     VendorOut,
 )
-from services.triage.service import JobView, TriageContext
 from shared.auth import Principal, Role, require
 from shared.dead_letters import DeadLetterOut
 from shared.events import CompletionReport
@@ -47,9 +48,9 @@ async def get_context(runtime: RuntimeDep) -> TriageContext:
 
 ContextDep = Annotated[TriageContext, Depends(get_context)]
 
-vendors = APIRouter(prefix="/v1/vendors", tags=["vendors"])
-jobs = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-incidents = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+vendors_api = APIRouter(prefix="/v1/vendors", tags=["vendors"])
+jobs_api = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+incidents_api = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "Not allowed in the job's current state (named in `state`)"},
@@ -60,21 +61,21 @@ def _vendor_out(vendor: Vendor) -> VendorOut:
     return VendorOut.model_validate(vendor, from_attributes=True)
 
 
-@vendors.post("", status_code=status.HTTP_201_CREATED, response_model=VendorOut)
+@vendors_api.post("", status_code=status.HTTP_201_CREATED, response_model=VendorOut)
 async def register_vendor(body: VendorIn, _: Operator, ctx: ContextDep,
                           uow: UnitOfWorkDep) -> VendorOut:
-    return _vendor_out(await service.register_vendor(uow, ctx, body))
+    return _vendor_out(await vendors.register_vendor(uow, ctx, body))
 
 
-@vendors.put("/{vendor_id}", response_model=VendorOut)
+@vendors_api.put("/{vendor_id}", response_model=VendorOut)
 async def update_vendor(vendor_id: VendorIdPath, body: VendorBody, _: Operator, ctx: ContextDep,
                         uow: UnitOfWorkDep) -> VendorOut:
-    return _vendor_out(await service.update_vendor(uow, ctx, vendor_id, body))
+    return _vendor_out(await vendors.update_vendor(uow, ctx, vendor_id, body))
 
 
-@vendors.get("", response_model=list[VendorOut])
+@vendors_api.get("", response_model=list[VendorOut])
 async def list_vendors(_: Operator, uow: UnitOfWorkDep) -> list[VendorOut]:
-    return [_vendor_out(vendor) for vendor in await service.list_vendors(uow)]
+    return [_vendor_out(vendor) for vendor in await vendors.list_vendors(uow)]
 
 
 def _history_for(view: JobView, viewer: Principal) -> list[HistoryItem]:
@@ -111,59 +112,59 @@ def job_out(view: JobView, viewer: Principal) -> JobOut:
     )
 
 
-@jobs.get("", response_model=JobPage)
+@jobs_api.get("", response_model=JobPage)
 async def list_jobs(caller: JobReader, uow: UnitOfWorkDep,
                     status: JobStatusFilter | None = None, incident_id: uuid.UUID | None = None,
                     limit: PageLimit = 20, offset: PageOffset = 0) -> JobPage:
     """A vendor sees the jobs it holds; an operator every job."""
-    views, total = await service.list_jobs(uow, caller, status=status, incident_id=incident_id,
+    views, total = await jobs.list_jobs(uow, caller, status=status, incident_id=incident_id,
                                            limit=limit, offset=offset)
     return JobPage(items=[job_out(v, caller) for v in views], total=total, limit=limit,
                    offset=offset)
 
 
-@jobs.get("/{job_id}", response_model=JobOut)
+@jobs_api.get("/{job_id}", response_model=JobOut)
 async def read_job(job_id: uuid.UUID, caller: JobReader, uow: UnitOfWorkDep) -> JobOut:
-    return job_out(await service.read_job(uow, caller, job_id), caller)
+    return job_out(await jobs.read_job(uow, caller, job_id), caller)
 
 
-@jobs.post("/{job_id}/accept", response_model=JobOut, responses=CONFLICT)
+@jobs_api.post("/{job_id}/accept", response_model=JobOut, responses=CONFLICT)
 async def accept_job(job_id: uuid.UUID, caller: VendorStaff, ctx: ContextDep,
                      uow: UnitOfWorkDep) -> JobOut:
-    return job_out(await service.accept_job(uow, ctx, caller, job_id), caller)
+    return job_out(await jobs.accept_job(uow, ctx, caller, job_id), caller)
 
 
-@jobs.post("/{job_id}/decline", response_model=JobOut, responses=CONFLICT)
+@jobs_api.post("/{job_id}/decline", response_model=JobOut, responses=CONFLICT)
 async def decline_job(job_id: uuid.UUID, body: DeclineIn, caller: VendorStaff, ctx: ContextDep,
                       uow: UnitOfWorkDep) -> JobOut:
     """The job goes to the next eligible vendor, never back to this one."""
-    return job_out(await service.decline_job(uow, ctx, caller, job_id, body.reason), caller)
+    return job_out(await jobs.decline_job(uow, ctx, caller, job_id, body.reason), caller)
 
 
-@jobs.post("/{job_id}/complete", response_model=JobOut, responses=CONFLICT)
+@jobs_api.post("/{job_id}/complete", response_model=JobOut, responses=CONFLICT)
 async def complete_job(job_id: uuid.UUID, body: CompletionReportIn, caller: VendorStaff,
                        ctx: ContextDep, uow: UnitOfWorkDep) -> JobOut:
     """The completion report: findings, verified outage and verified losses."""
-    return job_out(await service.complete_job(uow, ctx, caller, job_id, body), caller)
+    return job_out(await jobs.complete_job(uow, ctx, caller, job_id, body), caller)
 
 
-@jobs.post("/{job_id}/cancel", response_model=JobOut, responses=CONFLICT)
+@jobs_api.post("/{job_id}/cancel", response_model=JobOut, responses=CONFLICT)
 async def cancel_job(job_id: uuid.UUID, caller: Operator, ctx: ContextDep,
                      uow: UnitOfWorkDep) -> JobOut:
-    return job_out(await service.cancel_job(uow, ctx, caller, job_id), caller)
+    return job_out(await jobs.cancel_job(uow, ctx, caller, job_id), caller)
 
 
-@jobs.post("/{job_id}/assign", response_model=JobOut, responses=CONFLICT)
+@jobs_api.post("/{job_id}/assign", response_model=JobOut, responses=CONFLICT)
 async def assign_job(job_id: uuid.UUID, body: AssignIn, caller: Operator, ctx: ContextDep,
                      uow: UnitOfWorkDep) -> JobOut:
     """Hand the job to a vendor of the operator's choice (within that vendor's capacity)."""
-    return job_out(await service.assign_job(uow, ctx, caller, job_id, body.vendor_id), caller)
+    return job_out(await jobs.assign_job(uow, ctx, caller, job_id, body.vendor_id), caller)
 
 
-@incidents.get("/{incident_id}/triage", response_model=IncidentTriageOut)
+@incidents_api.get("/{incident_id}/triage", response_model=IncidentTriageOut)
 async def incident_triage(incident_id: uuid.UUID, caller: TriageReader,
                           uow: UnitOfWorkDep) -> IncidentTriageOut:
-    incident, views = await service.incident_triage(uow, incident_id)
+    incident, views = await jobs.incident_triage(uow, incident_id)
     return IncidentTriageOut(
         incident_id=incident.id, policy_number=incident.policy_number, status=incident.status,
         priority=incident.priority,
@@ -174,4 +175,4 @@ async def incident_triage(incident_id: uuid.UUID, caller: TriageReader,
     )
 
 
-routers = (vendors, jobs, incidents)
+routers = (vendors_api, jobs_api, incidents_api)

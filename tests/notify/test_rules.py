@@ -40,7 +40,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
 
 def test_every_routed_type_is_an_incident_event_or_the_reminder_and_every_template_exists(
 ) -> None:
-    # deliveries are looked up by incident (services.notify.cache); risk's events concern a
+    # deliveries are looked up by incident (services.notify.transaction_cache); risk's events concern a
     # policy and come once per event id (the inbox)
     for event_type in ROUTES:
         assert event_type == REGULATORY_REMINDER \

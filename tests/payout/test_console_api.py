@@ -14,7 +14,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.payout import models
-from services.payout.service import explain
+from services.payout.queues import explain
 from shared.controls import AttackVector
 from shared.events import (
     CoverageQuestion,

@@ -20,9 +20,9 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from services.payout.app import create_app
+from services.payout.context import Context
 from services.payout.models import Assessment, Claim, Incident, LossItem, Payment, Policy
 from services.payout.safety_net import SafetyNet
-from services.payout.service import Context
 from services.payout.settings import PayoutSettings
 from shared.clock import ManualClock
 from shared.events import PolicyRegistered, PolicyUpdated, Section, SectionTerms

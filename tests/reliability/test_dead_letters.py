@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from cyberclaims import dlq
 from cyberclaims.doctor import collect
-from services.payout import service as payout_service
+from services.payout import claims as payout_claims
 from shared.clock import SystemClock
 from shared.events import Section
 from shared.topics import RESPONSE
@@ -46,7 +46,7 @@ async def test_a_dead_lettered_event_marks_the_claim_alerts_operators_and_replay
     async with running(make_payout()) as payout, running(make_notify()) as notify:
         await incident.report()
         await claim_when(payout, adjuster, incident.incident_id, "open")
-        monkeypatch.setattr(payout_service, "record_response", broken_handler)
+        monkeypatch.setattr(payout_claims, "record_response", broken_handler)
         completed = await incident.complete({Section.incident_response: "80000"})
 
         async def marked() -> dict[str, Any] | None:

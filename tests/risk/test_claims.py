@@ -17,13 +17,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.payout import service as payout_service
+from services.payout.assessing import record_remediation
 from services.payout.assessment import (
     AssessmentInputs,
     IncidentFacts,
     RemediationFact,
     coverage_questions,
 )
+from services.payout.claims import record_response
 from services.payout.models import RemediationItem
 from shared.controls import AttackVector, Control
 from shared.events import (
@@ -220,7 +221,7 @@ async def store_items(runtime: Any, policy_number: str, item: RemediationItemEve
             policy_number=policy_number, org_id="o", vendor_id="v",
             kind=ExposureKind.exposed_service, description="d", item=item,
             at=datetime.now(UTC)), source="/test", time=datetime.now(UTC))
-        await payout_service.record_remediation(uow, runtime.resources["context"],
+        await record_remediation(uow, runtime.resources["context"],
                                                 policy_number, [item], cause)
         await uow.commit()
 
@@ -228,7 +229,7 @@ async def store_items(runtime: Any, policy_number: str, item: RemediationItemEve
 async def complete(runtime: Any, completed: IncidentResponseCompleted) -> None:
     async with runtime.uow() as uow:
         cause = Envelope.wrap(completed, source="/test", time=datetime.now(UTC))
-        await payout_service.record_response(uow, runtime.resources["context"], completed,
+        await record_response(uow, runtime.resources["context"], completed,
                                              cause)
         await uow.commit()
 

@@ -17,8 +17,9 @@ import pytest
 from fastapi import FastAPI
 
 from services.triage.app import create_app as create_triage
-from services.triage.service import TriageContext, run_timer_pass
+from services.triage.context import TriageContext
 from services.triage.settings import TriageSettings
+from services.triage.timers import run_timer_pass
 from services.triage.views import CONTEXT as TRIAGE_CONTEXT
 from shared.clock import ManualClock
 from shared.controls import Control

@@ -16,8 +16,8 @@ import pytest
 from fastapi import FastAPI
 
 from services.triage.app import create_app
+from services.triage.context import TriageContext
 from services.triage.models import Policy
-from services.triage.service import TriageContext
 from services.triage.settings import TriageSettings
 from services.triage.views import CONTEXT
 from shared.clock import Clock, ManualClock

@@ -9,8 +9,9 @@ from collections import Counter
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select
 
+from services.triage.incidents import receive_incident
 from services.triage.models import HOLDS_A_SLOT, Job, Vendor
-from services.triage.service import receive_incident, run_timer_pass
+from services.triage.timers import run_timer_pass
 from shared.events import IncidentReported, IncidentResponseCompleted, JobDispatched
 from shared.topics import INCIDENTS, RESPONSE
 from tests.support.kafka import wait_for_events

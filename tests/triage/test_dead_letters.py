@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from cyberclaims import dlq
-from services.triage import service
+from services.triage import incidents
 from services.triage.models import DeadLetter
 from shared.events import IncidentReported, ResponseEventDeadLettered
 from shared.topics import RESPONSE
@@ -24,7 +24,7 @@ async def test_a_dead_lettered_report_marks_the_incident_alerts_and_replay_clear
     async def broken(*_: object) -> None:
         raise OverflowError("date value out of range")
 
-    monkeypatch.setattr(service, "receive_incident", broken)
+    monkeypatch.setattr(incidents, "receive_incident", broken)
     incident_id = await desk.report(policy)
     [alert] = await wait_for_events(broker, RESPONSE.name, lambda e: (
         e.subject == str(incident_id) and e.type == ResponseEventDeadLettered.event_type))

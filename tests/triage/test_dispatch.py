@@ -12,8 +12,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from services.triage.incidents import receive_incident
 from services.triage.models import Incident, Job, Outbox
-from services.triage.service import receive_incident, run_timer_pass
+from services.triage.timers import run_timer_pass
 from shared.clock import ManualClock
 from shared.events import (
     Category,

@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import update
 
 from services.triage.models import Job
-from services.triage.service import run_timer_pass
+from services.triage.timers import run_timer_pass
 from shared.events import IncidentResponseCompleted, IncidentTriaged, PolicyRegistered
 from shared.repairs import STUCK_REPAIRED
 from shared.topics import INCIDENTS, POLICIES, RESPONSE

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from services.triage import service
+from services.triage import incidents, jobs, timers, vendors
+from services.triage.context import TriageContext
 from services.triage.models import Job, Outbox, Vendor
 from services.triage.schemas import CompletionReportIn, VendorIn
-from services.triage.service import TriageContext
 from services.triage.settings import TriageSettings
 from shared.auth import Principal, Role
 from shared.clock import ManualClock
@@ -65,14 +65,14 @@ async def test_the_job_life_cycle_on_sqlite(uows: UnitOfWorkFactory, ctx: Triage
                                             clock: ManualClock) -> None:
     for vendor_id, rating in [("first", 5.0), ("second", 4.0)]:
         async with uows() as uow:
-            await service.register_vendor(uow, ctx, VendorIn(
+            await vendors.register_vendor(uow, ctx, VendorIn(
                 vendor_id=vendor_id, name=vendor_id, capabilities=[JobType.forensics],
                 regions=["CN-GD"], capacity=1, rating=rating))
     terms = policy_terms("CN-GD", now=clock.now())
     report = incident_report(terms, clock.now())
     async with uows() as uow:
-        await service.record_policy(uow.session, ctx, terms, version=1)
-        await service.receive_incident(uow.session, ctx, report, envelope(report, clock.now()))
+        await incidents.record_policy(uow.session, ctx, terms, version=1)
+        await incidents.receive_incident(uow.session, ctx, report, envelope(report, clock.now()))
         await uow.commit()
     async with uows() as uow:
         job = await uow.session.scalar(select(Job).where(Job.incident_id == report.incident_id))
@@ -81,23 +81,23 @@ async def test_the_job_life_cycle_on_sqlite(uows: UnitOfWorkFactory, ctx: Triage
     first = Principal(role=Role.vendor, sub="staff", vendor_id="first")
     second = Principal(role=Role.vendor, sub="staff", vendor_id="second")
     async with uows() as uow:
-        view = await service.decline_job(uow, ctx, first, job.id, "busy")
+        view = await jobs.decline_job(uow, ctx, first, job.id, "busy")
     assert view.outcome_for_vendor == "declined"
     clock.advance(timedelta(hours=25))
-    passed = await service.run_timer_pass(uows, ctx)
+    passed = await timers.run_timer_pass(uows, ctx)
     assert passed.expired == 1
     async with uows() as uow:
-        await service.register_vendor(uow, ctx, VendorIn(
+        await vendors.register_vendor(uow, ctx, VendorIn(
             vendor_id="third", name="third", capabilities=[JobType.forensics],
             regions=["*"], capacity=1, rating=1.0))
     third = Principal(role=Role.vendor, sub="staff", vendor_id="third")
     async with uows() as uow:
-        assert (await service.read_job(uow, third, job.id)).job.status == "dispatched"
-        assert (await service.read_job(uow, second, job.id)).outcome_for_vendor == "expired"
+        assert (await jobs.read_job(uow, third, job.id)).job.status == "dispatched"
+        assert (await jobs.read_job(uow, second, job.id)).outcome_for_vendor == "expired"
     async with uows() as uow:
-        await service.accept_job(uow, ctx, third, job.id)
+        await jobs.accept_job(uow, ctx, third, job.id)
     async with uows() as uow:
-        await service.complete_job(uow, ctx, third, job.id, CompletionReportIn.model_validate({
+        await jobs.complete_job(uow, ctx, third, job.id, CompletionReportIn.model_validate({
             "root_cause": "x", "attack_vector": "other", "attack_vector_detail": "y",
             "attribution": "insider",
             "contained_at": clock.now().isoformat(),
@@ -120,7 +120,7 @@ async def test_a_vendor_filled_while_an_incident_is_triaged_is_passed_over_on_sq
             ("first", 5.0, [JobType.forensics], 1),
             ("second", 4.0, [JobType.forensics, JobType.legal_counsel], 5)]:
         async with uows() as uow:
-            await service.register_vendor(uow, ctx, VendorIn(
+            await vendors.register_vendor(uow, ctx, VendorIn(
                 vendor_id=vendor_id, name=vendor_id, capabilities=capabilities,
                 regions=["CN-GD"], capacity=capacity, rating=rating))
     terms = policy_terms("CN-GD", now=clock.now())
@@ -136,11 +136,11 @@ async def test_a_vendor_filled_while_an_incident_is_triaged_is_passed_over_on_sq
                 other.execute("UPDATE vendors SET open_jobs = capacity WHERE vendor_id = 'first'")
 
     async with uows() as uow:
-        await service.record_policy(uow.session, ctx, terms, version=1)
+        await incidents.record_policy(uow.session, ctx, terms, version=1)
         await uow.commit()
     event.listen(uows.engine.sync_engine, "after_cursor_execute", fill_first_once_read)
     async with uows() as uow:
-        await service.receive_incident(uow.session, ctx, report, envelope(report, clock.now()))
+        await incidents.receive_incident(uow.session, ctx, report, envelope(report, clock.now()))
         await uow.commit()
 
     async with uows() as uow:

@@ -4,7 +4,7 @@ The consumer applies a whole fetch of reported incidents in one transaction. Eve
 locks the vendors that may take its jobs; those locks are held until the commit, so the
 second incident that needs the same vendors finds them here, as the first left them, instead
 of locking and reading them again. Every change this service makes to a vendor's open jobs
-goes through `_take_slots` and `_release_slot`, which keep these loads current. The locks
+goes through `dispatch.take_slots` and `dispatch.release_slot`, which keep these loads current. The locks
 hold only the rows they returned: a vendor registered or made eligible by another transaction
 meanwhile is seen from the next fetch on (a fetch takes milliseconds); a job left unassigned
 for want of it is offered again by the timer pass. Capacity never depends on the cache: every
@@ -24,7 +24,7 @@ from services.triage.rules import VendorLoad
 from shared.db import transaction_state
 
 LockedPool = tuple[tuple[str, ...], tuple[str, ...], str]
-"""(job types, named vendors, region): what one `_lock_vendors` asked for."""
+"""(job types, named vendors, region): what one `dispatch.lock_vendors` asked for."""
 
 
 @dataclass

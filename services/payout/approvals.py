@@ -1,0 +1,110 @@
+"""Adjusters' decisions on a claim: approve (in full or in part) and deny, within their
+authority.
+
+Money rules (docs/approvals.md): the authority needed to approve, approve in part or deny, and
+the number of approvers, follow the claim's payable, never the amount chosen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+
+from services.payout import assessment as engine
+from services.payout.assessing import _approve, _close, _reassess_limits
+from services.payout.claims import approvals_of, latest_assessment
+from services.payout.context import ClaimStatus, Context, _adjuster, locked_claim
+from services.payout.models import Approval, Claim, Policy
+from services.payout.schemas import ApproveIn, DenyIn
+from shared.auth import Principal
+from shared.db import UnitOfWork
+from shared.events import ClaimDenied
+from shared.money import ZERO
+from shared.problems import Conflict, Forbidden, Unprocessable
+
+
+def authority_limit(principal: Principal) -> Decimal | None:
+    """The most an adjuster may decide on; None for a caller with no authority. The one place
+    payout learns it (today the token's claim), so where it comes from can change here alone."""
+    return principal.authority_limit
+
+
+def _within_authority(principal: Principal, amount: Decimal, what: str) -> None:
+    limit = authority_limit(principal)
+    if limit is None or limit < amount:
+        raise Forbidden(f"{what} {amount} exceeds your authority limit")
+
+
+async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+                  body: ApproveIn) -> tuple[Claim, bool]:
+    """Approve the latest assessment; returns (claim, whether a payment was requested).
+
+    The payable decides the authority needed and the number of approvers, whatever amount is
+    approved: approving less is a decision on the whole payable, and the rest is closed with
+    the reason on the claim. Above the two-approver threshold the first approval is recorded
+    and the second, by a different adjuster for the same amount, completes it. The claim row
+    lock makes racing approvals run one after another; the unique constraints on approvals and
+    payments are the last line (a conflict there is a 409).
+    """
+    claim = await locked_claim(uow, claim_id)
+    if claim.status != ClaimStatus.pending_approval:
+        raise Conflict(f"claim is {claim.status}, not pending approval")
+    current = await latest_assessment(uow, claim)
+    assert current is not None, "a pending claim has an assessment"
+    amount = body.amount if body.amount is not None else current.payable
+    if amount <= ZERO:
+        raise Unprocessable("nothing to approve: deny the claim instead", field="amount")
+    if amount > current.payable:
+        raise Unprocessable(f"amount exceeds the payable {current.payable}", field="amount")
+    if amount < current.payable and not body.reason:
+        raise Unprocessable("approving less than payable needs a reason", field="reason")
+    _within_authority(principal, current.payable, "deciding on a claim whose payable is")
+    adjuster = _adjuster(principal)
+    earlier = await approvals_of(uow, current.id)
+    if any(a.adjuster == adjuster for a in earlier):
+        raise Conflict("you already approved this claim; a second adjuster must approve")
+    if any(a.amount != amount for a in earlier):
+        raise Conflict(f"the first approval was for {earlier[0].amount}; approve the same amount "
+                       "or deny", field="amount")
+    now = ctx.clock.now()
+    required = engine.approvals_required(current.payable, ctx.rules.two_approver_threshold)
+    paying = len(earlier) + 1 >= required
+    try:
+        uow.session.add(Approval(claim_id=claim.id, assessment_id=current.id, adjuster=adjuster,
+                                 amount=amount, reason=body.reason, at=now))
+        claim.updated_at = now
+        if paying:
+            policy = await uow.session.get(Policy, claim.policy_number, with_for_update=True)
+            assert policy is not None, "an assessed claim has its policy"
+            fresh = await _reassess_limits(uow, claim, current)
+            if amount > fresh.payable:
+                raise Conflict(f"another claim of policy {claim.policy_number} drew on its limits "
+                               f"since this assessment: payable is now {fresh.payable}; re-assess")
+            reason = body.reason if amount == current.payable else (
+                f"approved {amount} of the payable {current.payable}; the remaining "
+                f"{current.payable - amount} is closed: {body.reason}")
+            await _approve(uow, ctx, claim, policy, fresh.sections, amount,
+                           approvers=[*(a.adjuster for a in earlier), adjuster], reason=reason,
+                           cause=None)
+        await uow.commit()
+    except IntegrityError as exc:
+        raise Conflict("a concurrent decision on this claim won; reload it") from exc
+    return claim, paying
+
+
+async def deny(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+               body: DenyIn) -> Claim:
+    """Deny within authority: the adjuster's limit must cover what the claim would pay."""
+    claim = await locked_claim(uow, claim_id)
+    if claim.status != ClaimStatus.pending_approval:
+        raise Conflict(f"claim is {claim.status}, not pending approval")
+    _within_authority(principal, claim.payable or ZERO, "denying a claim whose payable is")
+    now = ctx.clock.now()
+    _close(claim, now, _adjuster(principal), body.reason, status=ClaimStatus.denied)
+    ctx.outbox.add(uow.session, ClaimDenied(incident_id=claim.incident_id, org_id=claim.org_id,
+                                            claim_id=claim.id, at=now,
+                                            adjuster=_adjuster(principal), reason=body.reason))
+    await uow.commit()
+    return claim

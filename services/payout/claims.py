@@ -1,0 +1,203 @@
+"""Claims from events (the policy, the reported incident, the vendors' response, triage's
+grade) and reading them."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from services.payout.assessing import _losses, assess_if_ready
+from services.payout.assessment import LossSource, LossState, in_range
+from services.payout.context import OUTAGE_OUT_OF_RANGE, ClaimStatus, Context, _lock_claims
+from services.payout.models import (
+    Approval,
+    Assessment,
+    Claim,
+    Incident,
+    IncidentTriage,
+    LossItem,
+    Payment,
+    Policy,
+)
+from shared.db import UnitOfWork
+from shared.events import (
+    ClaimOpened,
+    Envelope,
+    IncidentReported,
+    IncidentResponseCompleted,
+    IncidentTriaged,
+    PolicyTerms,
+)
+from shared.problems import NotFound
+
+
+async def record_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int,
+                        cause: Envelope) -> None:
+    """Keep the newest version of a policy and assess the claims that were only waiting for it.
+    Their rows are locked before the policy's, in the lock order above: an adjuster's decision
+    on one of them at the same moment (claim, then policy) would otherwise deadlock."""
+    waiting = await _lock_claims(uow, Claim.policy_number == terms.policy_number,
+                                 Claim.status == ClaimStatus.open)
+    if await _store_policy(uow, ctx, terms, version):
+        for claim in waiting:
+            await assess_if_ready(uow, ctx, claim, cause)
+
+
+async def _store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int) -> bool:
+    """Keep the newest version of a policy; returns whether this one was applied."""
+    policy = await uow.session.get(Policy, terms.policy_number, with_for_update=True)
+    if policy is None:
+        uow.session.add(Policy(policy_number=terms.policy_number, org_id=terms.org_id,
+                               version=version, terms=terms.model_dump(mode="json"),
+                               updated_at=ctx.clock.now()))
+        return True
+    if version <= policy.version:
+        return False
+    policy.org_id = terms.org_id
+    policy.version = version
+    policy.terms = terms.model_dump(mode="json")
+    policy.updated_at = ctx.clock.now()
+    return True
+
+
+async def _claim_for_incident(uow: UnitOfWork, ctx: Context, incident_id: uuid.UUID, org_id: str,
+                              policy_number: str, cause: Envelope) -> Claim:
+    """The incident's claim (locked), opened on the first event that mentions the incident."""
+    existing = await _lock_claims(uow, Claim.incident_id == incident_id)
+    if existing:
+        return existing[0]
+    now = ctx.clock.now()
+    claim = Claim(id=uuid.uuid4(), incident_id=incident_id, policy_number=policy_number,
+                  org_id=org_id, status=ClaimStatus.open, opened_at=now, updated_at=now)
+    uow.session.add(claim)
+    ctx.outbox.add(uow.session, ClaimOpened(incident_id=incident_id, org_id=org_id,
+                                            claim_id=claim.id, at=now,
+                                            policy_number=policy_number), cause=cause)
+    await uow.session.flush()
+    return claim
+
+
+async def record_incident(uow: UnitOfWork, ctx: Context, event: IncidentReported,
+                          envelope: Envelope) -> None:
+    claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
+                                      event.policy_number, envelope)
+    if not all(map(in_range, (event.occurred_at, event.discovered_at, event.reported_at))):
+        claim.data_issue = ("the incident report's timestamps are out of range: the claim cannot "
+                            "be assessed until the report is corrected")
+        claim.updated_at = ctx.clock.now()
+        return
+    if await uow.session.get(Incident, event.incident_id) is None:
+        uow.session.add(Incident(
+            id=event.incident_id, policy_number=event.policy_number, org_id=event.org_id,
+            category=event.category.value, occurred_at=event.occurred_at,
+            discovered_at=event.discovered_at, reported_at=event.reported_at,
+            title=event.title, description=event.description,
+        ))
+        await uow.session.flush()
+    await assess_if_ready(uow, ctx, claim, envelope)
+
+
+async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponseCompleted,
+                          envelope: Envelope) -> None:
+    """The vendors' findings: attribution, verified outage and loss items. A vendor's item is
+    verified up to `Rules.vendor_verification_limit`; above it an adjuster verifies it."""
+    claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
+                                      event.policy_number, envelope)
+    if claim.response_completed_at is not None:
+        return  # the response completes once; a second report (replay) changes nothing
+    claim.response_completed_at = event.completed_at
+    claim.attribution = event.attribution.value
+    claim.findings = [finding.model_dump(mode="json") for finding in event.findings]
+    claim.attack_vectors = sorted({finding.attack_vector.value for finding in event.findings})
+    outage = event.verified_outage
+    if outage is not None and in_range(outage.started_at) and in_range(outage.ended_at):
+        claim.outage_started_at = outage.started_at
+        claim.outage_ended_at = outage.ended_at
+    elif outage is not None:
+        claim.data_issue = (f"{OUTAGE_OUT_OF_RANGE} ({outage.started_at.isoformat()} to "
+                            f"{outage.ended_at.isoformat()}): set the outage hours")
+    for index, loss in enumerate(event.verified_losses):
+        loss_id = uuid.uuid5(claim.incident_id, f"{loss.job_id}/{index}")
+        if await uow.session.get(LossItem, loss_id) is not None:
+            continue
+        self_verified = loss.amount <= ctx.rules.vendor_verification_limit
+        uow.session.add(LossItem(
+            id=loss_id, claim_id=claim.id, source=LossSource.vendor,
+            state=LossState.verified if self_verified else LossState.unverified,
+            section=loss.section.value, amount=loss.amount, description=loss.description,
+            vendor_id=loss.vendor_id, submitted_at=event.completed_at,
+        ))
+    claim.updated_at = ctx.clock.now()
+    await uow.session.flush()
+    await assess_if_ready(uow, ctx, claim, envelope)
+
+
+async def record_triage(uow: UnitOfWork, event: IncidentTriaged) -> None:
+    """Keep triage's latest grading of the incident for the adjuster (a replay or an older
+    grading changes nothing)."""
+    row = await uow.session.get(IncidentTriage, event.incident_id, with_for_update=True)
+    if row is None:
+        uow.session.add(IncidentTriage(
+            incident_id=event.incident_id, priority=event.priority.value,
+            regulatory_grade=event.regulatory_grade.value,
+            regulatory_deadline=event.regulatory_deadline, triaged_at=event.triaged_at))
+    elif event.triaged_at > row.triaged_at:
+        row.priority = event.priority.value
+        row.regulatory_grade = event.regulatory_grade.value
+        row.regulatory_deadline = event.regulatory_deadline
+        row.triaged_at = event.triaged_at
+
+
+async def latest_assessment(uow: UnitOfWork, claim: Claim) -> Assessment | None:
+    if claim.latest_assessment_id is None:
+        return None
+    return await uow.session.get(Assessment, claim.latest_assessment_id)
+
+
+async def approvals_of(uow: UnitOfWork, assessment_id: uuid.UUID) -> list[Approval]:
+    rows = await uow.session.scalars(
+        select(Approval).where(Approval.assessment_id == assessment_id).order_by(Approval.id)
+    )
+    return list(rows)
+
+
+async def list_claims(uow: UnitOfWork, *, status: str | None, limit: int, offset: int
+                      ) -> tuple[list[Claim], int]:
+    query = select(Claim)
+    if status is not None:
+        query = query.where(Claim.status == status)
+    total = await uow.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = await uow.session.scalars(
+        query.order_by(Claim.opened_at, Claim.id).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+async def claim_by_id(uow: UnitOfWork, claim_id: uuid.UUID) -> Claim:
+    claim = await uow.session.get(Claim, claim_id)
+    if claim is None:
+        raise NotFound(f"claim {claim_id} not found")
+    return claim
+
+
+async def claim_of_incident(uow: UnitOfWork, incident_id: uuid.UUID) -> Claim:
+    claim = await uow.session.scalar(select(Claim).where(Claim.incident_id == incident_id))
+    if claim is None:
+        raise NotFound(f"no claim for incident {incident_id}")
+    return claim
+
+
+async def losses_of(uow: UnitOfWork, claim: Claim) -> list[LossItem]:
+    return await _losses(uow, claim)
+
+
+async def payment_of(uow: UnitOfWork, claim: Claim) -> Payment | None:
+    return await uow.session.scalar(select(Payment).where(Payment.claim_id == claim.id))
+
+
+async def assessments_of(uow: UnitOfWork, claim: Claim) -> list[Assessment]:
+    rows = await uow.session.scalars(
+        select(Assessment).where(Assessment.claim_id == claim.id).order_by(Assessment.at)
+    )
+    return list(rows)

@@ -1,0 +1,96 @@
+"""What every payout use case shares: its context, the claim and payment states, and how a
+claim is locked.
+
+Locks, always in this order: the claim row, then the policy row, then the payment row. The
+claim lock serialises every decision on a claim (racing approvals see each other) and every
+input that can lead to its assessment (a loss decided, the response completed, an outage set,
+the policy arriving), so that whichever input commits last sees all the others and assesses.
+The policy lock serialises every decision drawing on the policy's sublimits and aggregate limit
+(two claims of one policy decided at once never both take the same remaining amount).
+`_lock_claims` takes the claim lock on both backends (see there).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, select, update
+
+from services.payout.models import Claim
+from shared.auth import Principal
+from shared.clock import Clock
+from shared.db import UnitOfWork, is_postgres
+from shared.outbox import Outbox
+from shared.problems import NotFound
+
+SYSTEM = "system"
+OUTAGE_OUT_OF_RANGE = "the vendors' verified outage is out of range"
+"""The start of a claim's `data_issue` that the adjuster's outage figure resolves."""
+
+
+class ClaimStatus:
+    open = "open"
+    pending_approval = "pending_approval"
+    approved = "approved"
+    denied = "denied"
+    closed_without_payment = "closed_without_payment"
+    paid = "paid"
+    payment_failed = "payment_failed"
+
+
+ASSESSABLE = (ClaimStatus.open, ClaimStatus.pending_approval)
+ALL_STATUSES = (ClaimStatus.open, ClaimStatus.pending_approval, ClaimStatus.approved,
+                ClaimStatus.denied, ClaimStatus.closed_without_payment, ClaimStatus.paid,
+                ClaimStatus.payment_failed)
+
+
+class PaymentState:
+    pending = "pending"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+@dataclass(frozen=True)
+class Rules:
+    auto_approval_limit: Decimal
+    two_approver_threshold: Decimal
+    vendor_verification_limit: Decimal
+    """A vendor-verified loss item above this arrives unverified: an adjuster verifies it."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every use case needs from the running service."""
+
+    outbox: Outbox
+    clock: Clock
+    rules: Rules
+
+
+async def _lock_claims(uow: UnitOfWork, *where: ColumnElement[bool]) -> list[Claim]:
+    """The claims matching `where`, locked until commit and read afresh after the lock.
+
+    PostgreSQL: `FOR UPDATE`. SQLite ignores it and runs reads outside any transaction until
+    the first write, so a read-then-write would decide on a stale row: there the lock is a
+    write to the rows first (taking SQLite's single writer lock), then the read."""
+    if not is_postgres(uow.session):
+        await uow.session.execute(update(Claim).where(*where).values(updated_at=Claim.updated_at)
+                                  .execution_options(synchronize_session=False))
+    rows = await uow.session.scalars(
+        select(Claim).where(*where).order_by(Claim.opened_at, Claim.id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+async def locked_claim(uow: UnitOfWork, claim_id: uuid.UUID) -> Claim:
+    claims = await _lock_claims(uow, Claim.id == claim_id)
+    if not claims:
+        raise NotFound(f"claim {claim_id} not found")
+    return claims[0]
+
+
+def _adjuster(principal: Principal) -> str:
+    return f"adjuster:{principal.sub}"

@@ -1,0 +1,138 @@
+"""Loss items and the outage: policyholders' submitted losses, and adjusters verifying or
+rejecting them and setting the outage.
+
+Money rules (docs/approvals.md): a loss is verified at most at what was claimed and only
+within the adjuster's authority.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from services.payout import assessment as engine
+from services.payout.approvals import _within_authority
+from services.payout.assessing import _losses, assess_if_ready, outage_minutes
+from services.payout.assessment import LossSource, LossState
+from services.payout.claims import _claim_for_incident
+from services.payout.context import ASSESSABLE, OUTAGE_OUT_OF_RANGE, Context, _adjuster, locked_claim
+from services.payout.models import Claim, LossItem, Policy
+from services.payout.schemas import OutageIn, RejectLossIn, VerifyLossIn
+from shared.auth import Principal
+from shared.db import UnitOfWork
+from shared.events import Envelope, LossSubmitted, PolicyTerms
+from shared.money import ZERO
+from shared.problems import Conflict, NotFound, Unprocessable
+
+
+async def record_submitted_loss(uow: UnitOfWork, ctx: Context, event: LossSubmitted,
+                                envelope: Envelope) -> None:
+    claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
+                                      event.policy_number, envelope)
+    if await uow.session.get(LossItem, event.loss_id) is not None:
+        return
+    uow.session.add(LossItem(
+        id=event.loss_id, claim_id=claim.id, source=LossSource.policyholder,
+        state=LossState.unverified, section=event.section.value, amount=event.amount,
+        hourly_loss=event.hourly_loss, description=event.description,
+        submitted_at=event.submitted_at,
+    ))
+    claim.updated_at = ctx.clock.now()
+
+
+async def _open_loss(uow: UnitOfWork, claim: Claim, loss_id: uuid.UUID) -> LossItem:
+    item = await uow.session.get(LossItem, loss_id, with_for_update=True)
+    if item is None or item.claim_id != claim.id:
+        raise NotFound(f"loss item {loss_id} not found")
+    if claim.status not in ASSESSABLE:
+        raise Conflict(f"claim is {claim.status}; its losses can no longer change")
+    if item.state != LossState.unverified:
+        raise Conflict(f"loss item is already {item.state}")
+    return item
+
+
+async def _waiting_hours(uow: UnitOfWork, claim: Claim) -> int:
+    """The policy's business-interruption waiting period; 0 while the policy is not known (the
+    claimed figure is then the plain `hourly_loss x outage hours`)."""
+    policy = await uow.session.get(Policy, claim.policy_number)
+    return PolicyTerms.model_validate(policy.terms).bi_waiting_period_hours if policy else 0
+
+
+async def _claimed(uow: UnitOfWork, claim: Claim, item: LossItem) -> Decimal | None:
+    """What the item claims: its amount, or for business interruption `hourly_loss x
+    max(0, outage hours - waiting period)`; None while no outage figure is known."""
+    if item.hourly_loss is None:
+        return item.amount or ZERO
+    outage = outage_minutes(claim)
+    if outage is None:
+        return None
+    return engine.interruption_amount(item.hourly_loss, outage[0], await _waiting_hours(uow, claim))
+
+
+async def verify_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+                      loss_id: uuid.UUID, body: VerifyLossIn) -> Claim:
+    """Verify at most at the claimed figure, within the adjuster's authority. A per-hour item
+    without an outage figure can only be verified as claimed (its worth follows the outage,
+    and setting the outage is checked against the adjuster's authority)."""
+    claim = await locked_claim(uow, claim_id)
+    item = await _open_loss(uow, claim, loss_id)
+    claimed = await _claimed(uow, claim, item)
+    if body.amount is not None and claimed is None:
+        raise Conflict("no outage is known, so neither is what this per-hour item claims: set "
+                       "the outage hours first, or verify it without an amount",
+                       field="outage_hours")
+    if body.amount is not None and claimed is not None and body.amount > claimed:
+        raise Unprocessable(f"a loss may be verified at most at what was claimed ({claimed})",
+                            field="amount")
+    worth = body.amount if body.amount is not None else claimed
+    if worth is not None:
+        _within_authority(principal, worth, "verifying a loss of")
+    item.verified_amount = body.amount
+    return await _decide_loss(uow, ctx, principal, claim, item, LossState.verified, body.note)
+
+
+async def reject_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+                      loss_id: uuid.UUID, body: RejectLossIn) -> Claim:
+    claim = await locked_claim(uow, claim_id)
+    item = await _open_loss(uow, claim, loss_id)
+    return await _decide_loss(uow, ctx, principal, claim, item, LossState.rejected, body.reason)
+
+
+async def _decide_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim: Claim,
+                       item: LossItem, state: str, note: str) -> Claim:
+    """Record an adjuster's verdict on a loss item, then assess the claim if it is now ready."""
+    now = ctx.clock.now()
+    item.state = state
+    item.note = note
+    item.decided_by = _adjuster(principal)
+    item.decided_at = now
+    claim.updated_at = now
+    await uow.session.flush()
+    await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
+    await uow.commit()
+    return claim
+
+
+async def set_outage(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
+                     body: OutageIn) -> Claim:
+    claim = await locked_claim(uow, claim_id)
+    if claim.status not in ASSESSABLE:
+        raise Conflict(f"claim is {claim.status}; its outage can no longer change")
+    if claim.outage_started_at is not None:
+        raise Conflict("a vendor verified the outage; it is not overridden", field="outage_hours")
+    minutes = int(body.outage_hours * 60)
+    waiting = await _waiting_hours(uow, claim)
+    worth = sum((engine.interruption_amount(item.hourly_loss, minutes, waiting)
+                 for item in await _losses(uow, claim)
+                 if item.hourly_loss is not None and item.state == LossState.verified
+                 and item.verified_amount is None), ZERO)
+    _within_authority(principal, worth, "this outage makes the verified per-hour losses worth")
+    claim.adjuster_outage_minutes = minutes
+    claim.adjuster_outage_note = body.note
+    if claim.data_issue is not None and claim.data_issue.startswith(OUTAGE_OUT_OF_RANGE):
+        claim.data_issue = None
+    claim.updated_at = ctx.clock.now()
+    await uow.session.flush()
+    await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
+    await uow.commit()
+    return claim
