@@ -17,7 +17,7 @@ from shared.events import (
 )
 from shared.topics import RISK
 from tests.risk.conftest import Desk
-from tests.support.kafka import wait_for_events
+from tests.support.kafka import relayed_events, wait_for_events
 
 
 def exposure(policy_number: str, **overrides: Any) -> dict[str, Any]:
@@ -56,9 +56,9 @@ async def test_an_exposure_alert_is_due_in_72_hours_and_turns_overdue(desk: Desk
     desk.clock.advance(timedelta(hours=1))
     await desk.remind()
     assert await desk.reminded(item["id"]) == (created, overdue_at)  # once
-    [overdue] = await wait_for_events(desk.broker, RISK.name,
-                                      of_item(RemediationOverdue.event_type, item["id"]),
-                                      settle=0.5)
+    [overdue] = await relayed_events(desk.broker, RISK.name, desk.runtime.engine,
+                                     terms.policy_number,
+                                     of_item(RemediationOverdue.event_type, item["id"]))
     assert overdue.data["tier"] == "A"
     risk = (await desk.risk(terms.policy_number, desk.tokens.policyholder(terms.org_id))).json()
     assert [i["state"] for i in risk["items"]] == ["overdue"]

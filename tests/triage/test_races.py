@@ -16,7 +16,7 @@ from services.triage.timers import run_timer_pass
 from shared.events import IncidentResponseCompleted, IncidentTriaged, PolicyRegistered
 from shared.repairs import STUCK_REPAIRED
 from shared.topics import INCIDENTS, POLICIES, RESPONSE
-from tests.support.kafka import publish, wait_for_events
+from tests.support.kafka import publish, relayed_events
 from tests.triage.conftest import Desk, completion_report, envelope, incident_report, policy_terms
 
 ROUNDS = 4
@@ -44,8 +44,9 @@ async def test_completion_and_cancellation_at_once_leave_one_outcome(desk: Desk,
         assert [h["status"] for h in final["history"]].count(winner) == 1
         if winner == "completed":
             subject = str(incident_id)
-            found = await wait_for_events(broker, RESPONSE.name, lambda e, s=subject: (
-                e.subject == s and e.type == IncidentResponseCompleted.event_type), settle=0.3)
+            found = await relayed_events(broker, RESPONSE.name, desk.runtime.engine, subject,
+                                         lambda e, s=subject: (
+                e.subject == s and e.type == IncidentResponseCompleted.event_type))
             assert len(found) == 1
     vendors = (await desk.client.get("/v1/vendors", headers=desk.tokens.operator())).json()
     [mine] = [v for v in vendors if v["vendor_id"] == vendor]
@@ -89,6 +90,7 @@ async def test_a_policy_and_its_incident_arriving_at_once_are_triaged_once(desk:
         await asyncio.gather(*(sends if round_ else reversed(sends)))
         await desk.triaged(incident.incident_id)
         subject = str(incident.incident_id)
-        found = await wait_for_events(broker, RESPONSE.name, lambda e, s=subject: (
-            e.subject == s and e.type == IncidentTriaged.event_type), settle=0.5)
+        found = await relayed_events(broker, RESPONSE.name, desk.runtime.engine, subject,
+                                     lambda e, s=subject: (
+            e.subject == s and e.type == IncidentTriaged.event_type))
         assert len(found) == 1
