@@ -10,7 +10,11 @@ const QUEUES = ["approval", "verification", "decided"];
 const NEEDS = { verify_losses: "losses to verify", set_outage: "the outage hours",
                 data_issue: "a data issue to resolve" };
 const $ = (id) => document.getElementById(id);
-const state = { me: null, search: "", offsets: { approval: 0, verification: 0, decided: 0 } };
+const state = {
+  me: null, search: "", offsets: { approval: 0, verification: 0, decided: 0 },
+  // The newest load of each queue: an older answer arriving late must not overwrite it.
+  loads: { approval: 0, verification: 0, decided: 0 },
+};
 
 class ApiError extends Error {
   constructor(status, problem) {
@@ -161,6 +165,7 @@ async function showQueues() {
 }
 
 async function loadQueue(name) {
+  const ticket = ++state.loads[name];
   const section = $("queue-" + name);
   const params = new URLSearchParams({ limit: PAGE_SIZE, offset: state.offsets[name] });
   if (state.search) params.set("q", state.search);
@@ -169,9 +174,11 @@ async function loadQueue(name) {
     page = await api("GET", `/v1/queues/${name}?${params}`);
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
+    if (ticket !== state.loads[name]) return;
     showProblem($("search"), section.querySelector(".range"), error);
     return;
   }
+  if (ticket !== state.loads[name]) return;
   const table = section.querySelector("table");
   table.tBodies[0].replaceChildren();
   for (const claim of page.items) {
@@ -487,6 +494,7 @@ function show(view) {
 }
 
 async function route() {
+  const focused = document.activeElement;
   if (!state.me) {
     show("sign-in-panel");
     return;
@@ -500,8 +508,12 @@ async function route() {
     show("queues-view");
     say($("queue-approval").querySelector(".range"), error.message, "error");
   }
+  // Move the focus to the new view's heading, unless the user has moved it while the view loaded
+  // (a keyboard user already typing in the search box keeps their place).
   const heading = document.querySelector("main:not([hidden]) h2");
-  if (heading) {
+  const moved = document.activeElement !== focused && document.activeElement !== document.body
+    && document.activeElement?.offsetParent !== null;
+  if (heading && !moved) {
     heading.tabIndex = -1;
     heading.focus();
   }
