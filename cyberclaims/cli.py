@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from cyberclaims import dlq
 from cyberclaims.broker import broker_command
 from cyberclaims.registry import SERVICES, ServiceEntry, service
+from shared import dlq
 from shared.auth import Role, TokenService
 from shared.migrations import migrate as run_migrations
 from shared.settings import PlatformSettings
@@ -121,8 +121,11 @@ def dlq_replay(
     """Publish dead letters back to their origin topic (after the fault is fixed)."""
     if not dead_letter and not all_:
         raise typer.BadParameter("name a dead letter or pass --all")
-    replayed = asyncio.run(dlq.replay(PlatformSettings().kafka_bootstrap,
-                                      None if all_ else dead_letter))
+    try:
+        replayed = asyncio.run(dlq.replay(PlatformSettings().kafka_bootstrap,
+                                          None if all_ else dead_letter))
+    except dlq.NoSuchDeadLetter as exc:
+        raise SystemExit(str(exc)) from exc
     typer.echo(f"replayed {replayed} message(s)")
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import Integer, bindparam, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cyberclaims import dlq
+from shared import dlq
 from shared.clock import Clock
 from shared.db import UTCDateTime, create_engine
 from shared.kafka import retry_until_connected

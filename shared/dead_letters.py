@@ -18,7 +18,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from alembic import op
 from pydantic import AwareDatetime, BaseModel
-from sqlalchemy import String, Text, delete, select
+from sqlalchemy import String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -90,6 +90,21 @@ class DeadLetterMarks:
         return list((await uow.session.scalars(
             select(self.model).where(self.model.incident_id == incident_id)
             .order_by(self.model.at))).all())
+
+    async def page(self, uow: UnitOfWork, *, limit: int, offset: int
+                   ) -> tuple[list[DeadLetterColumns], int]:
+        """The service's marks, oldest first (the operators' list), and how many there are."""
+        total = await uow.session.scalar(select(func.count()).select_from(self.model))
+        rows = await uow.session.scalars(
+            select(self.model).order_by(self.model.at, self.model.event_id)
+            .limit(limit).offset(offset))
+        return list(rows.all()), total or 0
+
+    async def one(self, uow: UnitOfWork, event_id: uuid.UUID) -> DeadLetterColumns | None:
+        return await uow.session.get(self.model, event_id)
+
+    async def every(self, uow: UnitOfWork) -> list[DeadLetterColumns]:
+        return list((await uow.session.scalars(select(self.model))).all())
 
 
 def _incident_of(envelope: Envelope) -> tuple[uuid.UUID | None, str | None]:

@@ -120,6 +120,8 @@ class ServiceSpec:
     teardown: Callable[[Runtime], Awaitable[None]] | None = None
     dead_letters: Callable[[Runtime], DeadLetterMarks] | None = None
     """How a dead-lettered event about an incident marks it and alerts operators."""
+    operator_lists: Sequence[str] = ()
+    """What else the operators' page lists from this service ("payments", "deliveries")."""
 
 
 def create_service_app(
@@ -221,6 +223,12 @@ def create_service_app(
         # its own on every request, twice. Routes built on a router of their own do not see
         # `app.dependency_overrides`, which nothing here uses.
         app.router.routes.extend(router.routes)
+    if spec.dead_letters is not None or spec.operator_lists:
+        # Imported here: the operators' routes are built on this module's dependencies.
+        from shared.operations import operations_router
+
+        app.router.routes.extend(operations_router(
+            dead_letters=spec.dead_letters is not None, lists=spec.operator_lists).routes)
     guard_authenticated_routes(app)
     document_error_responses(app)
     return app

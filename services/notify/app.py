@@ -50,6 +50,7 @@ def spec(settings: NotifySettings) -> ServiceSpec:
         description="Signed webhooks, email and an in-app feed for everyone involved; "
                     "regulatory deadline reminders.",
         routers=views.routers,
+        operator_lists=("deliveries",),
         outbox_model=Outbox,
         inbox_model=Inbox,
         handlers=lambda runtime: handlers.handlers(runtime.resources["notifier"]),

@@ -48,6 +48,7 @@ def spec(settings: PayoutSettings) -> ServiceSpec:
         description="Loss verification, payout decisions, adjuster approvals and exactly-once "
                     "payment; the adjuster console at /console.",
         routers=views.routers,
+        operator_lists=("payments",),
         outbox_model=Outbox,
         inbox_model=Inbox,
         handlers=lambda runtime: handlers.handlers(runtime.resources["context"]),

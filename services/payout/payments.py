@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import httpx
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from services.payout.context import ClaimStatus, Context, PaymentState, locked_claim
 from services.payout.models import Claim, Payment
@@ -109,6 +109,18 @@ async def retry_failed(uow: UnitOfWork, ctx: Context, claim_id: uuid.UUID, opera
     log.warning("payment %s of claim %s retried by %s after: %s", payment.id, claim.id, operator,
                 payment.last_error)
     return claim
+
+
+async def listed(uow: UnitOfWork, state: str, *, limit: int, offset: int
+                 ) -> tuple[list[tuple[Payment, Claim]], int]:
+    """Payments in `state` with their claims, the latest first (the operators' list)."""
+    total = await uow.session.scalar(
+        select(func.count()).select_from(Payment).where(Payment.state == state))
+    rows = await uow.session.execute(
+        select(Payment, Claim).join(Claim, Claim.id == Payment.claim_id)
+        .where(Payment.state == state)
+        .order_by(Payment.created_at.desc(), Payment.id).limit(limit).offset(offset))
+    return [(payment, claim) for payment, claim in rows], total or 0
 
 
 class PaymentWorker:

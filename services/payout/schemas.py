@@ -96,6 +96,22 @@ class PaymentOut(BaseModel):
     completed_at: AwareDatetime | None
 
 
+class PaymentItem(PaymentOut):
+    """A payment in the operators' list, with the claim and incident it pays."""
+
+    claim_id: uuid.UUID
+    incident_id: uuid.UUID
+    org_id: str
+    next_attempt_at: AwareDatetime
+
+
+class PaymentPage(BaseModel):
+    items: list[PaymentItem]
+    total: int
+    limit: int
+    offset: int
+
+
 class OutageOut(BaseModel):
     minutes: int
     hours: Decimal

@@ -27,7 +27,9 @@ from services.payout.schemas import (
     LossOut,
     OutageIn,
     OutageOut,
+    PaymentItem,
     PaymentOut,
+    PaymentPage,
     QuestionOut,
     QueueItem,
     QueuePage,
@@ -40,18 +42,21 @@ from shared.db import UnitOfWork
 from shared.dead_letters import DeadLetterOut
 from shared.events import CoverageQuestion, Finding, SectionBreakdown, VerifiedOutage
 from shared.inputs import NUL_FREE, PageLimit, PageOffset
+from shared.operations import PAGE_HEADERS
 from shared.problems import NotFound
 from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
 Adjuster = Annotated[Principal, require(Role.adjuster)]
 ClaimReader = Annotated[Principal, require(Role.adjuster, Role.operator)]
 Operator = Annotated[Principal, require(Role.operator)]
+PaymentStateFilter = Literal["pending", "succeeded", "failed"]
 StatusFilter = Literal["open", "pending_approval", "approved", "denied", "closed_without_payment",
                        "paid", "payment_failed"]
 
 claims_api = APIRouter(prefix="/v1/claims", tags=["claims"])
 incidents_api = APIRouter(prefix="/v1/incidents", tags=["claims"])
 queues_api = APIRouter(prefix="/v1", tags=["console"])
+payments_api = APIRouter(prefix="/v1/payments", tags=["payments"])
 console_api = APIRouter(tags=["console"])
 QueueName = Literal["verification", "approval", "decided"]
 Search = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NUL_FREE,
@@ -218,6 +223,20 @@ async def retry_payment(claim_id: uuid.UUID, caller: Operator, runtime: RuntimeD
     return await _after_change(uow, runtime, claim)
 
 
+@payments_api.get("", response_model=PaymentPage)
+async def list_payments(_: Operator, uow: UnitOfWorkDep, state: PaymentStateFilter = "failed",
+                        limit: PageLimit = 20, offset: PageOffset = 0) -> PaymentPage:
+    """Operators: the payments in `state` (by default the failed ones, to retry with
+    `POST /v1/claims/{claim_id}/payment/retry` once the cause is fixed), the latest first."""
+    rows, total = await payments.listed(uow, state, limit=limit, offset=offset)
+    return PaymentPage(
+        items=[PaymentItem(**PaymentOut.model_validate(payment, from_attributes=True).model_dump(),
+                           claim_id=claim.id, incident_id=claim.incident_id, org_id=claim.org_id,
+                           next_attempt_at=payment.next_attempt_at)
+               for payment, claim in rows],
+        total=total, limit=limit, offset=offset)
+
+
 async def _after_change(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOut:
     """The claim as committed (read in the request's own session, so a request never holds
     two connections); a payment it requested is sent right away."""
@@ -258,12 +277,7 @@ async def adjuster_console() -> HTMLResponse:
 
 
 CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
-CONSOLE_HEADERS = {
-    "Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self'; connect-src 'self'; form-action 'none'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
-}
+CONSOLE_HEADERS = PAGE_HEADERS
 
 
 @console_api.get("/console/{asset}", include_in_schema=False)
@@ -277,4 +291,4 @@ def _asset(name: str) -> str:
     return files("services.payout").joinpath(f"console/{name}").read_text(encoding="utf-8")
 
 
-routers = (claims_api, incidents_api, queues_api, console_api)
+routers = (claims_api, incidents_api, queues_api, payments_api, console_api)

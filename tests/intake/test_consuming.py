@@ -13,8 +13,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from cyberclaims import dlq
 from cyberclaims.cli import app as cli
+from shared import dlq
 from shared.events import (
     Envelope,
     IncidentTriaged,

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from cyberclaims import dlq
 from cyberclaims.doctor import collect
 from services.payout import claims as payout_claims
+from shared import dlq
 from shared.clock import SystemClock
 from shared.events import Section
 from shared.topics import RESPONSE

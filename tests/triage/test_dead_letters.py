@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from cyberclaims import dlq
 from services.triage import incidents
 from services.triage.models import DeadLetter
+from shared import dlq
 from shared.events import IncidentReported, ResponseEventDeadLettered
 from shared.topics import RESPONSE
 from tests.support.kafka import wait_for_events

@@ -1,13 +1,16 @@
-"""Dead letters: read every `.dlq` topic, and publish chosen messages back to their origin."""
+"""Dead letters: read every `.dlq` topic, and publish chosen messages back to their origin.
+
+The one replay path, shared by `cyberclaims dlq replay` and every service's operators' API
+(`shared/operations.py`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
 from shared.consumer import REPLAYED_HEADER
-from shared.kafka import read_from_beginning
+from shared.kafka import KafkaPublisher, OutgoingMessage, Publisher, read_from_beginning
 from shared.topics import CATALOG
 
 
@@ -44,23 +47,37 @@ async def read_all(bootstrap: str) -> list[DeadLetter]:
     return [DeadLetter(record) for record in records]
 
 
+class NoSuchDeadLetter(LookupError):
+    """The dead letter asked for is not (or no longer, past retention) on its topic."""
+
+
 async def replay(bootstrap: str, dead_letter_id: str | None) -> int:
-    """Replay one dead letter (by id) or all; the consumers' inboxes keep this idempotent.
-    Each copy says it is a replay, so applying it clears the mark the dead letter left."""
+    """Replay one dead letter (by id) or all, with a producer of its own (the CLI's way)."""
     letters = [letter for letter in await read_all(bootstrap)
                if dead_letter_id is None or letter.id == dead_letter_id]
     if dead_letter_id is not None and not letters:
-        raise SystemExit(f"no dead letter {dead_letter_id}")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
+        raise NoSuchDeadLetter(f"no dead letter {dead_letter_id}")
+    publisher = KafkaPublisher(bootstrap, client_id="cyberclaims-dlq-replay", idempotent=False)
+    await publisher.start()
     try:
-        for letter in letters:
-            headers = [(k, v) for k, v in letter.record.headers or ()
-                       if not k.startswith("dlq_") and k != REPLAYED_HEADER]
-            headers.append((REPLAYED_HEADER, b"1"))
-            await producer.send_and_wait(letter.header("dlq_origin_topic"),
-                                         letter.record.value, key=letter.record.key,
-                                         headers=headers)
+        return await republish(publisher, letters)
     finally:
-        await producer.stop()
+        await publisher.stop()
+
+
+async def republish(publisher: Publisher, letters: list[DeadLetter]) -> int:
+    """Publish `letters` back to their origin topics; the consumers' inboxes keep this
+    idempotent. Each copy says it is a replay, so applying it clears the mark the dead letter
+    left."""
+    futures = await publisher.send_many([_replay_of(letter) for letter in letters])
+    for future in futures:
+        await future
     return len(letters)
+
+
+def _replay_of(letter: DeadLetter) -> OutgoingMessage:
+    headers = [(k, v) for k, v in letter.record.headers or ()
+               if not k.startswith("dlq_") and k != REPLAYED_HEADER]
+    headers.append((REPLAYED_HEADER, b"1"))
+    return OutgoingMessage(letter.header("dlq_origin_topic"), letter.record.key or b"",
+                           letter.record.value or b"", headers)
