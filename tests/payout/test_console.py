@@ -60,16 +60,17 @@ async def console(app: FastAPI) -> AsyncIterator[tuple[str, httpx.AsyncClient, B
 
 
 @asynccontextmanager
-async def console_page(browser: Browser, url: str) -> AsyncIterator[Page]:
-    """A fresh tab (its own session storage) on the console; fails the test if the page's own
-    script broke or was refused by its content security policy."""
+async def console_page(browser: Browser, url: str, path: str = "/console") -> AsyncIterator[Page]:
+    """A fresh tab (its own session storage) on the console (or another page of the service);
+    fails the test if the page's own script broke or was refused by its content security
+    policy."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("console", lambda message: problems.append(message.text)
             if message.type == "error" and "Content Security Policy" in message.text else None)
-    await page.goto(f"{url}/console")
+    await page.goto(f"{url}{path}")
     try:
         yield page
     finally:

@@ -105,6 +105,18 @@ ROUTES: dict[tuple[str, str, str], Rules] = {
     ("payout", "GET", "/v1/queues/{name}"): allow(adjuster=OK, operator=OK),
     ("payout", "GET", "/v1/claims/{claim_id}/file"): allow(adjuster=OK, operator=OK),
     ("payout", "POST", "/v1/claims/{claim_id}/payment/retry"): allow(operator=OK),  # reliab
+    ("payout", "GET", "/v1/payments"): allow(operator=OK),
+    # The operators' page and API (shared/operations.py): dead letters where a service keeps
+    # marks, the page wherever it lists something.
+    **{(service, "GET", "/v1/dead-letters"): allow(operator=OK) for service in ("triage", "payout")},
+    **{(service, "POST", "/v1/dead-letters/replay"): allow(operator=OK)
+       for service in ("triage", "payout")},
+    **{(service, "POST", "/v1/dead-letters/{event_id}/replay"): allow(operator=OK)
+       for service in ("triage", "payout")},
+    **{(service, "GET", "/v1/operations"): allow(operator=OK)
+       for service in ("triage", "payout", "notify")},
+    **{(service, "GET", path): PUBLIC for service in ("triage", "payout", "notify")
+       for path in ("/operations", "/operations/{page_asset}")},  # static; the API takes the token
     ("notify", "POST", "/v1/subscriptions"): allow(policyholder=OK, vendor=OK, operator=OK),
     ("notify", "GET", "/v1/subscriptions"): allow(policyholder=OK, vendor=OK, operator=OK),
     ("notify", "GET", "/v1/subscriptions/{subscription_id}"):
@@ -238,7 +250,8 @@ def path_value(world: World, name: str, role: str, own: bool, method: str) -> st
     values = {"policy_number": mine.policy_number, "incident_id": mine.incident_id,
               "job_id": mine.job_id, "vendor_id": mine.vendor_id, "claim_id": world.claim_id,
               "loss_id": world.loss_id, "delivery_id": world.delivery_id,
-              "asset": "console.js", "file": "swagger-ui-bundle.js", "name": "approval"}
+              "asset": "console.js", "page_asset": "operations.js", "file": "swagger-ui-bundle.js",
+              "name": "approval"}
     return values.get(name)
 
 
