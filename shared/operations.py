@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from importlib.resources import files
 from typing import Annotated
 
 from aiokafka.errors import KafkaError
@@ -26,6 +25,7 @@ from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
 from shared.dead_letters import DeadLetterColumns, DeadLetterMarks
 from shared.inputs import PageLimit, PageOffset
+from shared.pages import ASSET_PATTERN, PAGE_HEADERS, page_asset, read_page_file
 from shared.problems import Conflict, NotFound, Unavailable
 from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
@@ -33,14 +33,7 @@ Operator = Annotated[Principal, require(Role.operator)]
 DEAD_LETTERS = "dead-letters"
 READ_TOPICS_TIMEOUT_SECONDS = 30.0
 
-PAGE_ASSETS = {"operations.js": "text/javascript", "operations.css": "text/css"}
-PAGE_HEADERS = {
-    "Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self'; connect-src 'self'; form-action 'none'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
-}
-"""A page that holds a token: never framed, never cached, running its own script only."""
+PAGE_ASSETS = {"operations.js": "text/javascript"}
 
 
 class OperationsOut(BaseModel):
@@ -96,15 +89,12 @@ def operations_router(*, dead_letters: bool, lists: Sequence[str]) -> APIRouter:
     async def operations_page() -> HTMLResponse:
         """The operators' page: one static page and its script, calling this service's API
         with the operator's token."""
-        return HTMLResponse(_asset("index.html"), headers=PAGE_HEADERS)
+        return HTMLResponse(read_page_file("shared", "operator_page/index.html"),
+                            headers=PAGE_HEADERS)
 
-    @router.get("/operations/{page_asset}", include_in_schema=False)
-    async def operations_asset(
-            page_asset: Annotated[str, Path(pattern=r"^[a-z]+\.[a-z]+$")]) -> Response:
-        if page_asset not in PAGE_ASSETS:
-            raise NotFound(f"no page asset {page_asset}")
-        return Response(_asset(page_asset), media_type=PAGE_ASSETS[page_asset],
-                        headers=PAGE_HEADERS)
+    @router.get("/operations/{asset}", include_in_schema=False)
+    async def operations_asset(asset: Annotated[str, Path(pattern=ASSET_PATTERN)]) -> Response:
+        return page_asset(asset, "shared", "operator_page", PAGE_ASSETS)
 
     if dead_letters:
         _add_dead_letter_routes(router)
@@ -174,6 +164,3 @@ async def _replay(runtime: Runtime, marks: Sequence[DeadLetterColumns]) -> Repla
     return ReplayOut(replayed=[wanted[key] for key in chosen],
                      gone=[event_id for key, event_id in wanted.items() if key not in chosen])
 
-
-def _asset(name: str) -> str:
-    return files("shared").joinpath(f"operator_page/{name}").read_text(encoding="utf-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from importlib.resources import files
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -42,8 +41,7 @@ from shared.db import UnitOfWork
 from shared.dead_letters import DeadLetterOut
 from shared.events import CoverageQuestion, Finding, SectionBreakdown, VerifiedOutage
 from shared.inputs import NUL_FREE, PageLimit, PageOffset
-from shared.operations import PAGE_HEADERS
-from shared.problems import NotFound
+from shared.pages import ASSET_PATTERN, PAGE_HEADERS, page_asset, read_page_file
 from shared.service import Runtime, RuntimeDep, UnitOfWorkDep
 
 Adjuster = Annotated[Principal, require(Role.adjuster)]
@@ -271,24 +269,17 @@ async def read_queue(name: QueueName, caller: ClaimReader, uow: UnitOfWorkDep,
 @console_api.get("/console", response_class=HTMLResponse, include_in_schema=False)
 async def adjuster_console() -> HTMLResponse:
     """The adjuster console: one static page and its script, calling this API with the
-    adjuster's token. Never framed (clickjacking), never cached (it holds a token), and running
-    no script but its own, from the package (the CSP admits nothing else)."""
-    return HTMLResponse(_asset("index.html"), headers=CONSOLE_HEADERS)
+    adjuster's token (headers: `shared/pages.py`)."""
+    return HTMLResponse(read_page_file("services.payout", "console/index.html"),
+                        headers=PAGE_HEADERS)
 
 
-CONSOLE_ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
-CONSOLE_HEADERS = PAGE_HEADERS
+CONSOLE_ASSETS = {"console.js": "text/javascript"}
 
 
 @console_api.get("/console/{asset}", include_in_schema=False)
-async def console_asset(asset: Annotated[str, Path(pattern=r"^[a-z]+\.[a-z]+$")]) -> Response:
-    if asset not in CONSOLE_ASSETS:
-        raise NotFound(f"no console asset {asset}")
-    return Response(_asset(asset), media_type=CONSOLE_ASSETS[asset], headers=CONSOLE_HEADERS)
-
-
-def _asset(name: str) -> str:
-    return files("services.payout").joinpath(f"console/{name}").read_text(encoding="utf-8")
+async def console_asset(asset: Annotated[str, Path(pattern=ASSET_PATTERN)]) -> Response:
+    return page_asset(asset, "services.payout", "console", CONSOLE_ASSETS)
 
 
 routers = (claims_api, incidents_api, queues_api, payments_api, console_api)

@@ -1,22 +1,12 @@
 // The operators' page: this service's dead letters (and payout's failed payments, notify's
 // failed deliveries) with their replay / retry / redeliver actions, over the service's API with
-// the operator's bearer token (kept for the browser tab only). Everything is rendered with
-// textContent: nothing from the API is ever parsed as HTML.
+// the operator's bearer token (kept for the browser tab only). The helpers it shares with the
+// adjuster console (common.js, loaded first) render everything with textContent.
 "use strict";
 
 const TOKEN_KEY = "cyberclaims.operator.token";
-const ZONE_KEY = "cyberclaims.operator.zone";
 const PAGE_SIZE = 10;
-const $ = (id) => document.getElementById(id);
 const state = { me: null, offsets: {}, loads: {} };
-
-class ApiError extends Error {
-  constructor(status, problem) {
-    super(problem.detail || problem.title || "HTTP " + status);
-    this.status = status;
-    this.errors = problem.errors || [];
-  }
-}
 
 async function api(method, path) {
   const response = await fetch(path, {
@@ -28,42 +18,6 @@ async function api(method, path) {
   if (response.status === 401 && state.me) signedOut("Your sign-in has expired: " + (data.detail || "sign in again"));
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
-}
-
-// --- formatting ---------------------------------------------------------------------------------
-
-function money(value, currency) {
-  if (value === null || value === undefined) return "—";
-  const [whole, fraction = ""] = String(value).split(".");
-  const negative = whole.startsWith("-");
-  const digits = (negative ? whole.slice(1) : whole).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  return (currency || "CNY") + " " + (negative ? "-" : "") + digits + "." + fraction.padEnd(2, "0");
-}
-
-function zone() { return localStorage.getItem(ZONE_KEY) || "Asia/Shanghai"; }
-
-function when(iso) {
-  if (!iso) return "—";
-  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
-    timeZone: zone(), year: "numeric", month: "2-digit", day: "2-digit",
-    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
-  }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
-  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
-}
-
-function el(tag, attributes, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes || {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "className") node.className = value; else node.setAttribute(name, value);
-  }
-  for (const child of children) node.append(child instanceof Node ? child : String(child ?? "—"));
-  return node;
-}
-
-function say(target, text, kind) {
-  target.textContent = text;
-  target.className = "result" + (text ? " message " + kind : "");
 }
 
 // --- the lists ------------------------------------------------------------------------------------
@@ -84,7 +38,7 @@ const LISTS = {
     path: "/v1/payments?state=failed",
     cells: (item) => [when(item.completed_at), el("td", { className: "id" }, item.claim_id),
                       el("td", { className: "id" }, item.incident_id), item.org_id,
-                      el("td", { className: "money" }, money(item.amount, item.currency)),
+                      moneyCell(item.amount, item.currency),
                       item.attempts, el("td", { className: "error" }, item.last_error)],
     action: { label: "Retry", name: (item) => "Retry the payment of claim " + item.claim_id,
               path: (item) => `/v1/claims/${item.claim_id}/payment/retry`,
@@ -109,28 +63,25 @@ async function load(name) {
   const list = LISTS[name];
   const box = section(name);
   const offset = state.offsets[name] || 0;
-  const load = state.loads[name] = (state.loads[name] || 0) + 1;
+  const ticket = state.loads[name] = (state.loads[name] || 0) + 1;
   const separator = list.path.includes("?") ? "&" : "?";
   let page;
   try {
     page = await api("GET", `${list.path}${separator}limit=${PAGE_SIZE}&offset=${offset}`);
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
-    say(box.querySelector(".result"), "Could not load the list: " + error.message, "error");
+    say($("result-" + name), "Could not load the list: " + error.message, "error");
     return;
   }
-  if (load !== state.loads[name]) return;  // a newer load of this list answers instead
-  const body = box.querySelector("tbody");
-  body.replaceChildren();
+  if (ticket !== state.loads[name]) return;  // a newer load of this list answers instead
+  const table = box.querySelector("table");
+  table.tBodies[0].replaceChildren();
   for (const item of page.items) {
-    const tr = el("tr");
-    for (const cell of list.cells(item)) tr.append(cell instanceof Node ? cell : el("td", {}, cell));
     const button = el("button", { type: "button", "aria-label": list.action.name(item) }, list.action.label);
     button.addEventListener("click", () => act(name, item, button));
-    tr.append(el("td", {}, button));
-    body.append(tr);
+    row(table, [...list.cells(item), el("td", {}, button)]);
   }
-  if (!page.items.length) body.append(el("tr", {}, el("td", { colspan: "9", className: "muted" }, "Nothing here.")));
+  if (!page.items.length) row(table, [el("td", { colspan: "9", className: "muted" }, "Nothing here.")]);
   box.querySelector(".range").textContent = page.total
     ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "none";
   box.querySelector(".prev").disabled = offset === 0;
@@ -141,7 +92,7 @@ async function load(name) {
 
 async function act(name, item, button) {
   const list = LISTS[name];
-  const result = section(name).querySelector(".result");
+  const result = $("result-" + name);
   button.disabled = true;
   say(result, "", "");
   try {
@@ -158,7 +109,7 @@ async function act(name, item, button) {
 }
 
 async function replayAll() {
-  const result = section("dead-letters").querySelector(".result");
+  const result = $("result-dead-letters");
   say(result, "", "");
   try {
     const answer = await api("POST", "/v1/dead-letters/replay");
@@ -237,7 +188,6 @@ function start() {
       state.offsets[name] = (state.offsets[name] || 0) + PAGE_SIZE;
       load(name);
     });
-    box.querySelector(".result").setAttribute("tabindex", "-1");
   }
   if (sessionStorage.getItem(TOKEN_KEY)) signIn(); else $("token").focus();
 }

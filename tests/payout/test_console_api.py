@@ -213,7 +213,8 @@ async def test_the_console_runs_only_its_own_script_and_styles_from_the_package(
         page = await api.get("/console")
         assert '<script src="/console/console.js" defer></script>' in page.text
         assert "<script>" not in page.text and "style=" not in page.text
-        for asset, media_type in (("console.js", "text/javascript"), ("console.css", "text/css")):
+        for asset, media_type in (("common.js", "text/javascript"), ("console.js", "text/javascript"),
+                                  ("common.css", "text/css")):
             response = await api.get(f"/console/{asset}")
             assert response.status_code == 200
             assert response.headers["content-type"].startswith(media_type)

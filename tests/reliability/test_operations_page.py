@@ -84,9 +84,9 @@ async def test_an_operator_sees_each_list_and_acts_on_it(
             retry = f"#list-payments button[aria-label='Retry the payment of claim {failed['id']}']"
             await tab_to(page, retry)
             await page.keyboard.press("Enter")
-            await expect(page.locator("#list-payments .result")).to_contain_text(
+            await expect(page.locator("#result-payments")).to_contain_text(
                 f"Payment of claim {failed['id']}")
-            await expect(page.locator("#list-payments .result")).to_be_focused()
+            await expect(page.locator("#result-payments")).to_be_focused()
             await expect(payment).to_have_count(0)
             paid = await claim_when(payout, adjuster, unpaid.incident_id, "paid")
             assert len(await sandbox.payments(reference=paid["id"])) == 1
@@ -101,7 +101,7 @@ async def test_an_operator_sees_each_list_and_acts_on_it(
             await expect(delivery).to_contain_text("Connect")
             await snapshot(page, "operations-notify")
             await delivery.get_by_role("button", name="Redeliver").click()
-            await expect(page.locator("#list-deliveries .result")).to_contain_text(
+            await expect(page.locator("#result-deliveries")).to_contain_text(
                 f"to vendor:{vendor} scheduled again")
         await eventually(lambda: deliveries(notify, tokens, incident_id=str(event.incident_id),
                                             channel="webhook", state="delivered"))

@@ -142,5 +142,10 @@ async def test_the_operators_page_says_what_each_service_lists(
             page = await client.get("/operations")
             assert page.status_code == 200 and "operations.js" in page.text
             assert "script-src 'self'" in page.headers["content-security-policy"]
-            assert (await client.get("/operations/other.js")).status_code == 404
+            for asset, media_type in (("operations.js", "text/javascript"),
+                                      ("common.js", "text/javascript"), ("common.css", "text/css")):
+                served = await client.get(f"/operations/{asset}")
+                assert served.status_code == 200
+                assert served.headers["content-type"].startswith(media_type)
+            assert (await client.get("/operations/console.js")).status_code == 404
         assert (await notify.get("/v1/dead-letters", headers=tokens.operator())).status_code == 404

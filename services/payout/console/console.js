@@ -1,28 +1,19 @@
 // The adjuster console: queues and a claim page over payout's API, with the adjuster's
-// bearer token (kept for the browser tab only). Everything is rendered with textContent:
-// nothing from the API is ever parsed as HTML.
+// bearer token (kept for the browser tab only). The helpers it shares with the operators' page
+// (common.js, loaded first) render everything with textContent: nothing from the API is ever
+// parsed as HTML.
 "use strict";
 
 const TOKEN_KEY = "cyberclaims.adjuster.token";
-const ZONE_KEY = "cyberclaims.adjuster.zone";
 const PAGE_SIZE = 10;
 const QUEUES = ["approval", "verification", "decided"];
 const NEEDS = { verify_losses: "losses to verify", set_outage: "the outage hours",
                 data_issue: "a data issue to resolve" };
-const $ = (id) => document.getElementById(id);
 const state = {
   me: null, search: "", offsets: { approval: 0, verification: 0, decided: 0 },
   // The newest load of each queue: an older answer arriving late must not overwrite it.
   loads: { approval: 0, verification: 0, decided: 0 },
 };
-
-class ApiError extends Error {
-  constructor(status, problem) {
-    super(problem.detail || problem.title || "HTTP " + status);
-    this.status = status;
-    this.errors = problem.errors || [];
-  }
-}
 
 async function api(method, path, body) {
   const response = await fetch(path, {
@@ -37,59 +28,12 @@ async function api(method, path, body) {
   return data;
 }
 
-// --- formatting ---------------------------------------------------------------------------------
-
-function money(value, currency) {
-  if (value === null || value === undefined) return "—";
-  const [whole, fraction = ""] = String(value).split(".");
-  const negative = whole.startsWith("-");
-  const digits = (negative ? whole.slice(1) : whole).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  return (currency || "CNY") + " " + (negative ? "-" : "") + digits + "." + fraction.padEnd(2, "0");
-}
-
-function zone() { return localStorage.getItem(ZONE_KEY) || "Asia/Shanghai"; }
-
-function when(iso) {
-  if (!iso) return "—";
-  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
-    timeZone: zone(), year: "numeric", month: "2-digit", day: "2-digit",
-    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
-  }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
-  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
-}
-
-function words(code) { return code ? String(code).replaceAll("_", " ") : "—"; }
-
-function el(tag, attributes, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes || {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "className") node.className = value; else node.setAttribute(name, value);
-  }
-  for (const child of children) node.append(child instanceof Node ? child : String(child ?? "—"));
-  return node;
-}
-
-function row(table, cells, attributes) {
-  const tr = el("tr", attributes);
-  for (const cell of cells) tr.append(cell instanceof Node && cell.tagName === "TD" ? cell : el("td", {}, cell));
-  table.tBodies[0].append(tr);
-  return tr;
-}
-
-function moneyCell(value, currency) { return el("td", { className: "money" }, money(value, currency)); }
-
 function facts(list, pairs) {
   list.replaceChildren();
   for (const [term, value] of pairs) list.append(el("dt", {}, term), el("dd", {}, value ?? "—"));
 }
 
 // --- messages and problem+json next to the field ----------------------------------------------
-
-function say(target, text, kind) {
-  target.textContent = text;
-  target.className = text ? "message " + kind : "";
-}
 
 function clearErrors(form) {
   for (const span of form.querySelectorAll("[data-error-for]")) span.textContent = "";

@@ -100,7 +100,7 @@ ROUTES: dict[tuple[str, str, str], Rules] = {
     ("payout", "POST", "/v1/claims/{claim_id}/approve"): allow(adjuster=OK),
     ("payout", "POST", "/v1/claims/{claim_id}/deny"): allow(adjuster=OK),
     ("payout", "GET", "/console"): PUBLIC,  # a static page; its API calls carry the token
-    ("payout", "GET", "/console/{asset}"): PUBLIC,  # the console's script and styles
+    ("payout", "GET", "/console/{asset}"): PUBLIC,  # the console's scripts and styles
     ("payout", "GET", "/v1/me"): allow(adjuster=OK, operator=OK),
     ("payout", "GET", "/v1/queues/{name}"): allow(adjuster=OK, operator=OK),
     ("payout", "GET", "/v1/claims/{claim_id}/file"): allow(adjuster=OK, operator=OK),
@@ -116,7 +116,7 @@ ROUTES: dict[tuple[str, str, str], Rules] = {
     **{(service, "GET", "/v1/operations"): allow(operator=OK)
        for service in ("triage", "payout", "notify")},
     **{(service, "GET", path): PUBLIC for service in ("triage", "payout", "notify")
-       for path in ("/operations", "/operations/{page_asset}")},  # static; the API takes the token
+       for path in ("/operations", "/operations/{asset}")},  # static; the API takes the token
     ("notify", "POST", "/v1/subscriptions"): allow(policyholder=OK, vendor=OK, operator=OK),
     ("notify", "GET", "/v1/subscriptions"): allow(policyholder=OK, vendor=OK, operator=OK),
     ("notify", "GET", "/v1/subscriptions/{subscription_id}"):
@@ -250,8 +250,7 @@ def path_value(world: World, name: str, role: str, own: bool, method: str) -> st
     values = {"policy_number": mine.policy_number, "incident_id": mine.incident_id,
               "job_id": mine.job_id, "vendor_id": mine.vendor_id, "claim_id": world.claim_id,
               "loss_id": world.loss_id, "delivery_id": world.delivery_id,
-              "asset": "console.js", "page_asset": "operations.js", "file": "swagger-ui-bundle.js",
-              "name": "approval"}
+              "asset": "common.js", "file": "swagger-ui-bundle.js", "name": "approval"}
     return values.get(name)
 
 
