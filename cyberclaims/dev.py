@@ -311,7 +311,9 @@ def _banner(urls: list[tuple[str, str]]) -> None:
     lines += [f"  {name:<8} {base}   (API docs: {base}/docs)" for name, base in urls]
     lines += ["  payments http://127.0.0.1:8010   (sandbox payment provider)",
               "  mail     smtp://127.0.0.1:1025 -> .data/mail/*.eml   (SMTP sink)",
-              "  console  http://127.0.0.1:8003/console   (adjusters)"]
+              "  console  http://127.0.0.1:8003/console   (adjusters)",
+              "  operations http://127.0.0.1:8003/operations, :8002/operations, "
+              ":8004/operations   (operators)"]
     lines += [
         "",
         "Try it in another terminal (README, 'Quick start'):",

@@ -18,12 +18,12 @@ from typing import Annotated
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Path, status
 from fastapi.responses import HTMLResponse, Response
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from shared import dlq
 from shared.auth import Principal, Role, require
 from shared.db import UnitOfWork
-from shared.dead_letters import DeadLetterColumns, DeadLetterMarks
+from shared.dead_letters import DeadLetterColumns, DeadLetterMarks, DeadLetterOut
 from shared.inputs import PageLimit, PageOffset
 from shared.pages import ASSET_PATTERN, PAGE_HEADERS, page_asset, read_page_file
 from shared.problems import Conflict, NotFound, Unavailable
@@ -45,14 +45,9 @@ class OperationsOut(BaseModel):
     lists: list[str]
 
 
-class MarkOut(BaseModel):
+class MarkOut(DeadLetterOut):
     """An event about an incident this service gave up on, and what it froze."""
 
-    event_id: uuid.UUID
-    event_type: str
-    consumer: str
-    error: str
-    at: AwareDatetime
     incident_id: uuid.UUID
     marked: list[str]
     """What the service holds about the incident, named for operators ("claim <id>")."""
