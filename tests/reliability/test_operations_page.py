@@ -1,7 +1,7 @@
 """The operators' page in a real headless browser (Debian's chromium driven by Playwright, with
-the adjuster console's helpers): an operator sees payout's dead letters and failed payments and
-retries a payment from the keyboard alone, then redelivers notify's failed delivery. Screenshots
-go to .data/screenshots/ with the console's."""
+the adjuster console's helpers): an operator sees payout's dead letters and failed payments,
+retries a payment from the keyboard alone and replays the dead letters, then redelivers notify's
+failed delivery. Screenshots go to .data/screenshots/ with the console's."""
 
 from __future__ import annotations
 
@@ -91,6 +91,11 @@ async def test_an_operator_sees_each_list_and_acts_on_it(
             paid = await claim_when(payout, adjuster, unpaid.incident_id, "paid")
             assert len(await sandbox.payments(reference=paid["id"])) == 1
 
+            await page.click("#replay-all")  # the fix is deployed (monkeypatch undone above)
+            await expect(page.locator("#result-dead-letters")).to_contain_text(
+                "Replayed 1 event(s)")
+            await eventually(lambda: _applied(payout, adjuster, frozen))
+
         await receiver.start()
         async with console_page(browser, notify_url, "/operations") as page:
             await page.fill("#token", bearer(operator))
@@ -106,3 +111,10 @@ async def test_an_operator_sees_each_list_and_acts_on_it(
         await eventually(lambda: deliveries(notify, tokens, incident_id=str(event.incident_id),
                                             channel="webhook", state="delivered"))
         assert len(receiver.successes) == 1
+
+
+async def _applied(payout: httpx.AsyncClient, adjuster: dict[str, str], incident: Incident
+                   ) -> bool:
+    claim = await claim_when(payout, adjuster, incident.incident_id,
+                             ("open", "approved", "paid", "pending_approval"))
+    return bool(claim["response_completed"]) and not claim["dead_letters"]
