@@ -23,6 +23,7 @@ from typing import Any
 from cyberclaims.client import Actor, Api, wait_for
 
 WEBHOOK_SECRET = "demo-webhook-secret-0123456789"  # noqa: S105 - a throwaway demo receiver's key
+EXPOSURE_ALERTED = "cyberclaims.risk.exposure_alerted.v1"
 
 
 @dataclass
@@ -75,6 +76,7 @@ class ClaimStory:
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     subscriptions: list[tuple[Actor, str]] = field(default_factory=list)
     risk: dict[str, Any] = field(default_factory=dict)
+    exposure_emails: list[dict[str, Any]] = field(default_factory=list)
 
     def unsubscribe(self) -> None:
         """The demo's webhook receiver goes away with the demo: so do its subscriptions."""
@@ -94,6 +96,7 @@ def policy_body(org_id: str, policy_number: str, now: datetime, **overrides: Any
         "region": "CN-GD", "period_start": (now - timedelta(days=180)).isoformat(),
         "period_end": (now + timedelta(days=185)).isoformat(),
         "aggregate_limit": "5000000.00", "retention": "50000.00",
+        "contact_email": "it@widget.example",
         "sections": {
             "incident_response": {"sublimit": "500000.00"},
             "data_restoration": {"sublimit": "500000.00"},
@@ -176,6 +179,11 @@ def assess_the_policy(api: Api, story: ClaimStory, suffix: str, region: str) -> 
         "description": "The SSL VPN login page answers from the internet with password only."})
     say(f"exposure alert: {exposure['title']} (fix by {exposure['due_at']})")
     story.risk = holder.get("risk", f"/v1/risk/{story.policy_number}")
+    story.exposure_emails = wait_for(
+        "the exposure alert emailed to the policy's contact",
+        lambda: operator.get("notify", "/v1/deliveries", recipient=f"org:{story.org_id}",
+                             channel="email", event_type=EXPOSURE_ALERTED)["items"],
+        until=bool)
 
 
 def ransomware_report(policy_number: str, now: datetime) -> dict[str, Any]:
@@ -306,6 +314,9 @@ def play_ransomware_claim(api: Api, webhook_url: str, region: str = "CN-GD") -> 
                              limit=100)["items"],
         until=lambda items: any(d["kind"] == "payment_succeeded" and d["state"] == "delivered"
                                 and d["channel"] == "webhook" for d in items))
+    story.exposure_emails = operator.get("notify", "/v1/deliveries",
+                                         recipient=f"org:{story.org_id}", channel="email",
+                                         event_type=EXPOSURE_ALERTED)["items"]
     return story
 
 
@@ -332,7 +343,7 @@ def print_story(story: ClaimStory, receiver: WebhookReceiver) -> None:
     for hook in receiver.received:
         event = json.loads(hook.body).get("type", "?") if hook.body else "?"
         print(f"  {hook.path:<24} {event}")
-    emails = [d for d in story.deliveries if d["channel"] == "email"]
+    emails = [*(d for d in story.deliveries if d["channel"] == "email"), *story.exposure_emails]
     print(f"\nEmails sent ({len(emails)}):")
     for delivery in emails:
         print(f"  {delivery['state']:<10} {delivery['target']:<32} {delivery['kind']}")

@@ -214,6 +214,9 @@ class PolicyTerms(Contract):
     annual_premium: Money | None = None
     employees: int | None = Field(default=None, ge=1)
     annual_revenue: Money | None = None
+    # Where the policyholder hears of its policy's risk (exposure alerts, remediation
+    # reminders) by email; optional like the pricing data, for the same reason.
+    contact_email: str | None = None
 
 
 class PolicyEvent(Event):
@@ -590,6 +593,9 @@ class RemediationItem(Contract):
     cvss_score: float | None
     due_at: AwareDatetime
     done_at: AwareDatetime | None
+    superseded_at: AwareDatetime | None = None
+    """When a later assessment no longer listed it (control in place, finding gone): closed
+    from then on like an item done. Optional: events of earlier releases lack it."""
 
 
 class RiskEvent(Event):
@@ -645,6 +651,14 @@ class RemediationDone(RemediationItemEvent):
 
     event_type = "cyberclaims.risk.remediation_done.v1"
     confirmed_by: str
+
+
+class RemediationSuperseded(RemediationItemEvent):
+    """A re-assessment of the policy no longer lists the item: it is closed (docs/risk.md)."""
+
+    event_type = "cyberclaims.risk.remediation_superseded.v1"
+    assessment_id: uuid.UUID
+    """The assessment that superseded it."""
 
 
 class RemediationDueSoon(RemediationItemEvent):

@@ -60,6 +60,7 @@ class Policy(Base):
     annual_premium: Mapped[Decimal | None] = mapped_column(MoneyColumn)
     employees: Mapped[int | None] = mapped_column(Integer)
     annual_revenue: Mapped[Decimal | None] = mapped_column(MoneyColumn)
+    contact_email: Mapped[str | None] = mapped_column(String(320))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

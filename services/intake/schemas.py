@@ -72,6 +72,9 @@ class PolicyBody(RequestBody):
     annual_premium: Annotated[Money, Field(gt=0)] | None = None
     employees: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     annual_revenue: Money | None = None
+    # Where risk's notifications about the policy (exposure alerts, remediation reminders)
+    # are emailed; optional: without it they go to webhooks and the feed only.
+    contact_email: Annotated[Email, Field(max_length=320)] | None = None
 
     @field_validator("period_end")
     @classmethod

@@ -1,5 +1,5 @@
-"""Notify's event handlers: keep the incident copy and the reminders current, and fan every
-routed event out to its deliveries. The consumer commits (with the inbox row).
+"""Notify's event handlers: keep the incident and policy copies and the reminders current, and
+fan every routed event out to its deliveries. The consumer commits (with the inbox row).
 
 They run without autoflush and look rows up through the transaction's cache
 (`services.notify.transaction_cache`): the rows of a whole fetch are inserted at commit, one statement per
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from services.notify import reminders
-from services.notify.models import IncidentCopy
+from services.notify.models import IncidentCopy, PolicyContact
 from services.notify.routing import ROUTED_TYPES
-from services.notify.service import Notifier, incident_copy
+from services.notify.service import Notifier, incident_copy, record_policy_contact
 from services.notify.transaction_cache import TransactionCache
 from shared.consumer import Handler
 from shared.db import UnitOfWork
@@ -22,6 +22,8 @@ from shared.events import (
     IncidentEvent,
     IncidentReported,
     IncidentTriaged,
+    PolicyRegistered,
+    PolicyUpdated,
     RegulatorReportFiled,
     RiskEvent,
 )
@@ -56,7 +58,16 @@ def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
         await notifier.notify(uow.session, envelope, copy)
 
     async def on_risk(uow: UnitOfWork, event: RiskEvent, envelope: Envelope) -> None:
-        await notifier.notify(uow.session, envelope, None)  # a policy's, of no incident
+        policy = await TransactionCache.of(uow.session).get(uow.session, PolicyContact,
+                                                            event.policy_number)
+        await notifier.notify(uow.session, envelope, None, policy=policy)  # of no incident
+
+    async def on_policy_registered(uow: UnitOfWork, event: PolicyRegistered,
+                                   _: Envelope) -> None:
+        await record_policy_contact(uow.session, event.policy, version=1)
+
+    async def on_policy_updated(uow: UnitOfWork, event: PolicyUpdated, _: Envelope) -> None:
+        await record_policy_contact(uow.session, event.policy, version=event.version)
 
     table: dict[type[Event], Handler] = {
         event_type: on_risk if issubclass(event_type, RiskEvent) else on_event
@@ -65,6 +76,8 @@ def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
     table[IncidentReported] = on_reported
     table[IncidentTriaged] = on_triaged
     table[RegulatorReportFiled] = on_regulator_report
+    table[PolicyRegistered] = on_policy_registered
+    table[PolicyUpdated] = on_policy_updated
     return {event_type: _without_autoflush(handler) for event_type, handler in table.items()}
 
 

@@ -1,5 +1,5 @@
-"""Notify's tables: subscriptions, a small copy of each incident, deliveries (the durable retry
-schedule), the in-app feed, regulatory reminders, outbox and inbox."""
+"""Notify's tables: subscriptions, a small copy of each incident and of each policy, deliveries
+(the durable retry schedule), the in-app feed, regulatory reminders, outbox and inbox."""
 
 from __future__ import annotations
 
@@ -75,6 +75,18 @@ class IncidentCopy(Base):
     policy_number: Mapped[str | None] = mapped_column(String(64))
     regulatory_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     regulator_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PolicyContact(Base):
+    """Whom to mail about a policy's risk (exposure alerts, remediation reminders): the
+    policy's contact email, from the policy events (highest version wins)."""
+
+    __tablename__ = "policies"
+
+    policy_number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(128))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class DeliveryState(StrEnum):

@@ -19,6 +19,7 @@ from services.notify.models import (
     DeliveryState,
     IncidentCopy,
     Notification,
+    PolicyContact,
     Subscription,
 )
 from services.notify.rendering import Rendered, Templates
@@ -30,7 +31,7 @@ from services.notify.transaction_cache import TransactionCache
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.db import UnitOfWork, is_postgres
-from shared.events import Channel, Envelope, NotificationDelivered
+from shared.events import Channel, Envelope, NotificationDelivered, PolicyTerms
 from shared.outbox import Outbox
 from shared.problems import Conflict, NotFound, Unprocessable
 
@@ -47,10 +48,13 @@ class Notifier:
     templates: Templates
 
     async def notify(self, session: AsyncSession, envelope: Envelope,
-                     incident: IncidentCopy | None) -> int:
+                     incident: IncidentCopy | None, *, policy: PolicyContact | None = None
+                     ) -> int:
         """Stage the deliveries of `envelope`; returns how many are new. Keys that already
         have a delivery (a replay) are skipped: at most one per (event, recipient, channel,
-        target). Reads nothing it adds, so it runs as well without autoflush."""
+        target). Reads nothing it adds, so it runs as well without autoflush. The
+        policyholder's email is the incident's contact, or for an event about a policy (risk's)
+        the policy's contact email."""
         rule = ROUTES.get(envelope.type)
         if rule is None:
             return 0
@@ -67,7 +71,7 @@ class Notifier:
             for channel in route.channels:
                 for target, subscription in await self._targets(session, cache, channel,
                                                                 recipient, envelope.type,
-                                                                incident):
+                                                                incident, policy):
                     key = (envelope.id, recipient, channel.value, target)
                     if key in existing:
                         continue
@@ -78,24 +82,26 @@ class Notifier:
         return created
 
     async def _targets(self, session: AsyncSession, cache: TransactionCache, channel: Channel,
-                       recipient: str, event_type: str, incident: IncidentCopy | None
-                       ) -> list[tuple[str, Subscription | None]]:
+                       recipient: str, event_type: str, incident: IncidentCopy | None,
+                       policy: PolicyContact | None) -> list[tuple[str, Subscription | None]]:
         if channel is Channel.in_app:
             return [(recipient, None)]
         if channel is Channel.email:
-            address = self.email_address(recipient, incident)
+            address = self.email_address(recipient, incident, policy)
             return [(address, None)] if address else []
         return [(str(s.id), s) for s in await cache.subscriptions(session, recipient)
                 if s.event_types is None or event_type in s.event_types]
 
-    def email_address(self, recipient: str, incident: IncidentCopy | None) -> str | None:
+    def email_address(self, recipient: str, incident: IncidentCopy | None,
+                      policy: PolicyContact | None = None) -> str | None:
         if recipient == ADJUSTERS:
             return self.settings.adjusters_email or None
         if recipient == OPERATORS:
             return self.settings.operators_email or None
-        if recipient.startswith("org:") and incident is not None \
-                and recipient == f"org:{incident.org_id}":
+        if incident is not None and recipient == f"org:{incident.org_id}":
             return incident.contact_email
+        if policy is not None and recipient == f"org:{policy.org_id}":
+            return policy.contact_email
         return None  # vendors: webhook and feed only
 
     def _stage(self, session: AsyncSession, envelope: Envelope, route: Route, recipient: str,
@@ -160,6 +166,21 @@ async def incident_copy(session: AsyncSession, incident_id: uuid.UUID,
         copy = IncidentCopy(incident_id=incident_id, org_id=org_id)
         cache.add(session, copy, incident_id)
     return copy
+
+
+async def record_policy_contact(session: AsyncSession, terms: PolicyTerms, *,
+                                version: int) -> None:
+    """Keep the policy's contact email (highest version wins; an older one arriving late
+    changes nothing)."""
+    cache = TransactionCache.of(session)
+    contact = await cache.get(session, PolicyContact, terms.policy_number, for_update=True)
+    if contact is None:
+        cache.add(session, PolicyContact(policy_number=terms.policy_number, org_id=terms.org_id,
+                                         contact_email=terms.contact_email, version=version),
+                  terms.policy_number)
+    elif version > contact.version:
+        contact.org_id, contact.contact_email = terms.org_id, terms.contact_email
+        contact.version = version
 
 
 # --- who is who ----------------------------------------------------------------------------------

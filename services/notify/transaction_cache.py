@@ -22,6 +22,9 @@ from shared.db import transaction_state
 
 Row = TypeVar("Row", bound=Base)
 
+RowKey = uuid.UUID | str
+"""A primary key: an incident's id, a policy's number."""
+
 DeliveryKey = tuple[uuid.UUID, str, str, str]
 """(source event id, recipient, channel, target): at most one delivery each."""
 
@@ -40,7 +43,7 @@ class TransactionCache:
     owner, as this transaction has seen them."""
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[type[Base], uuid.UUID], _Known] = {}
+        self._rows: dict[tuple[type[Base], RowKey], _Known] = {}
         self._delivery_keys: dict[uuid.UUID, set[DeliveryKey]] = {}
         self._subscriptions: dict[str, list[Subscription]] = {}
         self._subscribed_owners: set[str] | None = None
@@ -49,7 +52,7 @@ class TransactionCache:
     def of(cls, session: AsyncSession) -> TransactionCache:
         return transaction_state(session, cls)
 
-    async def get(self, session: AsyncSession, model: type[Row], key: uuid.UUID, *,
+    async def get(self, session: AsyncSession, model: type[Row], key: RowKey, *,
                   for_update: bool = False) -> Row | None:
         """The row (or None), read at most once, and again only to lock one read unlocked."""
         known = self._rows.get((model, key))
@@ -59,7 +62,7 @@ class TransactionCache:
             known = self._rows[(model, key)] = _Known(row, for_update)
         return known.row
 
-    def add(self, session: AsyncSession, row: Row, key: uuid.UUID) -> None:
+    def add(self, session: AsyncSession, row: Row, key: RowKey) -> None:
         """Stage a new row; `get` finds it before it is flushed."""
         session.add(row)
         self._rows[(type(row), key)] = _Known(row, locked=True)

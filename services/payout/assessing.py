@@ -3,6 +3,7 @@ for the pure engine in `assessment`, storing the result, and re-assessing on req
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +29,7 @@ from services.payout.context import (
     Context,
     PaymentState,
     _adjuster,
+    _lock_claims,
     locked_claim,
 )
 from services.payout.models import (
@@ -41,6 +43,7 @@ from services.payout.models import (
     RemediationItem,
 )
 from shared.auth import Principal
+from shared.controls import Control
 from shared.db import UnitOfWork
 from shared.events import (
     Attribution,
@@ -48,6 +51,7 @@ from shared.events import (
     ClaimAssessed,
     ClaimClosedWithoutPayment,
     ClaimPendingApproval,
+    CoverageQuestion,
     Decision,
     Envelope,
     PaymentRequested,
@@ -56,6 +60,8 @@ from shared.events import (
 )
 from shared.events import RemediationItem as RemediationItemEvent
 from shared.problems import Conflict
+
+log = logging.getLogger(__name__)
 
 
 async def _losses(uow: UnitOfWork, claim: Claim) -> list[LossItem]:
@@ -116,22 +122,21 @@ async def _remediation_of(uow: UnitOfWork, policy_number: str) -> list[Remediati
     rows = await uow.session.scalars(
         select(RemediationItem).where(RemediationItem.policy_number == policy_number)
         .order_by(RemediationItem.due_at, RemediationItem.item_id))
-    return [RemediationFact(control=row.control, due_at=row.due_at, done_at=row.done_at)
-            for row in rows]
+    return [RemediationFact(control=row.control, due_at=row.due_at, done_at=row.done_at,
+                            superseded_at=row.superseded_at) for row in rows]
 
 
 async def record_remediation(uow: UnitOfWork, ctx: Context, policy_number: str,
                              items: list[RemediationItemEvent], cause: Envelope) -> None:
-    """Keep the policy's remediation items (done only ever set once) and assess the policy's
-    open claims that were ready. Locks in the order a response takes them (its claim, then the
-    policy, before an assessment reads the items), so the two never deadlock: a claim assessed
-    at the same time either sees these items or waits here and is assessed after them. A claim
-    decided before the items arrived stays decided (risk publishes them when they are raised,
-    long before an incident they concern)."""
-    open_claims = (await uow.session.scalars(
-        select(Claim).where(Claim.policy_number == policy_number,
-                            Claim.status == ClaimStatus.open)
-        .order_by(Claim.opened_at).with_for_update())).all()
+    """Keep the policy's remediation items (done and superseded only ever set once), then make
+    every claim of the policy agree with them, whichever arrived first (docs/risk.md): an open
+    claim that is ready is assessed; a claim assessed already whose REMEDIATION_OVERDUE answer
+    they change is assessed again while undecided, and noted for the adjuster once decided.
+
+    Locks in the order a response takes them (its claims, then the policy, before an
+    assessment reads the items), so the two never deadlock: a claim assessed at the same time
+    either sees these items, or is decided first and is then found here."""
+    claims = await _lock_claims(uow, Claim.policy_number == policy_number)
     await uow.session.get(Policy, policy_number, with_for_update=True)
     now = ctx.clock.now()
     for item in items:
@@ -139,12 +144,45 @@ async def record_remediation(uow: UnitOfWork, ctx: Context, policy_number: str,
         if row is None:
             uow.session.add(RemediationItem(
                 item_id=item.item_id, policy_number=policy_number, control=item.control.value,
-                due_at=item.due_at, done_at=item.done_at, updated_at=now))
-        elif row.done_at is None and item.done_at is not None:
+                due_at=item.due_at, done_at=item.done_at, superseded_at=item.superseded_at,
+                updated_at=now))
+            continue
+        if row.done_at is None and item.done_at is not None:
             row.done_at, row.updated_at = item.done_at, now
+        if row.superseded_at is None and item.superseded_at is not None:
+            row.superseded_at, row.updated_at = item.superseded_at, now
     await uow.session.flush()
-    for claim in open_claims:
-        await assess_if_ready(uow, ctx, claim, cause)
+    remediation = await _remediation_of(uow, policy_number)
+    for claim in claims:
+        if claim.status == ClaimStatus.open:
+            await assess_if_ready(uow, ctx, claim, cause)
+            continue
+        current = await uow.session.get(Assessment, claim.latest_assessment_id) \
+            if claim.latest_assessment_id is not None else None
+        if current is None:
+            continue
+        inputs = AssessmentInputs.model_validate(current.inputs)
+        overdue = engine.overdue_guarding_controls(
+            inputs.model_copy(update={"remediation": remediation}))
+        if bool(overdue) == (CoverageQuestion.REMEDIATION_OVERDUE in current.coverage_questions):
+            continue
+        if claim.status in ASSESSABLE:
+            await assess_if_ready(uow, ctx, claim, cause)
+        else:
+            claim.remediation_note = _late_remediation_note(claim.status, overdue, now)
+            claim.updated_at = now
+            log.warning("claim %s was %s before risk's news changed REMEDIATION_OVERDUE: noted "
+                        "for the adjuster", claim.id, claim.status)
+
+
+def _late_remediation_note(status: str, overdue: set[Control], at: datetime) -> str:
+    if overdue:
+        return (f"REMEDIATION_OVERDUE: risk's news of {at.isoformat()} shows the remediation of "
+                f"{', '.join(sorted(overdue))} overdue when the incident occurred; the claim was "
+                f"already {status} without this question. Review the decision.")
+    return (f"REMEDIATION_OVERDUE: risk's news of {at.isoformat()} shows no remediation guarding "
+            f"the attack vectors overdue when the incident occurred; the claim was already "
+            f"{status} with this question asked. Review the decision.")
 
 
 async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,

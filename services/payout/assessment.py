@@ -76,11 +76,17 @@ class OtherIncident(Frozen):
 
 
 class RemediationFact(Frozen):
-    """A remediation item of the policy (risk service): fix `control` by `due_at`."""
+    """A remediation item of the policy (risk service): fix `control` by `due_at`. It is closed
+    from when it was done or superseded by a later assessment, whichever came first."""
 
     control: Control
     due_at: AwareDatetime
     done_at: AwareDatetime | None
+    superseded_at: AwareDatetime | None = None
+
+    def closed_at(self) -> datetime | None:
+        return min((t for t in (self.done_at, self.superseded_at) if t is not None),
+                   default=None)
 
 
 class AssessmentInputs(Frozen):
@@ -186,13 +192,13 @@ def coverage_questions(inputs: AssessmentInputs) -> list[CoverageQuestion]:
 def overdue_guarding_controls(inputs: AssessmentInputs) -> set[Control]:
     """REMEDIATION_OVERDUE: controls guarding against the incident's attack vectors whose
     remediation item was overdue when the incident occurred (due strictly before occurred_at,
-    and not done by then). It asks the adjuster; it denies nothing by itself."""
+    and not done nor superseded by then). It asks the adjuster; it denies nothing by itself."""
     occurred = inputs.incident.occurred_at
     guarding = {control for vector in inputs.attack_vectors
                 for control in GUARDING_CONTROLS[vector]}
     return {item.control for item in inputs.remediation
             if item.control in guarding and item.due_at < occurred
-            and (item.done_at is None or item.done_at > occurred)}
+            and ((closed := item.closed_at()) is None or closed > occurred)}
 
 
 # --- section 8: the payable amount ---------------------------------------------------------------

@@ -25,6 +25,7 @@ from shared.events import (
     PolicyRegistered,
     PolicyUpdated,
     RemediationDone,
+    RemediationSuperseded,
     RiskAssessed,
 )
 
@@ -55,8 +56,9 @@ def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
                                  envelope: Envelope) -> None:
         await claims.record_response(uow, ctx, event, envelope)
 
-    async def remediation(uow: UnitOfWork, event: RiskAssessed | ExposureAlerted | RemediationDone,
-                          envelope: Envelope) -> None:
+    async def remediation(uow: UnitOfWork,
+                          event: RiskAssessed | ExposureAlerted | RemediationDone
+                          | RemediationSuperseded, envelope: Envelope) -> None:
         items = event.items if isinstance(event, RiskAssessed) else [event.item]
         await assessing.record_remediation(uow, ctx, event.policy_number, items, envelope)
 
@@ -64,6 +66,7 @@ def handlers(ctx: Context) -> Mapping[type[Event], Handler]:
         RiskAssessed: remediation,
         ExposureAlerted: remediation,
         RemediationDone: remediation,
+        RemediationSuperseded: remediation,
         PolicyRegistered: policy_registered,
         PolicyUpdated: policy_updated,
         IncidentReported: incident_reported,

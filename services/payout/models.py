@@ -100,6 +100,8 @@ class RemediationItem(Base):
     control: Mapped[str] = mapped_column(String(64))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When a later assessment no longer listed it: closed from then on, like done."""
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -135,6 +137,9 @@ class Claim(Base):
     adjuster, who resolves it (for an outage, by setting the outage hours)."""
     findings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     """The vendors' findings from the completed response (root cause, attack vector, ...)."""
+    remediation_note: Mapped[str | None] = mapped_column(Text)
+    """What risk reported after the claim was decided that changes REMEDIATION_OVERDUE's
+    answer: shown to the adjuster, never applied silently to a decided claim."""
 
 
 class LossItem(Base):

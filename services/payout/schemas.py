@@ -140,6 +140,9 @@ class ClaimOut(ClaimSummary):
     decision_reason: str | None
     data_issue: str | None
     """Facts payout cannot assess (e.g. a timestamp out of range) for the adjuster to resolve."""
+    remediation_note: str | None
+    """Risk's news that arrived after the claim was decided and changes REMEDIATION_OVERDUE's
+    answer: for the adjuster to review (a decided claim is never changed silently)."""
     decided_by: str | None
     assessment_id: uuid.UUID | None
     response_completed: bool

@@ -86,6 +86,7 @@ async def _claim_out(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> ClaimOu
         and claim.approved_amount < claim.payable else None,
         decision_reason=claim.decision_reason,
         data_issue=claim.data_issue,
+        remediation_note=claim.remediation_note,
         decided_by=claim.decided_by,
         assessment_id=claim.latest_assessment_id,
         response_completed=claim.response_completed_at is not None,

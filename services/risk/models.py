@@ -85,8 +85,9 @@ class Assessment(Base):
 
 
 class RemediationItemRow(Base):
-    """One thing to fix by `due_at`. Its state is derived: done once confirmed, overdue while
-    not done after `due_at`, open before. The reminder columns record what was sent."""
+    """One thing to fix by `due_at`. Its state is derived: done once confirmed, superseded once
+    a later assessment no longer lists it, overdue while neither after `due_at`, open before.
+    The reminder columns record what was sent."""
 
     __tablename__ = "remediation_items"
     __table_args__ = (
@@ -108,5 +109,8 @@ class RemediationItemRow(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     done_by: Mapped[str | None] = mapped_column(String(200))
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    superseded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    """The assessment that no longer listed the item."""
     due_soon_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     overdue_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -62,7 +62,10 @@ class RemediationItemOut(BaseModel):
     cvss_score: float | None
     due_at: datetime
     done_at: datetime | None
-    state: str = Field(description="open, done or overdue")
+    superseded_at: datetime | None = Field(
+        description="when a later assessment no longer listed it (control in place, finding "
+                    "gone): closed, like an item done")
+    state: str = Field(description="open, done, overdue or superseded")
 
 
 class AssessmentOut(BaseModel):

@@ -55,6 +55,7 @@ from shared.events import (
     RemediationItem,
     RemediationOverdue,
     RemediationSource,
+    RemediationSuperseded,
     RiskAssessed,
     RiskAssessmentRequested,
     RiskTier,
@@ -79,18 +80,38 @@ class ItemState:
     open = "open"
     done = "done"
     overdue = "overdue"
+    superseded = "superseded"
 
 
 def item_state(item: RemediationItemRow, now: datetime) -> str:
     if item.done_at is not None:
         return ItemState.done
+    if item.superseded_at is not None:
+        return ItemState.superseded
     return ItemState.overdue if now > item.due_at else ItemState.open
 
 
 def item_contract(item: RemediationItemRow) -> RemediationItem:
     return RemediationItem(item_id=item.id, control=Control(item.control),
                            source=RemediationSource(item.source), title=item.title,
-                           cvss_score=item.cvss_score, due_at=item.due_at, done_at=item.done_at)
+                           cvss_score=item.cvss_score, due_at=item.due_at, done_at=item.done_at,
+                           superseded_at=item.superseded_at)
+
+
+OPEN_ITEM = (RemediationItemRow.done_at.is_(None), RemediationItemRow.superseded_at.is_(None))
+"""Neither confirmed done nor superseded: reminded, counted overdue once past due."""
+
+PlanKey = tuple[str, str, str]
+
+
+def plan_key(source: RemediationSource | str, control: Control | str, title: str) -> PlanKey:
+    """What makes an item of a later assessment the same as an earlier one: a missing control
+    is the same control; a finding is the same control and title (case and spacing aside;
+    its CVSS score may have changed)."""
+    source, control = RemediationSource(source), Control(control)
+    same_finding = " ".join(title.casefold().split()) if source is RemediationSource.finding \
+        else ""
+    return source.value, control.value, same_finding
 
 
 # --- policies and assessment jobs (from events) --------------------------------------------------
@@ -219,7 +240,10 @@ def _score_findings(body: AssessmentReportIn) -> list[ScoredFinding]:
 
 async def submit_assessment(uow: UnitOfWork, ctx: RiskContext, principal: Principal,
                             assessment_id: uuid.UUID, body: AssessmentReportIn) -> Assessment:
-    """The vendor holding the accepted job completes it: score, tier, modifier and plan."""
+    """The vendor holding the accepted job completes it: score, tier, modifier and plan. The
+    plan supersedes the earlier assessments' open items: one it lists again carries over with
+    its original due date (re-assessing never restarts a clock), one it no longer lists is
+    closed as superseded."""
     findings = _score_findings(body)
     session = uow.session
     assessment = await session.get(Assessment, assessment_id, with_for_update=True)
@@ -232,14 +256,24 @@ async def submit_assessment(uow: UnitOfWork, ctx: RiskContext, principal: Princi
     assert profile is not None
     now = ctx.clock.now()
     outcome = ctx.rules.assess(body.controls_in_place, findings, now)
-    items = [RemediationItemRow(
-        id=uuid.uuid4(), policy_number=profile.policy_number, assessment_id=assessment.id,
-        control=planned.control.value, source=planned.source.value, title=planned.title,
-        cvss_vector=planned.cvss_vector,
-        cvss_score=float(planned.cvss_score) if planned.cvss_score is not None else None,
-        reported_by=principal.vendor_id, created_at=now, due_at=planned.due_at,
-    ) for planned in outcome.items]
-    session.add_all(items)
+    earlier = await _earlier_open_items(session, profile.policy_number)
+    items = []
+    for planned in outcome.items:
+        same = earlier.get(plan_key(planned.source, planned.control, planned.title))
+        if same:
+            items.append(same.pop(0))  # carried over, with its original due date
+            continue
+        item = RemediationItemRow(
+            id=uuid.uuid4(), policy_number=profile.policy_number, assessment_id=assessment.id,
+            control=planned.control.value, source=planned.source.value, title=planned.title,
+            cvss_vector=planned.cvss_vector,
+            cvss_score=float(planned.cvss_score) if planned.cvss_score is not None else None,
+            reported_by=principal.vendor_id, created_at=now, due_at=planned.due_at)
+        session.add(item)
+        items.append(item)
+    superseded = [item for left in earlier.values() for item in left]
+    for item in superseded:
+        item.superseded_at, item.superseded_by = now, assessment.id
     assessment.status, assessment.completed_at, assessment.updated_at = (
         AssessmentStatus.completed, now, now)
     assessment.score, assessment.tier = outcome.score, outcome.tier.value
@@ -258,8 +292,27 @@ async def submit_assessment(uow: UnitOfWork, ctx: RiskContext, principal: Princi
         tier=outcome.tier, premium_modifier_percent=outcome.premium_modifier_percent,
         referred_to_underwriter=outcome.referred_to_underwriter,
         items=[item_contract(item) for item in items], assessed_at=now))
+    for item in superseded:
+        ctx.outbox.add(session, RemediationSuperseded(
+            policy_number=profile.policy_number, org_id=profile.org_id,
+            item=item_contract(item), at=now, assessment_id=assessment.id))
     await uow.commit()
     return assessment
+
+
+async def _earlier_open_items(session: AsyncSession, policy_number: str
+                              ) -> dict[PlanKey, list[RemediationItemRow]]:
+    """The open items of the policy's earlier assessments (exposure alerts aside: an
+    assessment does not list them), locked, by what makes a later plan's item the same."""
+    rows = (await session.scalars(
+        select(RemediationItemRow)
+        .where(RemediationItemRow.policy_number == policy_number,
+               RemediationItemRow.assessment_id.is_not(None), *OPEN_ITEM)
+        .order_by(RemediationItemRow.due_at, RemediationItemRow.id).with_for_update())).all()
+    earlier: dict[PlanKey, list[RemediationItemRow]] = {}
+    for row in rows:
+        earlier.setdefault(plan_key(row.source, row.control, row.title), []).append(row)
+    return earlier
 
 
 async def report_exposure(uow: UnitOfWork, ctx: RiskContext, principal: Principal,
@@ -292,7 +345,7 @@ async def confirm_done(uow: UnitOfWork, ctx: RiskContext, principal: Principal,
     if item is None or profile is None or not _may_see(principal, profile):
         raise NotFound(f"remediation item {item_id} not found")
     now = ctx.clock.now()
-    if item.done_at is None:
+    if item.done_at is None and item.superseded_at is None:  # closed already: unchanged
         item.done_at, item.done_by = now, principal.sub
         ctx.outbox.add(session, RemediationDone(
             policy_number=profile.policy_number, org_id=profile.org_id,
@@ -305,7 +358,8 @@ def item_out(item: RemediationItemRow, now: datetime) -> RemediationItemOut:
     return RemediationItemOut(id=item.id, control=Control(item.control),
                               source=RemediationSource(item.source), title=item.title,
                               detail=item.detail, cvss_score=item.cvss_score, due_at=item.due_at,
-                              done_at=item.done_at, state=item_state(item, now))
+                              done_at=item.done_at, superseded_at=item.superseded_at,
+                              state=item_state(item, now))
 
 
 async def read_risk(uow: UnitOfWork, ctx: RiskContext, principal: Principal,
@@ -340,7 +394,7 @@ async def portfolio(uow: UnitOfWork, ctx: RiskContext) -> PortfolioOut:
         select(RiskProfile.industry, RiskProfile.region, func.count(),
                func.count(func.distinct(RiskProfile.policy_number)))
         .join(RemediationItemRow, RemediationItemRow.policy_number == RiskProfile.policy_number)
-        .where(RemediationItemRow.done_at.is_(None), RemediationItemRow.due_at < now)
+        .where(*OPEN_ITEM, RemediationItemRow.due_at < now)
         .group_by(RiskProfile.industry, RiskProfile.region))).all()
     segments: dict[tuple[str, str], PortfolioSegment] = {}
     for industry, region, tier, count in tiers:
@@ -369,7 +423,8 @@ async def run_reminder_pass(uows: UnitOfWorkFactory, ctx: RiskContext,
     """Stage each due reminder once: 'due soon' `reminder_lead` before the due date, 'overdue'
     after it (and an operators' escalation when the policy is tier D). The rows are claimed
     FOR UPDATE SKIP LOCKED, so replicas share the work, and marked in the same transaction as
-    their events; an item confirmed done meanwhile is skipped (its row lock is awaited)."""
+    their events; an item confirmed done or superseded meanwhile is skipped (its row lock is
+    awaited)."""
     now = now or ctx.clock.now()
     sent = 0
     while True:
@@ -377,8 +432,7 @@ async def run_reminder_pass(uows: UnitOfWorkFactory, ctx: RiskContext,
             session = uow.session
             due = (await session.scalars(
                 select(RemediationItemRow)
-                .where(RemediationItemRow.done_at.is_(None),
-                       RemediationItemRow.overdue_sent_at.is_(None),
+                .where(*OPEN_ITEM, RemediationItemRow.overdue_sent_at.is_(None),
                        or_(RemediationItemRow.due_at < now,
                            and_(RemediationItemRow.due_soon_sent_at.is_(None),
                                 RemediationItemRow.due_at <= now + ctx.rules.reminder_lead)))

@@ -84,6 +84,8 @@ def test_the_demo_story_pays_the_claim_once(system: System, api: Api) -> None:
     assert story.risk["premium_modifier_percent"] == 20
     assert {i["source"] for i in story.risk["items"]} == {"missing_control", "finding",
                                                           "exposure"}
+    # the exposure alert is emailed to the policy's contact (risk's notifications by email)
+    assert [d["target"] for d in story.exposure_emails] == ["it@widget.example"]
     assert story.claim["status"] == "paid"
     assert Decimal(story.claim["payable"]) == Decimal("1530000.00")
     assert Decimal(story.claim["payment"]["amount"]) == Decimal("1530000.00")

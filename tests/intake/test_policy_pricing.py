@@ -1,5 +1,6 @@
-"""Policies carry the pricing data insights needs (annual premium, employees, annual revenue):
-validated by intake, optional, and carried in the policy events."""
+"""Policies carry the pricing data insights needs (annual premium, employees, annual revenue)
+and the contact email risk's notifications go to: validated by intake, optional, and carried
+in the policy events."""
 
 from __future__ import annotations
 
@@ -45,3 +46,24 @@ async def test_bad_pricing_data_is_refused_naming_the_field(
     response = await intake.post("/v1/policies", json=body, headers=tokens.operator())
     assert response.status_code == 422, response.text
     assert field in response.text
+
+
+async def test_a_contact_email_is_kept_normalised_and_published(
+        intake: httpx.AsyncClient, tokens: Tokens, broker: str) -> None:
+    """Risk's notifications about the policy are emailed there (notify's copy of the policy)."""
+    body = policy_body(f"org-{uuid.uuid4().hex[:8]}", contact_email="Li.Wei@Widget.example")
+    response = await intake.post("/v1/policies", json=body, headers=tokens.operator())
+    assert response.status_code == 201, response.text
+    assert response.json()["contact_email"] == "Li.Wei@widget.example"
+    [event] = await wait_for_events(broker, POLICIES.name,
+                                    lambda e: e.subject == body["policy_number"])
+    assert event.data["policy"]["contact_email"] == "Li.Wei@widget.example"
+
+
+@pytest.mark.parametrize("value", ["not-an-email", "a@", "x" * 320 + "@widget.example", 7])
+async def test_a_bad_contact_email_is_refused_naming_the_field(
+        intake: httpx.AsyncClient, tokens: Tokens, value: Any) -> None:
+    body = policy_body(f"org-{uuid.uuid4().hex[:8]}", contact_email=value)
+    response = await intake.post("/v1/policies", json=body, headers=tokens.operator())
+    assert response.status_code == 422, response.text
+    assert "contact_email" in response.text

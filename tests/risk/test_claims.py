@@ -1,7 +1,9 @@
 """REMEDIATION_OVERDUE on a claim, risk and payout running on PostgreSQL and Tansu: an exposure
 alert the policyholder let go overdue, then an incident through a vector that control guards
 against, gets the question (the adjuster decides); the same with the item fixed before the
-incident occurred does not."""
+incident occurred does not. In the other order (the claim assessed before payout hears of the
+overdue item) an undecided claim is assessed again and gets the question, and a decided one
+keeps its decision and carries a note for the adjuster; both at once end in one of the two."""
 
 from __future__ import annotations
 
@@ -86,9 +88,11 @@ async def alerted(desk: Desk, payout_app: FastAPI) -> tuple[PolicyTerms, dict[st
 
 
 def incident_events(terms: PolicyTerms, incident_id: uuid.UUID, vector: AttackVector,
-                    occurred_at: datetime) -> tuple[IncidentReported, IncidentResponseCompleted]:
+                    occurred_at: datetime, loss: str = "80000"
+                    ) -> tuple[IncidentReported, IncidentResponseCompleted]:
     """An incident as intake and triage would publish it: reported, then the response's
-    findings with the attack vector and a verified loss."""
+    findings with the attack vector and a verified loss (80,000 less the 50,000 retention is
+    approved automatically; above 100,000 it waits for an adjuster)."""
     reported = IncidentReported(
         incident_id=incident_id, org_id=terms.org_id, policy_number=terms.policy_number,
         category=Category.ransomware, title="Files encrypted", description="Ransom note.",
@@ -106,15 +110,15 @@ def incident_events(terms: PolicyTerms, incident_id: uuid.UUID, vector: AttackVe
                           attribution=Attribution.criminal, contained_at=now,
                           records_confirmed=None)],
         verified_losses=[VendorVerifiedLoss(section=Section.incident_response,
-                                            amount=Decimal("80000"), description="invoice",
+                                            amount=Decimal(loss), description="invoice",
                                             vendor_id="forensics-a", job_id=job_id)])
     return reported, completed
 
 
 async def incident_through(desk: Desk, terms: PolicyTerms, vector: AttackVector,
-                           occurred_at: datetime) -> uuid.UUID:
+                           occurred_at: datetime, loss: str = "80000") -> uuid.UUID:
     incident_id = uuid.uuid4()
-    reported, completed = incident_events(terms, incident_id, vector, occurred_at)
+    reported, completed = incident_events(terms, incident_id, vector, occurred_at, loss)
     for event, topic in ((reported, INCIDENTS), (completed, RESPONSE)):
         await publish(desk.broker, topic.name,
                       Envelope.wrap(event, source="/test", time=datetime.now(UTC)),
@@ -208,9 +212,12 @@ def inputs(vectors: list[AttackVector], *items: RemediationFact) -> AssessmentIn
     (T0 - timedelta(days=1), T0, False),                        # fixed by then
     (T0 + timedelta(days=1), None, False),                      # not yet due
 ])
+@pytest.mark.parametrize("closed_by", ["done_at", "superseded_at"])
 def test_remediation_overdue_boundaries(due: datetime, done: datetime | None,
-                                        raised: bool) -> None:
-    item = RemediationFact(control=Control.mfa_remote_access, due_at=due, done_at=done)
+                                        raised: bool, closed_by: str) -> None:
+    """An item superseded by a later assessment is closed from then on, like one done."""
+    item = RemediationFact(control=Control.mfa_remote_access, due_at=due,
+                           **{"done_at": None, closed_by: done})
     assert (OVERDUE in coverage_questions(inputs([AttackVector.vpn], item))) is raised
     assert OVERDUE not in coverage_questions(inputs([AttackVector.other], item))
 
@@ -234,11 +241,12 @@ async def complete(runtime: Any, completed: IncidentResponseCompleted) -> None:
         await uow.commit()
 
 
-async def test_items_and_the_response_at_once_never_deadlock_nor_half_read(
+async def test_items_and_the_response_at_once_never_deadlock_and_never_miss_the_question(
         desk: Desk, payout: tuple[FastAPI, httpx.AsyncClient]) -> None:
     """The remediation items and the response's completion applied by two transactions at
-    once, ten times: each ends without a deadlock, and the claim's assessment raised the
-    question exactly when it read the overdue item."""
+    once, ten times, each starting first in turn: each ends without a deadlock, and either the
+    claim's assessment read the overdue item and asks the question, or the claim was decided
+    first (approved automatically) and carries the note for the adjuster."""
     payout_app, client = payout
     runtime = payout_app.state.runtime
     real_now = datetime.now(UTC)
@@ -253,11 +261,8 @@ async def test_items_and_the_response_at_once_never_deadlock_nor_half_read(
                       key=str(incident_id).encode())
         await eventually(functools.partial(claim_of, desk, client, incident_id),
                          what="claim opened")
-        item = RemediationItemEvent(
-            item_id=uuid.uuid4(), control=Control.no_exposed_rdp_or_smb,
-            source=RemediationSource.exposure, title="RDP open", cvss_score=None,
-            due_at=real_now - timedelta(days=3), done_at=None)
-        both = [store_items(runtime, terms.policy_number, item), complete(runtime, completed)]
+        both = [store_items(runtime, terms.policy_number, overdue_item(real_now)),
+                complete(runtime, completed)]
         await asyncio.gather(*(both if attempt % 2 else reversed(both)))  # each starts first
         claim = await assessed_claim(desk, client, incident_id)
         history = await client.get(f"/v1/claims/{claim['id']}/assessments",
@@ -266,6 +271,98 @@ async def test_items_and_the_response_at_once_never_deadlock_nor_half_read(
         read_the_item = any(r["control"] == "no_exposed_rdp_or_smb"
                             for r in assessment["inputs"]["remediation"])
         assert (OVERDUE in claim["coverage_questions"]) is read_the_item
+        if read_the_item:
+            assert (claim["status"], claim["remediation_note"]) == ("pending_approval", None)
+        else:
+            assert claim["status"] in ("approved", "paid")
+            assert "no_exposed_rdp_or_smb" in claim["remediation_note"]
+
+
+def overdue_item(now: datetime) -> RemediationItemEvent:
+    """An RDP exposure due 3 days ago and never fixed: overdue at an incident a day ago."""
+    return RemediationItemEvent(
+        item_id=uuid.uuid4(), control=Control.no_exposed_rdp_or_smb,
+        source=RemediationSource.exposure, title="RDP open", cvss_score=None,
+        due_at=now - timedelta(days=3), done_at=None)
+
+
+async def risk_says(desk: Desk, terms: PolicyTerms, item: RemediationItemEvent) -> None:
+    """risk's exposure alert for `item`, published late (after the claim was assessed)."""
+    alerted = ExposureAlerted(policy_number=terms.policy_number, org_id=terms.org_id,
+                              vendor_id="monitor", kind=ExposureKind.exposed_service,
+                              description="RDP reachable", item=item, at=item.due_at)
+    await publish(desk.broker, RISK.name,
+                  Envelope.wrap(alerted, source="/test", time=datetime.now(UTC)),
+                  key=terms.policy_number.encode())
+
+
+async def late_policy(desk: Desk) -> PolicyTerms:
+    real_now = datetime.now(UTC)
+    return (await desk.policy(period_start=real_now - timedelta(days=200),
+                              period_end=real_now + timedelta(days=165)))[0]
+
+
+async def test_an_undecided_claim_is_assessed_again_when_the_overdue_item_arrives_late(
+        desk: Desk, payout: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, client = payout
+    terms = await late_policy(desk)
+    incident_id = await incident_through(desk, terms, AttackVector.remote_desktop,
+                                         datetime.now(UTC) - timedelta(days=1), loss="200000")
+    first = await assessed_claim(desk, client, incident_id)
+    assert (first["status"], first["coverage_questions"]) == ("pending_approval", [])
+    await risk_says(desk, terms, overdue_item(datetime.now(UTC)))
+
+    async def asked() -> dict[str, Any] | None:
+        claim = await claim_of(desk, client, incident_id)
+        return claim if claim and OVERDUE in claim["coverage_questions"] else None
+
+    claim = await eventually(asked, what="the claim assessed again with the question")
+    assert claim["status"] == "pending_approval" and claim["assessment_id"] != first[
+        "assessment_id"]
+    assert claim["remediation_note"] is None
+
+
+async def test_a_decided_claim_keeps_its_decision_and_carries_a_note_for_the_adjuster(
+        desk: Desk, payout: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    _, client = payout
+    terms = await late_policy(desk)
+    incident_id = await incident_through(desk, terms, AttackVector.remote_desktop,
+                                         datetime.now(UTC) - timedelta(days=1))
+    first = await assessed_claim(desk, client, incident_id)
+    assert first["status"] in ("approved", "paid") and first["coverage_questions"] == []
+    await risk_says(desk, terms, overdue_item(datetime.now(UTC)))
+
+    async def noted() -> dict[str, Any] | None:
+        claim = await claim_of(desk, client, incident_id)
+        return claim if claim and claim["remediation_note"] else None
+
+    claim = await eventually(noted, what="the note on the decided claim")
+    assert "REMEDIATION_OVERDUE" in claim["remediation_note"]
+    assert "no_exposed_rdp_or_smb" in claim["remediation_note"]
+    assert claim["status"] in ("approved", "paid")
+    assert (claim["assessment_id"], claim["coverage_questions"]) == (first["assessment_id"], [])
+
+
+async def test_payout_sees_an_item_superseded_by_a_reassessment(
+        desk: Desk, payout: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    payout_app, _ = payout
+    terms, vendor_id = await desk.assessed(
+        in_place=[c for c in Control if c is not Control.no_exposed_rdp_or_smb])
+    [item] = (await desk.risk(terms.policy_number)).json()["items"]
+    requested = await desk.client.post(f"/v1/policies/{terms.policy_number}/assessments",
+                                       headers=desk.tokens.operator())
+    assert requested.status_code == 202, requested.text
+    second = uuid.UUID(requested.json()["id"])
+    await desk.assign(terms, second, vendor_id)
+    assert (await desk.submit(second, vendor_id, in_place=list(Control))).status_code == 200
+
+    async def superseded_in_payout() -> datetime | None:
+        async with payout_app.state.runtime.uow() as uow:
+            row = await uow.session.get(RemediationItem, uuid.UUID(item["id"]))
+            return row.superseded_at if row is not None else None
+
+    seen = await eventually(superseded_in_payout, what="payout knows the item superseded")
+    assert seen == desk.clock.now()
 
 
 async def claim_of(desk: Desk, client: httpx.AsyncClient, incident_id: uuid.UUID

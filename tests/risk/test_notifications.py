@@ -14,9 +14,12 @@ import pytest
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
 from shared.controls import Control
+from shared.events import Envelope, PolicyRegistered
 from shared.settings import PlatformSettings
-from tests.risk.conftest import Desk, eventually
+from shared.topics import POLICIES
+from tests.risk.conftest import Desk, eventually, policy_terms
 from tests.risk.test_exposures import exposure
+from tests.support.kafka import publish, wait_until_consumed
 from tests.support.service import running
 
 
@@ -53,6 +56,8 @@ async def test_an_exposure_alert_reaches_the_policyholder_and_so_does_its_overdu
 
     [alert] = await eventually(alerted, what="the alert in the policyholder's feed")
     assert terms.policy_number in alert["title"]
+    # staged with the feed item: a policy without a contact email gets no email
+    assert await emails(notify, desk, f"org:{terms.org_id}") == []
     desk.clock.advance(timedelta(hours=72, seconds=1))
     await desk.remind()
 
@@ -82,3 +87,49 @@ async def test_operators_hear_of_a_tier_d_policy_with_an_overdue_item(
         return [n for n in found if terms.policy_number in n["title"]]
 
     await eventually(escalated, what="the operators' escalation")
+
+
+async def emails(notify: httpx.AsyncClient, desk: Desk, recipient: str) -> list[tuple[str, str]]:
+    """(target, kind) of the email deliveries to `recipient`, oldest first."""
+    response = await notify.get("/v1/deliveries", params={"recipient": recipient,
+                                                          "channel": "email", "limit": 100},
+                                headers=desk.tokens.operator())
+    assert response.status_code == 200, response.text
+    return [(d["target"], d["kind"]) for d in reversed(response.json()["items"])]
+
+
+async def test_risk_notifications_are_emailed_to_the_policys_contact(
+        desk: Desk, notify: httpx.AsyncClient) -> None:
+    terms = policy_terms(desk.clock.now(), contact_email="it@widget.example")
+    sent = await publish(desk.broker, POLICIES.name,
+                         Envelope.wrap(PolicyRegistered(policy=terms), source="/test",
+                                       time=desk.clock.now()),
+                         key=terms.policy_number.encode())
+    await wait_until_consumed(desk.broker, "cyberclaims-notify", [sent])  # notify has its copy
+    assessment = await eventually(lambda: desk.assessment_of(terms.policy_number),
+                                  what="assessment requested")
+    vendor_id = "vendor-mail"
+    await desk.assign(terms, assessment.id, vendor_id)
+    response = await desk.submit(assessment.id, vendor_id,
+                                 in_place=[c for c in Control if c is not Control.mfa_email])
+    assert response.status_code == 200, response.text
+    holder = f"org:{terms.org_id}"
+    alert = await desk.client.post("/v1/exposures", json=exposure(terms.policy_number),
+                                   headers=desk.tokens.vendor(vendor_id))
+    assert alert.status_code == 201, alert.text
+
+    async def mailed(*kinds: str) -> list[tuple[str, str]] | None:
+        found = await emails(notify, desk, holder)
+        return found if [kind for _, kind in found] == list(kinds) else None
+
+    await eventually(lambda: mailed("exposure_alert"), what="the alert emailed at once")
+    desk.clock.advance(timedelta(hours=72, seconds=1))
+    await desk.remind()
+    await eventually(lambda: mailed("exposure_alert", "remediation_overdue"),
+                     what="the alert's overdue notice emailed")
+    desk.clock.advance(timedelta(days=87) - timedelta(hours=72, seconds=1))
+    await desk.remind()  # MFA on email: due in 3 days
+    found = await eventually(
+        lambda: mailed("exposure_alert", "remediation_overdue", "remediation_due_soon"),
+        what="the reminder 3 days before emailed")
+    assert {target for target, _ in found} == {"it@widget.example"}

@@ -179,6 +179,8 @@ function renderSummary(claim, currency) {
   $("claim-approved").textContent = money(claim.approved_amount, currency);
   $("claim-data-issue").hidden = !claim.data_issue;
   $("claim-data-issue").textContent = claim.data_issue ? "Data issue: " + claim.data_issue : "";
+  $("claim-remediation-note").hidden = !claim.remediation_note;
+  $("claim-remediation-note").textContent = claim.remediation_note || "";
   const frozen = claim.dead_letters || [];
   $("claim-dead-letters").hidden = !frozen.length;
   $("claim-dead-letters").textContent = frozen.length
