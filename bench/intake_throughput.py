@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from bench import charts
 from bench.baseline import create_schema
-from bench.common import RESULTS_DIR, Options, Outcome, Target, latency_summary_ms
+from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadProcess, LoadResult, Sample, run_load
 from bench.profile import finish_profile, start_profile
 from bench.profile import profile_note as write_profile_note
