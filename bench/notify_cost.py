@@ -14,7 +14,8 @@ them, as in the system: a triage follows its report, so its mail has an address.
 
 Measured: notify's process CPU (user + system, /proc) from the first event until every webhook
 and mail has arrived and every delivery and outbox row is done, per incident; its resident
-memory (peak, and at the end). In the same run the baseline: one asyncio process (`python -m
+memory (peak, and at the end); and the same less its idle polling (its CPU at rest, measured
+just before, over the run's time). In the same run the baseline: one asyncio process (`python -m
 bench.notify_cost`, told what to send on stdin) sending the same number of bare HTTP POSTs (bodies of the
 same sizes, same receiver, httpx with keep-alive, as notify) and SMTP sends (messages of the same
 sizes, same sink, aiosmtplib over as many kept-open connections as notify), its CPU per
@@ -82,6 +83,7 @@ INCIDENTS_PER_ORG = 10  # the burst's: 10,000 reports across 1,000 SMEs
 VENDORS = 20
 DELIVERY_HEADER_BYTES = DELIVERY_HEADER.lower().encode()
 TIME_LIMIT = 900.0
+IDLE_SECONDS = 5.0
 BASELINE_CONCURRENCY = 4
 """Sends in flight in the baseline: notify's lanes allow 4 webhooks to one host
 (`webhook_connections_per_host`) and 4 SMTP connections (`smtp_connections`)."""
@@ -241,6 +243,13 @@ async def _until_delivered(system: System, receiver: Receiver, maildir: Path, we
     return False
 
 
+async def _idle_cpu_seconds(pid: int) -> float:
+    """Notify's CPU seconds per second at rest (every loop polling, nothing to do)."""
+    before = cpu_seconds(pid) or 0.0
+    await asyncio.sleep(IDLE_SECONDS)
+    return ((cpu_seconds(pid) or 0.0) - before) / IDLE_SECONDS
+
+
 async def _run(options: Options, count: int, run_id: str) -> Outcome:
     receiver = Receiver(free_port())
     await receiver.start()
@@ -267,6 +276,7 @@ async def _run(options: Options, count: int, run_id: str) -> Outcome:
         rss.start()
         profiler = (start_profile(pid, TIME_LIMIT, options.results_dir / "notify_profile.collapsed")
                     if options.profile else None)
+        idle_cpu_seconds = await _idle_cpu_seconds(pid)
         begun = time.monotonic()
         cpu_before = cpu_seconds(pid)
         await _publish(system.bootstrap, reports)
@@ -293,6 +303,7 @@ async def _run(options: Options, count: int, run_id: str) -> Outcome:
     if cpu_before is None or cpu_after is None:
         raise RuntimeError("notify exited during the run")
     service_ms = 1000 * (cpu_after - cpu_before) / count
+    net_ms = 1000 * (cpu_after - cpu_before - idle_cpu_seconds * elapsed) / count
     baseline_ms = 1000 * baseline["cpu_seconds"] / count
     figures = {
         "incidents": count,
@@ -305,8 +316,11 @@ async def _run(options: Options, count: int, run_id: str) -> Outcome:
         "reports_consumed_seconds": consumed,
         "seconds_until_all_delivered": round(elapsed, 1),
         "notify_cpu_ms_per_incident": round(service_ms, 2),
+        "notify_idle_cpu_percent": round(100 * idle_cpu_seconds, 2),
+        "notify_cpu_ms_per_incident_net_of_idle": round(net_ms, 2),
         "baseline_cpu_ms_per_incident": round(baseline_ms, 2),
         "ratio_notify_to_baseline": round(service_ms / baseline_ms, 2) if baseline_ms else None,
+        "ratio_net_of_idle_to_baseline": round(net_ms / baseline_ms, 2) if baseline_ms else None,
         "baseline_seconds": round(baseline["seconds"], 2),
         "webhook_body_bytes_mean": round(sum(webhook_sizes) / len(webhook_sizes))
         if webhook_sizes else None,
@@ -320,7 +334,11 @@ async def _run(options: Options, count: int, run_id: str) -> Outcome:
         f"and {2 + len(JOBS)} in-app items per incident, each with its NotificationDelivered",
         "notify_cpu_ms_per_incident: notify's process CPU (user + system) from the first event "
         "published until every webhook and mail had arrived and no delivery or outbox row was "
-        "left, over the incidents (its idle polling in that time included)",
+        "left, over the incidents (its idle polling in that time included); "
+        f"notify_idle_cpu_percent: its CPU at rest over {IDLE_SECONDS:g} s before the "
+        "first event (polling loops, consumer fetches), a share of a core; "
+        "..._net_of_idle: the same less that idle rate over the run's time (on a busy machine "
+        "the run takes longer, and its idle polling adds up)",
         f"baseline: one asyncio process, {len(webhook_sizes)} bare POSTs (httpx, keep-alive) of "
         f"the same bodies' sizes to the same receiver and {len(mail_sizes)} SMTP sends "
         f"(aiosmtplib, {BASELINE_CONCURRENCY} kept-open connections) of the same messages' "
