@@ -32,8 +32,8 @@ class RefusedSend(SendFailed):
 
 
 def webhook_body(payload: dict[str, Any]) -> bytes:
-    """The exact bytes that are signed and sent: compact JSON in UTF-8, keys sorted (orjson, a
-    tenth of the standard library's CPU for a notification)."""
+    """The exact bytes that are signed and sent: compact JSON in UTF-8, keys sorted (orjson:
+    under a tenth of the standard library's CPU for a notification's payload)."""
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
 
 
