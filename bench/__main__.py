@@ -21,7 +21,8 @@ from bench.common import RESULTS_DIR, Options, Skipped, machine, print_result, w
 from bench.docs import update_performance_doc
 from bench.system import ALL_SERVICES, autovacuum_description, cpu_weights_description, service_built
 
-BENCHMARKS = ["intake_throughput", "dispatch_latency", "burst", "lifecycle", "insights_query"]
+BENCHMARKS = ["intake_throughput", "dispatch_latency", "burst", "lifecycle", "insights_query",
+              "notify_cost"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,8 @@ from typing import Any
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 BEGIN = "<!-- bench-results:begin (written by `python -m bench`; do not edit by hand) -->"
 END = "<!-- bench-results:end -->"
-ORDER = ["intake_throughput", "dispatch_latency", "burst", "lifecycle", "insights_query"]
+ORDER = ["intake_throughput", "dispatch_latency", "burst", "lifecycle", "insights_query",
+         "notify_cost"]
 
 
 def _load(results_dir: Path) -> list[dict[str, Any]]:

@@ -20,9 +20,10 @@ from typing import Any, NamedTuple
 
 from bench import charts
 from bench.baseline import create_schema
-from bench.common import RESULTS_DIR, Options, Outcome, Target, latency_summary_ms
+from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadProcess, LoadResult, Sample, run_load
-from bench.profile import finish_profile, start_profile, summarise
+from bench.profile import finish_profile, start_profile
+from bench.profile import profile_note as write_profile_note
 from bench.system import (
     JWT_SECRET,
     System,
@@ -82,7 +83,7 @@ def run(options: Options) -> Outcome:
                 segments[target].append(Segment(result, {
                     name: cpu_after[name] - cpu_before[name] for name in cpu_before}))
                 if profiling:
-                    profile_note = _write_profile(options, profile_error)
+                    profile_note = write_profile_note(options, "intake", NAME, profile_error)
 
     intake = _figures(segments["intake"], warmup, duration)
     baseline = _figures(segments["baseline"], warmup, duration)
@@ -154,19 +155,6 @@ async def _measure(plan: LoadPlan, profile_pid: int | None, options: Options, wa
         return result, error
     finally:
         process.kill()
-
-
-def _write_profile(options: Options, error: str | None) -> str:
-    collapsed = options.results_dir / "intake_profile.collapsed"
-    if error or not collapsed.exists():
-        return f"profiling failed: {error}"
-    summary = options.results_dir / "intake_profile.txt"
-    label = "quick run" if options.quick else "full run"
-    summary.write_text(f"py-spy profile of intake under {NAME} ({label}; "
-                       f"command: {options.command})\n\n" + summarise(collapsed))
-    repository = RESULTS_DIR.parent.parent
-    shown = summary.relative_to(repository) if summary.is_relative_to(repository) else summary
-    return f"profile of intake written to {shown}"
 
 
 def _measured(result: LoadResult, warmup: float, duration: float) -> list[Sample]:

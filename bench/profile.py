@@ -12,6 +12,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from bench.common import RESULTS_DIR, Options
+
 
 def py_spy() -> str | None:
     beside = Path(sys.executable).parent / "py-spy"
@@ -89,3 +91,18 @@ def summarise(collapsed: Path, top: int = 30) -> str:
     lines += [*table("Total time (frame anywhere on the stack):", total), ""]
     lines += table("Self time by package (leaf frame's directory):", by_file)
     return "\n".join(lines) + "\n"
+
+
+def profile_note(options: Options, service: str, benchmark: str, error: str | None) -> str:
+    """Summarise `<results>/<service>_profile.collapsed` (written by `start_profile`) into
+    `<service>_profile.txt`; the note saying where it is, or why there is none."""
+    collapsed = options.results_dir / f"{service}_profile.collapsed"
+    if error or not collapsed.exists():
+        return f"profiling failed: {error}"
+    summary = options.results_dir / f"{service}_profile.txt"
+    label = "quick run" if options.quick else "full run"
+    summary.write_text(f"py-spy profile of {service} under {benchmark} ({label}; "
+                       f"command: {options.command})\n\n" + summarise(collapsed))
+    repository = RESULTS_DIR.parent.parent
+    shown = summary.relative_to(repository) if summary.is_relative_to(repository) else summary
+    return f"profile of {service} written to {shown}"

@@ -10,8 +10,9 @@ Sends are grouped in lanes, one per webhook host and one for email, each with it
 (`webhook_connections_per_host`; twice `smtp_connections`): a pass claims a row only when its
 lane has room, and the deadline counts any wait, so a try always ends within its lease; a host
 that is full leaves the rows of every other host and the email to go out. A pass never waits
-for a send: it records the tries that ended since the last pass (one transaction, fenced by
-the try number so a late answer never overwrites a newer try) and starts the next ones.
+for a send: it records the tries that ended since the last pass (fenced by the try number so a
+late answer never overwrites a newer try) and starts the next ones, in one transaction; a try
+that ends wakes the next pass a moment later, so the tries that end together share it.
 Failures are retried after `base * 2^(tries-1)` seconds with full jitter, capped; after the
 last try the delivery is dead until an operator redelivers it.
 """
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.channels import (
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 _random = secrets.SystemRandom()
 
 EMAIL_LANE = "email"
+ENDED_SETTLE_SECONDS = 0.01
+"""How long a pass waits after a try ends for the others that end about then (a lane's tries
+start together): a pass per try cost a transaction per try."""
 
 
 def backoff_seconds(tries: int, *, base: float, cap: float) -> float:
@@ -94,6 +98,7 @@ class DeliveryWorker:
         self._ended: list[tuple[Claimed, SendFailed | None]] = []
         # subscriptions seen due while their host's lane was full: the claim skips their rows
         self._waiting_for_full_lane: dict[uuid.UUID, str] = {}
+        self._settling: asyncio.TimerHandle | None = None
 
     def wake(self) -> None:
         self._loop.wake()
@@ -102,20 +107,25 @@ class DeliveryWorker:
         try:
             await self._loop.run()
         finally:  # stopping: the leases bring unfinished tries back
+            if self._settling is not None:
+                self._settling.cancel()
             for task in self._sending:
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def run_once(self) -> int:
-        """One pass: record the tries that ended, then start the due ones that have room."""
+        """One pass, one transaction: record the tries that ended, then start the due ones
+        that have room."""
         ended, self._ended = self._ended, []
-        if ended:
-            try:
-                await self._record(ended)
-            except BaseException:
-                self._ended[:0] = ended  # for the next pass (a success is not sent again)
-                raise
-        claimed = await self._claim()
+        try:
+            async with self._uows() as uow:
+                if ended:
+                    await self._record(uow.session, ended)
+                claimed = await self._claim(uow.session)
+                await uow.commit()
+        except BaseException:
+            self._ended[:0] = ended  # for the next pass (a success is not sent again)
+            raise
         for item in claimed:
             self._in_lane[item.lane] += 1
             task = asyncio.create_task(self._attempt(item), name=f"delivery {item.id}")
@@ -123,13 +133,24 @@ class DeliveryWorker:
             task.add_done_callback(self._sending.discard)
         return len(claimed)
 
+    def _settle_then_wake(self) -> None:
+        """Wake the loop `ENDED_SETTLE_SECONDS` after a try ends, once for all that end
+        meanwhile: tries started together end together, and one pass records them all."""
+        if self._settling is None:
+            self._settling = asyncio.get_running_loop().call_later(ENDED_SETTLE_SECONDS,
+                                                                   self._settled)
+
+    def _settled(self) -> None:
+        self._settling = None
+        self._loop.wake()
+
     def _capacity(self, lane: str) -> int:
         """Tries at once in `lane`. Email may have one more waiting per SMTP connection, so a
         connection never idles until the next pass (the deadline counts the wait too)."""
         return 2 * self._settings.smtp_connections if lane == EMAIL_LANE \
             else self._settings.webhook_connections_per_host
 
-    async def _claim(self) -> list[Claimed]:
+    async def _claim(self, session: AsyncSession) -> list[Claimed]:
         room = min(self._settings.worker_batch_size,
                    self._settings.sends_in_flight - len(self._sending))
         if room <= 0:
@@ -139,44 +160,49 @@ class DeliveryWorker:
         self._waiting_for_full_lane = {subscription: lane for subscription, lane
                                        in self._waiting_for_full_lane.items() if lane in full}
         now = self._clock.now()
-        lease = timedelta(seconds=self._settings.send_lease_seconds)
-        query = select(Delivery).where(Delivery.state == DeliveryState.pending,
-                                       Delivery.next_attempt_at <= now)
+        query = (select(Delivery.id, Delivery.channel, Delivery.subscription_id, Subscription.url,
+                        Subscription.secret, Subscription.active)
+                 .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
+                 .where(Delivery.state == DeliveryState.pending, Delivery.next_attempt_at <= now))
         if EMAIL_LANE in full:
             query = query.where(Delivery.channel != Channel.email.value)
         if self._waiting_for_full_lane:
             query = query.where(or_(Delivery.subscription_id.is_(None),
                                     Delivery.subscription_id.not_in(
                                         list(self._waiting_for_full_lane))))
-        async with self._uows() as uow:
-            rows = (await uow.session.scalars(
-                query.order_by(Delivery.next_attempt_at, Delivery.id).limit(room)
-                .with_for_update(skip_locked=True)
-            )).all()
-            wanted = {row.subscription_id for row in rows if row.subscription_id}
-            subscriptions = {s.id: s for s in await uow.session.scalars(
-                select(Subscription).where(Subscription.id.in_(wanted)))} if wanted else {}
-            taking: Counter[str] = Counter()
-            claimed = []
-            for row in rows:
-                subscription = subscriptions.get(row.subscription_id) if row.subscription_id \
-                    else None
-                lane = EMAIL_LANE if row.channel == Channel.email \
-                    else webhook_lane(subscription.url if subscription else None)
-                if self._in_lane[lane] + taking[lane] >= self._capacity(lane):
-                    if row.subscription_id is not None:
-                        self._waiting_for_full_lane[row.subscription_id] = lane
-                    continue  # stays due, for a pass that finds room in its lane
-                taking[lane] += 1
-                row.attempts += 1
-                row.next_attempt_at = now + lease
+        due = (await session.execute(
+            query.order_by(Delivery.next_attempt_at, Delivery.id).limit(room)
+            .with_for_update(of=Delivery, skip_locked=True)
+        )).all()
+        taking: Counter[str] = Counter()
+        taken: dict[uuid.UUID, tuple[str, Any]] = {}
+        for row in due:
+            lane = EMAIL_LANE if row.channel == Channel.email else webhook_lane(row.url)
+            if self._in_lane[lane] + taking[lane] >= self._capacity(lane):
+                if row.subscription_id is not None:
+                    self._waiting_for_full_lane[row.subscription_id] = lane
+                continue  # stays due, for a pass that finds room in its lane
+            taking[lane] += 1
+            taken[row.id] = (lane, row)
+        claimed = []
+        if taken:
+            # One statement counts the tries, pushes the rows past their lease and reads
+            # the payloads of the rows taken (only theirs).
+            tried = {row.id: row for row in await session.execute(
+                update(Delivery).where(Delivery.id.in_(list(taken)))
+                .values(attempts=Delivery.attempts + 1, next_attempt_at=now + timedelta(
+                    seconds=self._settings.send_lease_seconds))
+                .returning(Delivery.id, Delivery.attempts, Delivery.event_type,
+                           Delivery.payload)
+                .execution_options(synchronize_session=False))}
+            for delivery_id, (lane, due_row) in taken.items():  # in the order they were due
+                row = tried[delivery_id]
                 claimed.append(Claimed(
-                    id=row.id, tries=row.attempts, channel=row.channel, event_type=row.event_type,
-                    payload=row.payload, url=subscription.url if subscription else None,
-                    secret=subscription.secret if subscription else None,
-                    subscription_active=bool(subscription and subscription.active), lane=lane,
+                    id=delivery_id, tries=row.attempts, channel=due_row.channel,
+                    event_type=row.event_type, payload=row.payload, url=due_row.url,
+                    secret=due_row.secret, subscription_active=bool(due_row.active),
+                    lane=lane,
                 ))
-            await uow.commit()
         return claimed
 
     async def _attempt(self, item: Claimed) -> None:
@@ -200,7 +226,7 @@ class DeliveryWorker:
         if error is not None:
             log.warning("delivery %s try %d failed: %s", item.id, item.tries, error)
         self._ended.append((item, error))
-        self._loop.wake()
+        self._settle_then_wake()
 
     async def _send(self, item: Claimed) -> None:
         if item.channel == Channel.webhook:
@@ -218,42 +244,57 @@ class DeliveryWorker:
         else:
             raise RefusedSend(f"nothing to send over {item.channel}")
 
-    async def _record(self, results: list[tuple[Claimed, SendFailed | None]]) -> None:
-        async with self._uows() as uow:
-            rows = {row.id: row for row in await uow.session.scalars(
-                select(Delivery).where(Delivery.id.in_([item.id for item, _ in results]))
-                .order_by(Delivery.id).with_for_update()
-            )}
-            now = self._clock.now()
-            for item, error in results:
-                row = rows.get(item.id)
-                if row is None or row.state != DeliveryState.pending or row.attempts != item.tries:
-                    continue  # redelivered or re-claimed meanwhile: that try owns the row now
-                self._apply_result(uow.session, row, error, now)
-            await uow.commit()
+    async def _record(self, session: AsyncSession,
+                      results: list[tuple[Claimed, SendFailed | None]]) -> None:
+        """Successes are marked in one statement per try number (the fence: a row redelivered
+        or claimed again meanwhile belongs to that try now), which returns what their
+        `NotificationDelivered` says; failures, rare, row by row."""
+        delivered: dict[int, list[uuid.UUID]] = {}
+        failed: dict[uuid.UUID, tuple[Claimed, SendFailed]] = {}
+        for item, error in results:
+            if error is None:
+                delivered.setdefault(item.tries, []).append(item.id)
+            else:
+                failed[item.id] = (item, error)
+        now = self._clock.now()
+        for tries, ids in sorted(delivered.items()):
+            for row in await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(sorted(ids)), Delivery.attempts == tries,
+                           Delivery.state == DeliveryState.pending)
+                    .values(state=DeliveryState.delivered, delivered_at=now, last_error=None)
+                    .returning(Delivery.id, Delivery.source_event_id, Delivery.event_type,
+                               Delivery.incident_id, Delivery.recipient, Delivery.channel,
+                               Delivery.correlation_id, Delivery.attempts)
+                    .execution_options(synchronize_session=False)):
+                self._outbox.add(session, NotificationDelivered(
+                    **_facts(row, now), attempts=row.attempts),
+                    correlation_id=row.correlation_id)
+        if failed:
+            for failing in await session.scalars(
+                    select(Delivery).where(Delivery.id.in_(list(failed)))
+                    .order_by(Delivery.id).with_for_update()):
+                item, error = failed[failing.id]
+                if failing.state != DeliveryState.pending or failing.attempts != item.tries:
+                    continue  # redelivered or re-claimed meanwhile: that try owns the row
+                self._apply_failure(session, failing, error, now)
 
-    def _apply_result(self, session: AsyncSession, row: Delivery, error: SendFailed | None,
-                      now: datetime) -> None:
-        if error is None:
-            row.state = DeliveryState.delivered
-            row.delivered_at = now
-            row.last_error = None
-            self._outbox.add(session, NotificationDelivered(
-                **_facts(row, now), attempts=row.attempts), correlation_id=row.correlation_id)
-        elif isinstance(error, RefusedSend) or row.attempts >= self._settings.max_attempts:
+    def _apply_failure(self, session: AsyncSession, row: Delivery, error: SendFailed,
+                       now: datetime) -> None:
+        row.last_error = str(error)
+        if isinstance(error, RefusedSend) or row.attempts >= self._settings.max_attempts:
             row.state = DeliveryState.dead
-            row.last_error = str(error)
             self._outbox.add(session, NotificationDead(
                 **_facts(row, now), attempts=row.attempts, last_error=str(error)),
                 correlation_id=row.correlation_id)
         else:
-            row.last_error = str(error)
             row.next_attempt_at = now + timedelta(seconds=backoff_seconds(
                 row.attempts, base=self._settings.backoff_base_seconds,
                 cap=self._settings.backoff_cap_seconds))
 
 
-def _facts(row: Delivery, now: datetime) -> dict[str, Any]:
+def _facts(row: Any, now: datetime) -> dict[str, Any]:
+    """What a delivery's outcome event says of it (`row`: a Delivery, or a row of its columns)."""
     return {"delivery_id": row.id, "source_event_id": row.source_event_id,
             "source_event_type": row.event_type, "incident_id": row.incident_id,
             "recipient": row.recipient, "channel": Channel(row.channel), "at": now}

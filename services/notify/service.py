@@ -27,7 +27,7 @@ from services.notify.routing import ADJUSTERS, OPERATORS, ROUTES, Route
 from services.notify.schemas import SubscriptionIn
 from services.notify.settings import NotifySettings
 from services.notify.targets import RefusedTarget, TargetPolicy, UnresolvedTarget
-from services.notify.transaction_cache import TransactionCache
+from services.notify.transaction_cache import ActiveSubscription, TransactionCache
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.db import UnitOfWork, is_postgres
@@ -83,14 +83,14 @@ class Notifier:
 
     async def _targets(self, session: AsyncSession, cache: TransactionCache, channel: Channel,
                        recipient: str, event_type: str, incident: IncidentCopy | None,
-                       policy: PolicyContact | None) -> list[tuple[str, Subscription | None]]:
+                       policy: PolicyContact | None) -> list[tuple[str, ActiveSubscription | None]]:
         if channel is Channel.in_app:
             return [(recipient, None)]
         if channel is Channel.email:
             address = self.email_address(recipient, incident, policy)
             return [(address, None)] if address else []
         return [(str(s.id), s) for s in await cache.subscriptions(session, recipient)
-                if s.event_types is None or event_type in s.event_types]
+                if s.wants(event_type)]
 
     def email_address(self, recipient: str, incident: IncidentCopy | None,
                       policy: PolicyContact | None = None) -> str | None:
@@ -105,7 +105,7 @@ class Notifier:
         return None  # vendors: webhook and feed only
 
     def _stage(self, session: AsyncSession, envelope: Envelope, route: Route, recipient: str,
-               channel: Channel, target: str, subscription: Subscription | None,
+               channel: Channel, target: str, subscription: ActiveSubscription | None,
                rendered: Rendered, incident_id: uuid.UUID | None) -> None:
         now = self.clock.now()
         delivery = Delivery(

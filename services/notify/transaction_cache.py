@@ -29,6 +29,18 @@ DeliveryKey = tuple[uuid.UUID, str, str, str]
 """(source event id, recipient, channel, target): at most one delivery each."""
 
 
+@dataclass(frozen=True)
+class ActiveSubscription:
+    """What the fan-out needs of an active subscription: its id, and the event types it wants
+    (None: every type)."""
+
+    id: uuid.UUID
+    event_types: list[str] | None
+
+    def wants(self, event_type: str) -> bool:
+        return self.event_types is None or event_type in self.event_types
+
+
 @dataclass
 class _Known:
     """A row as this transaction read or added it (None: there is none), and whether it holds
@@ -45,8 +57,7 @@ class TransactionCache:
     def __init__(self) -> None:
         self._rows: dict[tuple[type[Base], RowKey], _Known] = {}
         self._delivery_keys: dict[uuid.UUID, set[DeliveryKey]] = {}
-        self._subscriptions: dict[str, list[Subscription]] = {}
-        self._subscribed_owners: set[str] | None = None
+        self._subscriptions: dict[str, list[ActiveSubscription]] | None = None
 
     @classmethod
     def of(cls, session: AsyncSession) -> TransactionCache:
@@ -81,19 +92,18 @@ class TransactionCache:
                 for event_id, recipient, channel, target in rows}
         return keys
 
-    async def subscriptions(self, session: AsyncSession, owner: str) -> list[Subscription]:
-        """The owner's active subscriptions, oldest first. Most recipients have none: one
-        look-up per transaction names the owners that have any, and only theirs are read."""
-        if self._subscribed_owners is None:
-            self._subscribed_owners = set(await session.scalars(
-                select(Subscription.owner).where(Subscription.active.is_(True)).distinct()))
-        if owner not in self._subscribed_owners:
-            return []
-        subscriptions = self._subscriptions.get(owner)
-        if subscriptions is None:
-            subscriptions = self._subscriptions[owner] = list(await session.scalars(
-                select(Subscription).where(Subscription.owner == owner,
-                                           Subscription.active.is_(True))
-                .order_by(Subscription.created_at, Subscription.id)
-            ))
-        return subscriptions
+    async def subscriptions(self, session: AsyncSession, owner: str) -> list[ActiveSubscription]:
+        """The owner's active subscriptions, oldest first. Most recipients have none; one
+        look-up per transaction reads every active subscription's id, owner and event types
+        (no more rows than naming the owners that have any did), so no owner needs one of
+        its own."""
+        if self._subscriptions is None:
+            by_owner: dict[str, list[ActiveSubscription]] = {}
+            for subscription_id, subscribed, event_types in await session.execute(
+                    select(Subscription.id, Subscription.owner, Subscription.event_types)
+                    .where(Subscription.active.is_(True))
+                    .order_by(Subscription.created_at, Subscription.id)):
+                by_owner.setdefault(subscribed, []).append(
+                    ActiveSubscription(subscription_id, event_types))
+            self._subscriptions = by_owner
+        return self._subscriptions.get(owner, [])

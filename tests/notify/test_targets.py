@@ -25,7 +25,6 @@ from services.notify.channels import SendFailed, WebhookSender
 from services.notify.models import Subscription
 from services.notify.signing import verify
 from services.notify.targets import TargetPolicy
-from shared.migrations import migrate
 from shared.settings import Environment
 from tests.notify.conftest import (
     Receiver,
@@ -169,16 +168,6 @@ async def test_the_send_connects_to_the_checked_address_and_names_the_host(
     assert request.headers["host"] == f"localhost:{receiver.port}"
     assert verify(SECRET, request.body, request.headers["x-cyberclaims-signature"],
                   now=int(time.time()))
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest, notify_db: str, tmp_path: Path) -> str:
-    """Notify's test database, or a SQLite file (what `make run` uses) migrated the same way."""
-    if request.param == "postgres":
-        return notify_db
-    url = f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}"
-    migrate("notify", url)
-    return url
 
 
 async def test_identical_subscriptions_racing_make_one(
