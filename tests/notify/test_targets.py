@@ -25,7 +25,6 @@ from services.notify.channels import SendFailed, WebhookSender
 from services.notify.models import Subscription
 from services.notify.signing import verify
 from services.notify.targets import TargetPolicy
-from shared.migrations import migrate
 from shared.settings import Environment
 from tests.notify.conftest import (
     Receiver,
@@ -171,21 +170,11 @@ async def test_the_send_connects_to_the_checked_address_and_names_the_host(
                   now=int(time.time()))
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest, notify_db: str, tmp_path: Path) -> str:
-    """Notify's test database, or a SQLite file (what `make run` uses) migrated the same way."""
-    if request.param == "postgres":
-        return notify_db
-    url = f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}"
-    migrate("notify", url)
-    return url
-
-
 async def test_identical_subscriptions_racing_make_one(
-    make_notify: Callable[..., FastAPI], tokens: Tokens, database_url: str
+    make_notify: Callable[..., FastAPI], tokens: Tokens, notify_db: str
 ) -> None:
     vendor = unique("vendor")
-    app = make_notify(run_workers=False, database_url=database_url)
+    app = make_notify(run_workers=False, database_url=notify_db)
     body = {"url": "http://127.0.0.1:9/racing", "secret": SECRET}
     async with running(app, wait_for_consumer=False) as notify:
         responses = await asyncio.gather(*(
@@ -204,12 +193,12 @@ async def test_identical_subscriptions_racing_make_one(
 
 @pytest.mark.parametrize("racing", [False, True])
 async def test_an_owner_has_at_most_the_configured_number_of_subscriptions(
-    make_notify: Callable[..., FastAPI], tokens: Tokens, racing: bool, database_url: str
+    make_notify: Callable[..., FastAPI], tokens: Tokens, racing: bool, notify_db: str
 ) -> None:
     vendor = unique("vendor")
     as_vendor = tokens.vendor(vendor)
     app = make_notify(run_workers=False, max_subscriptions_per_owner=2,
-                      database_url=database_url)
+                      database_url=notify_db)
     async with running(app, wait_for_consumer=False) as notify:
 
         async def create(n: int) -> httpx.Response:
