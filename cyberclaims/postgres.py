@@ -105,7 +105,7 @@ STOP_SIGNAL = signal.SIGINT
 
 def ensure_databases(urls: Iterable[str], timeout: float = READY_TIMEOUT_SECONDS) -> None:
     """Create each URL's database on its server when it is missing, waiting (up to `timeout`)
-    for a server that is still starting up."""
+    for a server that is not listening yet or still starting up (any other error stops)."""
     asyncio.run(_ensure_databases(list(urls), timeout))
 
 
@@ -125,10 +125,11 @@ async def _ensure_databases(urls: list[str], timeout: float) -> None:
                         if not found:
                             await connection.execute(text(f'CREATE DATABASE "{parsed.database}"'))
                     break
-                except (OSError, DBAPIError) as error:  # not listening yet, or starting up
-                    if asyncio.get_running_loop().time() > deadline:
-                        raise SystemExit(f"PostgreSQL at {parsed.host}:{parsed.port} did not "
-                                         f"answer: {error}") from error
+                except (OSError, DBAPIError) as error:
+                    starting = isinstance(error, OSError) or "starting up" in str(error)
+                    if not starting or asyncio.get_running_loop().time() > deadline:
+                        raise SystemExit(f"PostgreSQL at {parsed.host}:{parsed.port}, database "
+                                         f"{parsed.database}: {error}") from error
                 await asyncio.sleep(0.2)
         finally:
             await engine.dispose()
