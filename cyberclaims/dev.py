@@ -1,12 +1,14 @@
 """`cyberclaims dev`: the whole system on embedded defaults, as child processes.
 
-Order: broker, topics, migrations, a check that the broker still holds what the databases
-saw (`cyberclaims.broker.check_kept_state`), then every service (API, consumer and relay in one
-process each), each awaited on /readyz. Output is prefixed per process; Ctrl-C (or SIGTERM, or
-the terminal closing: SIGHUP) waits (a few seconds at most) until the system is drained, records
-whether it was, and stops all. Should the supervisor die without that (SIGKILL), every child is
-sent SIGTERM by the kernel (a parent-death signal): none outlives it and holds its port. A run
-that finds its ports taken names what holds them and stops before starting anything.
+Order: broker, topics, the databases (the embedded PostgreSQL unless a server is configured,
+`cyberclaims.postgres`; each service's database created when missing, then migrated), a check
+that the broker still holds what the databases saw (`cyberclaims.broker.check_kept_state`),
+then every service (API, consumer and relay in one process each), each awaited on /readyz.
+Output is prefixed per process; Ctrl-C (or SIGTERM, or the terminal closing: SIGHUP) waits (a
+few seconds at most) until the system is drained, records whether it was, and stops all. Should
+the supervisor die without that (SIGKILL), every child is sent its stop signal by the kernel (a
+parent-death signal): none outlives it and holds its port. A run that finds its ports taken
+names what holds them and stops before starting anything.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -38,7 +40,15 @@ from cyberclaims.broker import (
     wait_for_port,
 )
 from cyberclaims.doctor import collect
-from cyberclaims.registry import available_services
+from cyberclaims.postgres import (
+    EMBEDDED_DATA,
+    ensure_databases,
+    initialise,
+    server_command,
+    unprivileged,
+)
+from cyberclaims.postgres import STOP_SIGNAL as POSTGRES_STOP_SIGNAL
+from cyberclaims.registry import ServiceEntry, available_services
 from services.notify.settings import NotifySettings
 from services.payout.settings import PayoutSettings
 from shared.clock import SystemClock
@@ -65,6 +75,9 @@ class Child:
     ready_url: str | None = None
     port: int | None = None
     env: dict[str, str] | None = None
+    before_exec: Callable[[], None] | None = None
+    """What the child runs first (the embedded PostgreSQL's `unprivileged`)."""
+    stop_signal: signal.Signals = signal.SIGTERM
 
 
 class Supervisor:
@@ -80,17 +93,18 @@ class Supervisor:
         colour = COLOURS[len(self.processes) % len(COLOURS)]
         process = subprocess.Popen(child.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    start_new_session=True, env=child.env,
-                                   preexec_fn=dying_with(os.getpid()))
+                                   preexec_fn=dying_with(os.getpid(), child.stop_signal,
+                                                         child.before_exec))
         self.processes.append((child, process))
         prefix = f"{colour}{child.name:<{self.width}}|{RESET} "
         threading.Thread(target=self._pump, args=(process, prefix), daemon=True).start()
         return process
 
     def stop(self) -> None:
-        for _, process in reversed(self.processes):
+        for child, process in reversed(self.processes):
             if process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
+                    os.killpg(process.pid, child.stop_signal)
         deadline = time.monotonic() + 10
         for _, process in self.processes:
             try:
@@ -117,16 +131,20 @@ class Supervisor:
         return None
 
 
-def dying_with(parent: int) -> Callable[[], None] | None:
-    """What a child runs before its program (Linux): ask the kernel for SIGTERM when the thread
-    that started it dies, however it dies (SIGKILL included), and end at once should `parent`
-    already be gone. Elsewhere, nothing: `stop` remains the only way children end."""
+def dying_with(parent: int, stop_signal: signal.Signals = signal.SIGTERM,
+               before: Callable[[], None] | None = None) -> Callable[[], None] | None:
+    """What a child runs before its program (Linux): `before`, then ask the kernel for
+    `stop_signal` when the thread that started it dies, however it dies (SIGKILL included), and
+    end at once should `parent` already be gone (after `before`: a change of credentials
+    clears the request). Elsewhere, `before` alone: `stop` remains the only way children end."""
     if not sys.platform.startswith("linux"):
-        return None
+        return before
     libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only calls it
 
     def bind() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if before is not None:
+            before()
+        libc.prctl(PR_SET_PDEATHSIG, stop_signal)
         if os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -138,6 +156,9 @@ def stack_ports(platform: PlatformSettings, start_broker: bool) -> dict[int, str
     stand-ins are configured to be (each movable by its variable)."""
     ports = {port_of(PayoutSettings().payment_provider_url): "payments",
              NotifySettings().smtp_port: "smtp"}
+    embedded = embedded_postgres_port(available_services())
+    if embedded is not None:
+        ports[embedded] = "postgres"
     if start_broker:
         ports[port_of(f"tcp://{platform.kafka_bootstrap}")] = "broker"
         ports[object_store_port()] = "objects"
@@ -174,6 +195,7 @@ def refuse_stale_stack(ports: dict[int, str]) -> None:
         + (f"Stop it (`kill {' '.join(map(str, pids))}`), then run `make run` again; "
            if pids else "Stop what holds them, then run `make run` again; ")
         + "or move this run to other ports (CYBERCLAIMS_KAFKA_BOOTSTRAP, "
+          "CYBERCLAIMS_EMBEDDED_POSTGRES_PORT, "
           f"{OBJECT_STORE_PORT}, INTAKE_PORT ..., PAYOUT_PAYMENT_PROVIDER_URL, NOTIFY_SMTP_PORT).")
 
 
@@ -247,11 +269,38 @@ def drained(bootstrap: str, databases: dict[str, str], timeout: float = DRAIN_TI
         time.sleep(0.5)
 
 
+def embedded_postgres_port(services: Iterable[ServiceEntry]) -> int | None:
+    """The embedded PostgreSQL's port when a service's database is on it, else None."""
+    return next((settings.embedded_postgres_port
+                 for settings in (entry.settings() for entry in services)
+                 if settings.uses_embedded_postgres), None)
+
+
+def prepare_databases(supervisor: Supervisor, databases: Mapping[str, str],
+                      embedded_port: int | None, embedded_data: Path = EMBEDDED_DATA) -> None:
+    """Start the embedded PostgreSQL on `embedded_port` (its data in `embedded_data`) unless
+    that is None, create each service's database (`databases`: the URLs by service) when
+    missing, and migrate each."""
+    if embedded_port is not None:
+        initialise(embedded_data)
+        supervisor.start(Child("postgres", server_command(embedded_data, embedded_port),
+                               before_exec=unprivileged(), stop_signal=POSTGRES_STOP_SIGNAL))
+        wait_for_port(embedded_port)
+    ensure_databases(databases.values())
+    for name, url in databases.items():
+        print(f"migrating {name} ...", flush=True)
+        migrate(name, url)
+
+
+def database_urls(services: Iterable[ServiceEntry]) -> dict[str, str]:
+    return {entry.name: entry.settings().resolved_database_url(entry.name)
+            for entry in services}
+
+
 def run_dev(start_broker: bool = True) -> None:
     platform = PlatformSettings()
     services = available_services()
-    databases = {entry.name: entry.settings().resolved_database_url(entry.name)
-                 for entry in services}
+    databases = database_urls(services)
     DATA_DIR.mkdir(exist_ok=True)
     refuse_stale_stack(stack_ports(platform, start_broker))
     supervisor = Supervisor()
@@ -276,9 +325,7 @@ def run_dev(start_broker: bool = True) -> None:
                 wait_ready(child.ready_url, supervisor)
             elif child.port:
                 wait_for_port(child.port)
-        for name, url in databases.items():
-            print(f"migrating {name} ...", flush=True)
-            migrate(name, url)
+        prepare_databases(supervisor, databases, embedded_postgres_port(services))
         check_kept_state(platform.kafka_bootstrap, databases)
         urls = []
         for entry in services:

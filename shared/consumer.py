@@ -39,13 +39,13 @@ from opentelemetry.trace import Tracer
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import Insert, String, Table, bindparam, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
 from shared.clock import Clock
-from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime, is_postgres
+from shared.db import UnitOfWork, UnitOfWorkFactory, UTCDateTime
 from shared.dead_letters import DeadLetterMarks
 from shared.events import Envelope, Event, UnknownEventType
 from shared.kafka import OutgoingMessage, Publisher, retry_until_connected
@@ -120,7 +120,7 @@ class EventConsumer:
         self._batch_size = batch_size
         self._commit_interval_ms = commit_interval_ms
         self._tracer = tracer
-        self._claim_on_postgres = self._claim_statement()
+        self._claim_statement = self._build_claim_statement()
         self._marks = marks
         self.ready = asyncio.Event()
 
@@ -253,7 +253,7 @@ class EventConsumer:
         for envelope in applied:
             EVENTS_HANDLED.labels(self.name, envelope.type).inc()
 
-    def _claim_statement(self) -> Insert:
+    def _build_claim_statement(self) -> Insert:
         """PostgreSQL's claim of a batch's inbox rows, built once: over `unnest` arrays, so one
         statement text serves any batch size (no re-prepare per size)."""
         inbox: Table = self._inbox.__table__  # type: ignore[attr-defined]
@@ -271,17 +271,9 @@ class EventConsumer:
         were not there yet: one statement instead of a look-up and an insert. A concurrent
         copy of an event waits on its inbox row and then finds it taken: one effect."""
         now = self._clock.now()
-        if is_postgres(uow.session):
-            result = await uow.session.execute(self._claim_on_postgres, {
-                "ids": [envelope.id for envelope in envelopes],
-                "types": [envelope.type for envelope in envelopes], "received_at": now})
-        else:
-            inbox: Table = self._inbox.__table__  # type: ignore[attr-defined]
-            result = await uow.session.execute(
-                sqlite.insert(inbox).values([
-                    {"consumer": self.name, "event_id": envelope.id, "event_type": envelope.type,
-                     "received_at": now} for envelope in envelopes])
-                .on_conflict_do_nothing().returning(inbox.c.event_id))
+        result = await uow.session.execute(self._claim_statement, {
+            "ids": [envelope.id for envelope in envelopes],
+            "types": [envelope.type for envelope in envelopes], "received_at": now})
         return set(result.scalars())
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, *,

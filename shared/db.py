@@ -1,7 +1,7 @@
 """Database plumbing: engines created at start-up, column types, and the unit of work.
 
-Money is stored as integer minor units (fen) so SQLite and PostgreSQL are both exact;
-timestamps are stored in UTC and always come back time-zone aware.
+Money is stored as integer minor units (fen), exact and cheap to sum; timestamps are stored
+in UTC and always come back time-zone aware.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Executable, Row, event
+from sqlalchemy import BigInteger, DateTime, Executable, Row
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -68,35 +68,17 @@ JSON_CODEC: dict[str, Any] = {"json_serializer": dumps_text, "json_deserializer"
 
 
 def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
-    """One engine per process, built at start-up. SQLite gets WAL and a busy timeout.
+    """One engine per process, built at start-up.
 
     Statement parameters are left out of errors (`hide_parameters`): a failed INSERT would
     otherwise log contacts, descriptions and webhook secrets, other tenants' among them.
 
     The PostgreSQL pool has a fixed size: overflow connections are closed as soon as they are
     returned, so under a burst each would be a new server process started and stopped again."""
-    if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True,
-                                     **JSON_CODEC)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
     # No pre-ping (a round trip per checkout): stale connections are recycled instead, and a
     # request that meets a dropped connection fails once and is retried by its client.
     return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=1800,
                                hide_parameters=True, **JSON_CODEC)
-
-
-def is_postgres(engine_or_session: AsyncEngine | AsyncSession) -> bool:
-    if isinstance(engine_or_session, AsyncSession):
-        return engine_or_session.get_bind().dialect.name == "postgresql"
-    return engine_or_session.dialect.name == "postgresql"
 
 
 State = TypeVar("State")
@@ -178,10 +160,6 @@ class UnitOfWorkFactory:
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.sessions, self.on_events_committed)
 
-    @property
-    def is_postgres(self) -> bool:
-        return is_postgres(self.engine)
-
     async def commit_statement(self, statement: Executable, parameters: Mapping[str, Any], *,
                                stages_events: bool) -> Sequence[Row[Any]]:
         """Run one statement as a whole transaction and return its rows; if it wrote outbox
@@ -205,4 +183,5 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-"""Every service's metadata uses these names, so migrations are stable on both backends."""
+"""Every service's metadata uses these names, so migrations name constraints and indexes
+the same on every database."""

@@ -27,9 +27,6 @@ def alembic_config(service: str, database_url: str) -> Config:
 
 
 def migrate(service: str, database_url: str, revision: str = "head") -> None:
-    if database_url.startswith("sqlite"):
-        path = database_url.split("///", 1)[-1]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(service, database_url), revision)
 
 
@@ -39,16 +36,13 @@ def run_env(metadata: MetaData) -> None:
     assert url, "sqlalchemy.url is not set"
 
     def _run(connection: Connection) -> None:
-        context.configure(connection=connection, target_metadata=metadata,
-                          render_as_batch=connection.dialect.name == "sqlite",
-                          compare_type=True)
+        context.configure(connection=connection, target_metadata=metadata, compare_type=True)
         with context.begin_transaction():
-            if connection.dialect.name == "postgresql":
-                # Every pod of a Deployment migrates in its init container, several at once in
-                # a rollout; Alembic takes no lock of its own. The first holds this one until
-                # it commits; the others then find the database at head and do nothing.
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                   {"key": MIGRATION_LOCK_KEY})
+            # Every pod of a Deployment migrates in its init container, several at once in a
+            # rollout; Alembic takes no lock of its own. The first holds this one until it
+            # commits; the others then find the database at head and do nothing.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
 
     async def _online() -> None:

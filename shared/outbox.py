@@ -5,7 +5,7 @@ The relay publishes pending rows in id order, which keeps per-key order; a row t
 holds back every later row of its key until it is sent (`attempts` counts the tries of each
 row, so a stuck row shows how often it failed). Rows stay `pending` until Kafka
 acknowledged them, so rows left by a crash are simply published on the next pass
-(at-least-once; consumers de-duplicate by event id). On PostgreSQL an advisory lock lets one
+(at-least-once; consumers de-duplicate by event id). An advisory lock lets one
 replica relay at a time, so two replicas never interleave one key.
 """
 
@@ -44,7 +44,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import JSON, Uuid
 
 from shared.clock import Clock
-from shared.db import UTCDateTime, is_postgres, note_events_staged
+from shared.db import UTCDateTime, note_events_staged
 from shared.events import Envelope, Event, kafka_headers, kafka_value
 from shared.kafka import OutgoingMessage, Publisher
 from shared.logs import correlation_id as ambient_correlation_id
@@ -68,7 +68,7 @@ class OutboxColumns:
     """Mixin for a service's `outbox` table (each service declares it on its own metadata)."""
 
     id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        BigInteger, primary_key=True, autoincrement=True
     )
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
     event_type: Mapped[str] = mapped_column(String(200))
@@ -158,7 +158,6 @@ class OutboxRelay:
         keep_sent_for: timedelta = timedelta(days=7),
     ) -> None:
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._postgres = is_postgres(engine)
         self._table: Table = model.__table__  # type: ignore[attr-defined]
         self._publisher = publisher
         self._service = service
@@ -206,8 +205,8 @@ class OutboxRelay:
         return len(sent)
 
     def _due_rows_statement(self) -> Select[Any]:
-        """The due rows in id order (at `now`), built once; on PostgreSQL only while this relay
-        holds the lock, taken in the same statement. A row waits while an earlier row of its
+        """The due rows in id order (at `now`), built once; only while this relay holds the
+        lock, taken in the same statement. A row waits while an earlier row of its
         key is held back, so a key's rows stay in order even when one was written after its
         key's failure."""
         table = self._table
@@ -223,8 +222,6 @@ class OutboxRelay:
                       ~held_back_before.exists())
                .order_by(table.c.id)
                .limit(self._batch_size))
-        if not self._postgres:  # one process per SQLite file: nobody to take turns with
-            return due
         lock = select(func.pg_try_advisory_lock(self._lock_key).label("held")).cte("relay_lock")
         due_if_held = due.where(lock.c.held).lateral("due")
         return (select(lock.c.held, *due_if_held.c)
@@ -235,8 +232,6 @@ class OutboxRelay:
                                  ) -> tuple[bool, Sequence[Row[*tuple[Any, ...]]]]:
         """Whether this relay holds the lock, and if so the due rows in id order."""
         rows = (await connection.execute(self._read_due, {"now": self._clock.now()})).all()
-        if not self._postgres:
-            return True, rows
         return bool(rows[0].held), [row for row in rows if row.id is not None]
 
     async def _publish(self, connection: AsyncConnection, rows: Sequence[Row[*tuple[Any, ...]]]
@@ -269,10 +264,6 @@ class OutboxRelay:
         mark = (update(table)
                 .values(state=OutboxState.sent, sent_at=self._clock.now(),
                         attempts=table.c.attempts + 1))
-        if not self._postgres:
-            if sent:
-                await connection.execute(mark.where(table.c.id.in_(sent)))
-            return
         unlock = select(func.pg_advisory_unlock(self._lock_key))
         if sent:  # the unlock reads the UPDATE's result, so it runs once every row is marked
             ids = bindparam("sent", sent, type_=postgresql.ARRAY(BigInteger()))

@@ -219,9 +219,12 @@ def create_service_app(
         trace_app(app, tracer_provider)
     for router in spec.routers:
         # The routers' routes themselves (their paths and tags are complete), not
-        # `include_router`: FastAPI matches an included router's routes through a layer of
-        # its own on every request, twice. Routes built on a router of their own do not see
-        # `app.dependency_overrides`, which nothing here uses.
+        # `include_router`: FastAPI 0.165 serves an included route through a handler of its
+        # own, built from the route, so the `AuthenticatedEdge` that
+        # `guard_authenticated_routes` puts in front of the route's app would be skipped, and
+        # `app.router.routes` would hold the included router instead of its routes. Routes
+        # built on a router of their own do not see `app.dependency_overrides`, which nothing
+        # here uses.
         app.router.routes.extend(router.routes)
     if spec.dead_letters is not None or spec.operator_lists:
         # Imported here: the operators' routes are built on this module's dependencies.

@@ -148,6 +148,17 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int
     database_url: str = ""
+    database_server: str = Field(
+        default="", validation_alias="CYBERCLAIMS_DATABASE_SERVER",
+        description="A PostgreSQL server (a URL without a database, e.g. "
+                    "postgresql+asyncpg://postgres@127.0.0.1:5432) on which each service "
+                    "without its own <NAME>_DATABASE_URL uses the database named for it; "
+                    "empty: `make run`'s embedded PostgreSQL.",
+    )
+    embedded_postgres_port: int = Field(
+        default=5433, validation_alias="CYBERCLAIMS_EMBEDDED_POSTGRES_PORT",
+        description="Where `make run`'s embedded PostgreSQL listens (on 127.0.0.1).",
+    )
     kafka_fetch_max_wait_ms: int = Field(
         default=100, ge=1,
         description="The longest the service's consumer's fetch waits for data. Apache Kafka "
@@ -157,8 +168,21 @@ class ServiceSettings(BaseSettings):
                     "dispatch path, waits 20 ms.",
     )
 
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        """Whether the database is on `make run`'s embedded PostgreSQL (nothing configured)."""
+        return not self.database_url and not self.database_server
+
     def resolved_database_url(self, service: str) -> str:
-        """The configured URL, or the embedded SQLite file under `.data/`."""
+        """The configured URL, or the database named for `service` on the configured server
+        or else on the embedded one."""
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{DATA_DIR / service}.db"
+        server = self.database_server or embedded_postgres_url(self.embedded_postgres_port)
+        return f"{server.rstrip('/')}/{service}"
+
+
+def embedded_postgres_url(port: int) -> str:
+    """`make run`'s embedded PostgreSQL (cyberclaims/postgres.py): trust authentication, on
+    loopback only."""
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{port}"

@@ -115,7 +115,7 @@ class TimelineEntry(Base):
     __tablename__ = "timeline"
 
     id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        BigInteger, primary_key=True, autoincrement=True
     )
     incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incidents.id"), index=True)
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Insert, Select, Text, bindparam, cast, exists, func, insert, select
+from sqlalchemy import JSON, Select, Text, bindparam, cast, exists, func, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.types import TypeEngine
 
-from services.intake.models import Base, TimelineEntry
+from services.intake.models import Base
 from shared.batching import GroupCommit, GroupCommitStopped
 from shared.clock import Clock
 from shared.db import UnitOfWorkFactory
@@ -103,24 +103,13 @@ def _store_reports_statement() -> Select[Any]:
     return select(new_incident.c.id).add_cte(new_entries, new_events)
 
 
-def _insert_incident_statement() -> Insert:
-    """SQLite's INSERT of one new incident, only against the caller's own policy."""
-    incidents, policies = Base.metadata.tables["incidents"], Base.metadata.tables["policies"]
-    incident = {name: bindparam(name, type_=incidents.c[name].type) for name in INCIDENT_COLUMNS}
-    return insert(incidents).from_select(INCIDENT_COLUMNS, select(
-        *(incident[name].label(name) for name in INCIDENT_COLUMNS))
-        .where(exists().where(policies.c.policy_number == incident["policy_number"],
-                              policies.c.org_id == incident["org_id"])))
-
-
 STORE_REPORTS = _store_reports_statement()
-INSERT_INCIDENT = _insert_incident_statement()
 
 
 class ReportStore:
     """Stages and stores new reports (it holds the outbox and clock they are staged with).
-    On PostgreSQL the reports that arrive together are stored in one statement
-    (`GroupCommit`): under load, one round trip and one commit for many reports."""
+    The reports that arrive together are stored in one statement (`GroupCommit`): under
+    load, one round trip and one commit for many reports."""
 
     def __init__(self, uows: UnitOfWorkFactory, outbox: Outbox, clock: Clock) -> None:
         self.uows = uows
@@ -129,20 +118,17 @@ class ReportStore:
         # A batch that fails for any reason is written again report by report: whatever
         # one tenant's report does to the statement, only that report fails. Only a pool
         # with no connection to give (overload: 503) is everyone's at once.
-        self._together: GroupCommit[NewReport, bool] | None = (
-            GroupCommit("intake_reports", self.store_together, item_errors=(Exception,),
-                        shared_errors=(PoolTimeout,))
-            if uows.is_postgres else None)
+        self._together: GroupCommit[NewReport, bool] = GroupCommit(
+            "intake_reports", self.store_together, item_errors=(Exception,),
+            shared_errors=(PoolTimeout,))
 
     async def store(self, report: NewReport) -> bool:
         """Store the incident, its first timeline entry and its event together; False
         (nothing stored) when the policy is not the caller's or the Idempotency-Key was
         used before."""
         try:
-            if self._together is not None:
-                return await self._together.submit(report)
-            return await self._store_on_sqlite(report)
-        except IntegrityError:  # a constraint refused its rows (on SQLite: the key was used)
+            return await self._together.submit(report)
+        except IntegrityError:  # a constraint refused its rows
             return False
         except GroupCommitStopped as exc:
             raise Unavailable("the service is stopping; retry with the same Idempotency-Key "
@@ -158,15 +144,3 @@ class ReportStore:
         stored = {row.id for row in await self.uows.commit_statement(STORE_REPORTS, parameters,
                                                                       stages_events=True)}
         return [report.incident["id"] in stored for report in reports]
-
-    async def _store_on_sqlite(self, report: NewReport) -> bool:
-        """No writes inside WITH on SQLite: one statement per row, in one transaction."""
-        async with self.uows() as uow:
-            inserted = await uow.session.execute(INSERT_INCIDENT, {
-                name: report.incident[name] for name in INCIDENT_COLUMNS})
-            if not inserted.rowcount:  # type: ignore[attr-defined]
-                return False
-            uow.session.add(TimelineEntry(incident_id=report.incident["id"], **report.entry))
-            self.outbox.add_staged(uow.session, report.event)
-            await uow.commit()
-            return True

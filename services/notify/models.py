@@ -48,7 +48,7 @@ class Subscription(Base):
     __table_args__ = (
         Index("ix_subscriptions_owner_active", "owner", "active"),
         Index("uq_subscriptions_owner_url_active", "owner", "url", unique=True,
-              postgresql_where=text("active"), sqlite_where=text("active")),
+              postgresql_where=text("active")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import false, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,7 +30,7 @@ from services.notify.targets import RefusedTarget, TargetPolicy, UnresolvedTarge
 from services.notify.transaction_cache import ActiveSubscription, TransactionCache
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.db import UnitOfWork, is_postgres
+from shared.db import UnitOfWork
 from shared.events import Channel, Envelope, NotificationDelivered, PolicyTerms
 from shared.outbox import Outbox
 from shared.problems import Conflict, NotFound, Unprocessable
@@ -233,16 +233,10 @@ async def create_subscription(uow: UnitOfWork, clock: Clock, principal: Principa
 
 
 async def _take_turns_per_owner(session: AsyncSession, owner: str) -> None:
-    """Subscribing counts, then inserts: one owner's requests take turns, until commit.
-    PostgreSQL: an advisory lock on the owner. SQLite: the database's write lock, taken by a
-    write that changes nothing before the count is read (a read first would leave a snapshot
-    the insert could not build on)."""
-    if is_postgres(session):
-        await session.execute(select(func.pg_advisory_xact_lock(
-            func.hashtext(f"notify.subscriptions:{owner}"))))
-    else:
-        await session.execute(update(Subscription).where(false())
-                              .values(active=Subscription.active))
+    """Subscribing counts, then inserts: one owner's requests take turns, until commit (an
+    advisory lock on the owner)."""
+    await session.execute(select(func.pg_advisory_xact_lock(
+        func.hashtext(f"notify.subscriptions:{owner}"))))
 
 
 def _subscription_owner(principal: Principal, body: SubscriptionIn) -> str:

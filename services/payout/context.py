@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, select
 
 from services.payout.models import Claim
 from shared.auth import Principal
 from shared.clock import Clock
-from shared.db import UnitOfWork, is_postgres
+from shared.db import UnitOfWork
 from shared.outbox import Outbox
 from shared.problems import NotFound
 
@@ -70,14 +70,8 @@ class Context:
 
 
 async def _lock_claims(uow: UnitOfWork, *where: ColumnElement[bool]) -> list[Claim]:
-    """The claims matching `where`, locked until commit and read afresh after the lock.
-
-    PostgreSQL: `FOR UPDATE`. SQLite ignores it and runs reads outside any transaction until
-    the first write, so a read-then-write would decide on a stale row: there the lock is a
-    write to the rows first (taking SQLite's single writer lock), then the read."""
-    if not is_postgres(uow.session):
-        await uow.session.execute(update(Claim).where(*where).values(updated_at=Claim.updated_at)
-                                  .execution_options(synchronize_session=False))
+    """The claims matching `where`, locked until commit (`FOR UPDATE`) and read afresh after
+    the lock."""
     rows = await uow.session.scalars(
         select(Claim).where(*where).order_by(Claim.opened_at, Claim.id).with_for_update()
         .execution_options(populate_existing=True)

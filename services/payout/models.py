@@ -185,7 +185,7 @@ class Approval(Base):
                                        name="uq_approvals_assessment_adjuster"),)
 
     id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        BigInteger, primary_key=True, autoincrement=True
     )
     claim_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("claims.id"), index=True)
     assessment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("assessments.id"))

@@ -26,7 +26,6 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
-    case,
     cast,
     column,
     exists,
@@ -53,7 +52,6 @@ from services.triage.context import (
 from services.triage.models import Incident, Job, JobKind, JobRefusal, JobStatus, Vendor
 from services.triage.rules import VendorLoad
 from services.triage.transaction_cache import TransactionCache
-from shared.db import is_postgres
 from shared.events import (
     Envelope,
     JobDeclined,
@@ -77,8 +75,8 @@ VENDOR_LOAD_COLUMNS = (Vendor.vendor_id, Vendor.capabilities, Vendor.regions, Ve
                        Vendor.open_jobs, Vendor.rating, Vendor.active)
 
 
-def _lock_vendors_on_postgres() -> Select[*tuple[Any, ...]]:
-    """`lock_vendors` on PostgreSQL, built once: who to lock as array parameters, so one
+def _lock_vendors_statement() -> Select[*tuple[Any, ...]]:
+    """`lock_vendors`'s statement, built once: who to lock as array parameters, so one
     statement text (prepared once) serves every call; columns, not ORM objects."""
     def lists_any(column: InstrumentedAttribute[list[str]], values: str) -> ColumnElement[bool]:
         return cast(column, JSONB).has_any(bindparam(values, type_=postgresql.ARRAY(String())))
@@ -91,7 +89,7 @@ def _lock_vendors_on_postgres() -> Select[*tuple[Any, ...]]:
             .order_by(Vendor.vendor_id).with_for_update())
 
 
-LOCK_VENDORS_ON_POSTGRES = _lock_vendors_on_postgres()
+LOCK_VENDORS = _lock_vendors_statement()
 
 
 async def lock_vendors(session: AsyncSession, job_types: Iterable[str], region: str,
@@ -109,34 +107,16 @@ async def lock_vendors(session: AsyncSession, job_types: Iterable[str], region: 
     asked = (wanted, named, region)
     if asked in cache.pools:
         return {vendor_id: cache.vendors[vendor_id] for vendor_id in cache.pools[asked]}
-    if is_postgres(session):
-        locked = await session.execute(LOCK_VENDORS_ON_POSTGRES, {
-            "named": list(named), "wanted": list(wanted),
-            "regions": [rules.EVERY_REGION, region]})
-    else:
-        which: list[ColumnElement[bool]] = [Vendor.vendor_id.in_(named)] if named else []
-        if wanted:
-            which.append(and_(Vendor.active.is_(True),
-                              _json_lists_any(Vendor.capabilities, wanted),
-                              _json_lists_any(Vendor.regions, [rules.EVERY_REGION, region])))
-        locked = await session.execute(
-            select(*VENDOR_LOAD_COLUMNS).where(or_(*which)).order_by(Vendor.vendor_id)
-            .with_for_update())
+    locked = await session.execute(LOCK_VENDORS, {
+        "named": list(named), "wanted": list(wanted), "regions": [rules.EVERY_REGION, region]})
     pool = {row.vendor_id: vendor_load(row) for row in locked}
     cache.vendors.update(pool)
     cache.pools[asked] = tuple(pool)
     return pool
 
 
-def _json_lists_any(column: InstrumentedAttribute[list[str]],
-                    values: Sequence[str]) -> ColumnElement[bool]:
-    """Whether the JSON list in `column` holds any of `values`, on SQLite (`json_each`)."""
-    elements = func.json_each(column).table_valued("value")
-    return select(elements.c.value).where(elements.c.value.in_(values)).exists()
-
-
-def _take_slots_on_postgres() -> Update:
-    """`take_slots` on PostgreSQL, built once: the counts as `unnest` arrays, so one statement
+def _take_slots_statement() -> Update:
+    """`take_slots`'s statement, built once: the counts as `unnest` arrays, so one statement
     text (prepared once) serves any number of vendors."""
     slots = func.unnest(bindparam("vendor_ids", type_=postgresql.ARRAY(String())),
                         bindparam("counts", type_=postgresql.ARRAY(Integer()))) \
@@ -149,25 +129,14 @@ def _take_slots_on_postgres() -> Update:
             .execution_options(synchronize_session=False))
 
 
-TAKE_SLOTS_ON_POSTGRES = _take_slots_on_postgres()
+TAKE_SLOTS = _take_slots_statement()
 
 
 async def take_slots(session: AsyncSession, slots: Mapping[str, int]) -> dict[str, int]:
     """`slots[v]` more open jobs for each vendor `v` that stays active and within its capacity
     (a negative count gives slots back), in one statement; the new open_jobs of those changed."""
-    if is_postgres(session):
-        result = await session.execute(TAKE_SLOTS_ON_POSTGRES, {
-            "vendor_ids": list(slots), "counts": list(slots.values())})
-    else:
-        change = case(dict(slots), value=Vendor.vendor_id)
-        result = await session.execute(
-            update(Vendor)
-            .where(Vendor.vendor_id.in_(list(slots)), Vendor.active.is_(True),
-                   Vendor.open_jobs + change <= Vendor.capacity)
-            .values(open_jobs=Vendor.open_jobs + change)
-            .returning(Vendor.vendor_id, Vendor.open_jobs)
-            .execution_options(synchronize_session=False)
-        )
+    result = await session.execute(TAKE_SLOTS, {
+        "vendor_ids": list(slots), "counts": list(slots.values())})
     taken = {vendor_id: open_jobs for vendor_id, open_jobs in result}
     TransactionCache.of(session).slots_changed(taken)
     return taken
@@ -235,8 +204,8 @@ async def offer_new_jobs(session: AsyncSession, ctx: TriageContext, jobs: Sequen
                           cause: Envelope | None) -> None:
     """`offer` each new job of an incident, in the playbook's order, with one UPDATE for all
     their slots. The vendors are locked, so choosing in memory gives what one conditional UPDATE
-    per job would. Should the UPDATE find a vendor otherwise than chosen against (SQLite takes
-    no row locks), it is undone and the jobs are offered one at a time."""
+    per job would. Should the UPDATE find a vendor otherwise than chosen against, it is undone
+    and the jobs are offered one at a time."""
     planned = dict(pool)
     chosen: list[str | None] = []
     for job in jobs:

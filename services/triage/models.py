@@ -178,7 +178,7 @@ class JobHistory(Base):
     __tablename__ = "job_history"
 
     id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        BigInteger, primary_key=True, autoincrement=True
     )
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)

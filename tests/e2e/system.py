@@ -1,6 +1,6 @@
-"""The whole system as in production: each service its own process, on PostgreSQL (or the
-SQLite defaults) and a real Tansu broker, with the sandbox payment provider and an SMTP sink.
-Tests talk to it through the public HTTP APIs only."""
+"""The whole system as in production: each service its own process, on PostgreSQL (the
+machine's, or `make run`'s embedded one) and a real Tansu broker, with the sandbox payment
+provider and an SMTP sink. Tests talk to it through the public HTTP APIs only."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cyberclaims.broker import wait_for_port
-from cyberclaims.dev import Child, Supervisor, cli_argv, wait_ready
+from cyberclaims.dev import Child, Supervisor, cli_argv, prepare_databases, wait_ready
 from cyberclaims.registry import SERVICES
+from shared.settings import embedded_postgres_url
 from tests.support.infra import drop_database, free_port, fresh_database, tansu_broker
 from tests.support.service import TEST_JWT_SECRET
 
@@ -36,7 +37,9 @@ class System:
 @contextmanager
 def running_system(workdir: Path, *, backend: str = "postgres",
                    extra_env: dict[str, str] | None = None) -> Iterator[System]:
-    """Start everything; `backend` is "postgres" (one database per service) or "sqlite"."""
+    """Start everything; `backend` is "postgres" (one database per service on the machine's
+    server) or "embedded" (nothing configured: `make run`'s embedded PostgreSQL, started as
+    `make run` starts it, its data under `workdir`)."""
     with tansu_broker() as bootstrap:
         maildir = workdir / "mail"
         ports = {name: free_port() for name in [*SERVICE_NAMES, "payments", "smtp"]}
@@ -64,10 +67,18 @@ def running_system(workdir: Path, *, backend: str = "postgres",
                 env[f"{prefix}_DATABASE_URL"] = fresh_database(database)
                 databases.append(database)
             else:
-                env[f"{prefix}_DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / name}.db"
+                env.pop(f"{prefix}_DATABASE_URL", None)
+        embedded_port = free_port()
+        if backend == "embedded":
+            env.pop("CYBERCLAIMS_DATABASE_SERVER", None)
+            env["CYBERCLAIMS_EMBEDDED_POSTGRES_PORT"] = str(embedded_port)
         supervisor = Supervisor(echo=False)
         try:
-            for name in SERVICE_NAMES:
+            if backend == "embedded":
+                server = embedded_postgres_url(embedded_port)
+                prepare_databases(supervisor, {name: f"{server}/{name}" for name in SERVICE_NAMES},
+                                  embedded_port, workdir / "postgres")
+            for name in SERVICE_NAMES:  # on the embedded server: already at head, nothing to do
                 subprocess.run(cli_argv("migrate", name), env=env, check=True,
                                capture_output=True)
             supervisor.start(Child("payments", cli_argv("sandbox-payments", "--port",

@@ -25,7 +25,6 @@ from services.notify.app import create_app
 from services.notify.settings import NotifySettings
 from shared.clock import Clock
 from shared.events import Envelope, Event, JobDispatched, JobType, Priority
-from shared.migrations import migrate
 from shared.settings import Environment, PlatformSettings
 from tests.support.infra import free_port
 from tests.support.kafka import publish
@@ -158,16 +157,6 @@ async def receivers() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
 @pytest.fixture
 def notify_db(service_database: Callable[[str], str]) -> str:
     return service_database("notify")
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest, notify_db: str, tmp_path: Path) -> str:
-    """Notify's test database, or a SQLite file (what `make run` uses) migrated the same way."""
-    if request.param == "postgres":
-        return notify_db
-    url = f"sqlite+aiosqlite:///{tmp_path / 'notify.db'}"
-    migrate("notify", url)
-    return url
 
 
 @pytest.fixture

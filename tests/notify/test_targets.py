@@ -171,10 +171,10 @@ async def test_the_send_connects_to_the_checked_address_and_names_the_host(
 
 
 async def test_identical_subscriptions_racing_make_one(
-    make_notify: Callable[..., FastAPI], tokens: Tokens, database_url: str
+    make_notify: Callable[..., FastAPI], tokens: Tokens, notify_db: str
 ) -> None:
     vendor = unique("vendor")
-    app = make_notify(run_workers=False, database_url=database_url)
+    app = make_notify(run_workers=False, database_url=notify_db)
     body = {"url": "http://127.0.0.1:9/racing", "secret": SECRET}
     async with running(app, wait_for_consumer=False) as notify:
         responses = await asyncio.gather(*(
@@ -193,12 +193,12 @@ async def test_identical_subscriptions_racing_make_one(
 
 @pytest.mark.parametrize("racing", [False, True])
 async def test_an_owner_has_at_most_the_configured_number_of_subscriptions(
-    make_notify: Callable[..., FastAPI], tokens: Tokens, racing: bool, database_url: str
+    make_notify: Callable[..., FastAPI], tokens: Tokens, racing: bool, notify_db: str
 ) -> None:
     vendor = unique("vendor")
     as_vendor = tokens.vendor(vendor)
     app = make_notify(run_workers=False, max_subscriptions_per_owner=2,
-                      database_url=database_url)
+                      database_url=notify_db)
     async with running(app, wait_for_consumer=False) as notify:
 
         async def create(n: int) -> httpx.Response:

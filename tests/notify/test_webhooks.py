@@ -34,12 +34,10 @@ def _secret() -> str:
 
 async def test_a_receiver_failing_three_times_gets_one_signed_delivery_even_on_replay(
     make_notify: Callable[..., FastAPI], receivers: Receivers, broker: str, tokens: Tokens,
-    database_url: str
 ) -> None:
-    """On PostgreSQL and on SQLite (`make run`): the delivery worker's statements are both's."""
     receiver = await receivers(fail_first=3)
     vendor, secret = unique("vendor"), _secret()
-    async with running(make_notify(database_url=database_url)) as notify:
+    async with running(make_notify()) as notify:
         subscription = await subscribe(notify, tokens.vendor(vendor), receiver.url, secret)
         assert "secret" not in subscription
         event = dispatched(vendor)

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,12 +25,11 @@ from services.payout.safety_net import SafetyNet
 from services.payout.settings import PayoutSettings
 from shared.clock import ManualClock
 from shared.events import PolicyRegistered, PolicyUpdated, Section, SectionTerms
-from shared.migrations import migrate
 from shared.repairs import STUCK_REPAIRED
 from shared.service import Runtime
 from shared.settings import PlatformSettings
-from tests.payout.conftest import VENDOR_LIMIT, Sandbox, apply, policy_terms, reported_incident
 from tests.payout.conftest import Incident as IncidentStory
+from tests.payout.conftest import Sandbox, apply, policy_terms, reported_incident
 from tests.support.service import Tokens, running
 
 IR, BI = Section.incident_response, Section.business_interruption
@@ -117,28 +115,15 @@ async def policy_vs_response(app: FastAPI, client: httpx.AsyncClient, headers: d
             lambda: apply(app, incident.completed({IR: "60000"})))
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def backend_payout(request: pytest.FixtureRequest, quiet_payout: FastAPI, tmp_path: Path,
-                   platform: PlatformSettings, sandbox: Sandbox) -> FastAPI:
-    """Payout without workers on PostgreSQL, and on SQLite (the `make run` default)."""
-    if request.param == "postgresql":
-        return quiet_payout
-    url = f"sqlite+aiosqlite:///{tmp_path / 'payout.db'}"
-    migrate("payout", url)
-    return create_app(PayoutSettings(database_url=url, payment_provider_url=sandbox.url,
-                                     vendor_verification_limit=VENDOR_LIMIT),
-                      platform, run_workers=False)
-
-
 @pytest.mark.parametrize("race", [verify_vs_response, outage_vs_response, policy_vs_response,
                                   verify_vs_policy_update])
 async def test_two_inputs_at_once_always_assess_the_claim(
-    backend_payout: FastAPI, tokens: Tokens, race: Race,
+    quiet_payout: FastAPI, tokens: Tokens, race: Race,
 ) -> None:
     adjuster = tokens.adjuster("racer", "5000000")
-    async with running(backend_payout, wait_for_consumer=False) as client:
+    async with running(quiet_payout, wait_for_consumer=False) as client:
         for iteration in range(2 * ITERATIONS):
-            incident, one, other = await race(backend_payout, client, adjuster)
+            incident, one, other = await race(quiet_payout, client, adjuster)
             first, second = (one, other) if iteration % 2 == 0 else (other, one)
             await asyncio.gather(first(), second())
             response = await client.get(f"/v1/incidents/{incident.incident_id}/claim",
@@ -149,14 +134,14 @@ async def test_two_inputs_at_once_always_assess_the_claim(
 
 
 async def test_one_adjusters_concurrent_approvals_are_one_approval_and_409s(
-    backend_payout: FastAPI, tokens: Tokens,
+    quiet_payout: FastAPI, tokens: Tokens,
 ) -> None:
     adjuster = tokens.adjuster("eager", "5000000")
-    async with running(backend_payout, wait_for_consumer=False) as client:
+    async with running(quiet_payout, wait_for_consumer=False) as client:
         for payable_claimed in ("250000", "2050000"):  # one approver, then two
             incident = await reported_incident(
-                backend_payout, sections={IR: SectionTerms(sublimit=Decimal("5000000"))})
-            await apply(backend_payout, incident.completed({IR: payable_claimed}))
+                quiet_payout, sections={IR: SectionTerms(sublimit=Decimal("5000000"))})
+            await apply(quiet_payout, incident.completed({IR: payable_claimed}))
             claim_id = await _claim_id(client, adjuster, incident)
             statuses = await asyncio.gather(*(
                 client.post(f"/v1/claims/{claim_id}/approve", headers=adjuster, json={})

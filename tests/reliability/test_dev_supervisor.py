@@ -1,6 +1,7 @@
 """`make run` (`cyberclaims dev`) leaves nothing behind: SIGKILL its supervisor (or close its
-terminal: SIGHUP) and its broker, object store, stand-ins and services are gone within seconds,
-their ports free; a run that meets a stale stack on its ports says so and starts nothing."""
+terminal: SIGHUP) and its broker, object store, embedded PostgreSQL, stand-ins and services are
+gone within seconds, their ports free; a run that meets a stale stack on its ports says so and
+starts nothing."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def dev_stack(workdir: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, 
     ports, its output so far and a set for the children the test saw. Whatever of them is left
     at the end is killed (the test failed)."""
     ports = {name: free_port() for name in
-             [*(entry.name for entry in SERVICES), "broker", "objects", "payments", "smtp"]}
+             [*(entry.name for entry in SERVICES), "broker", "objects", "postgres", "payments", "smtp"]}
     supervisor = subprocess.Popen(cli_argv("dev"), cwd=workdir, env=stack_env(ports), text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output: list[str] = []
@@ -54,6 +55,7 @@ def stack_env(ports: dict[str, int]) -> dict[str, str]:
     """Every port of the stack moved, through the variables the services and stand-ins read."""
     return {**os.environ, "CYBERCLAIMS_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports['broker']}",
             OBJECT_STORE_PORT: str(ports["objects"]),
+            "CYBERCLAIMS_EMBEDDED_POSTGRES_PORT": str(ports["postgres"]),
             "PAYOUT_PAYMENT_PROVIDER_URL": f"http://127.0.0.1:{ports['payments']}",
             "NOTIFY_SMTP_PORT": str(ports["smtp"]), "CYBERCLAIMS_JWT_SECRET": TEST_JWT_SECRET,
             **{f"{entry.name.upper()}_PORT": str(ports[entry.name]) for entry in SERVICES}}
@@ -119,6 +121,7 @@ def test_a_stale_stack_is_named_and_a_killed_supervisor_leaves_nothing(tmp_path:
         assert "ports of the stack are in use" in second.stderr, second.stderr
         assert f"{ports['intake']} (intake): pid {intake}" in second.stderr, second.stderr
         assert f"{ports['broker']} (broker)" in second.stderr, second.stderr
+        assert f"{ports['postgres']} (postgres)" in second.stderr, second.stderr
         assert STARTED not in second.stdout
 
         # The supervisor killed hard: the kernel stops its children.

@@ -72,13 +72,25 @@ def test_other_settings_are_checked_too() -> None:
         PlatformSettings(consumer_max_attempts=0)
 
 
-def test_service_settings_read_their_prefix_and_fall_back_to_sqlite(
+def test_service_settings_read_their_prefix_and_fall_back_to_the_embedded_postgres(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("INTAKE_DATABASE_URL", raising=False)
+    for variable in ("INTAKE_DATABASE_URL", "CYBERCLAIMS_DATABASE_SERVER",
+                     "CYBERCLAIMS_EMBEDDED_POSTGRES_PORT"):
+        monkeypatch.delenv(variable, raising=False)
     settings = IntakeSettings(_env_file=None)  # type: ignore[call-arg]
     assert settings.port == 8001
-    assert settings.resolved_database_url("intake") == "sqlite+aiosqlite:///.data/intake.db"
+    assert settings.uses_embedded_postgres
+    assert settings.resolved_database_url("intake") == (
+        "postgresql+asyncpg://postgres@127.0.0.1:5433/intake")
+    monkeypatch.setenv("CYBERCLAIMS_EMBEDDED_POSTGRES_PORT", "6543")
+    settings = IntakeSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.resolved_database_url("intake") == (
+        "postgresql+asyncpg://postgres@127.0.0.1:6543/intake")
+    monkeypatch.setenv("CYBERCLAIMS_DATABASE_SERVER", "postgresql+asyncpg://postgres@db:5432/")
+    settings = IntakeSettings(_env_file=None)  # type: ignore[call-arg]
+    assert not settings.uses_embedded_postgres
+    assert settings.resolved_database_url("intake") == "postgresql+asyncpg://postgres@db:5432/intake"
     monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql+asyncpg://db/intake")
     monkeypatch.setenv("INTAKE_PORT", "9001")
     settings = IntakeSettings(_env_file=None)  # type: ignore[call-arg]

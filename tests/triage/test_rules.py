@@ -25,7 +25,7 @@ from shared.events import (
 )
 
 DISCOVERED = datetime(2025, 11, 3, 9, 30, tzinfo=UTC)
-TIMES = TriageSettings(database_url="sqlite://").response_times()
+TIMES = TriageSettings().response_times()
 
 
 def facts(category: Category = Category.malware, **overrides: Any) -> IncidentFacts:

@@ -70,7 +70,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('incident_id', name=op.f('pk_incidents'))
     )
     op.create_table('outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
     sa.Column('event_type', sa.String(length=200), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),

@@ -77,7 +77,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_notifications_recipient_created', 'notifications', ['recipient', 'created_at'], unique=False)
     op.create_table('outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
     sa.Column('event_type', sa.String(length=200), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),

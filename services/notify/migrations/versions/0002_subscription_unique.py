@@ -37,10 +37,9 @@ def upgrade() -> None:
         .values(active=False, deleted_at=datetime.now(UTC))
     )
     op.create_index('uq_subscriptions_owner_url_active', 'subscriptions', ['owner', 'url'],
-                    unique=True, postgresql_where=sa.text('active'),
-                    sqlite_where=sa.text('active'))
+                    unique=True, postgresql_where=sa.text('active'))
 
 
 def downgrade() -> None:
     op.drop_index('uq_subscriptions_owner_url_active', table_name='subscriptions',
-                  postgresql_where=sa.text('active'), sqlite_where=sa.text('active'))
+                  postgresql_where=sa.text('active'))

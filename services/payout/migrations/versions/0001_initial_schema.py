@@ -63,7 +63,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_incidents_policy_category', 'incidents', ['policy_number', 'category'], unique=False)
     op.create_table('outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
     sa.Column('event_type', sa.String(length=200), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),
@@ -148,7 +148,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_payments_state_due', 'payments', ['state', 'next_attempt_at'], unique=False)
     op.create_table('approvals',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('claim_id', sa.Uuid(), nullable=False),
     sa.Column('assessment_id', sa.Uuid(), nullable=False),
     sa.Column('adjuster', sa.String(length=200), nullable=False),

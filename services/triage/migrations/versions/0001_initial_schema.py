@@ -50,7 +50,7 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_incidents_policy_number'), 'incidents', ['policy_number'], unique=False)
     op.create_table('outbox',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
     sa.Column('event_type', sa.String(length=200), nullable=False),
     sa.Column('topic', sa.String(length=200), nullable=False),
@@ -111,7 +111,7 @@ def upgrade() -> None:
     op.create_index('ix_jobs_status_accept_by', 'jobs', ['status', 'accept_by'], unique=False)
     op.create_index('ix_jobs_vendor_status', 'jobs', ['vendor_id', 'status'], unique=False)
     op.create_table('job_history',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('job_id', sa.Uuid(), nullable=False),
     sa.Column('at', shared.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),

@@ -28,7 +28,6 @@ def upgrade() -> None:
     sa.Column('created_at', shared.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_assessment_requests'))
     )
-    # batch mode: SQLite (the embedded development database) alters a table by copying it
     with op.batch_alter_table('jobs') as batch:
         batch.add_column(sa.Column('kind', sa.String(length=20), server_default='response',
                                    nullable=False))

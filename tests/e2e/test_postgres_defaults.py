@@ -1,4 +1,5 @@
-"""The demo's story on the embedded SQLite defaults (what `make run` uses)."""
+"""The demo's story on the defaults `make run` uses: no database configured, so every service,
+its migrations and its CLI find the embedded PostgreSQL; nothing but it is asked."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from tests.e2e.system import running_system
 pytestmark = pytest.mark.slow
 
 
-def test_the_demo_story_on_sqlite(tmp_path: Path) -> None:
-    with running_system(tmp_path, backend="sqlite", extra_env=E2E_ENV) as system:
+def test_the_demo_story_on_the_embedded_postgresql(tmp_path: Path) -> None:
+    with running_system(tmp_path, backend="embedded", extra_env=E2E_ENV) as system:
+        assert not any(variable.endswith("_DATABASE_URL") or variable == "CYBERCLAIMS_DATABASE_SERVER"
+                       for variable in system.env)
         api = api_for(system)
         try:
             story = run_demo(api)
