@@ -8,11 +8,12 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.insights.statistics import DIMENSIONS
 from services.insights.triangles import Basis
 from shared.events import Category, Industry
+from shared.inputs import RequestBody, Timestamp
 from shared.money import Money
 from shared.problems import Unprocessable
 from shared.regions import Region
@@ -136,48 +137,44 @@ MAX_ROWS = 5000
 book is sent as several imports, each claim with its exposure."""
 
 
-class In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class HistoricalExposure(In):
+class HistoricalExposure(RequestBody):
     """One policy-period of the legacy book: who was insured, how, when, for what premium."""
 
     exposure_id: RowId
-    org_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
+    org_id: Annotated[str, Field(min_length=1, max_length=128)]
     industry: Industry
     region: Region
     size_band: Literal["1-49", "50-249", "250-999", "1000+", "unknown"] = "unknown"
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     annual_premium: Money | None = None
-    period_start: AwareDatetime
-    period_end: AwareDatetime
+    period_start: Timestamp
+    period_end: Timestamp
 
 
-class HistoricalMovement(In):
+class HistoricalMovement(RequestBody):
     """A dated change of a claim: a reserve set (the payable expected in total), a payment,
     or the claim closed without (further) payment."""
 
-    at: AwareDatetime
+    at: Timestamp
     kind: Literal["reserve", "paid", "closed"]
     amount: Money = Decimal(0)
 
 
-class HistoricalClaim(In):
+class HistoricalClaim(RequestBody):
     claim_id: RowId
     exposure_id: RowId
     category: Category
-    attack_vector: Annotated[str | None, Field(max_length=300, pattern=r"^[^\x00]*$")] = None
-    occurred_at: AwareDatetime
-    reported_at: AwareDatetime
-    dispatched_at: AwareDatetime | None = None
-    contained_at: AwareDatetime | None = None
+    attack_vector: Annotated[str | None, Field(max_length=300)] = None
+    occurred_at: Timestamp
+    reported_at: Timestamp
+    dispatched_at: Timestamp | None = None
+    contained_at: Timestamp | None = None
     outage_hours: Annotated[Decimal | None, Field(ge=0, le=100_000, decimal_places=2,
                                                   allow_inf_nan=False)] = None
     movements: Annotated[list[HistoricalMovement], Field(max_length=100)] = []
 
 
-class Bordereau(In):
+class Bordereau(RequestBody):
     """A loss bordereau from a legacy system: exposures and the claims against them. The
     `import_id` is the sender's: sending the same import again changes nothing."""
 
