@@ -267,28 +267,44 @@ def simulate(
     policies: Annotated[int, typer.Option(min=1, max=100_000, help="organisations insured")] = 50,
     years: Annotated[int, typer.Option(min=1, max=10, help="consecutive annual policies each")] = 2,
     seed: Annotated[int, typer.Option(help="the same seed draws the same book")] = 1,
+    history_years: Annotated[int | None, typer.Option(
+        min=0, max=10, help="the first H policy years go to insights as an imported loss "
+                            "bordereau with their real dates (default: all but the last)")] = None,
 ) -> None:
-    """Drive a synthetic book (telecom, internet, manufacturing, finance) through the running
-    system's public APIs, so insights has loss experience to show (docs/insights.md)."""
+    """Draw a synthetic book (telecom, internet, manufacturing, finance): import its past years
+    into insights as the loss history of a legacy system, and drive the recent claims through
+    the running system's public APIs, so insights has loss experience and development to show
+    (docs/insights.md)."""
     from datetime import UTC, datetime, timedelta
 
     from cyberclaims.client import Api
     from cyberclaims.registry import available_services
-    from cyberclaims.simulate import book, drive
+    from cyberclaims.simulate import book, bordereaux, drive, import_history, split
 
+    history = years - 1 if history_years is None else history_years
+    if history > years:
+        raise typer.BadParameter(f"at most --years ({years})", param_hint="--history-years")
     urls = {}
     for entry in available_services():
         settings = entry.settings()
         urls[entry.name] = f"http://{settings.host}:{settings.port}"
-    start = datetime.now(UTC) - timedelta(days=365 * years)
+    now = datetime.now(UTC)
+    start = now - timedelta(days=365 * years)
     the_book = book(policies, years, seed, start=start)
+    past, recent = split(the_book, history_until=start + timedelta(days=365 * history))
     api = Api(urls, TokenService(PlatformSettings()))
+
+    def say(message: str) -> None:
+        typer.echo(f"==> {message}")
+
     try:
-        played = drive(api, the_book, say=lambda message: typer.echo(f"==> {message}"))
+        imported = import_history(api, bordereaux(past, seed=seed, now=now,
+                                                  currency=PlatformSettings().currency), say=say)
+        played = drive(api, recent, say=say)
     finally:
         api.close()
-    typer.echo(f"simulated {len(the_book.policies)} policies and {played} claims; "
-               f"see http://127.0.0.1:8006/insights")
+    typer.echo(f"simulated {len(the_book.policies)} policies: {imported} past claims imported, "
+               f"{played} recent claims played; see http://127.0.0.1:8006/insights")
 
 
 @app.command()

@@ -3,14 +3,19 @@ reproducible, whose mix and severities follow public cyber-loss statistics (sour
 figures in docs/insights.md, "The simulator").
 
 `book()` draws the book (pure, no I/O: the insights tests publish it as events with
-historical dates); `drive()` plays it through the running system's public APIs."""
+historical dates); `split()` cuts it into its past years and its recent ones;
+`bordereaux()` writes the past as the loss bordereau a legacy system would export (imported by
+`import_history()` into insights, with its real dates); `drive()` plays the recent part
+through the running system's public APIs."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +23,7 @@ from typing import Any
 
 from cyberclaims.client import Actor, Api, wait_for
 from cyberclaims.demo import policy_body, register_panel
+from services.insights.service import size_band
 from shared.events import VENDOR_VERIFIABLE_SECTIONS, Category, JobType, Section
 from shared.money import round_money
 
@@ -184,6 +190,92 @@ def _claim(rng: random.Random, policy: SimPolicy) -> SimClaim:
                     payments=tuple(payments))
 
 
+# --- the past as a legacy system's loss bordereau ------------------------------------------
+
+POLICIES_PER_IMPORT = 1000
+"""A bordereau of this many policies (and their claims) stays well under the 1 MiB request
+body limit."""
+
+
+def split(the_book: Book, history_until: datetime) -> tuple[Book, Book]:
+    """The book's past (the policies starting before `history_until`, with their claims) and
+    the rest."""
+    past = tuple(policy for policy in the_book.policies if policy.period_start < history_until)
+    recent = tuple(policy for policy in the_book.policies if policy.period_start >= history_until)
+    in_past = {policy.policy_number for policy in past}
+    return (Book(past, tuple(c for c in the_book.claims if c.policy.policy_number in in_past)),
+            Book(recent, tuple(c for c in the_book.claims
+                               if c.policy.policy_number not in in_past)))
+
+
+def _moments(claim: SimClaim) -> list[tuple[datetime, str, Decimal]]:
+    """A claim's dated movements as payout would have made them: the assessed payable
+    reserved, then denied (closed) or approved and paid in tranches."""
+    decided = claim.assessed_at + timedelta(days=2)
+    moves = [(claim.assessed_at, "reserve", claim.payable)]
+    if claim.denied:
+        return [*moves, (decided, "closed", Decimal(0))]
+    return [*moves, *((payment.at, "paid", payment.amount) for payment in claim.payments)]
+
+
+def _historical_claim(claim: SimClaim, now: datetime) -> dict[str, Any]:
+    """A claim as the legacy system knows it now: what happened after `now` is not there."""
+    def known(moment: datetime) -> str | None:
+        return moment.isoformat() if moment <= now else None
+
+    return {
+        "claim_id": f"{claim.policy.policy_number}-C", "exposure_id": claim.policy.policy_number,
+        "category": claim.category.value, "attack_vector": claim.attack_vector,
+        "occurred_at": claim.occurred_at.isoformat(), "reported_at": claim.reported_at.isoformat(),
+        "dispatched_at": known(claim.dispatched_at), "contained_at": known(claim.contained_at),
+        "outage_hours": None if claim.outage_hours is None or claim.contained_at > now
+        else str(claim.outage_hours),
+        "movements": [{"at": at.isoformat(), "kind": kind, "amount": str(amount)}
+                      for at, kind, amount in _moments(claim) if at <= now],
+    }
+
+
+def bordereaux(past: Book, *, seed: int, now: datetime, currency: str = "CNY",
+               per_import: int = POLICIES_PER_IMPORT) -> list[dict[str, Any]]:
+    """The past as loss bordereaux (POST /v1/insights/history bodies), each policy with its
+    claims; a claim not yet reported at `now` is not in them. Each import's id ends with a
+    digest of its rows, so the same book imported again is recognised (nothing doubles)."""
+    claims_of: dict[str, list[SimClaim]] = {}
+    for claim in past.claims:
+        if claim.reported_at <= now:
+            claims_of.setdefault(claim.policy.policy_number, []).append(claim)
+    bodies = []
+    for part, first in enumerate(range(0, len(past.policies), per_import), start=1):
+        policies: Sequence[SimPolicy] = past.policies[first:first + per_import]
+        rows: dict[str, Any] = {
+            "exposures": [{
+                "exposure_id": policy.policy_number, "org_id": policy.org_id,
+                "industry": policy.industry, "region": policy.region,
+                "size_band": size_band(policy.employees), "currency": currency,
+                "annual_premium": str(policy.annual_premium),
+                "period_start": policy.period_start.isoformat(),
+                "period_end": policy.period_end.isoformat()} for policy in policies],
+            "claims": [_historical_claim(claim, now) for policy in policies
+                       for claim in claims_of.get(policy.policy_number, ())],
+        }
+        fingerprint = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:12]
+        bodies.append({"import_id": f"simulate-{seed}-{part}-{fingerprint}", **rows})
+    return bodies
+
+
+def import_history(api: Api, bodies: Sequence[dict[str, Any]], *,
+                   say: Callable[[str], None]) -> int:
+    """Import the bordereaux as an operator would (POST /v1/insights/history); returns the
+    claims imported."""
+    operator = api.operator()
+    imported = 0
+    for body in bodies:
+        summary = operator.post("insights", "/v1/insights/history", body)
+        imported += summary["claims"]
+    say(f"imported the past as {len(bodies)} loss bordereau(x): "
+        f"{sum(len(b['exposures']) for b in bodies)} policy periods, {imported} claims")
+    return imported
+
 
 # --- driving the book through the running system -------------------------------------------
 
@@ -222,9 +314,9 @@ def drive(api: Api, the_book: Book, *, say: Callable[[str], None]) -> int:
         played += 1
         if played % 10 == 0:
             say(f"{played} claims played")
-    say("the claims were reported, assessed and paid today: the statistics are by the quarter "
-        "each incident occurred, the loss triangle has no development yet (every movement on "
-        "its latest diagonal; docs/insights.md, The simulator)")
+    say("these claims were reported, assessed and paid today: in the loss triangle they sit on "
+        "its latest diagonal; the imported past gives it development (docs/insights.md, "
+        "The simulator)")
     return played
 
 

@@ -13,8 +13,9 @@ from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-POLICY_DIMENSIONS = ("industry", "region", "size_band", "period")
-DIMENSIONS = ("industry", "region", "size_band", "category", "attack_vector", "period")
+POLICY_DIMENSIONS = ("industry", "region", "size_band", "period", "source")
+DIMENSIONS = ("industry", "region", "size_band", "category", "attack_vector", "period",
+              "source")
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ class Grouping:
 
 MAX_GROUPINGS = 16
 """Groupings kept (the most recently asked for): each holds about the book's size again, and
-there are 64 of them; one dropped is built again when next asked for."""
+there are 128 of them; one dropped is built again when next asked for."""
 
 
 class Aggregates:

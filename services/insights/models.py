@@ -1,6 +1,10 @@
 """Insights' tables: a read model of every topic (policies and their exposure by quarter,
 incidents, claims and each claim's reserve and payment movements), its inbox, and an outbox
-that stays empty (insights publishes nothing; the shared relay expects one)."""
+that stays empty (insights publishes nothing; the shared relay expects one).
+
+Policies, incidents and claims carry their `source`: `live` rows come from the topics (a
+rebuild deletes and replays them), `history` rows from an imported loss bordereau (source data
+of insights' own, which a rebuild keeps; `HistoryImport` records each import)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Index, MetaData, String
+from sqlalchemy import BigInteger, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -19,6 +23,17 @@ from shared.outbox import OutboxColumns
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Source:
+    """Where a read-model row comes from."""
+
+    live = "live"  # the event stream
+    history = "history"  # an imported loss bordereau (POST /v1/insights/history)
+
+
+def _source_column() -> Mapped[str]:
+    return mapped_column(String(8), server_default=Source.live)
 
 
 class Outbox(OutboxColumns, Base):
@@ -45,6 +60,7 @@ class PolicyRecord(Base):
     period_end: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(BigInteger)
     changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
+    source: Mapped[str] = _source_column()
 
 
 class Exposure(Base):
@@ -76,6 +92,7 @@ class IncidentRecord(Base):
     contained_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outage_seconds: Mapped[int | None] = mapped_column(BigInteger)
     changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
+    source: Mapped[str] = _source_column()
 
 
 class ClaimRecord(Base):
@@ -95,6 +112,7 @@ class ClaimRecord(Base):
     first_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
+    source: Mapped[str] = _source_column()
 
 
 class ClaimMovement(Base):
@@ -125,5 +143,22 @@ class ReadModelVersion(Base):
     rebuilds: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
+class HistoryImport(Base):
+    """One imported loss bordereau, by the id its sender chose: the same import sent again is
+    answered from here (nothing is written twice); different rows under the same id are a
+    conflict. `digest` is the SHA-256 of the canonical JSON of its rows."""
+
+    __tablename__ = "history_imports"
+
+    import_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    exposures: Mapped[int] = mapped_column(Integer)
+    claims: Mapped[int] = mapped_column(Integer)
+    movements: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    imported_by: Mapped[str] = mapped_column(String(128))
+
+
 READ_MODEL = (PolicyRecord, Exposure, IncidentRecord, ClaimRecord, ClaimMovement, Inbox)
-"""What a rebuild empties before it replays every topic from the beginning."""
+"""What a rebuild empties of the rows the topics built before it replays every topic from the
+beginning; imported history and `history_imports` are kept."""

@@ -9,11 +9,20 @@ consumer apply each event once between them. Poison messages are dead-lettered a
 from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from services.insights import handlers, service
 from services.insights.app import NAME
-from services.insights.models import READ_MODEL, Inbox, ReadModelVersion
+from services.insights.models import (
+    ClaimMovement,
+    ClaimRecord,
+    Exposure,
+    Inbox,
+    IncidentRecord,
+    PolicyRecord,
+    ReadModelVersion,
+    Source,
+)
 from shared.clock import Clock
 from shared.consumer import EventConsumer
 from shared.db import UnitOfWorkFactory
@@ -21,10 +30,20 @@ from shared.kafka import Publisher, retry_until_connected
 
 
 async def empty_read_model(uow: UnitOfWorkFactory) -> None:
+    """Delete what the topics built (and the inbox); imported history is not theirs to
+    rebuild, and stays."""
+    live_policies = select(PolicyRecord.policy_number).where(PolicyRecord.source == Source.live)
+    live_claims = select(ClaimRecord.claim_id).where(ClaimRecord.source == Source.live)
     async with uow() as unit:
-        for model in READ_MODEL:
-            await unit.session.execute(delete(model))
         await service.count_change(unit)
+        for statement in (
+                delete(Exposure).where(Exposure.policy_number.in_(live_policies)),
+                delete(ClaimMovement).where(ClaimMovement.claim_id.in_(live_claims)),
+                delete(PolicyRecord).where(PolicyRecord.source == Source.live),
+                delete(IncidentRecord).where(IncidentRecord.source == Source.live),
+                delete(ClaimRecord).where(ClaimRecord.source == Source.live),
+                delete(Inbox)):
+            await unit.session.execute(statement)
         # Deleted rows carry no stamp: the statistics start again from the whole read model.
         await unit.session.execute(update(ReadModelVersion)
                                    .where(ReadModelVersion.id == service.VERSION_ROW)

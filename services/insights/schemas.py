@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.insights.statistics import DIMENSIONS
 from services.insights.triangles import Basis
+from shared.events import Category, Industry
+from shared.inputs import RequestBody, Timestamp
+from shared.money import Money
 from shared.problems import Unprocessable
+from shared.regions import Region
 
 QUARTER = re.compile(r"^[0-9]{4}Q[1-4]$")
 FilterValue = Annotated[str | None, Query(min_length=1, max_length=300, pattern=r"^[^\x00]*$")]
@@ -30,7 +34,8 @@ class ExperienceQuery:
                                                      examples=["2026Q3"])] = None,
                  industry: FilterValue = None, region: FilterValue = None,
                  size_band: FilterValue = None, category: FilterValue = None,
-                 attack_vector: FilterValue = None) -> None:
+                 attack_vector: FilterValue = None,
+                 source: Annotated[Literal["live", "history"] | None, Query()] = None) -> None:
         names = [name.strip() for name in group_by.split(",") if name.strip()]
         unknown = [name for name in names if name not in DIMENSIONS]
         if unknown:
@@ -40,7 +45,8 @@ class ExperienceQuery:
             raise Unprocessable("a dimension is named twice", field="group_by")
         self.group_by = tuple(name for name in DIMENSIONS if name in names)
         given = {"industry": industry, "region": region, "size_band": size_band,
-                 "category": category, "attack_vector": attack_vector, "period": period}
+                 "category": category, "attack_vector": attack_vector, "period": period,
+                 "source": source}
         self.filters = {name: value for name, value in given.items() if value is not None}
 
 
@@ -114,9 +120,72 @@ class TriangleRow(Out):
 
 class TriangleOut(Out):
     basis: Basis
+    source: str | None
     k: int
     valuation: str
     rows: list[TriangleRow]
     suppressed_accident_quarters: list[str]
     only_latest_diagonal: bool
     development: Development
+
+
+# --- the historical loss bordereau (POST /v1/insights/history) -----------------------------
+
+RowId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/-]+$")]
+MAX_ROWS = 5000
+"""Rows of each kind in one import (the request body limit usually binds first): a larger
+book is sent as several imports, each claim with its exposure."""
+
+
+class HistoricalExposure(RequestBody):
+    """One policy-period of the legacy book: who was insured, how, when, for what premium."""
+
+    exposure_id: RowId
+    org_id: Annotated[str, Field(min_length=1, max_length=128)]
+    industry: Industry
+    region: Region
+    size_band: Literal["1-49", "50-249", "250-999", "1000+", "unknown"] = "unknown"
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    annual_premium: Money | None = None
+    period_start: Timestamp
+    period_end: Timestamp
+
+
+class HistoricalMovement(RequestBody):
+    """A dated change of a claim: a reserve set (the payable expected in total), a payment,
+    or the claim closed without (further) payment."""
+
+    at: Timestamp
+    kind: Literal["reserve", "paid", "closed"]
+    amount: Money = Decimal(0)
+
+
+class HistoricalClaim(RequestBody):
+    claim_id: RowId
+    exposure_id: RowId
+    category: Category
+    attack_vector: Annotated[str | None, Field(max_length=300)] = None
+    occurred_at: Timestamp
+    reported_at: Timestamp
+    dispatched_at: Timestamp | None = None
+    contained_at: Timestamp | None = None
+    outage_hours: Annotated[Decimal | None, Field(ge=0, le=100_000, decimal_places=2,
+                                                  allow_inf_nan=False)] = None
+    movements: Annotated[list[HistoricalMovement], Field(max_length=100)] = []
+
+
+class Bordereau(RequestBody):
+    """A loss bordereau from a legacy system: exposures and the claims against them. The
+    `import_id` is the sender's: sending the same import again changes nothing."""
+
+    import_id: RowId
+    exposures: Annotated[list[HistoricalExposure], Field(max_length=MAX_ROWS)]
+    claims: Annotated[list[HistoricalClaim], Field(max_length=MAX_ROWS)] = []
+
+
+class ImportOut(Out):
+    import_id: str
+    exposures: int
+    claims: int
+    movements: int
+    imported_at: str

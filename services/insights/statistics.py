@@ -66,7 +66,7 @@ async def load_claims(session: AsyncSession, since: int | None) -> dict[Any, Cla
                     IncidentRecord.category, IncidentRecord.attack_vector,
                     IncidentRecord.occurred_at, IncidentRecord.reported_at,
                     IncidentRecord.first_dispatched_at, IncidentRecord.contained_at,
-                    IncidentRecord.outage_seconds)
+                    IncidentRecord.outage_seconds, ClaimRecord.source)
              .outerjoin(IncidentRecord, IncidentRecord.incident_id == ClaimRecord.incident_id)
              .outerjoin(PolicyRecord, PolicyRecord.policy_number == ClaimRecord.policy_number))
     if since is not None:
@@ -82,7 +82,7 @@ async def load_claims(session: AsyncSession, since: int | None) -> dict[Any, Cla
     facts = {}
     for (claim_id, org_id, basis, paid_amount, closed_at, first_paid_at, industry, region, band,
          category, vector, occurred_at, reported_at, dispatched_at, contained_at,
-         outage) in await session.execute(query):
+         outage, source) in await session.execute(query):
         reserve = _cents(case_reserve(basis, paid_amount, closed_at is not None))
         paid = _cents(paid_amount)
         facts[claim_id] = ClaimFacts(
@@ -90,7 +90,8 @@ async def load_claims(session: AsyncSession, since: int | None) -> dict[Any, Cla
             dimensions={"industry": industry or UNKNOWN, "region": region or UNKNOWN,
                         "size_band": band or UNKNOWN, "category": category or UNKNOWN,
                         "attack_vector": vector or UNKNOWN,
-                        "period": quarter_of(occurred_at) if occurred_at else UNKNOWN},
+                        "period": quarter_of(occurred_at) if occurred_at else UNKNOWN,
+                        "source": source},
             paid=paid, incurred=paid + reserve, case_reserve=reserve,
             to_dispatch=_micros(reported_at, dispatched_at),
             to_containment=_micros(reported_at, contained_at),
@@ -106,19 +107,20 @@ async def load_exposure(session: AsyncSession, since: int | None
     changed policy without rows maps to none)."""
     query = (select(PolicyRecord.policy_number, Exposure.org_id, Exposure.quarter,
                     Exposure.seconds, PolicyRecord.industry, PolicyRecord.region,
-                    PolicyRecord.size_band, PolicyRecord.annual_premium)
+                    PolicyRecord.size_band, PolicyRecord.annual_premium, PolicyRecord.source)
              .outerjoin(Exposure, Exposure.policy_number == PolicyRecord.policy_number))
     if since is not None:
         query = query.where(PolicyRecord.changed_in > since)
     facts: dict[str, list[ExposureFacts]] = defaultdict(list)
     for (policy_number, org_id, quarter, seconds, industry, region, band,
-         premium) in await session.execute(query):
+         premium, source) in await session.execute(query):
         rows = facts[policy_number]
         if quarter is not None:
             rows.append(ExposureFacts(org_id=org_id, seconds=seconds,
                                       annual_premium=_cents(premium),
                                       dimensions={"industry": industry, "region": region,
-                                                  "size_band": band, "period": quarter}))
+                                                  "size_band": band, "period": quarter,
+                                                  "source": source}))
     return facts
 
 
@@ -137,6 +139,19 @@ class ExperienceCache:
         self._answers: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._lock = asyncio.Lock()
 
+    @property
+    def seen(self) -> tuple[int, int] | None:
+        """(rebuilds, version) of the read model the aggregates hold; none before a load."""
+        return self._seen
+
+    def answered(self, group_by: Sequence[str], filters: Mapping[str, str], k: int) -> bool:
+        """Whether this query's answer is kept for the version last seen."""
+        return self._key(group_by, filters, k) in self._answers
+
+    @staticmethod
+    def _key(group_by: Sequence[str], filters: Mapping[str, str], k: int) -> tuple[Any, ...]:
+        return (tuple(group_by), tuple(sorted(filters.items())), k)
+
     async def experience(self, session: AsyncSession, group_by: Sequence[str],
                          filters: Mapping[str, str], k: int) -> list[dict[str, Any]]:
         async with self._lock:
@@ -151,7 +166,7 @@ class ExperienceCache:
             if self._seen != (rebuilds, version):
                 self._seen = (rebuilds, version)
                 self._answers = {}
-            key = (tuple(group_by), tuple(sorted(filters.items())), k)
+            key = self._key(group_by, filters, k)
             if key not in self._answers:
                 # Off the event loop (a grouping's first answer aggregates the whole book), so
                 # health checks are answered meanwhile; the lock keeps the aggregates still.

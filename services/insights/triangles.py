@@ -67,15 +67,21 @@ def value_at(history: ClaimHistory, cutoff: datetime, basis: Basis) -> Decimal:
     return paid + case_reserve(reserve_basis, paid, closed)
 
 
-async def load_histories(session: AsyncSession) -> list[ClaimHistory]:
-    claims = await session.execute(
-        select(ClaimRecord.claim_id, ClaimRecord.org_id, ClaimRecord.opened_at,
-               IncidentRecord.occurred_at)
-        .join(IncidentRecord, IncidentRecord.incident_id == ClaimRecord.incident_id))
+async def load_histories(session: AsyncSession, source: str | None = None
+                         ) -> list[ClaimHistory]:
+    """Every claim's dated movements (of one source, if given: live or imported history)."""
+    query = (select(ClaimRecord.claim_id, ClaimRecord.org_id, ClaimRecord.opened_at,
+                    IncidentRecord.occurred_at)
+             .join(IncidentRecord, IncidentRecord.incident_id == ClaimRecord.incident_id))
+    moves = select(ClaimMovement.claim_id, ClaimMovement.at, ClaimMovement.kind,
+                   ClaimMovement.amount)
+    if source is not None:
+        query = query.where(ClaimRecord.source == source)
+        moves = moves.join(ClaimRecord, ClaimRecord.claim_id == ClaimMovement.claim_id) \
+            .where(ClaimRecord.source == source)
+    claims = await session.execute(query)
     movements: dict[uuid.UUID, list[tuple[datetime, str, Decimal]]] = defaultdict(list)
-    for claim_id, at, kind, amount in (await session.execute(
-            select(ClaimMovement.claim_id, ClaimMovement.at, ClaimMovement.kind,
-                   ClaimMovement.amount))):
+    for claim_id, at, kind, amount in (await session.execute(moves)):
         movements[claim_id].append((at, kind, amount))
     return [ClaimHistory(org_id=org_id, accident_quarter=quarter_of(occurred_at),
                          opened_at=opened_at,

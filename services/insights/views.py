@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import HTMLResponse, Response
 
-from services.insights import exports, triangles
-from services.insights.schemas import CellOut, ExperienceOut, ExperienceQuery, TriangleOut
+from services.insights import exports, history, triangles
+from services.insights.schemas import (
+    Bordereau,
+    CellOut,
+    ExperienceOut,
+    ExperienceQuery,
+    ImportOut,
+    TriangleOut,
+)
 from services.insights.triangles import Basis
 from shared.auth import Principal, Role, require
 from shared.service import RuntimeDep, UnitOfWorkDep
 
 Reader = Annotated[Principal, require(Role.actuary, Role.regulator, Role.operator)]
+Importer = Annotated[Principal, require(Role.actuary, Role.operator)]
+SourceFilter = Annotated[Literal["live", "history"] | None, Query()]
 Experience = Annotated[ExperienceQuery, Depends()]
 
 insights = APIRouter(prefix="/v1/insights", tags=["insights"])
@@ -28,16 +37,18 @@ async def _cells(runtime: RuntimeDep, uow: UnitOfWorkDep, query: ExperienceQuery
     return [CellOut.model_validate(cell) for cell in published]
 
 
-async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis) -> TriangleOut:
+async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis,
+                    source: str | None = None) -> TriangleOut:
     k = runtime.resources["settings"].min_organisations
     valuation = runtime.clock.now()
-    by_period = await runtime.resources["experience"].experience(uow.session, ("period",), {}, k)
+    only = {} if source is None else {"source": source}  # a filter is a group (statistics)
+    by_period = await runtime.resources["experience"].experience(uow.session, ("period",), only, k)
     hidden_quarters = {cell["dimensions"]["period"] for cell in by_period if cell["suppressed"]}
-    histories = await triangles.load_histories(uow.session)
+    histories = await triangles.load_histories(uow.session, source)
     rows, hidden = triangles.triangle_rows(histories, basis, valuation, hidden_quarters)
     results = await asyncio.to_thread(triangles.development, rows)  # numpy work, off the loop
     return TriangleOut.model_validate({
-        "basis": basis, "k": k, "valuation": valuation.isoformat(),
+        "basis": basis, "source": source, "k": k, "valuation": valuation.isoformat(),
         "rows": [{"accident_quarter": quarter, "values": values} for quarter, values in rows.items()],
         "suppressed_accident_quarters": hidden,
         "only_latest_diagonal": triangles.only_latest_diagonal(rows), "development": results})
@@ -76,10 +87,31 @@ async def experience_parquet(caller: Reader, query: Experience, runtime: Runtime
 
 @insights.get("/triangles", response_model=TriangleOut)
 async def loss_triangles(caller: Reader, runtime: RuntimeDep, uow: UnitOfWorkDep,
-                         basis: Annotated[Basis, Query()] = Basis.paid) -> TriangleOut:
+                         basis: Annotated[Basis, Query()] = Basis.paid,
+                         source: SourceFilter = None) -> TriangleOut:
     """The paid or incurred triangle by accident quarter x development month, with
-    chain-ladder factors, ultimates, IBNR and Mack standard errors."""
-    return await _triangle(runtime, uow, basis)
+    chain-ladder factors, ultimates, IBNR and Mack standard errors; `source` keeps the claims
+    of the event stream (`live`) or of imported bordereaux (`history`) only."""
+    return await _triangle(runtime, uow, basis, source)
+
+
+@insights.post("/history", status_code=status.HTTP_201_CREATED, response_model=ImportOut,
+               responses={200: {"model": ImportOut,
+                                "description": "This import was made before: nothing written"}})
+async def import_history(body: Bordereau, caller: Importer, runtime: RuntimeDep,
+                         uow: UnitOfWorkDep, response: Response) -> ImportOut:
+    """Load a loss bordereau of the insurer's legacy system (exposures and claims with dated
+    movements) as history: in the statistics and triangles (`source=history`), kept by a
+    rebuild. Every row is checked before any is written (422 names the row's field); the same
+    `import_id` sent again writes nothing (200), with other rows it is a conflict (409)."""
+    now = runtime.clock.now()
+    history.check(body, runtime.platform.currency, now)
+    summary, created = await history.import_history(uow, body, by=caller.sub, now=now)
+    if created:
+        await uow.commit()
+    else:
+        response.status_code = status.HTTP_200_OK
+    return summary
 
 
 @insights.get("/report", response_class=HTMLResponse, include_in_schema=False)

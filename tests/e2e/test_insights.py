@@ -1,5 +1,5 @@
 """`cyberclaims simulate` against the whole system: a small synthetic book through the public
-APIs, and insights' loss experience counting its claims."""
+APIs, its past imported as history, and insights' loss experience counting both."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cyberclaims.client import Api, wait_for
-from cyberclaims.simulate import book, drive
+from cyberclaims.simulate import book, bordereaux, drive, import_history
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,8 @@ def test_a_simulated_book_shows_in_the_loss_experience(api: Api) -> None:
     operator = api.operator()
 
     def total() -> dict[str, Any]:
-        cells: list[dict[str, Any]] = operator.get("insights", "/v1/insights/experience")["cells"]
+        cells: list[dict[str, Any]] = operator.get("insights", "/v1/insights/experience",
+                                                   source="live")["cells"]
         return cells[0]
 
     cell = wait_for("the claims in the experience", total,
@@ -32,3 +33,15 @@ def test_a_simulated_book_shows_in_the_loss_experience(api: Api) -> None:
     by_industry = operator.get("insights", "/v1/insights/experience", group_by="industry")
     assert {c["dimensions"]["industry"] for c in by_industry["cells"]} <= {
         "telecom", "internet", "manufacturing", "finance"}
+
+
+def test_a_simulated_past_is_imported_as_history_once(api: Api) -> None:
+    now = datetime.now(UTC)
+    past = book(12, 2, 16, start=now - timedelta(days=4 * 365))  # settled two years ago
+    bodies = bordereaux(past, seed=16, now=now)
+    imported = import_history(api, bodies, say=lambda _: None)
+    assert imported == len(past.claims) > 0
+    assert import_history(api, bodies, say=lambda _: None) == imported  # the same import: 200
+    [history] = api.operator().get("insights", "/v1/insights/experience", source="history",
+                                   group_by="source")["cells"]
+    assert history["figures"]["claims"] == imported

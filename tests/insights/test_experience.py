@@ -109,9 +109,9 @@ async def test_statistics_equal_an_independent_computation_from_the_raw_events(w
                             await experience(client, world, group_by="industry"), ("industry",), {})
 
 
-def lone_organisation(seed: int) -> tuple[Book, SimPolicy]:
+def lone_organisation(seed: int, start: datetime = START) -> tuple[Book, SimPolicy]:
     """A book with one energy company (its industry's only organisation) that claims."""
-    the_book = book(200, 2, seed, start=START)
+    the_book = book(200, 2, seed, start=start)
     claim = the_book.claims[0]
     lone = SimPolicy(**{**claim.policy.__dict__, "industry": "energy",
                         "org_id": "lone-energy-org", "policy_number": "LONE-1"})
