@@ -42,6 +42,9 @@ pytestmark = [
 
 @asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
+    # Assertions wait up to 15 s, not Playwright's 5: on a busy 2-core machine the first paint
+    # of a page (Swagger UI's 1.5 MB bundle) has taken longer than 5 s.
+    expect.set_options(timeout=15_000)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
                                                   args=CHROMIUM_ARGS)
