@@ -6,7 +6,8 @@ that commit (at most every `commit_interval_ms`, and whenever the consumer is id
 up a partition: what a crash leaves uncommitted is delivered again and skipped). A handler
 that fails `max_attempts` times, or a message that cannot be read, goes to the topic's
 dead-letter topic with the error and its origin in headers, and the partition
-keeps flowing. Losing the database is not the message's fault: that waits and retries, and so
+keeps flowing. Losing the database (unreachable, restarting after a crash, out of connection
+slots: `database_unavailable`) is not the message's fault: that waits and retries, and so
 do a deadlock and a serialization failure (another transaction's fault, not the message's).
 
 Throughput: the messages of one fetch are applied in one transaction, in partition order (one
@@ -61,6 +62,17 @@ EVENTS_DEAD = Counter("cyberclaims_events_dead_lettered_total", "Dead-lettered",
 
 STOP_TIMEOUT_SECONDS = 10.0
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+"""The server shutting down, crashed, starting up (a crash's recovery included), or out of
+connection slots: the database's fault, never the message's, however long it lasts."""
+
+
+def database_unavailable(exc: DBAPIError) -> bool:
+    """The database could not be reached or could not take the work (class 08: connection
+    exceptions): retried until it can, never counted towards dead-lettering the message."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return (exc.connection_invalidated or isinstance(exc.orig, OSError)
+            or sqlstate in UNAVAILABLE_SQLSTATES or sqlstate.startswith("08"))
 REPLAYED_HEADER = "cc_replayed"
 """Set on a dead letter published back to its origin topic: applying it clears its mark."""
 
@@ -208,8 +220,10 @@ class EventConsumer:
                     await self._dead_letter(record, exc, attempts=attempts, envelope=envelope)
                     return
                 except DBAPIError as exc:
-                    if exc.connection_invalidated or isinstance(exc.orig, OSError):
-                        log.warning("database unreachable, retrying %s", envelope.id)
+                    if database_unavailable(exc):
+                        log.warning("%s: database unavailable (%s), retrying %s", self.name,
+                                    getattr(exc.orig, "sqlstate", None) or type(exc.orig).__name__,
+                                    envelope.id)
                         attempts -= 1
                         await asyncio.sleep(1.0)
                         continue

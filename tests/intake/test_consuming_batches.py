@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.handlers import handlers
 from services.intake.models import Inbox
 from shared.clock import SystemClock
-from shared.consumer import EventConsumer
+from shared.consumer import EventConsumer, database_unavailable
 from shared.db import UnitOfWorkFactory, create_engine
 from shared.events import Priority
 from shared.kafka import KafkaPublisher
@@ -169,3 +171,64 @@ async def test_a_fetch_of_one_incidents_events_locks_and_reads_it_once(
     assert sum("FROM incidents" in s and "FOR UPDATE" in s for s in statements) == 1
     assert await timeline(db, incident_id) == [
         "incident.reported", "incident.triaged", *["job.dispatched"] * 3]
+
+
+async def test_a_database_out_of_connection_slots_delays_an_event_but_never_dead_letters_it(
+    api: httpx.AsyncClient, insured: dict[str, Any], db: AsyncEngine, intake_db: str,
+    broker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a crash's recovery looks like to a consumer ("not yet accepting connections",
+    57P03) or a server out of slots (53300): the database's fault, so the event waits however
+    many tries it takes, and is applied once the database takes connections again. Here the
+    consumer's role may open no connection (53300 for real) until the test lifts the limit."""
+    caplog.set_level(logging.WARNING, logger="shared.consumer")
+    incident_id = await report(api, insured)
+    event = triaged(incident_id, insured["org_id"], insured["policy_number"])
+    role = f"slots_{uuid.uuid4().hex[:8]}"
+    async with db.begin() as connection:
+        for statement in (f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0",
+                          f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
+                          f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"):
+            await connection.execute(text(statement))
+    engine = create_engine(make_url(intake_db).set(username=role).render_as_string(False))
+    publisher = KafkaPublisher(broker, client_id="slots-test", idempotent=False)
+    await publisher.start()
+    try:
+        consumer = EventConsumer(name="intake", group_id="unused", bootstrap=broker,
+                                 handlers=handlers(), uow=UnitOfWorkFactory(engine),
+                                 inbox_model=Inbox, dead_letters=publisher, clock=SystemClock(),
+                                 max_attempts=2, retry_delay_seconds=0.01)
+        applying = asyncio.create_task(consumer.process_batch(
+            fetched(event, topic=RESPONSE.name, key=incident_id)))
+
+        def refusals() -> int:
+            return sum("database unavailable (53300)" in r.getMessage() for r in caplog.records)
+
+        while refusals() < 3:  # more tries than max_attempts: none of them counted
+            assert not applying.done(), applying
+            await asyncio.sleep(0.05)
+        async with db.begin() as connection:
+            await connection.execute(text(f"ALTER ROLE {role} CONNECTION LIMIT -1"))
+        await asyncio.wait_for(applying, timeout=30)
+    finally:
+        await publisher.stop()
+        await engine.dispose()
+        async with db.begin() as connection:
+            await connection.execute(text(f"REASSIGN OWNED BY {role} TO postgres"))
+            await connection.execute(text(f"DROP OWNED BY {role}"))
+            await connection.execute(text(f"DROP ROLE {role}"))
+    assert await timeline(db, incident_id) == ["incident.reported", "incident.triaged"]
+    assert not any("dead-lettering" in r.getMessage() for r in caplog.records)
+
+
+def test_only_the_databases_unavailability_is_retried_without_counting() -> None:
+    def failure(sqlstate: str | None, orig: Exception | None = None) -> DBAPIError:
+        error = orig or Exception("from the server")
+        error.sqlstate = sqlstate  # type: ignore[attr-defined]
+        return DBAPIError("statement", {}, error)
+
+    for unavailable in ("57P01", "57P02", "57P03", "53300", "08006", "08001"):
+        assert database_unavailable(failure(unavailable)), unavailable
+    assert database_unavailable(failure(None, ConnectionRefusedError()))
+    for the_messages_fault in ("23505", "22P02", "40P01", None):
+        assert not database_unavailable(failure(the_messages_fault)), the_messages_fault
