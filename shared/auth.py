@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import OrderedDict
 from enum import StrEnum
 from pathlib import Path
@@ -96,8 +95,10 @@ class KeySet:
     tokens with made-up `kid`s cannot hammer the provider. A failed fetch keeps the keys
     already known: an outage of the provider never refuses a token signed by a known key."""
 
-    def __init__(self, url: str, *, refresh_seconds: float, timeout_seconds: float = 5.0) -> None:
+    def __init__(self, url: str, *, refresh_seconds: float, timeout_seconds: float = 5.0,
+                 clock: Clock | None = None) -> None:
         self._url = url
+        self._clock = clock or SystemClock()
         self._refresh_seconds = refresh_seconds
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
@@ -124,10 +125,10 @@ class KeySet:
 
     def _may_refresh(self) -> bool:
         return (self._fetched_at is None
-                or time.monotonic() - self._fetched_at >= self._refresh_seconds)
+                or self._clock.now().timestamp() - self._fetched_at >= self._refresh_seconds)
 
     async def _refresh(self) -> None:
-        self._fetched_at = time.monotonic()
+        self._fetched_at = self._clock.now().timestamp()
         try:
             document = await self._fetch()
         except (OSError, httpx.HTTPError, ValueError) as exc:

@@ -147,7 +147,7 @@ def create_service_app(
         relay = OutboxRelay(engine, spec.outbox_model, publisher,
                             service=spec.name, clock=clock, poll_seconds=platform.outbox_poll_seconds)
         keys = KeySet(platform.resolved_jwks_url(),
-                      refresh_seconds=platform.jwks_refresh_seconds)
+                      refresh_seconds=platform.jwks_refresh_seconds, clock=clock)
         await keys.start()
         tokens = TokenVerifier(platform, audience=settings.audience or audience_of(spec.name),
                                keys=keys, clock=clock)

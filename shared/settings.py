@@ -15,8 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEBIBYTE = 1024 * 1024
 DATA_DIR = Path(".data")
+LOCAL_SIGNING_KEY = DATA_DIR / "signing-key.pem"
 LOCAL_JWKS = "jwks.json"
-"""The development key's JWKS under DATA_DIR (shared/signing.py writes it)."""
+"""The development key's JWKS, next to the key (shared/signing.py writes it)."""
 
 
 class Environment(StrEnum):
@@ -41,6 +42,11 @@ class PlatformSettings(BaseSettings):
         description="The identity provider's JWKS (its public signing keys): `https://` in "
                     "production; empty in development: `.data/jwks.json`, the key "
                     "`cyberclaims token` signs with.",
+    )
+    signing_key_file: str = Field(
+        default="",
+        description="Development and tests only: the private key `cyberclaims token` signs "
+                    "with (created on first use); empty: .data/signing-key.pem.",
     )
     jwks_refresh_seconds: float = Field(
         default=60.0, gt=0,
@@ -131,7 +137,10 @@ class PlatformSettings(BaseSettings):
 
     def resolved_jwks_url(self) -> str:
         """The configured JWKS, or in development the local key's (`cyberclaims token`)."""
-        return self.jwks_url or (DATA_DIR / LOCAL_JWKS).resolve().as_uri()
+        return self.jwks_url or self.resolved_signing_key().with_name(LOCAL_JWKS).resolve().as_uri()
+
+    def resolved_signing_key(self) -> Path:
+        return Path(self.signing_key_file) if self.signing_key_file else LOCAL_SIGNING_KEY
 
 
 class ServiceSettings(BaseSettings):

@@ -24,14 +24,12 @@ from jwt.algorithms import ECAlgorithm
 
 from shared.auth import Role, audience_of
 from shared.clock import Clock, SystemClock
-from shared.settings import LOCAL_JWKS
+from shared.settings import LOCAL_JWKS, Environment, PlatformSettings
 
 SERVICE_NAMES = ("intake", "triage", "payout", "notify", "risk", "insights")
 ALL_AUDIENCES = tuple(audience_of(service) for service in SERVICE_NAMES)
 """A development token's audiences: one token for every service, as the README's commands
 use it. A provider issues one audience per token; `--audience` narrows a local one."""
-
-LOCAL_KEY = "signing-key.pem"
 
 
 class TokenSigner:
@@ -85,14 +83,14 @@ def thumbprint(public_jwk: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
-def local_signer(data_dir: Path, *, issuer: str, **options: Any) -> TokenSigner:
-    """The development signer: the key under `data_dir`, created (mode 0600) on first use,
-    and its JWKS written next to it, so `make run`'s services accept its tokens."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key_path = data_dir / LOCAL_KEY
+def local_signer(key_path: Path, *, issuer: str, **options: Any) -> TokenSigner:
+    """The development (or test) signer: the key at `key_path`, created (mode 0600) on first
+    use, and its JWKS written next to it (`jwks.json`), so services reading that JWKS accept
+    its tokens."""
+    key_path.parent.mkdir(parents=True, exist_ok=True)
     if not key_path.exists():
         fresh = TokenSigner.generate(issuer=issuer, **options)
-        partial = data_dir / f".{LOCAL_KEY}.{os.getpid()}"
+        partial = key_path.with_name(f".{key_path.name}.{os.getpid()}")
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as key_file:
             key_file.write(fresh.private_pem())
@@ -106,7 +104,7 @@ def local_signer(data_dir: Path, *, issuer: str, **options: Any) -> TokenSigner:
     if not isinstance(loaded, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{key_path} is not an EC private key")
     signer = TokenSigner(loaded, issuer=issuer, **options)
-    write_jwks(data_dir / LOCAL_JWKS, signer.jwks())
+    write_jwks(key_path.with_name(LOCAL_JWKS), signer.jwks())
     return signer
 
 
@@ -115,3 +113,13 @@ def write_jwks(path: Path, document: dict[str, Any]) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     partial.write_text(json.dumps(document, indent=2))
     partial.replace(path)
+
+
+def development_signer(platform: PlatformSettings) -> TokenSigner:
+    """The signer of `cyberclaims token` and the demo: the local key (`signing_key_file`).
+    Never in production, where tokens come from the identity provider."""
+    if platform.env is Environment.production:
+        raise ValueError("production tokens come from the identity provider (CYBERCLAIMS_JWKS_URL); "
+                         "cyberclaims signs development and test tokens only")
+    return local_signer(platform.resolved_signing_key(), issuer=platform.jwt_issuer,
+                        ttl_seconds=platform.jwt_ttl_seconds)

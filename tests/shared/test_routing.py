@@ -11,10 +11,11 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.auth import Principal, Role, TokenService, require
+from shared.auth import KeySet, Principal, Role, TokenVerifier, audience_of, require
 from shared.problems import install_problem_handlers
 from shared.routing import FastPathRoute
 from shared.settings import PlatformSettings
+from tests.support.service import TEST_ISSUER, provider_jwks_url, provider_signer
 
 Key = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=8)]
 Reporter = Annotated[Principal, require(Role.policyholder)]
@@ -32,7 +33,9 @@ async def report(body: Report, key: Key, caller: Reporter, request: Request) -> 
                     201, media_type="application/json")
 
 
-TOKENS = TokenService(PlatformSettings(jwt_secret="s" * 40))
+TOKENS = TokenVerifier(PlatformSettings(jwks_url=provider_jwks_url(), jwt_issuer=TEST_ISSUER),
+                       audience=audience_of("intake"),
+                       keys=KeySet(provider_jwks_url(), refresh_seconds=60))
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ def client() -> httpx.AsyncClient:
 
 
 def bearer(role: Role = Role.policyholder) -> str:
-    return "Bearer " + TOKENS.issue(role=role, sub="it", org_id="org-a")
+    return "Bearer " + provider_signer().issue(role=role, sub="it", org_id="org-a")
 
 
 JSON = "application/json"

@@ -20,8 +20,8 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from shared.auth import Role
 from shared.service import Runtime
-from shared.settings import Environment, PlatformSettings
-from shared.signing import TokenSigner, write_jwks
+from shared.settings import LOCAL_JWKS, Environment, PlatformSettings
+from shared.signing import TokenSigner, local_signer
 
 TEST_ISSUER = "cyberclaims"
 REGISTRY_HINT = "test_registry_authority"
@@ -30,24 +30,28 @@ adjuster registered with in payout's registry (the services ignore it, as any un
 
 
 @functools.cache
-def test_signer() -> TokenSigner:
-    """The test run's identity provider: a key pair of this process, never written to the
-    repository; its JWKS is `test_jwks_url()`."""
-    return TokenSigner.generate(issuer=TEST_ISSUER)
+def provider_key() -> Path:
+    """The test process's identity provider key, in a temporary directory of its own (a fresh
+    key per process, never in the repository); its JWKS is next to it."""
+    key = Path(tempfile.mkdtemp(prefix="cyberclaims-keys-")) / "signing-key.pem"
+    local_signer(key, issuer=TEST_ISSUER)
+    return key
 
 
 @functools.cache
-def test_jwks_url() -> str:
-    """A `file:` URL of the test signer's JWKS (services in this process and the ones it
-    starts read it)."""
-    path = Path(tempfile.mkdtemp(prefix="cyberclaims-jwks-")) / "jwks.json"
-    write_jwks(path, test_signer().jwks())
-    return path.as_uri()
+def provider_signer() -> TokenSigner:
+    return local_signer(provider_key(), issuer=TEST_ISSUER)
+
+
+def provider_jwks_url() -> str:
+    """The test signer's JWKS as a `file:` URL (in-process services and the system's
+    processes read it; `cyberclaims token` there signs with `provider_key()`)."""
+    return provider_key().with_name(LOCAL_JWKS).as_uri()
 
 
 def test_platform(bootstrap: str, **overrides: object) -> PlatformSettings:
     """Rate limits are off unless a test turns them on: every test client is one address."""
-    settings: dict[str, object] = {"jwks_url": test_jwks_url(), "jwt_issuer": TEST_ISSUER,
+    settings: dict[str, object] = {"jwks_url": provider_jwks_url(), "jwt_issuer": TEST_ISSUER,
                                    "rate_limits": False, **overrides}
     return PlatformSettings(env=Environment.test, kafka_bootstrap=bootstrap,
                             kafka_session_timeout_ms=2000, outbox_poll_seconds=0.2,
@@ -121,8 +125,8 @@ class Tokens:
     """Bearer headers for each role, signed by the test run's identity provider for every
     service's audience."""
 
-    def __init__(self, signer: TokenSigner | None = None) -> None:
-        self._signer = signer or test_signer()
+    def __init__(self) -> None:
+        self._signer = provider_signer()
 
     def policyholder(self, org_id: str) -> dict[str, str]:
         return self._bearer(role=Role.policyholder, sub=f"user@{org_id}", org_id=org_id)
