@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +21,7 @@ from shared.clock import ManualClock
 from shared.problems import Unauthorized
 from shared.settings import PlatformSettings
 from shared.signing import TokenSigner, write_jwks
+from tests.support.service import hs256_signed
 
 ISSUER = "https://idp.example"
 
@@ -99,7 +98,7 @@ async def test_hs256_and_none_are_refused_even_keyed_with_the_published_key(
     public = json.dumps(provider.jwks()["keys"][0]).encode()
     for key in (b"Q0X8WwN4WU1jsn8Ch51rlFZxUGFK4kDI4_Q15CaWNww", public):
         with pytest.raises(Unauthorized, match="'HS256' is not accepted"):
-            await tokens.verify(hs256(claims, key, provider.kid))
+            await tokens.verify(hs256_signed(claims, key, provider.kid))
     unsigned = f"{part({'alg': 'none', 'kid': provider.kid})}.{part(claims)}."
     with pytest.raises(Unauthorized, match="'none' is not accepted"):
         await tokens.verify(unsigned)
@@ -181,14 +180,6 @@ def test_only_asymmetric_signing_keys_are_taken_from_a_jwks(provider: TokenSigne
 
 def part(value: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-
-def hs256(claims: dict[str, object], key: bytes, kid: str) -> str:
-    """An HS256 token signed by hand: PyJWT refuses a JWK as an HMAC key (an attacker would
-    not)."""
-    signing_input = f"{part({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{part(claims)}"
-    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 
 def _signed(provider: TokenSigner, **claims: object) -> str:

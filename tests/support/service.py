@@ -4,7 +4,11 @@ HTTP client on its ASGI app."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import hashlib
+import hmac
+import json
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -47,6 +51,17 @@ def provider_jwks_url() -> str:
     """The test signer's JWKS as a `file:` URL (in-process services and the system's
     processes read it; `cyberclaims token` there signs with `provider_key()`)."""
     return provider_key().with_name(LOCAL_JWKS).as_uri()
+
+
+def hs256_signed(claims: dict[str, object], key: bytes, kid: str) -> str:
+    """An HS256 token signed by hand, as an attacker would: PyJWT refuses to key HMAC with a
+    JWK (the algorithm-confusion attack keys it with the provider's published key)."""
+    def part(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    signing_input = f"{part({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{part(claims)}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 
 def test_platform(bootstrap: str, **overrides: object) -> PlatformSettings:

@@ -20,7 +20,7 @@ from shared.settings import PlatformSettings
 from shared.signing import ALL_AUDIENCES
 from tests.e2e.system import System
 from tests.security.support import Figures, platform_settings, status_of
-from tests.support.service import provider_signer
+from tests.support.service import hs256_signed, provider_signer
 
 pytestmark = pytest.mark.slow
 
@@ -78,10 +78,10 @@ Forge = Callable[[PlatformSettings], tuple[str, str]]  # -> (role, token)
 ATTACKS: dict[str, Forge] = {
     "alg none": lambda s: ("operator", unsigned(claims_for(s, "operator"))),
     "alg NONE": lambda s: ("operator", unsigned(claims_for(s, "operator"), alg="NONE")),
-    "HS256 with the old shared secret": lambda s: ("operator", signed(
-        s, claims_for(s, "operator"), algorithm="HS256", key=OLD_SHARED_SECRET)),
-    "HS256 keyed with the public key": lambda s: ("operator", signed(
-        s, claims_for(s, "operator"), algorithm="HS256", key=public_jwk_bytes())),
+    "HS256 with the old shared secret": lambda s: ("operator", hs256_signed(
+        claims_for(s, "operator"), OLD_SHARED_SECRET.encode(), provider_signer().kid)),
+    "HS256 keyed with the public key": lambda s: ("operator", hs256_signed(
+        claims_for(s, "operator"), public_jwk_bytes(), provider_signer().kid)),
     "wrong key, the provider's kid": lambda s: ("operator", signed(
         s, claims_for(s, "operator"), key=ANOTHER_KEY)),
     "unknown key": lambda s: ("operator", signed(
