@@ -24,11 +24,11 @@ import httpx
 
 from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.scenario import require_services
-from bench.system import JWT_SECRET, System
+from bench.system import System
+from bench.workload import token_service
 from cyberclaims.simulate import CATEGORY_MIX, INDUSTRIES, REGIONS, VECTORS
 from services.insights.service import quarter_seconds, size_band
-from shared.auth import Role, TokenService
-from shared.settings import PlatformSettings
+from shared.auth import Role
 
 NAME = "insights_query"
 TITLE = "Insights: experience query over 100,000 claims"
@@ -122,7 +122,7 @@ async def write_claim(connection: asyncpg.Connection, rng: random.Random,
 
 
 async def _measure(system: System, dsn: str, claims: int, queries: int, seed: int) -> Outcome:
-    tokens = TokenService(PlatformSettings(jwt_secret=JWT_SECRET))
+    tokens = token_service()
     headers = {"Authorization": "Bearer " + tokens.issue(role=Role.actuary, sub="bench-actuary")}
     rng = random.Random(seed + 1)
     organisations = max(claims // 5, 10)

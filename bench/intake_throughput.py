@@ -25,7 +25,6 @@ from bench.loadgen import LoadPlan, LoadProcess, LoadResult, Sample, run_load
 from bench.profile import finish_profile, start_profile
 from bench.profile import profile_note as write_profile_note
 from bench.system import (
-    JWT_SECRET,
     System,
     bench_database,
     cpu_ms_text,
@@ -60,7 +59,7 @@ def run(options: Options) -> Outcome:
                                   "--dsn", baseline_dsn])
         system.wait_ready("baseline")
 
-        tokens = token_service(JWT_SECRET)
+        tokens = token_service()
         insured = insureds(orgs, options.seed, run_id)
         register_policies(system.urls["intake"], insured, tokens, options.seed)
         reports = prepared_reports(insured, tokens, options.seed, count=options.size(2000, 200))

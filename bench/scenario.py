@@ -11,7 +11,7 @@ import httpx
 
 from bench.common import Skipped
 from bench.loadgen import LoadPlan, run_load
-from bench.system import ALL_SERVICES, JWT_SECRET, System, sandbox_built, service_built
+from bench.system import ALL_SERVICES, System, sandbox_built, service_built
 from bench.watch import Watcher
 from bench.workload import (
     JOB_TYPES,
@@ -21,7 +21,8 @@ from bench.workload import (
     register_policies,
     token_service,
 )
-from shared.auth import Role, TokenService
+from shared.auth import Role
+from shared.signing import TokenSigner
 from shared.topics import CLAIMS, INCIDENTS, RESPONSE
 
 VENDOR_CAPACITY = 10_000  # the API's maximum
@@ -30,7 +31,7 @@ VENDOR_CAPACITY = 10_000  # the API's maximum
 @dataclass
 class Scenario:
     system: System
-    tokens: TokenService
+    tokens: TokenSigner
     insured: list[Insured]
     vendors: list[str]
     run_id: str
@@ -50,7 +51,7 @@ def full_system(payments: bool = False) -> System:
     return System(services, payments=payments, smtp=True)
 
 
-def register_vendors(triage_url: str, tokens: TokenService, seed: int, run_id: str, count: int
+def register_vendors(triage_url: str, tokens: TokenSigner, seed: int, run_id: str, count: int
                      ) -> list[str]:
     """A panel that never runs out of capacity: every capability, every region."""
     rng = random.Random(seed + 3)
@@ -73,7 +74,7 @@ def register_vendors(triage_url: str, tokens: TokenService, seed: int, run_id: s
 def prepare(system: System, options_seed: int, *, orgs: int, vendors: int,
             retention: str = "1000.00") -> Scenario:
     run_id = uuid.uuid4().hex[:6]
-    tokens = token_service(JWT_SECRET)
+    tokens = token_service()
     vendor_ids = register_vendors(system.urls["triage"], tokens, options_seed, run_id, vendors)
     insured = insureds(orgs, options_seed, run_id)
     register_policies(system.urls["intake"], insured, tokens, options_seed, retention=retention)

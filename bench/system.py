@@ -37,8 +37,10 @@ from bench.common import HARNESS_NICENESS, lower_priority
 from cyberclaims.broker import broker_command, wait_for_port
 from cyberclaims.registry import SERVICES
 from shared.kafka import ensure_topics, retry_until_connected
+from shared.settings import DATA_DIR
 
-JWT_SECRET = "cyberclaims-bench-secret-0123456789abcdef"  # noqa: S105 - a local benchmark key
+SIGNING_KEY = (DATA_DIR / "bench" / "signing-key.pem").resolve()
+"""The benchmark's token key (created on first use); its services read the JWKS next to it."""
 ALL_SERVICES = [entry.name for entry in SERVICES]
 STAND_INS = ("payments", "smtp")
 """Stand-ins for outside systems: the sandbox bank and the SMTP sink."""
@@ -277,7 +279,7 @@ class System:
         self.env = {
             **os.environ,
             "CYBERCLAIMS_ENV": "development",
-            "CYBERCLAIMS_JWT_SECRET": JWT_SECRET,
+            "CYBERCLAIMS_SIGNING_KEY_FILE": str(SIGNING_KEY),
             "CYBERCLAIMS_KAFKA_BOOTSTRAP": self.bootstrap,
             "CYBERCLAIMS_LOG_LEVEL": "WARNING",
             "CYBERCLAIMS_RATE_LIMITS": "false",  # the load generator is one address

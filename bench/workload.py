@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 
-from shared.auth import Role, TokenService
+from bench.system import SIGNING_KEY
+from shared.auth import Role
 from shared.settings import PlatformSettings
+from shared.signing import TokenSigner, local_signer
 
 REGIONS = ["CN-GD", "CN-BJ", "CN-SH", "CN-ZJ", "CN-JS", "CN-SC", "CN-HB", "CN-FJ"]
 INDUSTRIES = ["telecom", "internet", "manufacturing", "finance", "retail", "healthcare"]
@@ -36,8 +38,9 @@ class Insured:
     region: str
 
 
-def token_service(secret: str) -> TokenService:
-    return TokenService(PlatformSettings(jwt_secret=secret))
+def token_service() -> TokenSigner:
+    """Signs with the benchmark's key (bench/system.py), whose JWKS its services read."""
+    return local_signer(SIGNING_KEY, issuer=PlatformSettings().jwt_issuer)
 
 
 def insureds(count: int, seed: int, run_id: str) -> list[Insured]:
@@ -65,7 +68,7 @@ def policy_body(insured: Insured, rng: random.Random, *, retention: str = "1000.
     }
 
 
-def register_policies(intake_url: str, insured: list[Insured], tokens: TokenService, seed: int,
+def register_policies(intake_url: str, insured: list[Insured], tokens: TokenSigner, seed: int,
                       **terms: str) -> None:
     """Register every policy through intake's API, as the insurer's operator does."""
     rng = random.Random(seed + 1)
@@ -113,7 +116,7 @@ class PreparedReport:
     headers: dict[str, str]
 
 
-def prepared_reports(insured: list[Insured], tokens: TokenService, seed: int, count: int,
+def prepared_reports(insured: list[Insured], tokens: TokenSigner, seed: int, count: int,
                      *, category: str | None = None) -> list[PreparedReport]:
     """`count` distinct bodies cycling over the insured orgs, with each org's bearer token."""
     rng = random.Random(seed + 2)

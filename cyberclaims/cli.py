@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -14,9 +13,10 @@ import uvicorn
 from cyberclaims.broker import broker_command
 from cyberclaims.registry import SERVICES, ServiceEntry, service
 from shared import dlq
-from shared.auth import Role, TokenService
+from shared.auth import Role, audience_of
 from shared.migrations import migrate as run_migrations
 from shared.settings import PlatformSettings
+from shared.signing import SERVICE_NAMES, TokenSigner, development_signer
 
 app = typer.Typer(help="Run and operate cyberclaims.", no_args_is_help=True,
                   add_completion=False)
@@ -76,6 +76,14 @@ def serve(
                 access_log=False)
 
 
+def _signer() -> TokenSigner:
+    try:
+        return development_signer(PlatformSettings())
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+
+
 @app.command()
 def token(
     role: Annotated[Role, typer.Option(
@@ -83,18 +91,48 @@ def token(
     sub: Annotated[str | None, typer.Option(help="subject (user id)")] = None,
     org_id: Annotated[str | None, typer.Option("--org-id")] = None,
     vendor_id: Annotated[str | None, typer.Option("--vendor-id")] = None,
-    authority_limit: Annotated[str | None, typer.Option("--authority-limit")] = None,
+    audience: Annotated[list[str] | None, typer.Option(
+        help="the service(s) the token is for (default: every service)")] = None,
     ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 86_400,
 ) -> None:
-    """Print a development JWT signed with the configured secret."""
-    limit = Decimal(authority_limit) if authority_limit is not None else None
+    """Print a development JWT (ES256) signed with the local key (.data/signing-key.pem, created
+    on first use; `make run`'s services read its JWKS). An adjuster's authority is not in the
+    token: register it with `cyberclaims adjuster`."""
+    for name in audience or ():
+        if name not in SERVICE_NAMES:
+            raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICE_NAMES)}")
     subject = sub or org_id or vendor_id or f"{role.value}-1"
-    tokens = TokenService(PlatformSettings())
-    try:
-        typer.echo(tokens.issue(role=role, sub=subject, org_id=org_id, vendor_id=vendor_id,
-                                authority_limit=limit, ttl_seconds=ttl))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    audiences = [audience_of(name) for name in audience or SERVICE_NAMES]
+    typer.echo(_signer().issue(role=role, sub=subject, org_id=org_id, vendor_id=vendor_id,
+                               audience=audiences, ttl_seconds=ttl))
+
+
+@app.command()
+def adjuster(
+    subject: Annotated[str, typer.Argument(help="the adjuster's token `sub`")],
+    authority_limit: Annotated[str, typer.Option("--authority-limit", help="the most they may "
+                                                 "decide on, e.g. 2000000")],
+    reason: Annotated[str, typer.Option(help="why (kept in the registry's audit)")],
+    inactive: Annotated[bool, typer.Option("--inactive", help="no authority at all")] = False,
+    token: Annotated[str | None, typer.Option(
+        envvar="CYBERCLAIMS_TOKEN", help="an operator's token (default: a development one)")]
+    = None,
+) -> None:
+    """Register an adjuster in payout's registry, or change their authority (operators)."""
+    import httpx
+
+    settings = service("payout").settings()
+    bearer = token or _signer().issue(role=Role.operator, sub="cli-operator")
+    response = httpx.put(f"http://{settings.host}:{settings.port}/v1/adjusters/{subject}",
+                         json={"authority_limit": authority_limit, "active": not inactive,
+                               "reason": reason},
+                         headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
+    if response.status_code != 200:
+        typer.echo(f"not changed: HTTP {response.status_code}: {response.text}", err=True)
+        raise typer.Exit(1)
+    entry = response.json()
+    typer.echo(f"adjuster {subject}: authority limit {entry['authority_limit']}, "
+               f"{'active' if entry['active'] else 'inactive'}")
 
 
 @dlq_app.command("list")
@@ -142,14 +180,14 @@ def insights_rebuild() -> None:
 def payments_retry(
     claim_id: Annotated[str, typer.Argument(help="the claim whose payment failed")],
     token: Annotated[str | None, typer.Option(
-        envvar="CYBERCLAIMS_TOKEN", help="an operator's token (default: one signed with the "
-        "configured secret, for development)")] = None,
+        envvar="CYBERCLAIMS_TOKEN", help="an operator's token (default: a development one)")]
+    = None,
 ) -> None:
     """Send a failed payment again (same idempotency key: never a second payment)."""
     import httpx
 
     settings = service("payout").settings()
-    bearer = token or TokenService(PlatformSettings()).issue(role=Role.operator, sub="cli-operator")
+    bearer = token or _signer().issue(role=Role.operator, sub="cli-operator")
     response = httpx.post(f"http://{settings.host}:{settings.port}/v1/claims/{claim_id}"
                           "/payment/retry", headers={"Authorization": f"Bearer {bearer}"},
                           timeout=10)
@@ -255,7 +293,7 @@ def demo() -> None:
     for entry in available_services():
         settings = entry.settings()
         urls[entry.name] = f"http://{settings.host}:{settings.port}"
-    api = Api(urls, TokenService(PlatformSettings()))
+    api = Api(urls, _signer())
     try:
         run_demo(api)
     finally:
@@ -292,7 +330,7 @@ def simulate(
     start = now - timedelta(days=365 * years)
     the_book = book(policies, years, seed, start=start)
     past, recent = split(the_book, history_until=start + timedelta(days=365 * history))
-    api = Api(urls, TokenService(PlatformSettings()))
+    api = Api(urls, _signer())
 
     def say(message: str) -> None:
         typer.echo(f"==> {message}")

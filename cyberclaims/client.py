@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
 
-from shared.auth import Role, TokenService
+from shared.auth import Role
+from shared.signing import TokenSigner
 
 T = TypeVar("T")
 
@@ -49,7 +49,7 @@ class Actor:
 
 
 class Api:
-    def __init__(self, urls: dict[str, str], tokens: TokenService, timeout: float = 15.0) -> None:
+    def __init__(self, urls: dict[str, str], tokens: TokenSigner, timeout: float = 15.0) -> None:
         self.urls = urls
         self.tokens = tokens
         self.http = httpx.Client(timeout=timeout)
@@ -73,8 +73,13 @@ class Api:
                            vendor_id=vendor_id)
 
     def adjuster(self, sub: str, authority_limit: str) -> Actor:
-        return self._actor(f"adjuster {sub}", role=Role.adjuster, sub=sub,
-                           authority_limit=Decimal(authority_limit))
+        """An adjuster, registered first in payout's registry with `authority_limit` by an
+        operator (their token carries no authority)."""
+        self.operator("adjuster-registrar").call(
+            "payout", "PUT", f"/v1/adjusters/{sub}",
+            json={"authority_limit": authority_limit, "reason": "registered by the client"},
+            expect=(200,))
+        return self._actor(f"adjuster {sub}", role=Role.adjuster, sub=sub)
 
 
 def wait_for(what: str, probe: Callable[[], T], *, until: Callable[[T], object] = bool,

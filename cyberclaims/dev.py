@@ -55,6 +55,7 @@ from shared.clock import SystemClock
 from shared.kafka import ensure_topics
 from shared.migrations import migrate
 from shared.settings import DATA_DIR, PlatformSettings
+from shared.signing import development_signer
 
 DRAIN_TIMEOUT_SECONDS = 15.0
 OBJECT_STORE_PORT = "CYBERCLAIMS_OBJECT_STORE_PORT"
@@ -302,6 +303,8 @@ def run_dev(start_broker: bool = True) -> None:
     services = available_services()
     databases = database_urls(services)
     DATA_DIR.mkdir(exist_ok=True)
+    if not platform.jwks_url:  # the services read the local key's JWKS: make sure it is there
+        development_signer(platform)
     refuse_stale_stack(stack_ports(platform, start_broker))
     supervisor = Supervisor()
     for stop in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: drain, then stop the children

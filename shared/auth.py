@@ -1,31 +1,46 @@
-"""JWT bearer auth for the rulebook's roles (HS256, issuer and audience checked)."""
+"""Bearer tokens from the identity provider: RS256 or ES256 JWTs, verified against the
+provider's published keys (its JWKS), with the issuer and this service's audience checked.
+
+A token says who the caller is and in which role; it carries no authority. What an adjuster
+may decide on is payout's registry of adjusters (services/payout/adjusters.py), kept by
+operators, so a leaked signing key or a careless provider cannot mint an unlimited approver.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from collections import OrderedDict
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote, urlparse
 
+import httpx
 import jwt
 from fastapi import Depends, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from fastapi.security.utils import get_authorization_scheme_param
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.clock import Clock, SystemClock
 from shared.inputs import NUL_FREE
 from shared.problems import Forbidden, Unauthorized
 from shared.settings import PlatformSettings
 
-ALGORITHMS = ["HS256"]
+ALGORITHMS = ("RS256", "ES256")
+"""Asymmetric only: a service holds public keys and can verify, never sign. HS256 (a shared
+secret) and `none` are refused everywhere, development and tests included."""
+
+log = logging.getLogger(__name__)
+
+
+def audience_of(service: str) -> str:
+    """The audience a token must name to be accepted by `service` (e.g. `cyberclaims-payout`):
+    a token obtained for intake is refused by payout."""
+    return f"cyberclaims-{service}"
 
 
 class Role(StrEnum):
@@ -45,7 +60,6 @@ class Principal(BaseModel):
     sub: str
     org_id: str | None = None
     vendor_id: str | None = None
-    authority_limit: Decimal | None = None
 
     @property
     def recipient(self) -> str:
@@ -57,85 +71,144 @@ class Principal(BaseModel):
         return f"{self.role.value}:{self.sub}"
 
 
-MAX_AUTHORITY = Decimal(10) ** 14
-"""Above any amount the services can hold (money has at most 14 integer digits)."""
-
-
-def _finite_number(value: Any) -> Decimal:
-    """authority_limit as a JSON number or a decimal string, finite; never a boolean."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("authority_limit must be a number")
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ValueError("authority_limit must be a number") from exc
-    if not number.is_finite():
-        raise ValueError("authority_limit must be finite")
-    return number
-
-
 ClaimText = Annotated[str, Field(strict=True, max_length=256, pattern=NUL_FREE)]
 
 
 class _Claims(BaseModel):
     """The claims a principal is made of, with the types they must have: a token whose claims
-    have others (`org_id: 123`, `authority_limit: "NaN"`) is refused like a forged one."""
+    have others (`org_id: 123`) is refused like a forged one. Other claims (an old token's
+    `authority_limit` among them) are ignored."""
 
     role: Role
     sub: ClaimText
     org_id: ClaimText | None = None
     vendor_id: ClaimText | None = None
-    authority_limit: Annotated[Decimal, BeforeValidator(_finite_number),
-                               Field(ge=0, le=MAX_AUTHORITY)] | None = None
-
-REQUIRED_CLAIM = {Role.policyholder: "org_id", Role.vendor: "vendor_id",
-                  Role.adjuster: "authority_limit"}
 
 
-class TokenService:
-    """Issues and verifies tokens. A verified token is remembered until it expires (at most
-    `cache_size` of them, least recently used out first): clients send the same bearer token
-    with every request, and decoding one costs about 100 µs, a tenth of a cheap request."""
+REQUIRED_CLAIM = {Role.policyholder: "org_id", Role.vendor: "vendor_id"}
 
-    def __init__(self, settings: PlatformSettings, *, cache_size: int = 10_000,
+
+class KeySet:
+    """The provider's public signing keys by `kid`, from its JWKS URL (`https://`, or `file:`
+    for development and tests). Fetched at start-up; fetched again when a token names a key
+    not seen yet (the provider rotated its keys), at most once per `refresh_seconds`, so
+    tokens with made-up `kid`s cannot hammer the provider. A failed fetch keeps the keys
+    already known: an outage of the provider never refuses a token signed by a known key."""
+
+    def __init__(self, url: str, *, refresh_seconds: float, timeout_seconds: float = 5.0,
                  clock: Clock | None = None) -> None:
+        self._url = url
         self._clock = clock or SystemClock()
-        self._secret = settings.jwt_secret
+        self._refresh_seconds = refresh_seconds
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(timeout=timeout_seconds)
+
+    async def start(self) -> None:
+        await self._refresh()
+        if not self._keys:
+            log.warning("no usable signing keys at %s yet; tokens are refused until there are",
+                        self._url)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        known = self._keys.get(kid)
+        if known is not None:
+            return known
+        async with self._lock:  # concurrent unknown kids wait for one fetch
+            if kid not in self._keys and self._may_refresh():
+                await self._refresh()
+        return self._keys.get(kid)
+
+    def _may_refresh(self) -> bool:
+        return (self._fetched_at is None
+                or self._clock.now().timestamp() - self._fetched_at >= self._refresh_seconds)
+
+    async def _refresh(self) -> None:
+        self._fetched_at = self._clock.now().timestamp()
+        try:
+            document = await self._fetch()
+        except (OSError, httpx.HTTPError, ValueError) as exc:
+            log.warning("signing keys not refreshed from %s: %s", self._url, exc)
+            return
+        keys = parse_jwks(document)
+        if keys:
+            self._keys = keys
+
+    async def _fetch(self) -> Any:
+        parsed = urlparse(self._url)
+        if parsed.scheme == "file":
+            text = await asyncio.to_thread(Path(unquote(parsed.path)).read_text)
+            return json.loads(text)
+        response = await self._http.get(self._url)
+        response.raise_for_status()
+        return response.json()
+
+
+def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
+    """The usable keys of a JWKS document: RSA or EC public keys with a `kid`, for RS256 or
+    ES256; anything else (a symmetric `oct` key, an unknown curve) is skipped."""
+    keys: dict[str, jwt.PyJWK] = {}
+    entries = document.get("keys") if isinstance(document, dict) else None
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
+            continue
+        if entry.get("use", "sig") != "sig" or entry.get("kty") not in ("RSA", "EC"):
+            continue
+        try:
+            key = jwt.PyJWK(entry)
+        except jwt.PyJWTError:
+            continue
+        if key.algorithm_name in ALGORITHMS:
+            keys[entry["kid"]] = key
+    return keys
+
+
+class TokenVerifier:
+    """Verifies the provider's tokens for one service (its audience). A verified token is
+    remembered until it expires (at most `cache_size` of them, least recently used out first):
+    clients send the same bearer token with every request, and checking a signature costs far
+    more than a cheap request."""
+
+    def __init__(self, settings: PlatformSettings, *, audience: str, keys: KeySet,
+                 cache_size: int = 10_000, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         self._issuer = settings.jwt_issuer
-        self._audience = settings.jwt_audience
-        self._ttl = settings.jwt_ttl_seconds
+        self._audience = audience
+        self._keys = keys
         self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
 
-    def issue(self, *, role: Role, sub: str, org_id: str | None = None,
-              vendor_id: str | None = None, authority_limit: Decimal | None = None,
-              ttl_seconds: int | None = None) -> str:
-        now = int(self._clock.now().timestamp())
-        claims: dict[str, Any] = {"sub": sub, "role": role.value, "iss": self._issuer,
-                                  "aud": self._audience, "iat": now,
-                                  "exp": now + (ttl_seconds or self._ttl)}
-        if org_id is not None:
-            claims["org_id"] = org_id
-        if vendor_id is not None:
-            claims["vendor_id"] = vendor_id
-        if authority_limit is not None:
-            claims["authority_limit"] = str(authority_limit)
-        return jwt.encode(claims, self._secret, algorithm="HS256")
-
-    def verify(self, token: str) -> Principal:
+    async def verify(self, token: str) -> Principal:
         known = self._verified.get(token)
         if known is not None and known[1] > self._clock.now().timestamp():
             self._verified.move_to_end(token)
             return known[0]
-        principal, expires_at = self._decode(token)
+        principal, expires_at = await self._decode(token)
         self._verified[token] = (principal, expires_at)
         if len(self._verified) > self._cache_size:
             self._verified.popitem(last=False)
         return principal
 
-    def _decode(self, token: str) -> tuple[Principal, float]:
+    async def _decode(self, token: str) -> tuple[Principal, float]:
         try:
-            claims = jwt.decode(token, self._secret, algorithms=ALGORITHMS,
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from exc
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if algorithm not in ALGORITHMS:
+            raise Unauthorized(f"invalid token: algorithm {algorithm!r} is not accepted "
+                               f"(only {', '.join(ALGORITHMS)})")
+        if not isinstance(kid, str):
+            raise Unauthorized("invalid token: no `kid` naming its signing key")
+        key = await self._keys.key(kid)
+        if key is None:
+            raise Unauthorized(f"invalid token: signed by an unknown key ({kid[:64]})")
+        try:
+            claims = jwt.decode(token, key.key, algorithms=[key.algorithm_name],
                                 issuer=self._issuer, audience=self._audience,
                                 options={"require": ["exp", "iss", "aud", "sub"]})
             # PyJWT checked `exp` (an integer, not past) on the system's time; the injected
@@ -153,7 +226,7 @@ class TokenService:
         if needed and getattr(typed, needed) in (None, ""):
             raise Unauthorized(f"a {typed.role.value} token must carry {needed}")
         principal = Principal(role=typed.role, sub=typed.sub, org_id=typed.org_id,
-                              vendor_id=typed.vendor_id, authority_limit=typed.authority_limit)
+                              vendor_id=typed.vendor_id)
         return principal, float(claims["exp"])
 
 
@@ -173,8 +246,8 @@ class RoleBearer(SecurityBase):
         scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
         if not token or scheme.lower() != "bearer":
             raise Unauthorized("missing bearer token")
-        tokens: TokenService = request.app.state.tokens
-        principal = tokens.verify(token)
+        tokens: TokenVerifier = request.app.state.tokens
+        principal = await tokens.verify(token)
         if principal.role not in self.roles:
             raise Forbidden(f"role {principal.role.value} may not call this endpoint")
         return principal

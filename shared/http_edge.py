@@ -29,7 +29,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import Principal, RoleBearer, TokenService
+from shared.auth import Principal, RoleBearer, TokenVerifier
 from shared.problems import Unauthorized, problem_response
 from shared.ratelimit import RateLimiter
 from shared.settings import PlatformSettings
@@ -101,7 +101,7 @@ class AuthenticatedEdge:
             return
         headers = Headers(scope=scope)
         try:
-            principal = _principal(headers, runtime.tokens)
+            principal = await _principal(headers, runtime.tokens)
         except Unauthorized as exc:
             if limits is not None:
                 limits.failed_auth.take(address)
@@ -116,12 +116,12 @@ class AuthenticatedEdge:
         await self.app(scope, receive, send)
 
 
-def _principal(headers: Headers, tokens: TokenService) -> Principal:
+async def _principal(headers: Headers, tokens: TokenVerifier) -> Principal:
     """The caller, as `RoleBearer` will see it (the verified token is cached)."""
     scheme, token = get_authorization_scheme_param(headers.get("authorization"))
     if not token or scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token")
-    return tokens.verify(token)
+    return await tokens.verify(token)
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:

@@ -26,7 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.apidocs import install_api_docs
-from shared.auth import Principal, Role, TokenService, require
+from shared.auth import KeySet, Principal, Role, TokenVerifier, audience_of, require
 from shared.clock import Clock, SystemClock
 from shared.consumer import EventConsumer, Handler, InboxColumns
 from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
@@ -70,7 +70,7 @@ class Runtime:
     outbox: Outbox
     relay: OutboxRelay
     publisher: KafkaPublisher
-    tokens: TokenService
+    tokens: TokenVerifier
     consumer: EventConsumer | None = None
     limits: EdgeLimits | None = None
     dead_letters: DeadLetterMarks | None = None
@@ -148,11 +148,16 @@ def create_service_app(
                                    idempotent=platform.kafka_idempotent_producer)
         relay = OutboxRelay(engine, spec.outbox_model, publisher,
                             service=spec.name, clock=clock, poll_seconds=platform.outbox_poll_seconds)
+        keys = KeySet(platform.resolved_jwks_url(),
+                      refresh_seconds=platform.jwks_refresh_seconds, clock=clock)
+        await keys.start()
+        tokens = TokenVerifier(platform, audience=settings.audience or audience_of(spec.name),
+                               keys=keys, clock=clock)
         runtime = Runtime(
             name=spec.name, platform=platform, clock=clock, engine=engine,
             uow=UnitOfWorkFactory(engine, on_events_committed=relay.wake),
             outbox=Outbox(spec.outbox_model, source=f"/cyberclaims/{spec.name}", clock=clock),
-            relay=relay, publisher=publisher, tokens=TokenService(platform),
+            relay=relay, publisher=publisher, tokens=tokens,
             limits=EdgeLimits.from_settings(platform),
         )
         if platform.kafka_create_topics:
@@ -200,6 +205,7 @@ def create_service_app(
             if spec.teardown is not None:
                 await spec.teardown(runtime)
             await publisher.stop()
+            await keys.aclose()
             await engine.dispose()
             if tracer_provider is not None:
                 tracer_provider.force_flush()  # the last spans, before the process exits

@@ -1,25 +1,23 @@
 """Typed settings shared by every service; each service subclasses with its own env prefix.
 
-Settings fail fast: outside development the development secret, and any short or low-entropy
-JWT secret, is refused, so a misconfigured pod crashes at start-up instead of accepting forged
-tokens.
+Settings fail fast: outside development a JWKS URL (the identity provider's public keys) must
+be set, and in production it must be `https://`, so a misconfigured pod crashes at start-up
+instead of accepting tokens signed by a key nobody vouched for.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "cyberclaims-dev-secret-change-me-0123456789"  # noqa: S105 - the refused default
-MIN_SECRET_LENGTH = 32
-MIN_SECRET_ENTROPY_BITS = 90
 MEBIBYTE = 1024 * 1024
 DATA_DIR = Path(".data")
+LOCAL_SIGNING_KEY = DATA_DIR / "signing-key.pem"
+LOCAL_JWKS = "jwks.json"
+"""The development key's JWKS, next to the key (shared/signing.py writes it)."""
 
 
 class Environment(StrEnum):
@@ -39,10 +37,25 @@ class PlatformSettings(BaseSettings):
         default=False,
         description="On against Apache Kafka; Tansu (the dev broker) rejects it.",
     )
-    jwt_secret: str = DEV_JWT_SECRET
-    jwt_issuer: str = "cyberclaims"
-    jwt_audience: str = "cyberclaims-api"
-    jwt_ttl_seconds: int = Field(default=3600, gt=0)
+    jwks_url: str = Field(
+        default="",
+        description="The identity provider's JWKS (its public signing keys): `https://` in "
+                    "production; empty in development: `.data/jwks.json`, the key "
+                    "`cyberclaims token` signs with.",
+    )
+    signing_key_file: str = Field(
+        default="",
+        description="Development and tests only: the private key `cyberclaims token` signs "
+                    "with (created on first use); empty: .data/signing-key.pem.",
+    )
+    jwks_refresh_seconds: float = Field(
+        default=60.0, gt=0,
+        description="Least time between two fetches of the JWKS when tokens name unknown keys.",
+    )
+    jwt_issuer: str = Field(default="cyberclaims",
+                            description="The `iss` every token must carry (the provider's).")
+    jwt_ttl_seconds: int = Field(default=3600, gt=0,
+                                 description="Lifetime of development tokens.")
     log_level: str = "INFO"
     otlp_endpoint: str = Field(
         default="",
@@ -114,30 +127,20 @@ class PlatformSettings(BaseSettings):
                                            "remembers (least recently seen forgotten first).")
 
     @model_validator(mode="after")
-    def _refuse_weak_secrets(self) -> PlatformSettings:
-        if self.env is not Environment.development:
-            if self.jwt_secret == DEV_JWT_SECRET:
-                raise ValueError(f"CYBERCLAIMS_JWT_SECRET must be set outside development "
-                                 f"(CYBERCLAIMS_ENV={self.env.value})")
-            if len(self.jwt_secret) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"CYBERCLAIMS_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters"
-                )
-            if entropy_bits(self.jwt_secret) < MIN_SECRET_ENTROPY_BITS:
-                raise ValueError(
-                    f"CYBERCLAIMS_JWT_SECRET is too predictable: at least "
-                    f"{MIN_SECRET_ENTROPY_BITS} bits of entropy needed (e.g. 32 random bytes, "
-                    f"base64-encoded)"
-                )
+    def _require_provider_keys(self) -> PlatformSettings:
+        if self.env is not Environment.development and not self.jwks_url:
+            raise ValueError(f"CYBERCLAIMS_JWKS_URL must be set outside development "
+                             f"(CYBERCLAIMS_ENV={self.env.value})")
+        if self.env is Environment.production and not self.jwks_url.startswith("https://"):
+            raise ValueError("CYBERCLAIMS_JWKS_URL must be an https:// URL in production")
         return self
 
+    def resolved_jwks_url(self) -> str:
+        """The configured JWKS, or in development the local key's (`cyberclaims token`)."""
+        return self.jwks_url or self.resolved_signing_key().with_name(LOCAL_JWKS).resolve().as_uri()
 
-def entropy_bits(secret: str) -> float:
-    """Shannon entropy of the secret's characters times its length: an estimate that catches
-    repetition ("a" * 32: 0 bits) and small alphabets, not a proof of randomness."""
-    counts = Counter(secret)
-    per_character = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
-    return per_character * len(secret)
+    def resolved_signing_key(self) -> Path:
+        return Path(self.signing_key_file) if self.signing_key_file else LOCAL_SIGNING_KEY
 
 
 class ServiceSettings(BaseSettings):
@@ -159,6 +162,9 @@ class ServiceSettings(BaseSettings):
         default=5433, validation_alias="CYBERCLAIMS_EMBEDDED_POSTGRES_PORT",
         description="Where `make run`'s embedded PostgreSQL listens (on 127.0.0.1).",
     )
+    audience: str = Field(
+        default="", description="The `aud` this service's tokens must name; empty: "
+                                "`cyberclaims-<service>` (e.g. cyberclaims-payout).")
     kafka_fetch_max_wait_ms: int = Field(
         default=100, ge=1,
         description="The longest the service's consumer's fetch waits for data. Apache Kafka "

@@ -44,5 +44,5 @@ def platform(broker: str) -> PlatformSettings:
 
 
 @pytest.fixture
-def tokens(platform: PlatformSettings) -> Tokens:
-    return Tokens(platform)
+def tokens() -> Tokens:
+    return Tokens()

@@ -1,5 +1,5 @@
 """Adjusters' decisions on a claim: approve (in full or in part) and deny, within their
-authority.
+authority (the registry's, services/payout/adjusters.py).
 
 Money rules (docs/approvals.md): the authority needed to approve, approve in part or deny, and
 the number of approvers, follow the claim's payable, never the amount chosen.
@@ -8,11 +8,11 @@ the number of approvers, follow the claim's payable, never the amount chosen.
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
 
 from services.payout import assessment as engine
+from services.payout.adjusters import within_authority
 from services.payout.assessing import _approve, _close, _reassess_limits
 from services.payout.claims import approvals_of, latest_assessment
 from services.payout.context import ClaimStatus, Context, _adjuster, locked_claim
@@ -22,19 +22,7 @@ from shared.auth import Principal
 from shared.db import UnitOfWork
 from shared.events import ClaimDenied
 from shared.money import ZERO
-from shared.problems import Conflict, Forbidden, Unprocessable
-
-
-def authority_limit(principal: Principal) -> Decimal | None:
-    """The most an adjuster may decide on; None for a caller with no authority. The one place
-    payout learns it (today the token's claim), so where it comes from can change here alone."""
-    return principal.authority_limit
-
-
-def _within_authority(principal: Principal, amount: Decimal, what: str) -> None:
-    limit = authority_limit(principal)
-    if limit is None or limit < amount:
-        raise Forbidden(f"{what} {amount} exceeds your authority limit")
+from shared.problems import Conflict, Unprocessable
 
 
 async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
@@ -60,7 +48,7 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
         raise Unprocessable(f"amount exceeds the payable {current.payable}", field="amount")
     if amount < current.payable and not body.reason:
         raise Unprocessable("approving less than payable needs a reason", field="reason")
-    _within_authority(principal, current.payable, "deciding on a claim whose payable is")
+    await within_authority(uow, principal, current.payable, "deciding on a claim whose payable is")
     adjuster = _adjuster(principal)
     earlier = await approvals_of(uow, current.id)
     if any(a.adjuster == adjuster for a in earlier):
@@ -100,7 +88,7 @@ async def deny(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uu
     claim = await locked_claim(uow, claim_id)
     if claim.status != ClaimStatus.pending_approval:
         raise Conflict(f"claim is {claim.status}, not pending approval")
-    _within_authority(principal, claim.payable or ZERO, "denying a claim whose payable is")
+    await within_authority(uow, principal, claim.payable or ZERO, "denying a claim whose payable is")
     now = ctx.clock.now()
     _close(claim, now, _adjuster(principal), body.reason, status=ClaimStatus.denied)
     ctx.outbox.add(uow.session, ClaimDenied(incident_id=claim.incident_id, org_id=claim.org_id,

@@ -11,7 +11,7 @@ import uuid
 from decimal import Decimal
 
 from services.payout import assessment as engine
-from services.payout.approvals import _within_authority
+from services.payout.adjusters import within_authority
 from services.payout.assessing import _losses, assess_if_ready, outage_minutes
 from services.payout.assessment import LossSource, LossState
 from services.payout.claims import _claim_for_incident
@@ -86,7 +86,7 @@ async def verify_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim
                             field="amount")
     worth = body.amount if body.amount is not None else claimed
     if worth is not None:
-        _within_authority(principal, worth, "verifying a loss of")
+        await within_authority(uow, principal, worth, "verifying a loss of")
     item.verified_amount = body.amount
     return await _decide_loss(uow, ctx, principal, claim, item, LossState.verified, body.note)
 
@@ -126,7 +126,7 @@ async def set_outage(uow: UnitOfWork, ctx: Context, principal: Principal, claim_
                  for item in await _losses(uow, claim)
                  if item.hourly_loss is not None and item.state == LossState.verified
                  and item.verified_amount is None), ZERO)
-    _within_authority(principal, worth, "this outage makes the verified per-hour losses worth")
+    await within_authority(uow, principal, worth, "this outage makes the verified per-hour losses worth")
     claim.adjuster_outage_minutes = minutes
     claim.adjuster_outage_note = body.note
     if claim.data_issue is not None and claim.data_issue.startswith(OUTAGE_OUT_OF_RANGE):

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -225,3 +226,35 @@ class Payment(Base):
     provider_reference: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Adjuster(Base):
+    """The registry of adjusters (kept by operators): what each may decide on. The one source
+    of an adjuster's authority; a token only says who the caller is."""
+
+    __tablename__ = "adjusters"
+
+    subject: Mapped[str] = mapped_column(String(256), primary_key=True)
+    """The token's `sub`."""
+    authority_limit: Mapped[Decimal] = mapped_column(MoneyColumn)
+    active: Mapped[bool] = mapped_column(Boolean)
+    updated_by: Mapped[str] = mapped_column(String(256))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AdjusterChange(Base):
+    """Every change to the registry: who, when, before and after, and why."""
+
+    __tablename__ = "adjuster_changes"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    subject: Mapped[str] = mapped_column(String(256), index=True)
+    changed_by: Mapped[str] = mapped_column(String(256))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    old_authority_limit: Mapped[Decimal | None] = mapped_column(MoneyColumn)
+    new_authority_limit: Mapped[Decimal] = mapped_column(MoneyColumn)
+    old_active: Mapped[bool | None] = mapped_column(Boolean)
+    new_active: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)

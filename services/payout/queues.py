@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.payout import assessment as engine
-from services.payout.approvals import authority_limit
+from services.payout.adjusters import authority_limit
 from services.payout.assessment import LossState
 from services.payout.context import ClaimStatus, _adjuster
 from services.payout.models import Approval, Claim, Incident, IncidentTriage, LossItem, Policy
@@ -76,7 +76,7 @@ async def queue(uow: UnitOfWork, principal: Principal, name: str, *, search: str
                 limit: int, offset: int) -> tuple[list[QueueRow], int]:
     """One of the adjuster's queues: `verification` (oldest first), `approval` (the caller's
     own first, then oldest) or `decided` (latest decision first)."""
-    ceiling = authority_limit(principal)
+    ceiling = await authority_limit(uow, principal)
     needs = _Needs.of_claim()
     approved_by_me = select(Approval.id).where(
         Approval.assessment_id == Claim.latest_assessment_id,

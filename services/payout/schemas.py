@@ -19,7 +19,7 @@ from shared.events import (
     SectionBreakdown,
     VerifiedOutage,
 )
-from shared.inputs import RequestBody
+from shared.inputs import NUL_FREE, RequestBody
 from shared.money import Money
 
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -233,3 +233,45 @@ class ClaimFileOut(BaseModel):
     verified_outage: VerifiedOutage | None
     adjuster_outage_note: str | None
     coverage_questions: list[QuestionOut]
+
+
+Subject = Annotated[str, Field(min_length=1, max_length=256, pattern=NUL_FREE)]
+
+
+class AdjusterIn(RequestBody):
+    """An operator's entry for one adjuster: the most they may decide on, whether they may
+    decide at all, and why the entry changes (kept in the audit)."""
+
+    authority_limit: Money
+    active: bool = True
+    reason: Reason
+
+
+class AdjusterOut(BaseModel):
+    subject: str
+    authority_limit: Money
+    active: bool
+    updated_by: str
+    updated_at: AwareDatetime
+
+
+class AdjusterPage(BaseModel):
+    items: list[AdjusterOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class AdjusterChangeOut(BaseModel):
+    changed_by: str
+    at: AwareDatetime
+    old_authority_limit: Money | None
+    new_authority_limit: Money
+    old_active: bool | None
+    new_active: bool
+    reason: str
+
+
+class AdjusterHistory(BaseModel):
+    subject: str
+    changes: list[AdjusterChangeOut]

@@ -10,10 +10,25 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
-from services.payout import approvals, assessing, assessment, claims, context, losses, payments, queues
+from services.payout import (
+    adjusters,
+    approvals,
+    assessing,
+    assessment,
+    claims,
+    context,
+    losses,
+    payments,
+    queues,
+)
 from services.payout.context import Context
 from services.payout.models import Claim
 from services.payout.schemas import (
+    AdjusterChangeOut,
+    AdjusterHistory,
+    AdjusterIn,
+    AdjusterOut,
+    AdjusterPage,
     ApprovalOut,
     ApproveIn,
     AssessmentOut,
@@ -56,6 +71,9 @@ incidents_api = APIRouter(prefix="/v1/incidents", tags=["claims"])
 queues_api = APIRouter(prefix="/v1", tags=["console"])
 payments_api = APIRouter(prefix="/v1/payments", tags=["payments"])
 console_api = APIRouter(tags=["console"])
+adjusters_api = APIRouter(prefix="/v1/adjusters", tags=["adjusters"])
+AdjusterSubject = Annotated[str, Path(min_length=1, max_length=256, pattern=NUL_FREE,
+                                      description="the adjuster's token `sub`")]
 QueueName = Literal["verification", "approval", "decided"]
 Search = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NUL_FREE,
                                      description="an incident id, or part of a policy number, "
@@ -245,10 +263,11 @@ async def _after_change(uow: UnitOfWork, runtime: Runtime, claim: Claim) -> Clai
 
 
 @queues_api.get("/me", response_model=SignedInOut)
-async def signed_in(caller: ClaimReader, runtime: RuntimeDep) -> SignedInOut:
-    """Who is signed in and the most they may decide on (the console's header)."""
+async def signed_in(caller: ClaimReader, runtime: RuntimeDep, uow: UnitOfWorkDep) -> SignedInOut:
+    """Who is signed in and the most they may decide on (the console's header), from the
+    registry of adjusters."""
     return SignedInOut(sub=caller.sub, role=caller.role,
-                       authority_limit=approvals.authority_limit(caller),
+                       authority_limit=await adjusters.authority_limit(uow, caller),
                        two_approver_threshold=_ctx(runtime).rules.two_approver_threshold)
 
 
@@ -283,4 +302,31 @@ async def console_asset(asset: Annotated[str, Path(pattern=ASSET_PATTERN)]) -> R
     return page_asset(asset, "services.payout", "console", CONSOLE_ASSETS)
 
 
-routers = (claims_api, incidents_api, queues_api, payments_api, console_api)
+@adjusters_api.get("", response_model=AdjusterPage)
+async def list_adjusters(caller: Operator, uow: UnitOfWorkDep, limit: PageLimit = 20,
+                         offset: PageOffset = 0) -> AdjusterPage:
+    """Operators: the registry of adjusters and what each may decide on."""
+    rows, total = await adjusters.listed(uow, limit=limit, offset=offset)
+    return AdjusterPage(items=[AdjusterOut.model_validate(row, from_attributes=True)
+                               for row in rows], total=total, limit=limit, offset=offset)
+
+
+@adjusters_api.put("/{subject}", response_model=AdjusterOut)
+async def put_adjuster(subject: AdjusterSubject, body: AdjusterIn, caller: Operator,
+                       runtime: RuntimeDep, uow: UnitOfWorkDep) -> AdjusterOut:
+    """Operators: register an adjuster (the token's `sub`) or change their authority limit or
+    whether they are active; every change is kept with who made it and why."""
+    entry = await adjusters.put(uow, runtime.clock, caller, subject, body)
+    return AdjusterOut.model_validate(entry, from_attributes=True)
+
+
+@adjusters_api.get("/{subject}/history", response_model=AdjusterHistory)
+async def adjuster_history(subject: AdjusterSubject, caller: Operator,
+                           uow: UnitOfWorkDep) -> AdjusterHistory:
+    """Operators: every change to an adjuster's entry, oldest first."""
+    changes = await adjusters.history(uow, subject)
+    return AdjusterHistory(subject=subject, changes=[
+        AdjusterChangeOut.model_validate(change, from_attributes=True) for change in changes])
+
+
+routers = (claims_api, incidents_api, queues_api, payments_api, console_api, adjusters_api)

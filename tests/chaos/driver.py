@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 
-from shared.auth import Role, TokenService
-from shared.settings import PlatformSettings
-from tests.support.service import TEST_JWT_SECRET
+from shared.auth import Role
+from tests.support.service import provider_signer
 
 REGION = "CN-GD"
 FINAL = {"paid", "closed_without_payment", "denied"}
@@ -46,6 +45,7 @@ EXPECTED_JOBS = {"auto": 1, "approve": 1, "two": 3}
 EXPECTED_PAYABLE = {"auto": Decimal("20000.00"), "approve": Decimal("294000.00"),
                     "two": Decimal("1290000.00")}
 RETRYABLE = (httpx.TransportError,)
+ADJUSTERS = ("chaos-adjuster-1", "chaos-adjuster-2")
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Driver:
         self.urls = urls
         self.webhook_url = webhook_url
         self.run_id = run_id
-        self.tokens = TokenService(PlatformSettings(jwt_secret=TEST_JWT_SECRET))
+        self.tokens = provider_signer()
         self.http = httpx.AsyncClient(timeout=10.0)
         self.lifecycles: list[Lifecycle] = []
         self.by_incident: dict[str, Lifecycle] = {}
@@ -95,7 +95,7 @@ class Driver:
         return self._bearer(role=Role.vendor, sub=f"soc@{vendor_id}", vendor_id=vendor_id)
 
     def adjuster(self, sub: str) -> dict[str, str]:
-        return self._bearer(role=Role.adjuster, sub=sub, authority_limit=Decimal("5000000"))
+        return self._bearer(role=Role.adjuster, sub=sub)
 
     async def call(self, method: str, service: str, path: str, headers: dict[str, str],
                    **kwargs: Any) -> httpx.Response | None:
@@ -131,6 +131,10 @@ class Driver:
     # -- set-up -------------------------------------------------------------------------
 
     async def register_panel(self) -> None:
+        """The panel's vendors, and the two adjusters in payout's registry."""
+        for sub in ADJUSTERS:
+            await self.until_ok("PUT", "payout", f"/v1/adjusters/{sub}", self.operator(), (200,),
+                                json={"authority_limit": "5000000", "reason": "chaos run"})
         for vendor_id, capabilities in self.vendors.items():
             await self.until_ok("POST", "triage", "/v1/vendors", self.operator(), (201, 409),
                                 json={"vendor_id": vendor_id, "name": vendor_id,
@@ -222,7 +226,7 @@ class Driver:
                 life.loss_submitted = True
 
     async def adjusters_round(self) -> None:
-        first, second = self.adjuster("chaos-adjuster-1"), self.adjuster("chaos-adjuster-2")
+        first, second = (self.adjuster(sub) for sub in ADJUSTERS)
         for life in self.lifecycles:
             if life.incident_id is None or life.done:
                 continue
@@ -242,7 +246,7 @@ class Driver:
                         first, json={"note": "checked"}))
             if claim["status"] == "pending_approval":
                 approvers = {a["adjuster"].removeprefix("adjuster:") for a in claim["approvals"]}
-                for sub, headers in (("chaos-adjuster-1", first), ("chaos-adjuster-2", second)):
+                for sub, headers in zip(ADJUSTERS, (first, second), strict=True):
                     if sub not in approvers:
                         self._note_refusal(life, await self.call(
                             "POST", "payout", f"/v1/claims/{claim['id']}/approve", headers,

@@ -24,7 +24,7 @@ from shared.kafka import ensure_topics
 from tests.chaos.postgres import PrivatePostgres
 from tests.chaos.receiver import WebhookReceiver
 from tests.support.infra import free_port
-from tests.support.service import TEST_JWT_SECRET
+from tests.support.service import TEST_ISSUER, provider_jwks_url
 
 SERVICE_NAMES = [entry.name for entry in available_services()]
 
@@ -34,7 +34,8 @@ CHAOS_ENV = {
     "CYBERCLAIMS_OUTBOX_POLL_SECONDS": "0.3",
     "CYBERCLAIMS_LOG_LEVEL": "WARNING",
     "NOTIFY_WEBHOOK_ALLOWLIST": "127.0.0.1",  # the test receiver is local
-    "CYBERCLAIMS_JWT_SECRET": TEST_JWT_SECRET,
+    "CYBERCLAIMS_JWKS_URL": provider_jwks_url(),
+    "CYBERCLAIMS_JWT_ISSUER": TEST_ISSUER,
     "CYBERCLAIMS_RATE_LIMITS": "false",  # every user of the load is one address
     "TRIAGE_TIMER_POLL_SECONDS": "0.3",
     "NOTIFY_WORKER_POLL_SECONDS": "0.3",

@@ -96,7 +96,8 @@ def test_services_run_production_settings_against_real_kafka() -> None:
         assert env["CYBERCLAIMS_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert env["CYBERCLAIMS_KAFKA_IDEMPOTENT_PRODUCER"] == "true"
         assert env["CYBERCLAIMS_KAFKA_CREATE_TOPICS"] == "false"
-        assert env["CYBERCLAIMS_JWT_SECRET"].startswith("${CYBERCLAIMS_JWT_SECRET:?")
+        assert env["CYBERCLAIMS_JWKS_URL"].startswith("${CYBERCLAIMS_JWKS_URL:?")
+        assert env["CYBERCLAIMS_JWT_ISSUER"].startswith("${CYBERCLAIMS_JWT_ISSUER:?")
         assert env[f"{prefix}_HOST"] == LISTEN_ALL
         assert env[f"{prefix}_PORT"] == str(port)
         url = env[f"{prefix}_DATABASE_URL"]

@@ -183,9 +183,13 @@ def test_services_are_configured_for_their_environment_and_kafka(overlay: str) -
         assert config[f"{prefix}_HOST"] == LISTEN_ALL
         assert config[f"{prefix}_PORT"] == str(SERVICES[name])
         env = _env(container)
-        assert env["CYBERCLAIMS_JWT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "cyberclaims-jwt"
         assert env[f"{prefix}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == f"{name}-database"
-        assert "CYBERCLAIMS_JWT_SECRET" not in config and f"{prefix}_DATABASE_URL" not in config
+        assert f"{prefix}_DATABASE_URL" not in config
+        # Tokens: the provider's public keys over HTTPS, one audience per service, no secret.
+        assert config["CYBERCLAIMS_JWKS_URL"].startswith("https://")
+        assert config["CYBERCLAIMS_JWT_ISSUER"]
+        assert config[f"{prefix}_AUDIENCE"] == f"cyberclaims-{name}"
+        assert not any("JWT_SECRET" in variable for variable in [*env, *config])
 
 
 def test_the_dev_overlay_uses_a_kafka_cluster_of_its_own(overlay: str) -> None:
@@ -342,8 +346,8 @@ def test_each_service_reaches_only_what_it_must(overlay: str) -> None:
         ports = _egress_ports(policies)
         assert {53, 5432, 9092} <= ports, name
         internet = _internet_ports(policies)
-        expected_internet = {"payout": {443},
-                             "notify": _webhook_ports(OVERLAY_ENV[overlay]) | {587}}.get(name, set())
+        expected_internet = {443} | {  # 443: the identity provider's JWKS, and payments
+            "notify": _webhook_ports(OVERLAY_ENV[overlay]) | {587}}.get(name, set())
         assert internet == expected_internet, name
         expected = {53, 5432, 9092} | expected_internet
         if overlay == "dev":

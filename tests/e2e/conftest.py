@@ -6,10 +6,8 @@ from pathlib import Path
 import pytest
 
 from cyberclaims.client import Api
-from shared.auth import TokenService
-from shared.settings import PlatformSettings
 from tests.e2e.system import System, running_system
-from tests.support.service import TEST_JWT_SECRET
+from tests.support.service import provider_signer
 
 E2E_ENV = {
     "TRIAGE_SLA_P4_MINUTES": "0.1",  # a P4 job expires after 6 s: the expiry story waits for it
@@ -28,7 +26,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 
 def api_for(system: System) -> Api:
-    return Api(system.urls, TokenService(PlatformSettings(jwt_secret=TEST_JWT_SECRET)))
+    return Api(system.urls, provider_signer())
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from cyberclaims.dev import Child, Supervisor, cli_argv, prepare_databases, wait
 from cyberclaims.registry import SERVICES
 from shared.settings import embedded_postgres_url
 from tests.support.infra import drop_database, free_port, fresh_database, tansu_broker
-from tests.support.service import TEST_JWT_SECRET
+from tests.support.service import TEST_ISSUER, provider_jwks_url, provider_key
 
 SERVICE_NAMES = [entry.name for entry in SERVICES]
 
@@ -50,7 +50,9 @@ def running_system(workdir: Path, *, backend: str = "postgres",
             "CYBERCLAIMS_KAFKA_SESSION_TIMEOUT_MS": "3000",
             "CYBERCLAIMS_OUTBOX_POLL_SECONDS": "0.2",
             "CYBERCLAIMS_LOG_LEVEL": "WARNING",
-            "CYBERCLAIMS_JWT_SECRET": TEST_JWT_SECRET,
+            "CYBERCLAIMS_JWKS_URL": provider_jwks_url(),
+            "CYBERCLAIMS_JWT_ISSUER": TEST_ISSUER,
+            "CYBERCLAIMS_SIGNING_KEY_FILE": str(provider_key()),  # `cyberclaims token`'s
             "CYBERCLAIMS_RATE_LIMITS": "false",  # every test client is one address
             "PAYOUT_PAYMENT_PROVIDER_URL": f"http://127.0.0.1:{ports['payments']}",
             "NOTIFY_SMTP_HOST": "127.0.0.1",

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from cyberclaims.simulate import Book, SimClaim, SimPolicy
 from services.insights.app import create_app
 from services.insights.settings import InsightsSettings
-from shared.auth import Role, TokenService
+from shared.auth import Role
 from shared.clock import Clock
 from shared.events import (
     Attribution,
@@ -46,7 +46,7 @@ from shared.events import (
 from shared.migrations import migrate
 from shared.settings import PlatformSettings
 from tests.support.infra import drop_database, fresh_database, tansu_broker
-from tests.support.service import test_platform
+from tests.support.service import provider_signer, test_platform
 
 SOURCES = {"cyberclaims.policies": "/cyberclaims/intake", "cyberclaims.incidents": "/cyberclaims/intake",
            "cyberclaims.response": "/cyberclaims/triage", "cyberclaims.claims": "/cyberclaims/payout"}
@@ -64,10 +64,9 @@ class World:
         return create_app(settings, self.platform, clock, run_workers=run_workers)
 
     def bearer(self, role: Role) -> dict[str, str]:
-        token = TokenService(self.platform).issue(
+        token = provider_signer().issue(
             role=role, sub=f"{role.value}-1", org_id="org-x" if role is Role.policyholder else None,
-            vendor_id="vendor-x" if role is Role.vendor else None,
-            authority_limit=Decimal(1000) if role is Role.adjuster else None)
+            vendor_id="vendor-x" if role is Role.vendor else None)
         return {"Authorization": f"Bearer {token}"}
 
 

@@ -12,11 +12,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 
-from shared.auth import Role, TokenService
+from shared.auth import Role, audience_of
 from shared.settings import PlatformSettings
+from shared.signing import TokenSigner
 from tests.intake.conftest import register, report_body
-from tests.support.service import Tokens
+from tests.support.service import Tokens, provider_signer
 
 
 async def _two_orgs(api: httpx.AsyncClient, tokens: Tokens) -> tuple[dict[str, Any], ...]:
@@ -103,14 +105,25 @@ async def test_roles_that_may_not_call_an_endpoint_get_403(
 
 
 def _token(platform: PlatformSettings, **changes: Any) -> str:
+    """A policyholder's token for intake signed by the test provider's key, with `changes`
+    (`key`: another signer, `kid`: another key name; a claim None: left out)."""
     now = int(time.time())
     claims = {"sub": "user@org", "role": "policyholder", "org_id": "org-x",
-              "iss": platform.jwt_issuer, "aud": platform.jwt_audience, "iat": now,
+              "iss": platform.jwt_issuer, "aud": audience_of("intake"), "iat": now,
               "exp": now + 600}
-    secret = changes.pop("secret", platform.jwt_secret)
+    signer = changes.pop("key", provider_signer())
+    kid = changes.pop("kid", provider_signer().kid)
     claims.update(changes)
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret,
-                      algorithm="HS256")
+    key = serialization.load_pem_private_key(signer.private_pem(), password=None)
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key,  # type: ignore[arg-type]
+                      algorithm="ES256", headers={"kid": kid})
+
+
+def _hs256(platform: PlatformSettings) -> str:
+    """What the platform accepted before: HS256 under a shared secret (the old test one)."""
+    claims = jwt.decode(_token(platform), options={"verify_signature": False})
+    return jwt.encode(claims, "Q0X8WwN4WU1jsn8Ch51rlFZxUGFK4kDI4_Q15CaWNww", algorithm="HS256",
+                      headers={"kid": provider_signer().kid})
 
 
 def _unsigned(platform: PlatformSettings) -> str:
@@ -122,7 +135,11 @@ def _unsigned(platform: PlatformSettings) -> str:
 
 
 BAD_TOKENS = {
-    "bad signature": lambda p: _token(p, secret="another-secret-that-is-long-enough-0123"),
+    "bad signature": lambda p: _token(p, key=TokenSigner.generate(issuer="x")),
+    "unknown key": lambda p: _token(p, key=(other := TokenSigner.generate(issuer="x")),
+                                    kid=other.kid),
+    "hs256 with the old shared secret": _hs256,
+    "a token for payout": lambda p: _token(p, aud=audience_of("payout")),
     "expired": lambda p: _token(p, exp=int(time.time()) - 30),
     "wrong audience": lambda p: _token(p, aud="someone-else"),
     "wrong issuer": lambda p: _token(p, iss="evil-issuer"),
@@ -154,6 +171,7 @@ async def test_no_token_is_a_401_everywhere(api: httpx.AsyncClient, tokens: Toke
     basic = await api.get("/v1/incidents", headers={"Authorization": "Basic dXNlcjpwYXNz"})
     assert basic.status_code == 401
     # A token the platform itself issued, for a valid role, is accepted.
-    valid = TokenService(platform).issue(role=Role.policyholder, sub="u", org_id="org-valid")
+    valid = provider_signer().issue(role=Role.policyholder, sub="u", org_id="org-valid",
+                                audience=audience_of("intake"))
     ok = await api.get("/v1/incidents", headers={"Authorization": f"Bearer {valid}"})
     assert ok.status_code == 200 and ok.json()["items"] == []

@@ -26,7 +26,7 @@ from tests.payout.conftest import (
     serving,
 )
 from tests.payout.test_console_api import LARGE_POLICY, triaged, with_finding
-from tests.support.service import Tokens
+from tests.support.service import AdjusterRegistrar, Tokens
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -55,10 +55,15 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 @asynccontextmanager
-async def console(app: FastAPI) -> AsyncIterator[tuple[str, httpx.AsyncClient, Browser]]:
-    """The app served over real HTTP, a client of its API, and a browser."""
+async def console(app: FastAPI, *adjusters: dict[str, str]
+                  ) -> AsyncIterator[tuple[str, httpx.AsyncClient, Browser]]:
+    """The app served over real HTTP, a client of its API (`adjusters` registered in payout's
+    registry, as an operator would before they sign in), and a browser."""
     async with serving(app, lifespan="on") as url, httpx.AsyncClient(base_url=url) as api, \
             chromium() as browser:
+        api.event_hooks["request"].append(AdjusterRegistrar(api).register)
+        for headers in adjusters:
+            assert (await api.get("/v1/me", headers=headers)).status_code == 200
         yield url, api, browser
 
 
@@ -120,7 +125,7 @@ async def test_an_adjuster_verifies_a_bi_loss_sets_the_outage_and_approves(
 ) -> None:
     adjuster = tokens.adjuster("console-chen", "1000000")
     name = holder()
-    async with console(quiet_payout) as (url, api, browser):
+    async with console(quiet_payout, adjuster) as (url, api, browser):
         incident = await reported_incident(quiet_payout, holder_name=name)
         interruption = incident.submitted(BI, hourly_loss="10000")
         await apply(quiet_payout, interruption)
@@ -186,7 +191,7 @@ async def test_a_second_adjuster_approves_a_large_claim(
 ) -> None:
     first, second = tokens.adjuster("console-li", "5000000"), tokens.adjuster("console-wang", "5000000")
     name = holder()
-    async with console(quiet_payout) as (url, api, browser):
+    async with console(quiet_payout, first, second) as (url, api, browser):
         incident = await reported_incident(quiet_payout, holder_name=name, **LARGE_POLICY)
         await apply(quiet_payout, incident.completed({IR: "1250000"}))
         claim = await claim_id(api, first, incident)
@@ -226,7 +231,7 @@ async def test_an_adjuster_without_enough_authority_sees_why(
 ) -> None:
     junior = tokens.adjuster("console-junior", "1000000")
     name = holder()
-    async with console(quiet_payout) as (url, api, browser):
+    async with console(quiet_payout, junior) as (url, api, browser):
         incident = await reported_incident(quiet_payout, holder_name=name, **LARGE_POLICY)
         await apply(quiet_payout, triaged(incident))
         await apply(quiet_payout, with_finding(incident.completed({IR: "1250000"}),
@@ -259,7 +264,7 @@ async def test_the_console_works_from_the_keyboard_alone(
 ) -> None:
     adjuster = tokens.adjuster("console-keys", "1000000")
     name = holder()
-    async with console(quiet_payout) as (url, api, browser):
+    async with console(quiet_payout, adjuster) as (url, api, browser):
         incident = await reported_incident(quiet_payout, holder_name=name)
         await apply(quiet_payout, incident.completed({IR: "150000"}))
         claim = await claim_id(api, adjuster, incident)
@@ -300,7 +305,7 @@ async def test_the_queues_page_through_what_the_search_found_until_the_token_fai
 ) -> None:
     adjuster = tokens.adjuster("console-pages", "1000000")
     name = holder()
-    async with console(quiet_payout) as (url, _, browser):
+    async with console(quiet_payout, adjuster) as (url, _, browser):
         for _ in range(12):
             incident = await reported_incident(quiet_payout, holder_name=name)
             await apply(quiet_payout, incident.completed({IR: "150000"}))
@@ -344,7 +349,7 @@ async def test_a_claim_approved_in_the_console_is_paid_once(
     """The whole path with the real consumer, relay and payment worker behind the page."""
     adjuster = tokens.adjuster("console-adjuster", "1000000")
     name = holder()
-    async with console(make_payout()) as (url, api, browser):
+    async with console(make_payout(), adjuster) as (url, api, browser):
         policy = await register(broker, holder_name=name)
         incident = Incident(broker, policy)
         await incident.report()

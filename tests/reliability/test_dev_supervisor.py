@@ -20,7 +20,7 @@ from cyberclaims.broker import port_in_use
 from cyberclaims.dev import OBJECT_STORE_PORT, cli_argv
 from cyberclaims.registry import SERVICES
 from tests.support.infra import free_port
-from tests.support.service import TEST_JWT_SECRET
+from tests.support.service import TEST_ISSUER, provider_jwks_url
 
 pytestmark = pytest.mark.slow
 STARTED = "cyberclaims is running:"
@@ -57,7 +57,8 @@ def stack_env(ports: dict[str, int]) -> dict[str, str]:
             OBJECT_STORE_PORT: str(ports["objects"]),
             "CYBERCLAIMS_EMBEDDED_POSTGRES_PORT": str(ports["postgres"]),
             "PAYOUT_PAYMENT_PROVIDER_URL": f"http://127.0.0.1:{ports['payments']}",
-            "NOTIFY_SMTP_PORT": str(ports["smtp"]), "CYBERCLAIMS_JWT_SECRET": TEST_JWT_SECRET,
+            "NOTIFY_SMTP_PORT": str(ports["smtp"]), "CYBERCLAIMS_JWKS_URL": provider_jwks_url(),
+            "CYBERCLAIMS_JWT_ISSUER": TEST_ISSUER,
             **{f"{entry.name.upper()}_PORT": str(ports[entry.name]) for entry in SERVICES}}
 
 

@@ -20,7 +20,7 @@ import httpx
 
 from cyberclaims.client import Actor, Api, wait_for
 from cyberclaims.demo import claim_in, dispatched_jobs
-from shared.auth import Role, TokenService
+from shared.auth import Role
 from shared.settings import PlatformSettings
 from tests.e2e.system import System
 from tests.e2e.test_claims import insure, report, vendor
@@ -51,16 +51,9 @@ BIG_AUTHORITY = "100000000"
 
 
 def platform_settings(system: System) -> PlatformSettings:
-    """The JWT settings the running system verifies tokens with (its env, else the defaults)."""
-    fields = PlatformSettings.model_fields
-    return PlatformSettings(
-        jwt_secret=system.env.get("CYBERCLAIMS_JWT_SECRET", fields["jwt_secret"].default),
-        jwt_issuer=system.env.get("CYBERCLAIMS_JWT_ISSUER", fields["jwt_issuer"].default),
-        jwt_audience=system.env.get("CYBERCLAIMS_JWT_AUDIENCE", fields["jwt_audience"].default))
-
-
-def token_service(system: System) -> TokenService:
-    return TokenService(platform_settings(system))
+    """The token settings the running system verifies with (its env)."""
+    return PlatformSettings(jwks_url=system.env["CYBERCLAIMS_JWKS_URL"],
+                            jwt_issuer=system.env["CYBERCLAIMS_JWT_ISSUER"])
 
 
 def role_actor(api: Api, role: str) -> Actor:

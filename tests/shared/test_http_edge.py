@@ -15,11 +15,12 @@ import pytest
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from services.payout.app import create_app as payout_app
-from shared.auth import Role, TokenService
+from shared.auth import Role
 from shared.problems import PROBLEM_JSON
-from shared.settings import MEBIBYTE, PlatformSettings
+from shared.settings import MEBIBYTE
+from shared.signing import TokenSigner
 from tests.payout.conftest import serving
-from tests.support.service import Tokens, running
+from tests.support.service import TEST_ISSUER, Tokens, running
 from tests.support.service import test_platform as platform_settings
 
 CHUNK = 64 * 1024
@@ -56,8 +57,8 @@ def intake_db(service_database: Callable[[str], str]) -> str:
 
 
 def forged() -> dict[str, str]:
-    """An operator token signed with another secret."""
-    signed_elsewhere = TokenService(PlatformSettings(jwt_secret="f" * 40))
+    """An operator token signed with another key."""
+    signed_elsewhere = TokenSigner.generate(issuer=TEST_ISSUER)
     return {"Authorization": f"Bearer {signed_elsewhere.issue(role=Role.operator, sub='x')}"}
 
 

@@ -1,9 +1,9 @@
-"""Settings fail fast: outside development the development secret, and any short or
-predictable JWT secret, is refused."""
+"""Settings fail fast: outside development tokens are verified only against a configured
+identity provider's JWKS, in production an https:// one."""
 
 from __future__ import annotations
 
-import secrets
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -13,56 +13,44 @@ from services.notify.settings import NotifySettings
 from services.payout.settings import PayoutSettings
 from services.triage.settings import TriageSettings
 from shared.settings import (
-    DEV_JWT_SECRET,
-    MIN_SECRET_ENTROPY_BITS,
-    MIN_SECRET_LENGTH,
+    DATA_DIR,
     Environment,
     PlatformSettings,
     ServiceSettings,
-    entropy_bits,
 )
 
-STRONG = "Q0X8WwN4WU1jsn8Ch51rlFZxUGFK4kDI"  # 32 random characters
-WEAK = ["a" * MIN_SECRET_LENGTH, "ab" * MIN_SECRET_LENGTH, "abcd" * (MIN_SECRET_LENGTH // 4),
-        "0" * 64]
+PROVIDER = "https://idp.example/.well-known/jwks.json"
 
 
 @pytest.mark.parametrize("env", [Environment.production, Environment.test])
-@pytest.mark.parametrize("secret", [DEV_JWT_SECRET, "short-secret", STRONG[:-1], *WEAK])
-def test_outside_development_a_default_short_or_predictable_secret_is_refused(
-        env: Environment, secret: str) -> None:
-    with pytest.raises(ValidationError, match="CYBERCLAIMS_JWT_SECRET"):
-        PlatformSettings(env=env, jwt_secret=secret)
+def test_outside_development_a_jwks_url_is_required(env: Environment) -> None:
+    with pytest.raises(ValidationError, match="CYBERCLAIMS_JWKS_URL"):
+        PlatformSettings(env=env, jwks_url="")
 
 
-def test_production_accepts_a_long_random_secret() -> None:
-    settings = PlatformSettings(env="production", jwt_secret=STRONG)  # type: ignore[arg-type]
-    assert settings.env is Environment.production
-    for _ in range(1000):  # the estimate never refuses what the docs recommend
-        PlatformSettings(env=Environment.production, jwt_secret=secrets.token_urlsafe(32))
-        PlatformSettings(env=Environment.production, jwt_secret=secrets.token_hex(16))
-
-
-def test_entropy_estimate() -> None:
-    assert entropy_bits("a" * 32) == 0
-    assert entropy_bits("ab" * 16) == 32
-    assert entropy_bits(STRONG) > MIN_SECRET_ENTROPY_BITS
+@pytest.mark.parametrize("url", ["http://idp.example/jwks", "file:///tmp/jwks.json"])
+def test_production_takes_the_providers_keys_over_https_only(url: str) -> None:
+    with pytest.raises(ValidationError, match="https"):
+        PlatformSettings(env=Environment.production, jwks_url=url)
+    assert PlatformSettings(env=Environment.production, jwks_url=PROVIDER).jwks_url == PROVIDER
+    assert PlatformSettings(env=Environment.test, jwks_url=url).resolved_jwks_url() == url
 
 
 def test_production_from_the_environment_fails_at_start_up(monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
     monkeypatch.setenv("CYBERCLAIMS_ENV", "production")
-    monkeypatch.delenv("CYBERCLAIMS_JWT_SECRET", raising=False)
+    monkeypatch.delenv("CYBERCLAIMS_JWKS_URL", raising=False)
     with pytest.raises(ValidationError):
         PlatformSettings(_env_file=None)  # type: ignore[call-arg]
-    monkeypatch.setenv("CYBERCLAIMS_JWT_SECRET", STRONG)
-    assert PlatformSettings(_env_file=None).jwt_secret == STRONG  # type: ignore[call-arg]
+    monkeypatch.setenv("CYBERCLAIMS_JWKS_URL", PROVIDER)
+    assert PlatformSettings(_env_file=None).jwks_url == PROVIDER  # type: ignore[call-arg]
 
 
-def test_development_accepts_the_default_secret() -> None:
-    env = Environment.development
-    assert PlatformSettings(env=env, jwt_secret=DEV_JWT_SECRET).jwt_secret == DEV_JWT_SECRET
-    assert PlatformSettings(env=env, jwt_secret="short").jwt_secret == "short"
+def test_development_reads_the_local_keys_jwks() -> None:
+    settings = PlatformSettings(env=Environment.development)
+    assert settings.resolved_jwks_url() == (DATA_DIR / "jwks.json").resolve().as_uri()
+    moved = PlatformSettings(env=Environment.development, signing_key_file="keys/key.pem")
+    assert moved.resolved_jwks_url() == Path("keys/jwks.json").resolve().as_uri()
 
 
 def test_other_settings_are_checked_too() -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from cyberclaims.client import Api
 from tests.e2e.system import System, running_system
-from tests.security.support import SYSTEM_ENV, token_service
+from tests.security.support import SYSTEM_ENV
+from tests.support.service import provider_signer
 
 
 @pytest.fixture(scope="package")
@@ -21,6 +22,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 @pytest.fixture(scope="package")
 def api(system: System) -> Iterator[Api]:
-    client = Api(system.urls, token_service(system))
+    client = Api(system.urls, provider_signer())
     yield client
     client.close()

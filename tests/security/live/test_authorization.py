@@ -104,6 +104,10 @@ ROUTES: dict[tuple[str, str, str], Rules] = {
     ("payout", "GET", "/v1/me"): allow(adjuster=OK, operator=OK),
     ("payout", "GET", "/v1/queues/{name}"): allow(adjuster=OK, operator=OK),
     ("payout", "GET", "/v1/claims/{claim_id}/file"): allow(adjuster=OK, operator=OK),
+    # The registry of adjusters (their authority): operators only, adjusters included.
+    ("payout", "GET", "/v1/adjusters"): allow(operator=OK),
+    ("payout", "PUT", "/v1/adjusters/{subject}"): allow(operator=OK),
+    ("payout", "GET", "/v1/adjusters/{subject}/history"): allow(operator=OK),
     ("payout", "POST", "/v1/claims/{claim_id}/payment/retry"): allow(operator=OK),  # reliab
     ("payout", "GET", "/v1/payments"): allow(operator=OK),
     # The operators' page and API (shared/operations.py): dead letters where a service keeps
@@ -252,7 +256,8 @@ def path_value(world: World, name: str, role: str, own: bool, method: str) -> st
     values = {"policy_number": mine.policy_number, "incident_id": mine.incident_id,
               "job_id": mine.job_id, "vendor_id": mine.vendor_id, "claim_id": world.claim_id,
               "loss_id": world.loss_id, "delivery_id": world.delivery_id,
-              "asset": "common.js", "file": "swagger-ui-bundle.js", "name": "approval"}
+              "asset": "common.js", "file": "swagger-ui-bundle.js", "name": "approval",
+              "subject": world.actors["adjuster"].name.split()[-1]}
     return values.get(name)
 
 
@@ -296,6 +301,8 @@ BODIES: dict[tuple[str, str], Callable[[World, str, bool], Any]] = {
     ("PUT", "/v1/claims/{claim_id}/outage"): lambda w, role, own: {"outage_hours": "5", "note": "matrix"},
     ("POST", "/v1/claims/{claim_id}/approve"): lambda w, role, own: {},
     ("POST", "/v1/claims/{claim_id}/deny"): lambda w, role, own: {"reason": "matrix"},
+    ("PUT", "/v1/adjusters/{subject}"): lambda w, role, own: {
+        "authority_limit": BIG_AUTHORITY, "reason": "matrix"},
     ("POST", "/v1/subscriptions"): lambda w, role, own: {
         "url": f"http://{RECEIVER_HOST}:9/{suffix()}", "secret": "m" * 32,
         **({"owner": f"org:{w.a.org.name.split()[-1]}"} if role == "operator" else {})},

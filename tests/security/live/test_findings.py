@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from cyberclaims.client import Actor, Api, wait_for
 from cyberclaims.demo import claim_in, dispatched_jobs, policy_body
-from shared.settings import DEV_JWT_SECRET, Environment, PlatformSettings
+from shared.settings import Environment, PlatformSettings
 from tests.e2e.system import System
 from tests.e2e.test_claims import CONTACT, insure, vendor
 from tests.security.support import (
@@ -309,16 +309,17 @@ def test_finding_12_hardening(system: System, api: Api, figures: Figures) -> Non
     if as_text.status_code not in (415, 422):
         problems.append(f"a text/plain body was accepted as JSON: {as_text.status_code}")
 
-    for settings in ({"env": Environment.production, "jwt_secret": "a" * 32},
-                     {"env": Environment.production, "jwt_secret": "ab" * 16},
-                     {"env": Environment.test, "jwt_secret": DEV_JWT_SECRET}):
+    for settings in ({"env": Environment.production, "jwks_url": ""},
+                     {"env": Environment.production, "jwks_url": "http://idp.example/jwks"},
+                     {"env": Environment.production, "jwks_url": "file:///tmp/jwks.json"},
+                     {"env": Environment.test, "jwks_url": ""}):
         try:
             PlatformSettings(**settings)  # type: ignore[arg-type]
         except ValidationError:
-            figures.record("weak JWT secrets", True)
+            figures.record("unvouched token keys", True)
         else:
-            figures.record("weak JWT secrets", False)
-            problems.append(f"settings accept a weak secret: {settings}")
+            figures.record("unvouched token keys", False)
+            problems.append(f"settings accept tokens without a provider's keys: {settings}")
     assert not problems, "\n".join(problems)
 
 

@@ -11,11 +11,16 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from cyberclaims.client import Api
+from shared.auth import audience_of
 from shared.settings import PlatformSettings
+from shared.signing import ALL_AUDIENCES
 from tests.e2e.system import System
 from tests.security.support import Figures, platform_settings, status_of
+from tests.support.service import hs256_signed, provider_signer
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +34,36 @@ TARGETS = {
 }
 
 
+OLD_SHARED_SECRET = "Q0X8WwN4WU1jsn8Ch51rlFZxUGFK4kDI4_Q15CaWNww"
+"""The HS256 secret the tests signed with before tokens were asymmetric."""
+
+
 def claims_for(settings: PlatformSettings, as_role: str, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {"sub": "attacker", "role": as_role, "iss": settings.jwt_issuer,
-                              "aud": settings.jwt_audience, "iat": now, "exp": now + 600}
-    claims |= {"policyholder": {"org_id": "org-attacker"}, "vendor": {"vendor_id": "v-attacker"},
-               "adjuster": {"authority_limit": "1000"}}.get(as_role, {})
+                              "aud": list(ALL_AUDIENCES), "iat": now, "exp": now + 600}
+    claims |= {"policyholder": {"org_id": "org-attacker"},
+               "vendor": {"vendor_id": "v-attacker"}}.get(as_role, {})
     claims |= overrides
     return {key: value for key, value in claims.items() if value is not None}
 
 
-def signed(settings: PlatformSettings, claims: dict[str, Any], *, algorithm: str = "HS256",
-           key: str | None = None) -> str:
-    return jwt.encode(claims, key or settings.jwt_secret, algorithm=algorithm)
+def signed(settings: PlatformSettings, claims: dict[str, Any], *, algorithm: str = "ES256",
+           key: Any = None, kid: str | None = None) -> str:
+    """Signed by the system's provider key unless `key` (and named by its `kid` unless `kid`)."""
+    provider = provider_signer()
+    private = serialization.load_pem_private_key(provider.private_pem(), password=None)
+    return jwt.encode(claims, private if key is None else key, algorithm=algorithm,
+                      headers={"kid": kid or provider.kid})
+
+
+def public_jwk_bytes() -> bytes:
+    """The provider's public key as published: what an algorithm-confusion attack keys HS256
+    with."""
+    return json.dumps(provider_signer().jwks()["keys"][0]).encode()
+
+
+ANOTHER_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 def unsigned(claims: dict[str, Any], alg: str = "none") -> str:
@@ -56,10 +78,16 @@ Forge = Callable[[PlatformSettings], tuple[str, str]]  # -> (role, token)
 ATTACKS: dict[str, Forge] = {
     "alg none": lambda s: ("operator", unsigned(claims_for(s, "operator"))),
     "alg NONE": lambda s: ("operator", unsigned(claims_for(s, "operator"), alg="NONE")),
-    "HS512 with the right secret": lambda s: ("operator", signed(
-        s, claims_for(s, "operator"), algorithm="HS512")),
-    "wrong key": lambda s: ("operator", signed(s, claims_for(s, "operator"),
-                                               key="an-attacker-secret-0123456789abcdef")),
+    "HS256 with the old shared secret": lambda s: ("operator", hs256_signed(
+        claims_for(s, "operator"), OLD_SHARED_SECRET.encode(), provider_signer().kid)),
+    "HS256 keyed with the public key": lambda s: ("operator", hs256_signed(
+        claims_for(s, "operator"), public_jwk_bytes(), provider_signer().kid)),
+    "wrong key, the provider's kid": lambda s: ("operator", signed(
+        s, claims_for(s, "operator"), key=ANOTHER_KEY)),
+    "unknown key": lambda s: ("operator", signed(
+        s, claims_for(s, "operator"), key=ANOTHER_KEY, kid="attacker-key")),
+    "no kid": lambda s: ("operator", jwt.encode(claims_for(s, "operator"), ANOTHER_KEY,
+                                                algorithm="ES256")),
     "signature stripped": lambda s: ("operator", signed(
         s, claims_for(s, "operator")).rsplit(".", 1)[0] + "."),
     "expired": lambda s: ("operator", signed(s, claims_for(
@@ -68,6 +96,8 @@ ATTACKS: dict[str, Forge] = {
         s, "operator", nbf=int(time.time()) + 3600))),
     "wrong issuer": lambda s: ("operator", signed(s, claims_for(s, "operator", iss="evil"))),
     "wrong audience": lambda s: ("operator", signed(s, claims_for(s, "operator", aud="other-api"))),
+    "a token for risk only": lambda s: ("operator", signed(s, claims_for(
+        s, "operator", aud=audience_of("risk")))),
     "no exp": lambda s: ("operator", signed(s, claims_for(s, "operator", exp=None))),
     "no sub": lambda s: ("operator", signed(s, claims_for(s, "operator", sub=None))),
     "unknown role": lambda s: ("operator", signed(s, claims_for(s, "superuser"))),
@@ -78,14 +108,6 @@ ATTACKS: dict[str, Forge] = {
     "org_id: a list": lambda s: ("policyholder", signed(s, claims_for(
         s, "policyholder", org_id=["org-a", "org-b"]))),
     "vendor_id: 123": lambda s: ("vendor", signed(s, claims_for(s, "vendor", vendor_id=123))),
-    'authority_limit: "NaN"': lambda s: ("adjuster", signed(s, claims_for(
-        s, "adjuster", authority_limit="NaN"))),
-    'authority_limit: "Infinity"': lambda s: ("adjuster", signed(s, claims_for(
-        s, "adjuster", authority_limit="Infinity"))),
-    'authority_limit: "-1"': lambda s: ("adjuster", signed(s, claims_for(
-        s, "adjuster", authority_limit="-1"))),
-    "authority_limit: an object": lambda s: ("adjuster", signed(s, claims_for(
-        s, "adjuster", authority_limit={"amount": 1}))),
     "oversize token (64 KiB)": lambda s: ("operator", signed(s, claims_for(
         s, "operator", padding="x" * 65536))),
 }

@@ -18,8 +18,8 @@ from tests.security.support import (
     SYSTEM_ENV,
     Figures,
     tenant,
-    token_service,
 )
+from tests.support.service import provider_signer
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 @pytest.fixture(scope="module")
 def api(limited: System) -> Iterator[Api]:
-    client = Api(limited.urls, token_service(limited))
+    client = Api(limited.urls, provider_signer())
     yield client
     client.close()
 

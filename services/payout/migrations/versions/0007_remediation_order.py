@@ -1,8 +1,8 @@
 """remediation items superseded by a later assessment; a note on a claim decided before risk's
 news that changes REMEDIATION_OVERDUE's answer
 
-Revision ID: 0006_remediation_order
-Revises: 0005_remediation
+Revision ID: 0007_remediation_order
+Revises: 0006_adjusters
 """
 from collections.abc import Sequence
 
@@ -11,8 +11,8 @@ from alembic import op
 
 import shared.db
 
-revision: str = '0006_remediation_order'
-down_revision: str | None = '0005_remediation'
+revision: str = '0007_remediation_order'
+down_revision: str | None = '0006_adjusters'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,109 @@
+"""The registry of adjusters is where authority lives: a token's `authority_limit` claim buys
+nothing, an adjuster not registered (or inactive) has none, and every change operators make is
+kept with who, when, before, after and why."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import httpx
+from fastapi import FastAPI
+
+from shared.auth import Role
+from shared.events import Section
+from tests.payout.conftest import apply, reported_incident
+from tests.support.service import Tokens, provider_signer, running
+
+
+def adjuster_token(sub: str, **claims: object) -> dict[str, str]:
+    """An adjuster's token as the provider would sign it, with whatever claims it likes."""
+    return {"Authorization": "Bearer " + provider_signer().issue(role=Role.adjuster, sub=sub,
+                                                                  **claims)}
+
+
+async def put(payout: httpx.AsyncClient, operator: dict[str, str], sub: str, limit: str, *,
+              active: bool = True, reason: str = "hired") -> httpx.Response:
+    return await payout.put(f"/v1/adjusters/{sub}", headers=operator,
+                            json={"authority_limit": limit, "active": active, "reason": reason})
+
+
+async def test_authority_comes_from_the_registry_never_from_the_token(
+        quiet_payout: FastAPI, tokens: Tokens) -> None:
+    sub = f"forger-{uuid.uuid4().hex[:8]}"
+    boastful = adjuster_token(sub, authority_limit="100000000")
+    operator = tokens.operator()
+    async with running(quiet_payout, wait_for_consumer=False) as payout:
+        incident = await reported_incident(quiet_payout, retention=Decimal("0"))
+        invoice = incident.submitted(Section.incident_response, amount="5000")
+        await apply(quiet_payout, invoice)
+        claim = (await payout.get(f"/v1/incidents/{incident.incident_id}/claim",
+                                  headers=boastful)).json()
+        verify = f"/v1/claims/{claim['id']}/losses/{invoice.loss_id}/verify"
+
+        # Not in the registry: no authority at all, whatever the token claims.
+        me = await payout.get("/v1/me", headers=boastful)
+        assert me.status_code == 200 and me.json()["authority_limit"] is None
+        refused = await payout.post(verify, headers=boastful, json={"note": "as claimed"})
+        assert refused.status_code == 403 and "no authority" in refused.json()["detail"]
+
+        # Registered at 1,000: the 5,000 invoice is beyond it, the claim notwithstanding.
+        assert (await put(payout, operator, sub, "1000")).status_code == 200
+        assert (await payout.get("/v1/me", headers=boastful)).json()["authority_limit"] == "1000.00"
+        beyond = await payout.post(verify, headers=boastful, json={"note": "as claimed"})
+        assert beyond.status_code == 403 and "exceeds your authority" in beyond.json()["detail"]
+
+        # Inactive: nothing, even at a limit that would cover it.
+        assert (await put(payout, operator, sub, "10000", active=False,
+                          reason="on leave")).status_code == 200
+        assert (await payout.post(verify, headers=boastful,
+                                  json={"note": "as claimed"})).status_code == 403
+        assert (await put(payout, operator, sub, "10000", reason="back")).status_code == 200
+        verified = await payout.post(verify, headers=boastful, json={"note": "as claimed"})
+        assert verified.status_code == 200, verified.text
+
+
+async def test_registry_changes_are_operator_only_and_audited(
+        quiet_payout: FastAPI, tokens: Tokens) -> None:
+    sub = f"audited-{uuid.uuid4().hex[:8]}"
+    operator, other_operator = tokens.operator("ops-li"), tokens.operator("ops-wang")
+    async with running(quiet_payout, wait_for_consumer=False) as payout:
+        senior = tokens.adjuster(f"senior-{uuid.uuid4().hex[:8]}", "5000000")
+        for caller in (senior, tokens.policyholder("org-x"), tokens.vendor("v-x")):
+            assert (await put(payout, caller, sub, "100000000")).status_code == 403
+            assert (await payout.get("/v1/adjusters", headers=caller)).status_code == 403
+        assert (await put(payout, {}, sub, "1000")).status_code == 401
+
+        created = await put(payout, operator, sub, "250000", reason="joined the claims desk")
+        assert created.status_code == 200, created.text
+        assert created.json()["updated_by"] == "operator:ops-li"
+        assert (await put(payout, operator, sub, "250000", reason="same again")).status_code == 200
+        raised = await put(payout, other_operator, sub, "1000000", reason="promoted")
+        assert raised.json() | {"updated_at": None} == {
+            "subject": sub, "authority_limit": "1000000.00", "active": True,
+            "updated_by": "operator:ops-wang", "updated_at": None}
+
+        history = await payout.get(f"/v1/adjusters/{sub}/history", headers=operator)
+        assert history.status_code == 200
+        changes = [{k: v for k, v in change.items() if k != "at"}
+                   for change in history.json()["changes"]]
+        assert changes == [  # the unchanged PUT is not a change
+            {"changed_by": "operator:ops-li", "old_authority_limit": None,
+             "new_authority_limit": "250000.00", "old_active": None, "new_active": True,
+             "reason": "joined the claims desk"},
+            {"changed_by": "operator:ops-wang", "old_authority_limit": "250000.00",
+             "new_authority_limit": "1000000.00", "old_active": True, "new_active": True,
+             "reason": "promoted"}]
+        listed = (await payout.get("/v1/adjusters", params={"limit": 100},
+                                   headers=operator)).json()
+        assert listed["total"] >= 1
+        missing = await payout.get(f"/v1/adjusters/nobody-{sub}/history", headers=operator)
+        assert missing.status_code == 404
+
+        for body, field in (({"authority_limit": "-1", "reason": "x"}, "authority_limit"),
+                            ({"authority_limit": "1e3", "reason": "x"}, "authority_limit"),
+                            ({"authority_limit": "1000"}, "reason"),
+                            ({"authority_limit": "1000", "reason": "x", "role": "god"}, "role")):
+            bad = await payout.put(f"/v1/adjusters/{sub}", headers=operator, json=body)
+            assert bad.status_code == 422, bad.text
+            assert field in bad.text
