@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.migrations import alembic_config, migrate
-from tests.support.infra import drop_database, fresh_database
+from tests.support.infra import drop_databases, fresh_database
 
 AT_ONCE = 3
 
@@ -32,7 +32,7 @@ def _migrate_when_all_are_ready(url: str, barrier: Barrier) -> str:
 def database() -> Iterator[str]:
     name = f"cyberclaims_test_concurrent_migrations_{os.getpid()}"
     yield fresh_database(name)
-    drop_database(name)
+    drop_databases(name)
 
 
 @pytest.mark.slow

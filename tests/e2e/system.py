@@ -5,7 +5,6 @@ Tests talk to it through the public HTTP APIs only."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,8 @@ from pathlib import Path
 from cyberclaims.broker import wait_for_port
 from cyberclaims.dev import Child, Supervisor, cli_argv, wait_ready
 from cyberclaims.registry import SERVICES
-from tests.support.infra import drop_database, free_port, fresh_database, tansu_broker
+from shared.migrations import migrate
+from tests.support.infra import drop_databases, free_port, fresh_database, tansu_broker
 from tests.support.service import TEST_JWT_SECRET
 
 SERVICE_NAMES = [entry.name for entry in SERVICES]
@@ -67,9 +67,10 @@ def running_system(workdir: Path, *, backend: str = "postgres",
                 env[f"{prefix}_DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir / name}.db"
         supervisor = Supervisor(echo=False)
         try:
+            # In this process: a `cyberclaims migrate` child per service spends seconds on
+            # imports alone (tests/chaos runs the command itself).
             for name in SERVICE_NAMES:
-                subprocess.run(cli_argv("migrate", name), env=env, check=True,
-                               capture_output=True)
+                migrate(name, env[f"{name.upper()}_DATABASE_URL"])
             supervisor.start(Child("payments", cli_argv("sandbox-payments", "--port",
                                                         str(ports["payments"])), env=env))
             supervisor.start(Child("smtp", cli_argv("smtp-sink", "--port", str(ports["smtp"]),
@@ -89,5 +90,4 @@ def running_system(workdir: Path, *, backend: str = "postgres",
             raise
         finally:
             supervisor.stop()
-            for database in databases:
-                drop_database(database)
+            drop_databases(*databases)
