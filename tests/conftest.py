@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from shared.migrations import migrate
 from shared.settings import PlatformSettings
 from tests.support.infra import (
-    drop_database,
-    migrated_database,
+    drop_databases,
+    fresh_database,
     tansu_broker,
     test_database_name,
 )
@@ -24,18 +25,32 @@ def broker() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def service_database() -> Iterator[Callable[[str], str]]:
-    """`service_database("intake")` -> URL of that service's test database."""
+def scratch_database() -> Iterator[Callable[[str], str]]:
+    """`scratch_database(name)` -> URL of a new, empty database `name`. All of them are dropped
+    together when the session ends: a DROP DATABASE waits for a checkpoint, and concurrent
+    ones share it, where one per test cost seconds each on a busy machine."""
+    created: list[str] = []
+
+    def create(name: str) -> str:
+        created.append(name)
+        return fresh_database(name)
+
+    yield create
+    drop_databases(*created)
+
+
+@pytest.fixture(scope="session")
+def service_database(scratch_database: Callable[[str], str]) -> Callable[[str], str]:
+    """`service_database("intake")` -> URL of that service's test database (migrated once)."""
     created: dict[str, str] = {}
 
     def get(service: str) -> str:
         if service not in created:
-            created[service] = migrated_database(service)
+            created[service] = scratch_database(test_database_name(service))
+            migrate(service, created[service])
         return created[service]
 
-    yield get
-    for service in created:
-        drop_database(test_database_name(service))
+    return get
 
 
 @pytest.fixture

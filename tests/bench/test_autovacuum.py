@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from bench.system import AutovacuumStandIn, autovacuum_description
-from tests.support.infra import drop_database, fresh_database
+from tests.support.infra import drop_databases, fresh_database
 
 
 async def _maintained(dsn: str) -> tuple[object, object]:
@@ -50,4 +50,4 @@ def test_the_stand_in_vacuums_and_analyzes_each_database_while_autovacuum_is_off
             stand_in.stop()
         assert "stand-in" in autovacuum_description()
     finally:
-        drop_database(name)
+        drop_databases(name)

@@ -22,7 +22,7 @@ import pytest
 
 from bench.__main__ import BENCHMARKS
 from bench.system import ALL_SERVICES
-from tests.support.infra import drop_database
+from tests.support.infra import drop_databases
 
 pytestmark = [pytest.mark.slow, pytest.mark.bench]
 
@@ -46,8 +46,7 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         output, _ = run.communicate(timeout=60)
         pytest.fail(f"the quick benchmarks took over {TIMEOUT_SECONDS} s:\n{output[-3000:]}")
     finally:
-        for name in [*ALL_SERVICES, "baseline"]:
-            drop_database(prefix + name)
+        drop_databases(*(prefix + name for name in [*ALL_SERVICES, "baseline"]))
     assert run.returncode == 0, output[-6000:]
     yield {path.stem: json.loads(path.read_text()) for path in results_dir.glob("*.json")}
 

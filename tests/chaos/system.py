@@ -196,7 +196,13 @@ def chaos_system(workdir: Path) -> Iterator[ChaosSystem]:
             wait_for_port(ports[name])
         for name in SERVICE_NAMES:
             postgres.create_database(f"chaos_{name}")
-            subprocess.run(cli_argv("migrate", name), env=env, check=True, capture_output=True)
+        migrations = {name: subprocess.Popen(cli_argv("migrate", name), env=env,
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                      for name in SERVICE_NAMES}  # at once: each child's time is its imports
+        for name, migration in migrations.items():
+            output, _ = migration.communicate()
+            if migration.returncode != 0:
+                raise RuntimeError(f"cyberclaims migrate {name} failed:\n{output.decode()}")
             system.start(name)
         system.wait_alive(*SERVICE_NAMES)
         yield system

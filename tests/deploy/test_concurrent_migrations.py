@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from multiprocessing import get_context
 from multiprocessing.managers import SyncManager
 from threading import Barrier
@@ -17,7 +17,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.migrations import alembic_config, migrate
-from tests.support.infra import drop_database, fresh_database
 
 AT_ONCE = 3
 
@@ -29,10 +28,8 @@ def _migrate_when_all_are_ready(url: str, barrier: Barrier) -> str:
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    name = f"cyberclaims_test_concurrent_migrations_{os.getpid()}"
-    yield fresh_database(name)
-    drop_database(name)
+def database(scratch_database: Callable[[str], str]) -> str:
+    return scratch_database(f"cyberclaims_test_concurrent_migrations_{os.getpid()}")
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -45,7 +45,7 @@ from shared.events import (
 )
 from shared.migrations import migrate
 from shared.settings import PlatformSettings
-from tests.support.infra import drop_database, fresh_database, tansu_broker
+from tests.support.infra import tansu_broker
 from tests.support.service import provider_signer, test_platform
 
 SOURCES = {"cyberclaims.policies": "/cyberclaims/intake", "cyberclaims.incidents": "/cyberclaims/intake",
@@ -71,15 +71,11 @@ class World:
 
 
 @pytest.fixture
-def world() -> Iterator[World]:
-    name = f"cyberclaims_test_insights_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+def world(scratch_database: Callable[[str], str]) -> Iterator[World]:
+    url = scratch_database(f"cyberclaims_test_insights_{os.getpid()}_{uuid.uuid4().hex[:8]}")
+    migrate("insights", url)
     with tansu_broker() as bootstrap:
-        url = fresh_database(name)
-        migrate("insights", url)
-        try:
-            yield World(bootstrap, url, test_platform(bootstrap))
-        finally:
-            drop_database(name)
+        yield World(bootstrap, url, test_platform(bootstrap))
 
 
 def policy_event(policy: SimPolicy) -> PolicyRegistered:

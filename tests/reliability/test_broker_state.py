@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,19 +16,15 @@ from cyberclaims.broker import BrokerLostEvents, check_kept_state, record_draine
 from shared.db import create_engine
 from shared.migrations import migrate
 from shared.topics import CLAIMS
-from tests.support.infra import drop_database, fresh_database, tansu_broker
+from tests.support.infra import tansu_broker
 from tests.support.kafka import publish
 
 
 @pytest.fixture
-def intake_db() -> Iterator[str]:
-    name = f"cyberclaims_test_broker_state_{uuid.uuid4().hex[:8]}"
-    url = fresh_database(name)
+def intake_db(scratch_database: Callable[[str], str]) -> str:
+    url = scratch_database(f"cyberclaims_test_broker_state_{uuid.uuid4().hex[:8]}")
     migrate("intake", url)
-    try:
-        yield url
-    finally:
-        drop_database(name)
+    return url
 
 
 async def saw_an_event(url: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +23,6 @@ from shared.events import RegulatorReportFiled
 from shared.kafka import OutgoingMessage
 from shared.migrations import migrate
 from shared.outbox import Outbox, OutboxRelay, OutboxState
-from tests.support.infra import drop_database, fresh_database
 
 CLOCK = SystemClock()
 
@@ -57,14 +56,12 @@ def failed(exc: Exception) -> asyncio.Future[object]:
 
 
 @pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
+def database_url(scratch_database: Callable[[str], str]) -> str:
     """A database of this module's own (intake's tables), so no other test's pending rows
     are relayed here."""
-    name = f"cyberclaims_test_relay_{os.getpid()}"
-    url = fresh_database(name)
+    url = scratch_database(f"cyberclaims_test_relay_{os.getpid()}")
     migrate("intake", url)
-    yield url
-    drop_database(name)
+    return url
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import asyncpg
 
 from cyberclaims.broker import broker_command, wait_for_port
 from shared.kafka import ensure_topics
-from shared.migrations import migrate
 from tests.support.settings import postgres_admin_url
 
 
@@ -121,23 +120,25 @@ def fresh_database(name: str) -> str:
     return admin.rsplit("/", 1)[0] + f"/{name}"
 
 
-def drop_database(name: str) -> None:
-    async def drop() -> None:
-        connection = await asyncpg.connect(postgres_admin_url().replace("+asyncpg", ""))
+def drop_databases(*names: str) -> None:
+    """Drop them all at once: each DROP DATABASE waits for a checkpoint, and concurrent ones
+    share it (six one after another took 13 s on a busy machine, at once under 1 s)."""
+    admin = postgres_admin_url().replace("+asyncpg", "")
+
+    async def drop(name: str) -> None:
+        connection = await asyncpg.connect(admin)
         try:
             await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await connection.close()
 
-    asyncio.run(drop())
+    async def drop_all() -> None:
+        await asyncio.gather(*(drop(name) for name in names))
+
+    asyncio.run(drop_all())
 
 
 def test_database_name(service: str) -> str:
     """Unique per test session, so suites run side by side never share a database."""
     return f"cyberclaims_test_{service}_{os.getpid()}"
 
-
-def migrated_database(service: str) -> str:
-    url = fresh_database(test_database_name(service))
-    migrate(service, url)
-    return url
