@@ -47,7 +47,6 @@ from bench.common import Options, Outcome, Target
 from bench.profile import finish_profile, profile_note, start_profile
 from bench.scenario import require_services
 from bench.system import (
-    JWT_SECRET,
     RssSampler,
     System,
     cpu_seconds,
@@ -203,7 +202,7 @@ async def _publish(bootstrap: str, messages: list[OutgoingMessage]) -> None:
 
 def _subscribe(system: System, receiver: Receiver, owners: list[str]) -> None:
     """A webhook subscription for every owner, made by an operator through notify's API."""
-    tokens = token_service(JWT_SECRET)
+    tokens = token_service()
     headers = {"Authorization": f"Bearer {tokens.issue(role=Role.operator, sub='bench-ops')}"}
     with httpx.Client(base_url=system.urls["notify"], headers=headers, timeout=30) as client:
         for owner in owners:
