@@ -6,11 +6,14 @@ https://www.speedscope.app read); we add a plain-text summary of where the sampl
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+
+from bench.common import RESULTS_DIR, Options
 
 
 def py_spy() -> str | None:
@@ -89,3 +92,44 @@ def summarise(collapsed: Path, top: int = 30) -> str:
     lines += [*table("Total time (frame anywhere on the stack):", total), ""]
     lines += table("Self time by package (leaf frame's directory):", by_file)
     return "\n".join(lines) + "\n"
+
+
+class ProfileSet:
+    """py-spy on several processes at once, each into results/profile_<process>.txt (a summary
+    of its own top frames; the collapsed stacks beside it, for a flame graph)."""
+
+    def __init__(self, options: Options, benchmark: str, rate: int = 50) -> None:
+        self.options = options
+        self.benchmark = benchmark
+        self.rate = rate
+        self._running: dict[str, subprocess.Popen[bytes] | None] = {}
+
+    def _collapsed(self, name: str) -> Path:
+        return self.options.results_dir / f"profile_{name.replace(' ', '_')}.collapsed"
+
+    def start(self, pids: dict[str, int], duration: float) -> None:
+        for name, pid in pids.items():
+            self._running[name] = start_profile(pid, duration, self._collapsed(name), self.rate)
+
+    async def finish(self) -> str | None:
+        """Wait for every profile; a note naming where they are (None if none was taken)."""
+        if not self._running:
+            return None
+        written, failed = [], []
+        label = "quick run" if self.options.quick else "full run"
+        for name, process in self._running.items():
+            error = await asyncio.to_thread(finish_profile, process)
+            collapsed = self._collapsed(name)
+            if error or not collapsed.exists():
+                failed.append(f"{name}: {(error or 'no output')[:200]}")
+                continue
+            summary = collapsed.with_suffix(".txt")
+            summary.write_text(f"py-spy profile of {name} under {self.benchmark} ({label}; "
+                               f"command: {self.options.command})\n\n"
+                               + summarise(collapsed, top=15))
+            written.append(summary.name)
+        repository = RESULTS_DIR.parent.parent
+        where = self.options.results_dir
+        shown = where.relative_to(repository) if where.is_relative_to(repository) else where
+        note = f"profiles written to {shown}: {', '.join(written)}"
+        return note + (f"; failed: {'; '.join(failed)}" if failed else "")
