@@ -92,9 +92,15 @@ def _lifecycle_rows(figures: dict[str, Any]) -> list[Row]:
              f"{_value(latency.get('p50_ms'))} / {_value(latency.get('p99_ms'))}", None, "")]
 
 
+def _insights_rows(figures: dict[str, Any]) -> list[Row]:
+    return [("experience query p95 with writes between, ms",
+             figures.get("query_with_writes", {}).get("p95_ms"),
+             figures.get("query_unchanged", {}).get("p95_ms"), "no writes between")]
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "intake_throughput": _intake_rows, "dispatch_latency": _latency_rows,
-    "burst": _burst_rows, "lifecycle": _lifecycle_rows,
+    "burst": _burst_rows, "lifecycle": _lifecycle_rows, "insights_query": _insights_rows,
 }
 
 

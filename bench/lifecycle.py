@@ -2,8 +2,8 @@
 and completes every job with a small verified loss, payout assesses and approves automatically
 (payable <= 50,000, no coverage question), and the sandbox provider pays. Throughput in paid
 claims per second, report-to-paid latency, and each service's resident memory at rest and
-under load (VmRSS from /proc). Target (issue 27): at least 50 paid claims per second; the report-to-paid
-p99 is reported beside it. With `--profile`, py-spy samples every service, the vendor panel and
+under load (VmRSS from /proc). Target (issue 27): at least 50 paid claims per second; the
+report-to-paid p99 is reported beside it. With `--profile`, py-spy samples every service, the vendor panel and
 the sandbox bank while the reports are sent and paid: bench/results/profile_<process>.txt.
 """
 
