@@ -86,10 +86,14 @@ def _pair(after: dict[str, Any]) -> str:
 
 
 def _lifecycle_rows(figures: dict[str, Any]) -> list[Row]:
-    latency = figures.get("report_to_paid", {})
-    return [("paid claims/s", figures.get("paid_per_second"), None, ""),
-            ("report to paid p50 / p99, ms",
-             f"{_value(latency.get('p50_ms'))} / {_value(latency.get('p99_ms'))}", None, "")]
+    paid, responded = figures.get("report_to_paid", {}), figures.get(
+        "report_to_response_completed", {})
+    return [("paid claims/s", figures.get("paid_per_second"),
+             figures.get("responses_completed_per_second"), "responses completed/s"),
+            ("report to paid p99, ms", paid.get("p99_ms"), responded.get("p99_ms"),
+             "report to response completed p99"),
+            ("report to paid p50, ms", paid.get("p50_ms"), responded.get("p50_ms"),
+             "report to response completed p50")]
 
 
 def _insights_rows(figures: dict[str, Any]) -> list[Row]:
@@ -142,7 +146,8 @@ def render_profiles(results_dir: Path) -> str:
     for name in sorted(found, key=lambda n: (PROFILE_ORDER.index(n) if n in PROFILE_ORDER
                                              else len(PROFILE_ORDER), n)):
         text = found[name].read_text().splitlines()
-        header, samples = text[0], next((line for line in text if line.endswith("samples")), "")
+        header = text[0]
+        samples = next((line for line in text if "samples" in line and line[:1].isdigit()), "")
         own = _section(text, "Self time (leaf frame):")[:FRAMES_PER_PROFILE]
         packages = _section(text, "Self time by package (leaf frame's directory):")[:3]
         lines.append(f"- **{name.replace('_', ' ')}** ({samples}; {header.split('(', 1)[-1]}"

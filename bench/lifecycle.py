@@ -84,6 +84,9 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
     paid: dict[str, float] = {i: t for i in accepted if (t := watch.progress(i).paid_at)}
     start = result.started
     elapsed = max(paid.values()) - start if paid else None
+    # The same-run baseline: the response (triage and the vendor panel) ahead of payout.
+    responded = {i: t for i in accepted if (t := watch.progress(i).response_completed_at)}
+    responding = max(responded.values()) - start if responded else None
     failed = sum(1 for i in accepted if watch.progress(i).payment_failed_at)
     figures = {
         "reports": count,
@@ -94,6 +97,10 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
         "dead_letters": dead,
         "seconds_to_all_paid": round(elapsed, 2) if elapsed else None,
         "paid_per_second": round(len(paid) / elapsed, 2) if elapsed else None,
+        "responses_completed_per_second": round(len(responded) / responding, 2)
+        if responding else None,
+        "report_to_response_completed": latency_summary_ms(
+            [responded[i] - s[2] for i, s in accepted.items() if i in responded]),
         "report_to_paid": latency_summary_ms([paid[i] - s[2] for i, s in accepted.items()
                                               if i in paid]),
         "jobs_completed_by_panel": vendor_counts.get("completed"),

@@ -58,12 +58,19 @@ def _short(frame: str) -> str:
     return f"{name} ({'/'.join(Path(file).parts[-2:])})" if file else name
 
 
+EVENT_LOOP_LEAVES = frozenset({"Runner.run (asyncio/runners.py)", "EpollSelector.select (selectors.py)"})
+"""Leaf frames of the event loop itself: uvloop runs in C below `Runner.run`, the standard loop
+waits in `select`. Mostly the loop waiting for I/O; on a machine short of CPU also a process
+runnable but descheduled there (py-spy samples it all the same), so it is counted apart."""
+
+
 def summarise(collapsed: Path, top: int = 30) -> str:
-    """Where the samples are: by leaf function (self) and by any frame on the stack (total)."""
+    """Where the samples are: by leaf function (self) and by any frame on the stack (total),
+    the event loop's own frames (`EVENT_LOOP_LEAVES`) counted apart."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     by_file: Counter[str] = Counter()
-    samples = 0
+    samples = in_loop = 0
     for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -73,6 +80,9 @@ def summarise(collapsed: Path, top: int = 30) -> str:
         if not frames:
             continue
         samples += count
+        if frames[-1] in EVENT_LOOP_LEAVES:
+            in_loop += count
+            continue
         own[frames[-1]] += count
         for frame in set(frames):
             total[frame] += count
@@ -87,7 +97,8 @@ def summarise(collapsed: Path, top: int = 30) -> str:
             lines.append(f"  {100 * count / samples:5.1f}%  {frame}")
         return lines
 
-    lines = [f"{samples} samples", ""]
+    lines = [f"{samples} samples, {100 * in_loop / samples:.0f}% in the event loop (waiting, "
+             "or descheduled)", ""]
     lines += [*table("Self time (leaf frame):", own), ""]
     lines += [*table("Total time (frame anywhere on the stack):", total), ""]
     lines += table("Self time by package (leaf frame's directory):", by_file)

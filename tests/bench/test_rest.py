@@ -62,10 +62,11 @@ def test_the_doc_shows_each_figure_beside_its_same_run_baseline() -> None:
 def test_profiles_are_summarised_one_line_each(tmp_path: Path) -> None:
     (tmp_path / "profile_payout.txt").write_text(
         "py-spy profile of payout under lifecycle (full run; command: python -m bench)\n\n"
-        "120 samples\n\nSelf time (leaf frame):\n  30.0%  write (asyncio/selector_events.py)\n\n"
+        "120 samples, 40% in the event loop (waiting, or descheduled)\n\n"
+        "Self time (leaf frame):\n  30.0%  write (asyncio/selector_events.py)\n\n"
         "Self time by package (leaf frame's directory):\n  40.0%  asyncio\n")
 
     summary = render_profiles(tmp_path)
 
-    assert summary.startswith("- **payout** (120 samples;")
+    assert summary.startswith("- **payout** (120 samples, 40% in the event loop (waiting, or descheduled);")
     assert "30.0% write (asyncio/selector_events.py)" in summary and "40.0% asyncio" in summary
