@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="sample the intake process with py-spy during intake_throughput")
     parser.add_argument("--seed", type=int, default=Options.seed, help="seed of every workload")
+    parser.add_argument("--burst-size", type=int, metavar="N",
+                        help="reports in each burst of the burst benchmark (default 4,000; "
+                             "200 with --quick)")
     parser.add_argument("--results-dir", type=Path, metavar="DIR",
                         help="write the results to DIR instead of bench/results and leave "
                              "docs/performance.md as it is (the tests' smoke run uses this)")
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     command = "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     options = Options(quick=args.quick, seed=args.seed, profile=args.profile,
-                      command=command.strip(), results_dir=args.results_dir or RESULTS_DIR)
+                      command=command.strip(), results_dir=args.results_dir or RESULTS_DIR,
+                      burst_size=args.burst_size)
     crashed = False
     for name in args.names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")

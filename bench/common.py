@@ -61,6 +61,8 @@ class Options:
     profile: bool = False
     results_dir: Path = RESULTS_DIR
     command: str = "python -m bench"
+    burst_size: int | None = None
+    """Reports in each burst of the burst benchmark (None: its full or quick size)."""
 
     def size(self, full: Any, quick: Any) -> Any:
         return quick if self.quick else full

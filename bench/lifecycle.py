@@ -2,7 +2,9 @@
 and completes every job with a small verified loss, payout assesses and approves automatically
 (payable <= 50,000, no coverage question), and the sandbox provider pays. Throughput in paid
 claims per second, report-to-paid latency, and each service's resident memory at rest and
-under load (VmRSS from /proc). No target is set for these figures: they are tracked.
+under load (VmRSS from /proc). Target (issue 27): at least 50 paid claims per second; the
+report-to-paid p99 is reported beside it. With `--profile`, py-spy samples every service, the vendor panel and
+the sandbox bank while the reports are sent and paid: bench/results/profile_<process>.txt.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import time
 from typing import Any
 
 from bench import charts
-from bench.common import Options, Outcome, latency_summary_ms
+from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, LoadResult, run_load
+from bench.profile import ProfileSet
 from bench.scenario import full_system, prepare, require_services, warm_up, watcher
 from bench.system import RssSampler
 from bench.vendors import PanelPlan, VendorPanel
@@ -25,6 +28,8 @@ NAME = "lifecycle"
 TITLE = "Full lifecycle: report to paid"
 TIME_LIMIT = 480.0
 WARM_UP = 10
+TARGET_PAID_PER_SECOND = 50.0
+PROFILED_SECONDS = 30.0
 
 
 def run(options: Options) -> Outcome:
@@ -56,6 +61,11 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
         rss = RssSampler(system)
         rss.start()
         reports = prepared_reports(measured, scenario.tokens, options.seed, count)
+        profiles = ProfileSet(options, NAME)
+        if options.profile:
+            profiles.start({**{name: system.pid(name) for name in system.instance_names()},
+                            "vendor panel": panel.pid, "payments stand-in":
+                            system.pid("payments")}, PROFILED_SECONDS)
         begun = time.monotonic()
         result = await run_load(LoadPlan(url=system.urls["intake"] + "/v1/incidents",
                                          reports=reports, mode="closed", count=count,
@@ -65,6 +75,7 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
         remaining = max(10.0, options.size(TIME_LIMIT, 120.0) - (time.monotonic() - begun))
         unpaid = await watch.wait_until(accepted, "paid_at", remaining)
         await rss.stop()
+        profile_note = await profiles.finish()
         vendor_counts = await panel.stop()
         dead = await dead_letter_count(system.bootstrap)
     finally:
@@ -73,6 +84,9 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
     paid: dict[str, float] = {i: t for i in accepted if (t := watch.progress(i).paid_at)}
     start = result.started
     elapsed = max(paid.values()) - start if paid else None
+    # The same-run baseline: the response (triage and the vendor panel) ahead of payout.
+    responded = {i: t for i in accepted if (t := watch.progress(i).response_completed_at)}
+    responding = max(responded.values()) - start if responded else None
     failed = sum(1 for i in accepted if watch.progress(i).payment_failed_at)
     figures = {
         "reports": count,
@@ -83,6 +97,10 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
         "dead_letters": dead,
         "seconds_to_all_paid": round(elapsed, 2) if elapsed else None,
         "paid_per_second": round(len(paid) / elapsed, 2) if elapsed else None,
+        "responses_completed_per_second": round(len(responded) / responding, 2)
+        if responding else None,
+        "report_to_response_completed": latency_summary_ms(
+            [responded[i] - s[2] for i, s in accepted.items() if i in responded]),
         "report_to_paid": latency_summary_ms([paid[i] - s[2] for i, s in accepted.items()
                                               if i in paid]),
         "jobs_completed_by_panel": vendor_counts.get("completed"),
@@ -96,9 +114,13 @@ async def _measure(options: Options, scenario: Any, count: int) -> Outcome:
              "a verified incident_response loss of 1,000 to 5,000"]
     if unpaid:
         notes.append(f"{unpaid} incident(s) not paid within the time limit")
+    if profile_note:
+        notes.append(profile_note)
     for failure, times in vendor_counts.get("failures", {}).items():
         notes.append(f"the vendor panel failed {times} time(s): {failure}")
-    return Outcome(figures=figures, targets=[],
+    targets = [Target("paid claims per second", figures["paid_per_second"], ">=",
+                      TARGET_PAID_PER_SECOND, "/s")]
+    return Outcome(figures=figures, targets=targets,
                    parameters={"reports": count, "concurrency": concurrency,
                                "vendors": len(scenario.vendors), "services": system.services},
                    notes=notes, chart=_chart(options, result, watch, accepted, at_rest, rss))

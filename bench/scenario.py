@@ -43,12 +43,15 @@ def require_services(*names: str) -> None:
         raise Skipped(f"service not built: {', '.join(missing)}")
 
 
-def full_system(payments: bool = False) -> System:
-    """Every service that exists in the tree (plus the sandbox payment provider if asked)."""
+def full_system(payments: bool = False, *, equal_weights: bool = False,
+                replicas: dict[str, int] | None = None) -> System:
+    """Every service that exists in the tree (plus the sandbox payment provider if asked);
+    `equal_weights` and `replicas` as in `System`."""
     services = [name for name in ALL_SERVICES if service_built(name)]
     if payments and not sandbox_built("payments"):
         raise Skipped("the sandbox payment provider (cyberclaims.sandbox.payments) is not built")
-    return System(services, payments=payments, smtp=True)
+    return System(services, payments=payments, smtp=True, equal_weights=equal_weights,
+                  replicas=replicas)
 
 
 def register_vendors(triage_url: str, tokens: TokenSigner, seed: int, run_id: str, count: int

@@ -31,12 +31,11 @@ from typing import IO
 import asyncpg
 import httpx
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import HARNESS_NICENESS, lower_priority
 from cyberclaims.broker import broker_command, wait_for_port
 from cyberclaims.registry import SERVICES
-from shared.kafka import ensure_topics, retry_until_connected
+from shared.kafka import ensure_topics
 from shared.settings import DATA_DIR
 
 SIGNING_KEY = (DATA_DIR / "bench" / "signing-key.pem").resolve()
@@ -44,6 +43,9 @@ SIGNING_KEY = (DATA_DIR / "bench" / "signing-key.pem").resolve()
 ALL_SERVICES = [entry.name for entry in SERVICES]
 STAND_INS = ("payments", "smtp")
 """Stand-ins for outside systems: the sandbox bank and the SMTP sink."""
+STAND_IN_START_SECONDS = 120.0
+"""How long a niced stand-in may take to listen: on a machine busy with other work, Python's
+start at nice 10 took over 30 s."""
 
 
 DEPLOYMENTS = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "base"
@@ -264,14 +266,24 @@ class System:
     """Start the broker and the chosen services; `stop()` ends every process it started."""
 
     def __init__(self, services: list[str], *, payments: bool = False, smtp: bool = False,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, equal_weights: bool = False,
+                 replicas: dict[str, int] | None = None) -> None:
+        """`equal_weights`: every service at niceness 0 instead of weighed by its CPU request;
+        `replicas`: how many processes of a service run (default one each), sharing its
+        database and its consumer group, each on a port of its own."""
         self.services = services
+        self.equal_weights = equal_weights
+        self.instances = {name: [name] + [f"{name}-{i}" for i in range(2, 1 + (replicas or {})
+                                                                      .get(name, 1))]
+                          for name in services}
         self.want_payments = payments
         self.want_smtp = smtp
         self.workdir = Path(tempfile.mkdtemp(prefix="cyberclaims-bench-"))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
-        self.ports = {name: free_port() for name in [*ALL_SERVICES, *STAND_INS, "broker"]}
+        replica_names = [instance for names in self.instances.values() for instance in names[1:]]
+        self.ports = {name: free_port()
+                      for name in [*ALL_SERVICES, *replica_names, *STAND_INS, "broker"]}
         self.bootstrap = f"127.0.0.1:{self.ports['broker']}"
         self.urls = {name: f"http://127.0.0.1:{self.ports[name]}" for name in self.ports}
         self.database_urls: dict[str, str] = {}
@@ -312,19 +324,22 @@ class System:
                 self._spawn("payments", cli_argv("sandbox-payments", "--port",
                                                  str(self.ports["payments"])),
                             niceness=HARNESS_NICENESS)
-                wait_for_port(self.ports["payments"])
+                wait_for_port(self.ports["payments"], timeout=STAND_IN_START_SECONDS)
             if self.want_smtp and sandbox_built("smtp"):
                 self._spawn("smtp", cli_argv("smtp-sink", "--port", str(self.ports["smtp"]),
                                              "--maildir", str(self.workdir / "mail")),
                             niceness=HARNESS_NICENESS)
-                wait_for_port(self.ports["smtp"])
+                wait_for_port(self.ports["smtp"], timeout=STAND_IN_START_SECONDS)
             self.autovacuum.databases.extend(self.database_urls.values())
             self.autovacuum.start()
-            niceness = niceness_as_deployed(self.services)
+            niceness = ({name: 0 for name in self.services} if self.equal_weights
+                        else niceness_as_deployed(self.services))
             for name in self.services:
-                self._spawn(name, cli_argv("serve", name), niceness=niceness[name])
-            for name in self.services:
-                self.wait_ready(name)
+                for instance in self.instances[name]:
+                    env = {**self.env, f"{name.upper()}_PORT": str(self.ports[instance])}
+                    self._spawn(instance, cli_argv("serve", name), env, niceness=niceness[name])
+            for instance in self.instance_names():
+                self.wait_ready(instance)
         except BaseException:
             self.stop()
             raise
@@ -409,13 +424,23 @@ class System:
     def pid(self, name: str) -> int:
         return self.processes[name].pid
 
+    def instance_names(self) -> list[str]:
+        """Every service process: a service's name, then `<service>-2` ... for its replicas."""
+        return [instance for name in self.services for instance in self.instances[name]]
+
     def rss(self) -> dict[str, int | None]:
-        """Each service's resident memory in KiB right now."""
-        return {name: rss_kib(self.pid(name)) for name in self.services}
+        """Each service process's resident memory in KiB right now."""
+        return {name: rss_kib(self.pid(name)) for name in self.instance_names()}
 
     def cpu(self, excluding: Collection[str] = ()) -> dict[str, float | None]:
-        return {name: cpu_seconds(self.pid(name)) for name in self.services
-                if name not in excluding}
+        """Each service's CPU time so far (its replicas' included)."""
+        used: dict[str, float | None] = {}
+        for name in self.services:
+            if name in excluding:
+                continue
+            seconds = [cpu_seconds(self.pid(instance)) for instance in self.instances[name]]
+            used[name] = None if None in seconds else sum(s for s in seconds if s is not None)
+        return used
 
     def machine_cpu(self) -> dict[str, float | None]:
         """CPU time so far of everything a benchmark runs on this machine: each service, the
@@ -501,33 +526,6 @@ async def catch_up(system: System, cpu_before: dict[str, float | None],
     `System.machine_cpu` reading `cpu_before`."""
     seconds = await until_at_rest(system, timeout, excluding)
     return CatchUp(seconds, machine_cpu_used(cpu_before, system.machine_cpu(), system.services))
-
-
-LAG_POLL_SECONDS = 0.2
-
-
-async def until_caught_up(system: System, service: str, topics: Collection[str],
-                          timeout: float) -> float | None:
-    """Seconds until the service's consumer group has committed every message on `topics`
-    (its lag is 0), read from the broker without joining the group; None if not within
-    `timeout`."""
-    reader = AIOKafkaConsumer(bootstrap_servers=system.bootstrap,
-                              group_id=f"cyberclaims-{service}", enable_auto_commit=False)
-    await retry_until_connected(reader.start, what=f"{service} lag")
-    started = time.monotonic()
-    try:
-        partitions = [TopicPartition(topic, partition) for topic in topics
-                      for partition in reader.partitions_for_topic(topic) or ()]
-        while time.monotonic() - started < timeout:
-            ends = await reader.end_offsets(partitions)
-            committed = [await reader.committed(partition) or 0 for partition in partitions]
-            if all(done >= ends[partition]
-                   for partition, done in zip(partitions, committed, strict=True)):
-                return round(time.monotonic() - started, 1)
-            await asyncio.sleep(LAG_POLL_SECONDS)
-    finally:
-        await reader.stop()
-    return None
 
 
 def cli_argv(*args: str) -> list[str]:

@@ -31,6 +31,16 @@ def spec(settings: PayoutSettings) -> ServiceSpec:
         client = httpx.AsyncClient(base_url=settings.payment_provider_url,
                                    timeout=settings.payment_timeout_seconds)
         payments = PaymentWorker(runtime.uow, ctx, PaymentProvider(client), settings)
+        # A commit that staged events may have approved a claim (an automatic approval in an
+        # event handler): its payment is sent at once rather than at the worker's next poll.
+        wake_relay = runtime.uow.on_events_committed
+
+        def events_committed() -> None:
+            if wake_relay is not None:
+                wake_relay()
+            payments.wake()
+
+        runtime.uow.on_events_committed = events_committed
         runtime.resources.update(
             context=ctx, provider_client=client, payments=payments,
             safety_net=SafetyNet(runtime.uow, ctx, settings, wake_payments=payments.wake),

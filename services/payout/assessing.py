@@ -90,8 +90,8 @@ async def _paid_on_policy(uow: UnitOfWork, policy_number: str, excluding: uuid.U
     return engine.paid_from((section, amount) for section, amount in rows.all())
 
 
-async def _inputs(uow: UnitOfWork, claim: Claim, policy: Policy, incident: Incident
-                  ) -> AssessmentInputs:
+async def _inputs(uow: UnitOfWork, claim: Claim, policy: Policy, incident: Incident,
+                  losses: list[LossItem]) -> AssessmentInputs:
     others = await uow.session.scalars(
         select(Incident).where(Incident.policy_number == policy.policy_number,
                                Incident.category == incident.category, Incident.id != incident.id)
@@ -107,7 +107,7 @@ async def _inputs(uow: UnitOfWork, claim: Claim, policy: Policy, incident: Incid
         losses=[LossLine(id=item.id, section=item.section, source=item.source, state=item.state,
                          amount=item.amount, hourly_loss=item.hourly_loss,
                          verified_amount=item.verified_amount)
-                for item in await _losses(uow, claim)],
+                for item in losses],
         outage_minutes=outage[0] if outage else None,
         paid_by_section=paid_by_section,
         paid_total=paid_total,
@@ -190,10 +190,11 @@ async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: En
     """Assess once the response is complete and no loss item awaits verification."""
     if claim.status not in ASSESSABLE or claim.response_completed_at is None:
         return None
-    if any(item.state == LossState.unverified for item in await _losses(uow, claim)):
+    losses = await _losses(uow, claim)
+    if any(item.state == LossState.unverified for item in losses):
         return None
     try:
-        return await _assess(uow, ctx, claim, cause, requested_by)
+        return await _assess(uow, ctx, claim, cause, requested_by, losses)
     except (_NotReady, MissingOutage):
         return None  # waits for the policy, the incident report or the outage figure
     except OutOfRange as exc:
@@ -206,14 +207,16 @@ class _NotReady(Exception):
 
 
 async def _assess(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,
-                  requested_by: str) -> Assessment:
+                  requested_by: str, losses: list[LossItem] | None = None) -> Assessment:
+    """Assess `claim` now; `losses`: its loss items if the caller has just read them."""
     incident = await uow.session.get(Incident, claim.incident_id)
     if incident is None:
         raise _NotReady("the incident report has not arrived yet")
     policy = await uow.session.get(Policy, claim.policy_number, with_for_update=True)
     if policy is None:
         raise _NotReady(f"policy {claim.policy_number} has not arrived yet")
-    inputs = await _inputs(uow, claim, policy, incident)
+    inputs = await _inputs(uow, claim, policy, incident,
+                           losses if losses is not None else await _losses(uow, claim))
     result = engine.assess(inputs)
     decision = engine.decide(result, ctx.rules.auto_approval_limit)
     now = ctx.clock.now()

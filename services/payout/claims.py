@@ -117,9 +117,13 @@ async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponse
     elif outage is not None:
         claim.data_issue = (f"{OUTAGE_OUT_OF_RANGE} ({outage.started_at.isoformat()} to "
                             f"{outage.ended_at.isoformat()}): set the outage hours")
+    # A loss item's id derives from the incident, so its claim's items are all it can clash with:
+    # one query for every item of the report instead of one look-up each.
+    recorded = set(await uow.session.scalars(
+        select(LossItem.id).where(LossItem.claim_id == claim.id)))
     for index, loss in enumerate(event.verified_losses):
         loss_id = uuid.uuid5(claim.incident_id, f"{loss.job_id}/{index}")
-        if await uow.session.get(LossItem, loss_id) is not None:
+        if loss_id in recorded:
             continue
         self_verified = loss.amount <= ctx.rules.vendor_verification_limit
         uow.session.add(LossItem(

@@ -75,8 +75,10 @@ def test_each_benchmark_reports_a_value_for_every_target(
 
 def test_nothing_is_lost_under_the_quick_loads(quick_results: dict[str, dict[str, Any]]) -> None:
     burst = quick_results["burst"]["figures"]
-    assert burst["dispatched"] == burst["accepted"] == burst["reports"]
-    assert burst["dead_letters"] == 0
+    for system in ("as_deployed", "equal_weights", "replicas"):
+        assert burst[system]["lost"] == 0 and burst[system]["dead_letters"] == 0, burst[system]
+        assert all(b["dispatched"] == b["accepted"] == b["reports"]
+                   for name, b in burst[system].items() if name.startswith("burst_"))
     latency = quick_results["dispatch_latency"]["figures"]
     assert latency["not_dispatched"] == 0 and latency["dead_letters"] == 0
     assert [(step["accepted"], step["not_dispatched"]) for step in latency["lower_rates"]] \
