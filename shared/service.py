@@ -148,11 +148,13 @@ def create_service_app(
                                    idempotent=platform.kafka_idempotent_producer)
         relay = OutboxRelay(engine, spec.outbox_model, publisher,
                             service=spec.name, clock=clock, poll_seconds=platform.outbox_poll_seconds)
+        # Credentials live in real time: the injected clock moves business deadlines (a test
+        # that jumps 72 hours ahead), never a token's expiry or the key set's refresh.
         keys = KeySet(platform.resolved_jwks_url(),
-                      refresh_seconds=platform.jwks_refresh_seconds, clock=clock)
+                      refresh_seconds=platform.jwks_refresh_seconds)
         await keys.start()
         tokens = TokenVerifier(platform, audience=settings.audience or audience_of(spec.name),
-                               keys=keys, clock=clock)
+                               keys=keys)
         runtime = Runtime(
             name=spec.name, platform=platform, clock=clock, engine=engine,
             uow=UnitOfWorkFactory(engine, on_events_committed=relay.wake),

@@ -49,7 +49,7 @@ async def intake_on_own_broker(broker_behind_proxy: BrokerProxy, intake_db: str
     platform = support.test_platform(f"127.0.0.1:{broker_behind_proxy.port}",
                                      broker_probe_seconds=0.2)
     async with running(create_app(IntakeSettings(database_url=intake_db), platform)) as client:
-        yield client, Tokens(platform)
+        yield client, Tokens()
 
 
 async def broker_up(client: httpx.AsyncClient, tokens: Tokens) -> float:
