@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -119,18 +119,9 @@ def adjuster(
     = None,
 ) -> None:
     """Register an adjuster in payout's registry, or change their authority (operators)."""
-    import httpx
-
-    settings = service("payout").settings()
-    bearer = token or _signer().issue(role=Role.operator, sub="cli-operator")
-    response = httpx.put(f"http://{settings.host}:{settings.port}/v1/adjusters/{subject}",
-                         json={"authority_limit": authority_limit, "active": not inactive,
-                               "reason": reason},
-                         headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
-    if response.status_code != 200:
-        typer.echo(f"not changed: HTTP {response.status_code}: {response.text}", err=True)
-        raise typer.Exit(1)
-    entry = response.json()
+    entry = _as_operator_on_payout(
+        "PUT", f"/v1/adjusters/{subject}", token, failed="not changed",
+        body={"authority_limit": authority_limit, "active": not inactive, "reason": reason})
     typer.echo(f"adjuster {subject}: authority limit {entry['authority_limit']}, "
                f"{'active' if entry['active'] else 'inactive'}")
 
@@ -184,17 +175,26 @@ def payments_retry(
     = None,
 ) -> None:
     """Send a failed payment again (same idempotency key: never a second payment)."""
+    claim = _as_operator_on_payout("POST", f"/v1/claims/{claim_id}/payment/retry", token,
+                                   failed="not retried")
+    typer.echo(f"payment of claim {claim_id} retried; claim is {claim['status']}")
+
+
+def _as_operator_on_payout(method: str, path: str, token: str | None, *, failed: str,
+                           body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One operator call to payout (a development operator token unless `token` is given);
+    its JSON answer, or exit 1 saying `failed` with payout's answer."""
     import httpx
 
     settings = service("payout").settings()
     bearer = token or _signer().issue(role=Role.operator, sub="cli-operator")
-    response = httpx.post(f"http://{settings.host}:{settings.port}/v1/claims/{claim_id}"
-                          "/payment/retry", headers={"Authorization": f"Bearer {bearer}"},
-                          timeout=10)
+    response = httpx.request(method, f"http://{settings.host}:{settings.port}{path}", json=body,
+                             headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
     if response.status_code != 200:
-        typer.echo(f"not retried: HTTP {response.status_code}: {response.text}", err=True)
+        typer.echo(f"{failed}: HTTP {response.status_code}: {response.text}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"payment of claim {claim_id} retried; claim is {response.json()['status']}")
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 @app.command()

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import chainladder as cl
+import httpx
 import pandas as pd
 from sqlalchemy import select
 
@@ -85,6 +86,38 @@ def rounded(value: float) -> float | None:
     return None if pd.isna(value) else round(float(value), 2)
 
 
+async def developed_triangle(client: httpx.AsyncClient, world: World, raw: Raw,
+                            hidden_periods: set[str], params: dict[str, str]
+                            ) -> tuple[dict[str, Any], dict[str, list[Decimal]]]:
+    """The service's triangle for `params`, checked against the test's own from `raw`: the
+    same rows, the same suppressed accident quarters, and real development. Its body and the
+    test's rows."""
+    response = await client.get("/v1/insights/triangles", params=params,
+                                headers=world.bearer(Role.actuary))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    rows, hidden = expected_triangle(raw, params["basis"],
+                                     datetime.fromisoformat(body["valuation"]), hidden_periods)
+    assert {r["accident_quarter"]: [Decimal(v) for v in r["values"]]
+            for r in body["rows"]} == rows
+    assert body["suppressed_accident_quarters"] == hidden
+    assert body["only_latest_diagonal"] is False  # dated movements: real development
+    return body, rows
+
+
+def assert_chain_ladder(body: dict[str, Any], rows: dict[str, list[Decimal]]
+                        ) -> dict[str, Any]:
+    """Each origin's ultimate, IBNR and Mack standard error equal chainladder's on `rows`;
+    chainladder's lines, for further checks."""
+    truth = chain_ladder(rows)
+    for origin in body["development"]["origins"]:
+        line = truth[origin["accident_quarter"]]
+        assert origin["ultimate"] == rounded(line["Ultimate"])
+        assert origin["ibnr"] == rounded(line["IBNR"])
+        assert origin["mack_std_err"] == rounded(line["Mack Std Err"])
+    return truth
+
+
 async def test_triangles_and_chain_ladder_equal_the_tests_own(world: World) -> None:
     _, events = simulated(seed=31)
     await publish_all(world.broker, events)
@@ -98,29 +131,16 @@ async def test_triangles_and_chain_ladder_equal_the_tests_own(world: World) -> N
                           if c["suppressed"]}
         assert hidden_periods  # the book's thin early quarters
         for basis in ("paid", "incurred"):
-            response = await client.get("/v1/insights/triangles", params={"basis": basis},
-                                        headers=world.bearer(Role.actuary))
-            assert response.status_code == 200, response.text
-            body = response.json()
-            rows, hidden = expected_triangle(raw, basis, datetime.fromisoformat(body["valuation"]),
-                                             hidden_periods)
-            assert {r["accident_quarter"]: [Decimal(v) for v in r["values"]]
-                    for r in body["rows"]} == rows
-            assert body["suppressed_accident_quarters"] == hidden
-            assert body["only_latest_diagonal"] is False  # dated history: real development
+            body, rows = await developed_triangle(client, world, raw, hidden_periods,
+                                                  {"basis": basis})
             # Every row shown covers k organisations (the period's own check is in
             # test_experience), so no row undoes the experience's suppression.
             for name in rows:
                 assert len({c.org_id for c in raw.claims.values()
                             if quarter(raw.incidents[c.incident_id]["occurred"]) == name}) >= K
             assert len(rows) >= 4 and max(len(v) for v in rows.values()) >= 12
-            truth = chain_ladder(rows)
             assert [o["accident_quarter"] for o in body["development"]["origins"]] == list(rows)
-            for origin in body["development"]["origins"]:
-                line = truth[origin["accident_quarter"]]
-                assert origin["ultimate"] == rounded(line["Ultimate"])
-                assert origin["ibnr"] == rounded(line["IBNR"])
-                assert origin["mack_std_err"] == rounded(line["Mack Std Err"])
+            truth = assert_chain_ladder(body, rows)
             assert body["development"]["total"]["ultimate"] == rounded(  # NaN rows left out
                 pd.Series([line["Ultimate"] for line in truth.values()]).sum())
 

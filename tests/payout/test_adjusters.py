@@ -4,15 +4,20 @@ kept with who, when, before, after and why."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 
 import httpx
+import pytest
+from click.testing import Result
 from fastapi import FastAPI
+from typer.testing import CliRunner
 
+from cyberclaims.cli import app
 from shared.auth import Role
 from shared.events import Section
-from tests.payout.conftest import apply, reported_incident
+from tests.payout.conftest import apply, reported_incident, serving
 from tests.support.service import Tokens, provider_signer, running
 
 
@@ -107,3 +112,31 @@ async def test_registry_changes_are_operator_only_and_audited(
             bad = await payout.put(f"/v1/adjusters/{sub}", headers=operator, json=body)
             assert bad.status_code == 422, bad.text
             assert field in bad.text
+
+
+async def test_operators_change_the_registry_and_retry_payments_from_the_cli(
+        quiet_payout: FastAPI, tokens: Tokens, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cyberclaims adjuster` and `cyberclaims payments retry` against a payout served over
+    HTTP: what the runbook pastes, with payout's refusals shown and exit code 1."""
+    sub = f"cli-{uuid.uuid4().hex[:8]}"
+    operator = tokens.operator("ops-cli")
+    token = operator["Authorization"].removeprefix("Bearer ")
+    async with serving(quiet_payout, lifespan="on") as url, \
+            httpx.AsyncClient(base_url=url) as payout:
+        monkeypatch.setenv("PAYOUT_HOST", "127.0.0.1")
+        monkeypatch.setenv("PAYOUT_PORT", url.rsplit(":", 1)[1])
+
+        async def cli(*args: str) -> Result:  # in a thread: the CLI blocks, payout serves here
+            return await asyncio.to_thread(CliRunner().invoke, app, [*args, "--token", token])
+
+        registered = await cli("adjuster", sub, "--authority-limit", "2500", "--reason", "lead")
+        assert registered.exit_code == 0, registered.output
+        assert f"adjuster {sub}: authority limit 2500.00, active" in registered.output
+        history = (await payout.get(f"/v1/adjusters/{sub}/history", headers=operator)).json()
+        assert [c["reason"] for c in history["changes"]] == ["lead"]
+
+        refused = await cli("adjuster", sub, "--authority-limit", "-1", "--reason", "typo")
+        assert refused.exit_code == 1 and "not changed: HTTP 422" in refused.output
+
+        unknown = await cli("payments", "retry", str(uuid.uuid4()))
+        assert unknown.exit_code == 1 and "not retried: HTTP 404" in unknown.output
