@@ -6,6 +6,7 @@ their real databases and the real broker; their spans go to one in-memory export
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -35,12 +36,14 @@ from shared.events import (
     kafka_headers,
     kafka_value,
 )
+from shared.migrations import migrate
 from shared.outbox import Outbox
 from shared.settings import PlatformSettings
 from shared.tracing import current_context, trace_app, traced_by
 from tests.intake.conftest import policy_body, report_body
-from tests.support.infra import free_port
+from tests.support.infra import free_port, tansu_broker
 from tests.support.service import Tokens, running
+from tests.support.service import test_platform as platform_on
 
 TIMEOUT_SECONDS = 60.0
 
@@ -53,8 +56,27 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture
-def databases(service_database: Callable[[str], str]) -> dict[str, str]:
-    return {name: service_database(name) for name in ("intake", "triage", "notify")}
+def intake_database(service_database: Callable[[str], str]) -> str:
+    return service_database("intake")
+
+
+@pytest.fixture
+def own_platform() -> Iterator[PlatformSettings]:
+    """A broker of its own: on the session's broker the services would first work through
+    every earlier test's events (thousands by this point of a full run, a span each), and on
+    a busy machine the report's spans came after the timeout."""
+    with tansu_broker() as bootstrap:
+        yield platform_on(bootstrap)
+
+
+@pytest.fixture
+def own_databases(scratch_database: Callable[[str], str]) -> dict[str, str]:
+    """Databases of its own too: the session's hold other tests' unsent outbox rows."""
+    urls = {}
+    for name in ("intake", "triage", "notify"):
+        urls[name] = scratch_database(f"cyberclaims_test_trace_{name}_{os.getpid()}")
+        migrate(name, urls[name])
+    return urls
 
 
 def _traced(app: FastAPI, service: str, exporter: InMemorySpanExporter) -> FastAPI:
@@ -80,8 +102,9 @@ async def _span(exporter: InMemorySpanExporter, match: Callable[[ReadableSpan], 
 
 
 async def test_one_report_is_one_trace_from_intake_through_triage_to_notify(
-        databases: dict[str, str], platform: PlatformSettings, tokens: Tokens,
+        own_databases: dict[str, str], own_platform: PlatformSettings, tokens: Tokens,
         exporter: InMemorySpanExporter) -> None:
+    databases, platform = own_databases, own_platform
     apps = [
         _traced(create_intake(IntakeSettings(database_url=databases["intake"]), platform),
                 "intake", exporter),
@@ -139,16 +162,16 @@ async def test_one_report_is_one_trace_from_intake_through_triage_to_notify(
     assert str(request.attributes and request.attributes.get("http.route")) == "/v1/incidents"
 
 
-async def test_tracing_is_off_unless_an_endpoint_is_configured(platform: PlatformSettings,
-                                                databases: dict[str, str]) -> None:
+async def test_tracing_is_off_unless_an_endpoint_is_configured(
+        platform: PlatformSettings, intake_database: str) -> None:
     """No endpoint: nothing is instrumented and an event staged carries no trace context; an
     endpoint: the service's spans go to an OTLP exporter under its own name."""
     assert platform.otlp_endpoint == ""
-    app = create_intake(IntakeSettings(database_url=databases["intake"]), platform)
+    app = create_intake(IntakeSettings(database_url=intake_database), platform)
     assert traced_by(app) is None
     assert current_context() == (None, None)
     endpoint = f"http://127.0.0.1:{free_port()}/v1/traces"
-    traced = create_intake(IntakeSettings(database_url=databases["intake"]),
+    traced = create_intake(IntakeSettings(database_url=intake_database),
                            platform.model_copy(update={"otlp_endpoint": endpoint}))
     provider = traced_by(traced)
     assert provider is not None
