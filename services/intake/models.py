@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import BigInteger, Uuid
@@ -71,6 +72,8 @@ class Incident(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "idempotency_key", name="uq_incidents_org_idempotency_key"),
         Index("ix_incidents_org_reported", "org_id", "reported_at"),
+        # The safety net's query: the few incidents triage has not answered yet.
+        Index("ix_incidents_untriaged", "reported_at", postgresql_where=text("status = 'reported'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

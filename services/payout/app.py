@@ -11,7 +11,7 @@ from services.payout import handlers, views
 from services.payout.context import Context, Rules
 from services.payout.models import DeadLetter, Inbox, Outbox
 from services.payout.payments import PaymentProvider, PaymentWorker
-from services.payout.safety_net import SafetyNet
+from services.payout.safety_net import StuckClaimsAndPayments
 from services.payout.settings import PayoutSettings
 from shared.clock import Clock
 from shared.dead_letters import DeadLetterMarks
@@ -43,7 +43,7 @@ def spec(settings: PayoutSettings) -> ServiceSpec:
         runtime.uow.on_events_committed = events_committed
         runtime.resources.update(
             context=ctx, provider_client=client, payments=payments,
-            safety_net=SafetyNet(runtime.uow, ctx, settings, wake_payments=payments.wake),
+            safety_net=StuckClaimsAndPayments(runtime.uow, ctx, settings, wake_payments=payments.wake),
         )
 
     async def teardown(runtime: Runtime) -> None:

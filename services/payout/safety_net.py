@@ -14,7 +14,6 @@ counted and logged (`shared.repairs`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
 from sqlalchemy import exists, or_, select
 
@@ -24,34 +23,27 @@ from services.payout.context import ClaimStatus, Context, PaymentState
 from services.payout.models import Claim, Incident, LossItem, Payment, Policy
 from services.payout.settings import PayoutSettings
 from shared.db import UnitOfWorkFactory
-from shared.polling import PollingLoop
-from shared.repairs import record_repair
+from shared.repairs import SafetyNet, record_repair
 
 SERVICE = "payout"
 REQUESTED_BY = "safety-net"
-BATCH = 100
 
 
-class SafetyNet:
+class StuckClaimsAndPayments(SafetyNet):
     def __init__(self, uows: UnitOfWorkFactory, ctx: Context, settings: PayoutSettings,
                  wake_payments: Callable[[], None]) -> None:
+        super().__init__(interval_seconds=settings.safety_net_interval_seconds,
+                         stuck_after_seconds=settings.stuck_after_seconds)
         self._uows = uows
         self._ctx = ctx
-        self._stuck_after = timedelta(seconds=settings.stuck_after_seconds)
         self._wake_payments = wake_payments
-        self._loop = PollingLoop("safety net", self.repair_stuck,
-                                 interval_seconds=settings.safety_net_interval_seconds,
-                                 again_at=BATCH)
-
-    async def run(self) -> None:
-        await self._loop.run()
 
     async def repair_stuck(self) -> int:
         """One pass; returns how many claims and payments it repaired."""
         return await self._assess_stuck_claims() + await self._resume_stuck_payments()
 
     async def _assess_stuck_claims(self) -> int:
-        cutoff = self._ctx.clock.now() - self._stuck_after
+        cutoff = self._ctx.clock.now() - self.stuck_after
         needs_outage = exists().where(LossItem.claim_id == Claim.id,
                                       LossItem.state == LossState.verified,
                                       LossItem.hourly_loss.is_not(None),
@@ -69,7 +61,7 @@ class SafetyNet:
                     ~exists().where(LossItem.claim_id == Claim.id,
                                     LossItem.state == LossState.unverified),
                     or_(~needs_outage, outage_known))
-                .order_by(Claim.updated_at).limit(BATCH)))
+                .order_by(Claim.updated_at).limit(self.batch)))
         repaired = 0
         for claim_id in candidates:
             async with self._uows() as uow:
@@ -90,8 +82,8 @@ class SafetyNet:
         async with self._uows() as uow:
             stuck = list(await uow.session.scalars(
                 select(Payment).where(Payment.state == PaymentState.pending,
-                                      Payment.next_attempt_at <= now - self._stuck_after)
-                .order_by(Payment.next_attempt_at).limit(BATCH).with_for_update(skip_locked=True)))
+                                      Payment.next_attempt_at <= now - self.stuck_after)
+                .order_by(Payment.next_attempt_at).limit(self.batch).with_for_update(skip_locked=True)))
             for payment in stuck:
                 payment.next_attempt_at = now
             await uow.commit()

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from services.payout.app import create_app
 from services.payout.context import Context
 from services.payout.models import Assessment, Claim, Incident, LossItem, Payment, Policy
-from services.payout.safety_net import SafetyNet
+from services.payout.safety_net import StuckClaimsAndPayments
 from services.payout.settings import PayoutSettings
 from shared.clock import ManualClock
 from shared.events import PolicyRegistered, PolicyUpdated, Section, SectionTerms
@@ -156,7 +156,7 @@ async def test_one_adjusters_concurrent_approvals_are_one_approval_and_409s(
 class NetUnderTest:
     runtime: Runtime
     clock: ManualClock
-    net: SafetyNet
+    net: StuckClaimsAndPayments
     woken: list[bool]
 
 
@@ -172,9 +172,9 @@ async def safety_net(payout_db: str, sandbox: Sandbox, platform: PlatformSetting
         clock = ManualClock()
         ctx: Context = dataclasses.replace(runtime.resources["context"], clock=clock)
         woken: list[bool] = []
-        yield NetUnderTest(runtime, clock, SafetyNet(runtime.uow, ctx, settings,
-                                                     wake_payments=lambda: woken.append(True)),
-                           woken)
+        net = StuckClaimsAndPayments(runtime.uow, ctx, settings,
+                                     wake_payments=lambda: woken.append(True))
+        yield NetUnderTest(runtime, clock, net, woken)
 
 
 def _repaired(kind: str) -> float:
