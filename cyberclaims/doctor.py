@@ -26,7 +26,10 @@ from shared.kafka import retry_until_connected
 from shared.topics import CATALOG
 
 STUCK: Mapping[str, Mapping[str, str]] = {
-    "intake": {},
+    "intake": {
+        "incidents with no triage for over ten minutes":
+            "SELECT count(*) FROM incidents WHERE status = 'reported' AND reported_at < :ten_ago",
+    },
     "triage": {
         "jobs dispatched without an acceptance deadline":
             "SELECT count(*) FROM jobs WHERE status = 'dispatched' AND accept_by IS NULL",
@@ -57,7 +60,8 @@ STUCK: Mapping[str, Mapping[str, str]] = {
     },
 }
 """Per service: what counts as stopped, as SQL over its own tables (a count each). `:stale`
-is a minute ago, `:hour_ago` an hour ago: younger rows are still moving."""
+is a minute ago, `:ten_ago` ten minutes ago, `:hour_ago` an hour ago: younger rows are still
+moving."""
 
 STALE_SECONDS = 60
 
@@ -154,7 +158,8 @@ async def consumer_lag(bootstrap: str, groups: list[str]) -> dict[str, dict[str,
 async def service_health(name: str, url: str, now: datetime) -> ServiceHealth:
     engine = create_engine(url, pool_size=1)
     health = ServiceHealth()
-    moments = {"stale": now - timedelta(seconds=STALE_SECONDS), "hour_ago": now - timedelta(hours=1)}
+    moments = {"stale": now - timedelta(seconds=STALE_SECONDS),
+               "ten_ago": now - timedelta(minutes=10), "hour_ago": now - timedelta(hours=1)}
     try:
         async with engine.connect() as connection:
             pending, oldest = (await connection.execute(

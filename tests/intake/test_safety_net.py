@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from cyberclaims.doctor import collect
 from services.intake.app import SAFETY_NET, create_app
 from services.intake.safety_net import UntriagedIncidents
 from services.intake.settings import IntakeSettings
@@ -40,6 +41,7 @@ class Intake:
     clock: ManualClock
     net: UntriagedIncidents
     db: AsyncEngine
+    database_url: str
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ async def intake(own_database: str, platform: PlatformSettings) -> AsyncIterator
     app = create_app(settings, platform, clock)
     db = create_async_engine(own_database, poolclass=NullPool)
     async with running(app) as client:
-        yield Intake(client, clock, app.state.runtime.resources[SAFETY_NET], db)
+        yield Intake(client, clock, app.state.runtime.resources[SAFETY_NET], db, own_database)
     await db.dispose()
 
 
@@ -98,6 +100,8 @@ async def test_an_untriaged_incident_is_offered_to_triage_again_once_per_thresho
 
     assert await intake.net.repair_stuck() == 0  # nothing is late yet
     intake.clock.advance(STUCK_AFTER + timedelta(seconds=1))
+    doctor = await collect(broker, {"intake": intake.database_url}, intake.clock)
+    assert doctor.services["intake"].stuck == {"incidents with no triage for over ten minutes": 1}
     assert await intake.net.repair_stuck() == 1  # the silent one, not the answered one
     assert await intake.net.repair_stuck() == 0  # offered: not again until a threshold passes
     await eventually(lambda: _all_sent(intake.db), what="the report sent again")
