@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# One image for every cyberclaims service: the four services share one code base and differ
-# only by the command (`cyberclaims serve intake|triage|payout|notify`, `cyberclaims migrate
-# <service>`), so one build, one scan and one tag deploy the whole system consistently.
+# One image for every cyberclaims service: the six services share one code base and differ
+# only by the command (`cyberclaims serve intake|triage|payout|notify|risk|insights`,
+# `cyberclaims migrate <service>`), so one build, one scan and one tag deploy the whole system
+# consistently.
 
 # The base image of both stages, pinned to an exact Python patch release and Debian release: a
 # rebuild of the same commit gets the same interpreter. A release build also pins the digest

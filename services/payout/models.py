@@ -248,7 +248,7 @@ class AdjusterChange(Base):
     __tablename__ = "adjuster_changes"
 
     id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+        BigInteger, primary_key=True, autoincrement=True
     )
     subject: Mapped[str] = mapped_column(String(256), index=True)
     changed_by: Mapped[str] = mapped_column(String(256))

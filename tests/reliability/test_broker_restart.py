@@ -1,9 +1,10 @@
 """Services outlive a broker restart without being restarted: the consumer rejoins its group
 and keeps consuming, the relay keeps publishing.
 
-The development broker keeps topics in memory only, so what was on it is gone after the
-restart (`make run` refuses such a broker; see `cyberclaims.broker`). Not tested here: events
-staged while the broker is down. A relay that reaches the new broker before the topics are
+This test's broker keeps its topics in memory (`make run`'s keeps them in a local object
+store: tests/reliability/test_broker_state.py), so what was on it is gone after the restart;
+the test reads only what is published after it. Not tested here: events staged while the
+broker is down. A relay that reaches the new broker before the topics are
 created makes Tansu create them itself with 4 partitions instead of the catalog's 6."""
 
 from __future__ import annotations

@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from cyberclaims.client import Api
+from shared.settings import PlatformSettings
 from tests.security.support import NO_ANSWER, Figures, status_of, tenant
 
 pytestmark = pytest.mark.slow
 
-BODY_LIMIT = 1024 * 1024  # the default (TODO(limits): the edge branch's setting name)
+BODY_LIMIT = PlatformSettings.model_fields["max_body_bytes"].default  # what the system runs with
 # A server may refuse oversize headers with a status or by closing the connection.
 HEADER_REFUSALS = (400, 413, 431, NO_ANSWER)
 # One write per service that takes a JSON body.

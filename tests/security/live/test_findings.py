@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from cyberclaims.client import Actor, Api, wait_for
 from cyberclaims.demo import claim_in, dispatched_jobs, policy_body
+from services.payout.settings import PayoutSettings
 from shared.settings import Environment, PlatformSettings
 from tests.e2e.system import System
 from tests.e2e.test_claims import CONTACT, insure, vendor
@@ -361,10 +362,12 @@ def test_vendor_verified_losses_are_limited_to_the_job_types_sections(api: Api) 
                                  "description": "a forensics firm verifying a ransom"}]))
     assert wrong_section.status_code == 422, (
         f"a forensics job verified a cyber_extortion loss: {wrong_section.status_code}")
+    above_limit = PayoutSettings.model_fields["vendor_verification_limit"].default * 8
     panel.post("triage", f"/v1/jobs/{job['id']}/complete", completion_report(
-        [{"section": "incident_response", "amount": "400000.00", "description": "forensics"}]))
+        [{"section": "incident_response", "amount": f"{above_limit:.2f}",
+          "description": "forensics"}]))
     adjuster = api.adjuster(f"adj-{suffix()}", "1000")
     claim = wait_for("the vendor's loss on the claim", lambda: incident_claim(adjuster, incident_id),
                      until=lambda c: c.get("losses"))
     assert claim["losses"][0]["state"] == "unverified", (
-        "a vendor's 400,000 item skipped the adjuster's verification")  # TODO(limits): threshold
+        f"a vendor's {above_limit} item skipped the adjuster's verification")

@@ -27,7 +27,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('subject', name=op.f('pk_adjusters'))
     )
     op.create_table('adjuster_changes',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('subject', sa.String(length=256), nullable=False),
     sa.Column('changed_by', sa.String(length=256), nullable=False),
     sa.Column('at', shared.db.UTCDateTime(timezone=True), nullable=False),
