@@ -150,9 +150,11 @@ class EventConsumer:
         )
         offsets = _Offsets(consumer, self.name)
         consumer.subscribe(self.topics, listener=_CommitBeforeRevoke(offsets))
-        await retry_until_connected(consumer.start, what=f"consumer {self.name}")
-        self.ready.set()
         try:
+            # Inside the try: a service stopped while its consumer was starting still closes
+            # it (left open, its connections kept the broker waiting at shutdown).
+            await retry_until_connected(consumer.start, what=f"consumer {self.name}")
+            self.ready.set()
             while True:
                 batches = await consumer.getmany(
                     timeout_ms=self._commit_interval_ms if offsets.pending else 500,

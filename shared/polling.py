@@ -34,5 +34,10 @@ class PollingLoop:
                 done = 0
             if done >= self._again_at:
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose event is set in
+            # the same instant as the task is cancelled returns instead of raising, and the
+            # loop ran on (a service's shutdown waited its whole 20 s for the relay after
+            # every commit that came just before it).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wakeup.wait()

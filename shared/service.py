@@ -192,7 +192,8 @@ def create_service_app(
             workers: list[Worker] = [relay.run, probe.run, *spec.workers(runtime)]
             if runtime.consumer is not None:
                 workers.append(runtime.consumer.run)
-            tasks = [asyncio.create_task(_supervised(spec.name, w)) for w in workers]
+            tasks = [asyncio.create_task(_supervised(spec.name, w), name=_worker_name(w))
+                     for w in workers]
         _tune_garbage_collector()
         log.info("%s started", spec.name)
         try:
@@ -261,9 +262,13 @@ def _tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+def _worker_name(worker: Worker) -> str:
+    return getattr(worker, "__qualname__", repr(worker))
+
+
 async def _supervised(service: str, worker: Worker) -> None:
     """Keep a background worker alive: log and restart it if it crashes."""
-    name = getattr(worker, "__qualname__", repr(worker))
+    name = _worker_name(worker)
     while True:
         try:
             await worker()
