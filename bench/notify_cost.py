@@ -45,13 +45,13 @@ import uvicorn
 
 from bench.common import Options, Outcome, Target
 from bench.profile import finish_profile, profile_note, start_profile
+from bench.rest import RestProbe
 from bench.scenario import require_services
 from bench.system import (
     RssSampler,
     System,
     cpu_seconds,
     free_port,
-    until_caught_up,
 )
 from bench.workload import Insured, insureds, report_body, token_service
 from cyberclaims.sandbox import smtp
@@ -71,7 +71,6 @@ from shared.events import (
     RegulatoryGrade,
 )
 from shared.kafka import KafkaPublisher, OutgoingMessage
-from shared.topics import INCIDENTS
 
 NAME = "notify_cost"
 TITLE = "Notify's CPU per incident, everything delivered, vs bare sends"
@@ -242,6 +241,18 @@ async def _until_delivered(system: System, receiver: Receiver, maildir: Path, we
     return False
 
 
+async def _until_at_rest(system: System) -> float | None:
+    """Seconds until notify has consumed every report (its consumer group's lag 0, its outbox
+    flushed); None if not within the time limit."""
+    probe = RestProbe(system)
+    await probe.start()
+    try:
+        times = await probe.until_at_rest(time.time(), TIME_LIMIT)
+    finally:
+        await probe.stop()
+    return times.seconds["notify"]
+
+
 async def _idle_cpu_seconds(pid: int) -> float:
     """Notify's CPU seconds per second at rest (every loop polling, nothing to do)."""
     before = cpu_seconds(pid) or 0.0
@@ -279,7 +290,7 @@ async def _run(options: Options, count: int, run_id: str) -> Outcome:
         begun = time.monotonic()
         cpu_before = cpu_seconds(pid)
         await _publish(system.bootstrap, reports)
-        consumed = await until_caught_up(system, "notify", [INCIDENTS.name], TIME_LIMIT)
+        consumed = await _until_at_rest(system)
         await _publish(system.bootstrap, responses)
         done = await _until_delivered(system, receiver, maildir, webhooks, mails,
                                       begun + TIME_LIMIT)
