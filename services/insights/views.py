@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from importlib.resources import files
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.responses import HTMLResponse, Response
 
 from services.insights import exports, history, triangles
@@ -20,6 +19,7 @@ from services.insights.schemas import (
 )
 from services.insights.triangles import Basis
 from shared.auth import Principal, Role, require
+from shared.pages import ASSET_PATTERN, PAGE_HEADERS, page_asset, read_page_file
 from shared.service import RuntimeDep, UnitOfWorkDep
 
 Reader = Annotated[Principal, require(Role.actuary, Role.regulator, Role.operator)]
@@ -124,11 +124,20 @@ async def report(caller: Reader, query: Experience, runtime: RuntimeDep,
     return HTMLResponse(runtime.resources["pages"].report(context))
 
 
+PAGE_ASSETS = {"insights.js": "text/javascript", "insights.css": "text/css"}
+
+
 @pages.get("/insights", response_class=HTMLResponse, include_in_schema=False)
 async def insights_page() -> HTMLResponse:
-    """One static page that calls `/v1/insights/report` with the reader's token."""
-    return HTMLResponse(files("services.insights").joinpath("templates/insights.html")
-                        .read_text(encoding="utf-8"))
+    """One static page and its script, calling `/v1/insights/report` with the reader's token
+    (headers: `shared/pages.py`)."""
+    return HTMLResponse(read_page_file("services.insights", "page/index.html"),
+                        headers=PAGE_HEADERS)
+
+
+@pages.get("/insights/{asset}", include_in_schema=False)
+async def insights_asset(asset: Annotated[str, Path(pattern=ASSET_PATTERN)]) -> Response:
+    return page_asset(asset, "services.insights", "page", PAGE_ASSETS)
 
 
 routers = (insights, pages)

@@ -1,5 +1,6 @@
 """The insights page in a real headless browser (Debian's chromium driven by Playwright):
-sign in with an actuary's token and see the table, the triangle and the three charts."""
+sign in with an actuary's token and see the table, the triangle and the three charts, with the
+page under the same security headers as the console (its script runs under that CSP)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from shared.auth import Role
+from shared.pages import PAGE_HEADERS
 from tests.insights.conftest import World, publish_all
 from tests.insights.test_experience import K, consumed, simulated
 from tests.payout.conftest import serving
@@ -36,7 +38,12 @@ async def test_an_actuary_sees_the_experience_the_triangle_and_the_charts(world:
                                                       args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page()
-                await page.goto(f"{url}/insights")
+                response = await page.goto(f"{url}/insights")
+                assert response is not None
+                assert response.headers["content-security-policy"] == \
+                    PAGE_HEADERS["Content-Security-Policy"]
+                assert response.headers["x-frame-options"] == "DENY"
+                assert response.headers["cache-control"] == "no-store"
                 await page.fill("#token", token)
                 await page.fill("#group-by", "industry")
                 await page.click("#show")
