@@ -42,11 +42,22 @@ STUCK: Mapping[str, Mapping[str, str]] = {
             "SELECT count(DISTINCT incident_id) FROM dead_letters",
     },
     "payout": {
+        # What payout's safety net would assess (services/payout/safety_net.py): not a claim
+        # with a data issue, nor one whose hourly loss awaits the outage figure (both wait for
+        # an adjuster, not for a repair).
         "claims ready to assess but unassessed":
             "SELECT count(*) FROM claims WHERE status = 'open' AND latest_assessment_id IS NULL "
+            "AND data_issue IS NULL "
             "AND response_completed_at IS NOT NULL AND response_completed_at < :stale "
+            "AND EXISTS (SELECT 1 FROM incidents WHERE incidents.id = claims.incident_id) "
+            "AND EXISTS (SELECT 1 FROM policies "
+            "WHERE policies.policy_number = claims.policy_number) "
             "AND NOT EXISTS (SELECT 1 FROM loss_items WHERE loss_items.claim_id = claims.id "
-            "AND loss_items.state = 'unverified')",
+            "AND loss_items.state = 'unverified') "
+            "AND (outage_started_at IS NOT NULL OR adjuster_outage_minutes IS NOT NULL "
+            "OR NOT EXISTS (SELECT 1 FROM loss_items WHERE loss_items.claim_id = claims.id "
+            "AND loss_items.state = 'verified' AND loss_items.hourly_loss IS NOT NULL "
+            "AND loss_items.verified_amount IS NULL))",
         "payments pending past their next attempt":
             "SELECT count(*) FROM payments WHERE state = 'pending' AND next_attempt_at < :stale",
         "payments failed (retry: cyberclaims payments retry CLAIM_ID)":
