@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -259,6 +260,66 @@ async def test_an_adjuster_without_enough_authority_sees_why(
             await snapshot(page, "06-beyond-authority")
 
 
+async def test_an_adjuster_rejects_and_verifies_for_less_re_assesses_and_denies_in_their_time_zone(
+    quiet_payout: FastAPI, tokens: Tokens,
+) -> None:
+    adjuster = tokens.adjuster("console-zhou", "1000000")
+    name = holder()
+    async with console(quiet_payout, adjuster) as (url, api, browser):
+        incident = await reported_incident(quiet_payout, holder_name=name)
+        overstated, partly = incident.submitted(IR, amount="20000"), incident.submitted(IR, amount="40000")
+        await apply(quiet_payout, overstated)
+        await apply(quiet_payout, partly)
+        await apply(quiet_payout, incident.completed({IR: "150000"}))
+        claim = await claim_id(api, adjuster, incident)
+        reported_at = incident.reported().reported_at
+
+        def shown(zone: str) -> str:
+            return reported_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+        async with console_page(browser, url) as page:
+            await sign_in(page, adjuster, "console-zhou")
+            await open_from_queue(page, "verification", name, claim)
+            await expect(page.locator("#tz")).to_have_value("Asia/Shanghai")
+            await expect(page.locator("#incident")).to_contain_text(
+                shown("Asia/Shanghai"))
+
+            rejected = page.locator(f"#losses tr[data-loss='{overstated.loss_id}']")
+            await rejected.locator("form.reject button").click()
+            await expect(rejected.locator("form.reject [data-error-for='reason']")).not_to_be_empty()
+            await rejected.locator("form.reject input[name='reason']").fill("no invoice behind it")
+            await rejected.locator("form.reject button").click()
+            await expect(page.locator("#loss-message")).to_have_text("Loss rejected.")
+            await expect(rejected).to_contain_text("rejected")
+            await expect(rejected).to_contain_text("no invoice behind it")
+
+            verified = page.locator(f"#losses tr[data-loss='{partly.loss_id}']")
+            await verified.locator("form.verify input[name='amount']").fill("30000")
+            await verified.locator("form.verify input[name='note']").fill("a quarter was a prior upgrade")
+            await verified.locator("form.verify button").click()
+            await expect(page.locator("#loss-message")).to_have_text("Loss verified.")
+            await expect(verified).to_contain_text("CNY 30,000.00")
+            # 150,000 + 30,000 incident response - 50,000 retention
+            await expect(page.locator("#claim-payable")).to_have_text("CNY 130,000.00")
+            await expect(page.locator("#claim-status")).to_have_text("pending approval")
+
+            await page.click("#reassess")
+            await expect(page.locator("#decision-message")).to_have_text(
+                "Re-assessed: payable CNY 130,000.00")
+
+            await page.select_option("#tz", "Europe/London")
+            await expect(page.locator("#incident")).to_contain_text(
+                shown("Europe/London"))
+
+            await page.click("#deny")
+            await expect(page.locator("#decision [data-error-for='reason']")).not_to_be_empty()
+            await page.fill("#reason", "the policyholder withdrew the claim")
+            await page.click("#deny")
+            await expect(page.locator("#decision-message")).to_have_text("Claim denied.")
+            await expect(page.locator("#claim-status")).to_have_text("denied")
+            await snapshot(page, "07-rejected-verified-denied")
+
+
 async def test_the_console_works_from_the_keyboard_alone(
     quiet_payout: FastAPI, tokens: Tokens,
 ) -> None:
@@ -297,7 +358,7 @@ async def test_the_console_works_from_the_keyboard_alone(
                 "Claim approved: CNY 90,000.00")
             await expect(page.locator("#claim-closed-remainder")).to_contain_text(
                 "Closed remainder CNY 10,000.00")
-            await snapshot(page, "07-keyboard-partial-approval")
+            await snapshot(page, "08-keyboard-partial-approval")
 
 
 async def test_the_queues_page_through_what_the_search_found_until_the_token_fails(
@@ -367,6 +428,6 @@ async def test_a_claim_approved_in_the_console_is_paid_once(
             paid = await claim_when(api, adjuster, incident.incident_id, "paid")
             await page.reload()
             await expect(page.locator("#payment")).to_contain_text("succeeded")
-            await snapshot(page, "08-paid")
+            await snapshot(page, "09-paid")
         assert [a["adjuster"] for a in paid["approvals"]] == ["adjuster:console-adjuster"]
         assert len(await sandbox.payments(reference=paid["id"])) == 1
