@@ -57,7 +57,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 
-EXPOSE 8001 8002 8003 8004
+EXPOSE 8001 8002 8003 8004 8005 8006
 
 # Asks the running service's own /healthz (the port comes from the service's settings).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \

@@ -1,6 +1,6 @@
 """Event contracts evolve without breaking the release before: the current contracts are
 compared with the last released AsyncAPI document (docs/asyncapi.released.json, refreshed at
-each release: docs/operations.md, "Releasing"), and the checker itself is shown to catch each
+each release: docs/operations.md, "Deploy"), and the checker itself is shown to catch each
 kind of breaking change on documents edited for the purpose."""
 
 from __future__ import annotations

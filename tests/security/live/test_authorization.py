@@ -40,7 +40,6 @@ pytestmark = pytest.mark.slow
 
 OK = "ok"
 SKIP = "skip"  # not played: the row says why
-REFUSED = "refused"  # 401, 403 or 404, whichever the protection chose
 ROLES = ("anonymous", *(role.value for role in Role))  # a role added to shared.auth joins
 # every row, refused (403) wherever the row does not name it
 Expected = int | str
@@ -58,9 +57,8 @@ def allow(**allowed: Expected | tuple[Expected, Expected | None]) -> Rules:
 
 
 PUBLIC: Rules = {role: (200, None) for role in ROLES}
-# /metrics: issue 23 (12) moves it to its own port or protects it; anonymous is refused here,
-# the roles' access is whatever protection the edge branch chose (not decided in this table).
-METRICS: Rules = {role: (SKIP if role != "anonymous" else REFUSED, None) for role in ROLES}
+# /metrics: operators only (Prometheus scrapes with an operator token; shared/service.py).
+METRICS: Rules = allow(operator=OK)
 OWN_OR_404 = (OK, 404)
 
 ROUTES: dict[tuple[str, str, str], Rules] = {
@@ -312,8 +310,6 @@ BODIES: dict[tuple[str, str], Callable[[World, str, bool], Any]] = {
 def meets(expected: Expected, status: int) -> bool:
     if expected == OK:
         return status < 500 and status not in (401, 403, 404)
-    if expected == REFUSED:
-        return status in (401, 403, 404)
     return status == expected
 
 
@@ -321,7 +317,7 @@ def test_the_matrix_holds_live(world: World, figures: Figures) -> None:
     wrong: list[str] = []
     for (service, method, path), rules in ROUTES.items():
         if (service, method, path) not in app_routes():
-            continue  # a row whose route is gone (e.g. /metrics on its own port)
+            continue  # a row whose route is gone
         for role in ROLES:
             for own, expected in zip((True, False), rules[role], strict=True):
                 if expected is None or expected == SKIP:

@@ -1,6 +1,6 @@
 """schemathesis against each service's live /openapi.json, with a token of every role: zero
 server errors and zero status-code, response-schema or content-type mismatches (issue 23's
-acceptance). Examples are bounded (generation only, no shrinking) so the four services take
+acceptance). Examples are bounded (generation only, no shrinking) so the six services take
 a few minutes on two cores; the test prints a short summary of what it found."""
 
 from __future__ import annotations
