@@ -7,10 +7,10 @@ from fastapi import FastAPI
 from services.notify import handlers, views
 from services.notify.channels import EmailSender, WebhookSender, new_http_client
 from services.notify.delivery import DeliveryWorker
+from services.notify.fanout import Notifier
 from services.notify.models import Inbox, Outbox
 from services.notify.reminders import ReminderWorker
 from services.notify.rendering import Templates
-from services.notify.service import Notifier
 from services.notify.settings import NotifySettings
 from services.notify.targets import TargetPolicy
 from shared.clock import Clock

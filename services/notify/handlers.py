@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from services.notify import reminders
+from services.notify.fanout import Notifier, incident_copy, record_policy_contact
 from services.notify.models import IncidentCopy, PolicyContact
 from services.notify.routing import ROUTED_TYPES
-from services.notify.service import Notifier, incident_copy, record_policy_contact
 from services.notify.transaction_cache import TransactionCache
 from shared.consumer import Handler
 from shared.db import UnitOfWork

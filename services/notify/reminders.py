@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notify.fanout import Notifier
 from services.notify.models import IncidentCopy, Reminder, ReminderState
 from services.notify.routing import REGULATORY_REMINDER
-from services.notify.service import Notifier
 from services.notify.transaction_cache import TransactionCache
 from shared.db import UnitOfWorkFactory
 from shared.events import Envelope

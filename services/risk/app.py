@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI
 
-from services.risk import handlers, service, views
+from services.risk import handlers, timers, views
+from services.risk.context import RiskContext
 from services.risk.models import Inbox, Outbox
-from services.risk.service import RiskContext
 from services.risk.settings import RiskSettings
 from shared.clock import Clock
 from shared.consumer import Handler
@@ -34,7 +34,7 @@ def spec(settings: RiskSettings) -> ServiceSpec:
     def workers(runtime: Runtime) -> Sequence[Worker]:
         async def reminder_pass() -> int:
             """Due-soon and overdue reminders from the database; nothing waits in memory."""
-            await service.run_reminder_pass(runtime.uow, context(runtime))
+            await timers.run_reminder_pass(runtime.uow, context(runtime))
             return 0
 
         timer = PollingLoop("remediation timer", reminder_pass,

@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from services.notify.fanout import Notifier
 from services.notify.models import Delivery, IncidentCopy, Reminder, ReminderState
-from services.notify.service import Notifier
 from shared.events import Envelope, Event, RegulatorReportFiled
 from shared.service import Runtime
 from shared.topics import INCIDENTS

@@ -16,11 +16,11 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notify.fanout import Notifier
 from services.notify.handlers import handlers
 from services.notify.models import IncidentCopy, Notification, Reminder
 from services.notify.reminders import fire_due_reminders
 from services.notify.routing import REGULATORY_REMINDER
-from services.notify.service import Notifier
 from shared.events import Envelope, Event, IncidentEvent, RegulatorReportFiled
 from shared.service import Runtime
 from shared.topics import INCIDENTS

@@ -15,9 +15,10 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from services.risk.app import create_app
+from services.risk.context import RiskContext
 from services.risk.models import Assessment, RemediationItemRow
-from services.risk.service import RiskContext, run_reminder_pass
 from services.risk.settings import RiskSettings
+from services.risk.timers import run_reminder_pass
 from services.risk.views import CONTEXT
 from shared.clock import ManualClock
 from shared.controls import Control

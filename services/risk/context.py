@@ -1,0 +1,61 @@
+"""What every risk use case shares: its context (outbox, clock, rulebook), a remediation item's
+contract and what counts as open, and who may see a policy.
+
+A policy's profile row is the lock every decision about that policy takes (FOR UPDATE): an
+operator's assessment request and a renewal, or an exposure alert and a new assessment's
+vendor, never decide on a stale read of each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.risk.models import RemediationItemRow, RiskProfile
+from services.risk.rules import RiskRules
+from shared.auth import Principal, Role
+from shared.clock import Clock
+from shared.controls import Control
+from shared.events import RemediationItem, RemediationSource
+from shared.outbox import Outbox
+from shared.problems import NotFound
+
+
+@dataclass(frozen=True)
+class RiskContext:
+    """What every use case needs: where events go, the time, and the rulebook."""
+
+    outbox: Outbox
+    clock: Clock
+    rules: RiskRules
+
+
+def item_contract(item: RemediationItemRow) -> RemediationItem:
+    return RemediationItem(item_id=item.id, control=Control(item.control),
+                           source=RemediationSource(item.source), title=item.title,
+                           cvss_score=item.cvss_score, due_at=item.due_at, done_at=item.done_at,
+                           superseded_at=item.superseded_at)
+
+
+OPEN_ITEM = (RemediationItemRow.done_at.is_(None), RemediationItemRow.superseded_at.is_(None))
+"""Neither confirmed done nor superseded: reminded, counted overdue once past due."""
+
+
+async def visible_profile(session: AsyncSession, principal: Principal, policy_number: str, *,
+                          for_update: bool = False) -> RiskProfile:
+    """The policy if the caller may see it; 404 otherwise (never reveal that it exists).
+    Vendors see only the policies they monitor."""
+    profile = await session.get(RiskProfile, policy_number, with_for_update=for_update)
+    if profile is None or not may_see(principal, profile):
+        raise NotFound(f"policy {policy_number} not found")
+    return profile
+
+
+def may_see(principal: Principal, profile: RiskProfile) -> bool:
+    if principal.role is Role.policyholder:
+        return profile.org_id == principal.org_id
+    if principal.role is Role.vendor:
+        return profile.monitoring_vendor_id is not None and (
+            profile.monitoring_vendor_id == principal.vendor_id)
+    return principal.role in (Role.operator, Role.underwriter)
