@@ -27,8 +27,8 @@ Importer = Annotated[Principal, require(Role.actuary, Role.operator)]
 SourceFilter = Annotated[Literal["live", "history"] | None, Query()]
 Experience = Annotated[ExperienceQuery, Depends()]
 
-insights = APIRouter(prefix="/v1/insights", tags=["insights"])
-pages = APIRouter(tags=["page"])
+insights_api = APIRouter(prefix="/v1/insights", tags=["insights"])
+page_api = APIRouter(tags=["page"])
 
 
 async def _cells(runtime: RuntimeDep, uow: UnitOfWorkDep, query: ExperienceQuery) -> list[CellOut]:
@@ -54,7 +54,7 @@ async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis,
         "only_latest_diagonal": triangles.only_latest_diagonal(rows), "development": results})
 
 
-@insights.get("/experience", response_model=ExperienceOut)
+@insights_api.get("/experience", response_model=ExperienceOut)
 async def experience(caller: Reader, query: Experience, runtime: RuntimeDep,
                      uow: UnitOfWorkDep) -> ExperienceOut:
     """Frequency, severity, loss ratio and response times by the `group_by` dimensions,
@@ -64,7 +64,7 @@ async def experience(caller: Reader, query: Experience, runtime: RuntimeDep,
                          cells=await _cells(runtime, uow, query))
 
 
-@insights.get("/experience.csv", response_class=Response,
+@insights_api.get("/experience.csv", response_class=Response,
               responses={200: {"content": {"text/csv": {}}}})
 async def experience_csv(caller: Reader, query: Experience, runtime: RuntimeDep,
                          uow: UnitOfWorkDep) -> Response:
@@ -74,7 +74,7 @@ async def experience_csv(caller: Reader, query: Experience, runtime: RuntimeDep,
                     headers={"Content-Disposition": 'attachment; filename="experience.csv"'})
 
 
-@insights.get("/experience.parquet", response_class=Response,
+@insights_api.get("/experience.parquet", response_class=Response,
               responses={200: {"content": {"application/vnd.apache.parquet": {}}}})
 async def experience_parquet(caller: Reader, query: Experience, runtime: RuntimeDep,
                              uow: UnitOfWorkDep) -> Response:
@@ -85,7 +85,7 @@ async def experience_parquet(caller: Reader, query: Experience, runtime: Runtime
                     headers={"Content-Disposition": 'attachment; filename="experience.parquet"'})
 
 
-@insights.get("/triangles", response_model=TriangleOut)
+@insights_api.get("/triangles", response_model=TriangleOut)
 async def loss_triangles(caller: Reader, runtime: RuntimeDep, uow: UnitOfWorkDep,
                          basis: Annotated[Basis, Query()] = Basis.paid,
                          source: SourceFilter = None) -> TriangleOut:
@@ -95,7 +95,7 @@ async def loss_triangles(caller: Reader, runtime: RuntimeDep, uow: UnitOfWorkDep
     return await _triangle(runtime, uow, basis, source)
 
 
-@insights.post("/history", status_code=status.HTTP_201_CREATED, response_model=ImportOut,
+@insights_api.post("/history", status_code=status.HTTP_201_CREATED, response_model=ImportOut,
                responses={200: {"model": ImportOut,
                                 "description": "This import was made before: nothing written"}})
 async def import_history(body: Bordereau, caller: Importer, runtime: RuntimeDep,
@@ -114,7 +114,7 @@ async def import_history(body: Bordereau, caller: Importer, runtime: RuntimeDep,
     return summary
 
 
-@insights.get("/report", response_class=HTMLResponse, include_in_schema=False)
+@insights_api.get("/report", response_class=HTMLResponse, include_in_schema=False)
 async def report(caller: Reader, query: Experience, runtime: RuntimeDep,
                  uow: UnitOfWorkDep) -> HTMLResponse:
     """The page's body: the frequency/severity table, the triangle and the charts as SVG."""
@@ -127,7 +127,7 @@ async def report(caller: Reader, query: Experience, runtime: RuntimeDep,
 PAGE_ASSETS = {"insights.js": "text/javascript", "insights.css": "text/css"}
 
 
-@pages.get("/insights", response_class=HTMLResponse, include_in_schema=False)
+@page_api.get("/insights", response_class=HTMLResponse, include_in_schema=False)
 async def insights_page() -> HTMLResponse:
     """One static page and its script, calling `/v1/insights/report` with the reader's token
     (headers: `shared/pages.py`)."""
@@ -135,9 +135,9 @@ async def insights_page() -> HTMLResponse:
                         headers=PAGE_HEADERS)
 
 
-@pages.get("/insights/{asset}", include_in_schema=False)
+@page_api.get("/insights/{asset}", include_in_schema=False)
 async def insights_asset(asset: Annotated[str, Path(pattern=ASSET_PATTERN)]) -> Response:
     return page_asset(asset, "services.insights", "page", PAGE_ASSETS)
 
 
-routers = (insights, pages)
+routers = (insights_api, page_api)

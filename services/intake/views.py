@@ -45,34 +45,34 @@ def report_store(request: Request) -> ReportStore:
     return reports
 
 
-policies = APIRouter(prefix="/v1/policies", tags=["policies"])
-incidents = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+policies_api = APIRouter(prefix="/v1/policies", tags=["policies"])
+incidents_api = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 
 
 def _policy_out(policy: Policy) -> PolicyOut:
     return PolicyOut.model_validate(policy, from_attributes=True)
 
 
-@policies.post("", status_code=status.HTTP_201_CREATED, response_model=PolicyOut)
+@policies_api.post("", status_code=status.HTTP_201_CREATED, response_model=PolicyOut)
 async def register_policy(body: PolicyIn, _: Operator, runtime: RuntimeDep,
                           uow: UnitOfWorkDep) -> PolicyOut:
     policy = await service.register_policy(uow, runtime.outbox, runtime.clock, body)
     return _policy_out(policy)
 
 
-@policies.put("/{policy_number}", response_model=PolicyOut)
+@policies_api.put("/{policy_number}", response_model=PolicyOut)
 async def update_policy(policy_number: PolicyNumberPath, body: PolicyBody, _: Operator, runtime: RuntimeDep,
                         uow: UnitOfWorkDep) -> PolicyOut:
     policy = await service.update_policy(uow, runtime.outbox, runtime.clock, policy_number, body)
     return _policy_out(policy)
 
 
-@policies.get("/{policy_number}", response_model=PolicyOut)
+@policies_api.get("/{policy_number}", response_model=PolicyOut)
 async def read_policy(policy_number: PolicyNumberPath, caller: PolicyReader, uow: UnitOfWorkDep) -> PolicyOut:
     return _policy_out(await service.visible_policy(uow, caller, policy_number))
 
 
-@incidents.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentOut,
+@incidents_api.post("", status_code=status.HTTP_201_CREATED, response_model=IncidentOut,
                 responses={409: {"description": "Idempotency-Key reused with another body"}})
 async def report_incident(body: IncidentReportIn, key: IdempotencyKey, caller: Policyholder,
                           request: Request) -> Response:
@@ -87,7 +87,7 @@ async def report_incident(body: IncidentReportIn, key: IdempotencyKey, caller: P
                     media_type="application/json")
 
 
-@incidents.get("", response_model=IncidentPage)
+@incidents_api.get("", response_model=IncidentPage)
 async def list_incidents(caller: IncidentReader, uow: UnitOfWorkDep,
                          limit: PageLimit = 20, offset: PageOffset = 0) -> IncidentPage:
     rows, total = await service.list_incidents(uow, caller, limit=limit, offset=offset)
@@ -95,13 +95,13 @@ async def list_incidents(caller: IncidentReader, uow: UnitOfWorkDep,
                         total=total, limit=limit, offset=offset)
 
 
-@incidents.get("/{incident_id}", response_model=IncidentOut)
+@incidents_api.get("/{incident_id}", response_model=IncidentOut)
 async def read_incident(incident_id: uuid.UUID, caller: IncidentReader,
                         uow: UnitOfWorkDep) -> IncidentOut:
     return await service.read_incident(uow, caller, incident_id)
 
 
-@incidents.post("/{incident_id}/losses", status_code=status.HTTP_201_CREATED,
+@incidents_api.post("/{incident_id}/losses", status_code=status.HTTP_201_CREATED,
                 response_model=LossOut)
 async def submit_loss(incident_id: uuid.UUID, body: LossIn, caller: Policyholder,
                       runtime: RuntimeDep, uow: UnitOfWorkDep) -> LossOut:
@@ -109,7 +109,7 @@ async def submit_loss(incident_id: uuid.UUID, body: LossIn, caller: Policyholder
     return LossOut.model_validate(loss, from_attributes=True)
 
 
-@incidents.post("/{incident_id}/regulator-report", response_model=IncidentOut)
+@incidents_api.post("/{incident_id}/regulator-report", response_model=IncidentOut)
 async def confirm_regulator_report(incident_id: uuid.UUID, body: RegulatorReportIn,
                                    caller: Policyholder, runtime: RuntimeDep,
                                    uow: UnitOfWorkDep) -> IncidentOut:
@@ -118,4 +118,4 @@ async def confirm_regulator_report(incident_id: uuid.UUID, body: RegulatorReport
                                                incident_id, body)
 
 
-routers = (policies, incidents)
+routers = (policies_api, incidents_api)
