@@ -147,6 +147,7 @@ ROUTES: dict[tuple[str, str, str], Rules] = {
     **{("insights", "GET", f"/v1/insights/{name}"): allow(actuary=OK, regulator=OK, operator=OK)
        for name in ("experience", "experience.csv", "experience.parquet", "triangles", "report")},
     ("insights", "GET", "/insights"): PUBLIC,  # a static page; its API calls carry the token
+    ("insights", "GET", "/insights/{asset}"): PUBLIC,  # the page's script and styles
     # An empty body: 422 once authorized (tests/insights/test_history.py imports real ones).
     ("insights", "POST", "/v1/insights/history"): allow(actuary=OK, operator=OK),
 }
