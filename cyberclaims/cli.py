@@ -30,7 +30,7 @@ example_app = typer.Typer(help="Print request bodies for the README's quick star
                           no_args_is_help=True)
 app.add_typer(example_app, name="example")
 
-ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout, notify or insights")]
+ServiceName = Annotated[str, typer.Argument(help="intake, triage, payout, notify, risk or insights")]
 
 
 def _entry(name: str) -> ServiceEntry:
