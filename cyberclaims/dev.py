@@ -322,7 +322,8 @@ def run_dev(start_broker: bool = True) -> None:
                                    env={**os.environ, **object_store_env(store)}))
             wait_for_port(port)
         asyncio.run(ensure_topics(platform.kafka_bootstrap))
-        for child in extra_children():
+        stand_ins = extra_children()
+        for child in stand_ins:
             supervisor.start(child)
             if child.ready_url:
                 wait_ready(child.ready_url, supervisor)
@@ -339,7 +340,7 @@ def run_dev(start_broker: bool = True) -> None:
             urls.append((entry.name, base))
         for _, base in urls:
             wait_ready(f"{base}/readyz", supervisor)
-        _banner(urls)
+        _banner(urls, stand_ins)
         while True:
             crashed = supervisor.crashed()
             if crashed:
@@ -356,14 +357,21 @@ def run_dev(start_broker: bool = True) -> None:
         supervisor.stop()
 
 
-def _banner(urls: list[tuple[str, str]]) -> None:
+def _banner(urls: list[tuple[str, str]], stand_ins: list[Child]) -> None:
+    """Where everything listens, read from what was started (every port can be moved)."""
+    bases, ports = dict(urls), {child.name: child.port for child in stand_ins}
     lines = ["", "cyberclaims is running:"]
     lines += [f"  {name:<8} {base}   (API docs: {base}/docs)" for name, base in urls]
-    lines += ["  payments http://127.0.0.1:8010   (sandbox payment provider)",
-              "  mail     smtp://127.0.0.1:1025 -> .data/mail/*.eml   (SMTP sink)",
-              "  console  http://127.0.0.1:8003/console   (adjusters)",
-              "  operations http://127.0.0.1:8003/operations, :8002/operations, "
-              ":8004/operations   (operators)"]
+    if ports.get("payments"):
+        lines.append(f"  payments http://127.0.0.1:{ports['payments']}   (sandbox payment provider)")
+    if ports.get("smtp"):
+        lines.append(f"  mail     smtp://127.0.0.1:{ports['smtp']} -> .data/mail/*.eml   (SMTP sink)")
+    if "payout" in bases:
+        lines.append(f"  console  {bases['payout']}/console   (adjusters)")
+    operations = [f"{bases[name]}/operations" for name in ("payout", "triage", "notify")
+                  if name in bases]
+    if operations:
+        lines.append(f"  operations {', '.join(operations)}   (operators)")
     lines += [
         "",
         "Try it in another terminal (README, 'Quick start'):",

@@ -108,6 +108,11 @@ def test_a_stale_stack_is_named_and_a_killed_supervisor_leaves_nothing(tmp_path:
         wait_until(lambda: any(STARTED in line for line in output)
                    or supervisor.poll() is not None, 240, "the stack did not start", output)
         assert supervisor.poll() is None, "".join(output[-60:])
+        # The banner says where things listen, every port moved.
+        for where in (f":{ports['payout']}/console", f":{ports['payments']}   (sandbox",
+                      f"smtp://127.0.0.1:{ports['smtp']} ", f":{ports['triage']}/operations"):
+            wait_until(lambda where=where: any(where in line for line in output), 10,
+                       f"the banner does not name {where}", output)
         children = descendants(supervisor.pid)
         seen.update(children)
         assert len(children) >= len(ports) - 1  # every service, the stand-ins, the broker

@@ -1,9 +1,11 @@
-"""Exposure alert -> the policyholder is told at once (in-app feed; webhooks follow the same
-routes), and again when the item turns overdue; operators when it is a tier D policy's. risk
-and notify running on PostgreSQL and Tansu."""
+"""Exposure alert -> the policyholder is told at once (in-app feed, signed webhook, email to the
+policy's contact), and again when the item turns overdue; operators when it is a tier D
+policy's. risk and notify running on PostgreSQL and Tansu."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -13,12 +15,15 @@ import pytest
 
 from services.notify.app import create_app as create_notify
 from services.notify.settings import NotifySettings
+from services.notify.signing import verify
 from shared.controls import Control
-from shared.events import Envelope, PolicyRegistered
+from shared.events import Envelope, ExposureAlerted, PolicyRegistered, RemediationOverdue
 from shared.settings import PlatformSettings
 from shared.topics import POLICIES
+from tests.notify.conftest import LOCAL_RECEIVERS, Receiver
 from tests.risk.conftest import Desk, eventually, policy_terms
 from tests.risk.test_exposures import exposure
+from tests.support.infra import free_port
 from tests.support.kafka import publish, wait_until_consumed
 from tests.support.service import running
 
@@ -31,7 +36,8 @@ def notify_db(service_database: Callable[[str], str]) -> str:
 @pytest.fixture
 async def notify(notify_db: str, platform: PlatformSettings) -> AsyncIterator[httpx.AsyncClient]:
     settings = NotifySettings(database_url=notify_db, smtp_port=9, worker_poll_seconds=0.1,
-                              operators_email=None, adjusters_email=None)
+                              operators_email=None, adjusters_email=None,
+                              webhook_allowlist=LOCAL_RECEIVERS)
     async with running(create_notify(settings, platform)) as client:
         yield client
 
@@ -65,6 +71,40 @@ async def test_an_exposure_alert_reaches_the_policyholder_and_so_does_its_overdu
         return await feed_kinds(notify, holder, "remediation_overdue")
 
     await eventually(overdue, what="the overdue notice in the policyholder's feed")
+
+
+async def test_an_exposure_alert_and_its_overdue_reach_the_policyholders_webhook(
+        desk: Desk, notify: httpx.AsyncClient) -> None:
+    terms, vendor_id = await desk.assessed(in_place=list(Control))
+    holder = desk.tokens.policyholder(terms.org_id)
+    receiver, secret = Receiver(port=free_port()), "risk-webhook-secret-" + "s" * 16
+    await receiver.start()
+    try:
+        subscribed = await notify.post("/v1/subscriptions",
+                                       json={"url": receiver.url, "secret": secret},
+                                       headers=holder)
+        assert subscribed.status_code == 201, subscribed.text
+        response = await desk.client.post("/v1/exposures", json=exposure(terms.policy_number),
+                                          headers=desk.tokens.vendor(vendor_id))
+        assert response.status_code == 201, response.text
+
+        async def hooked(*types: str) -> list[dict[str, Any]] | None:
+            bodies = [json.loads(r.body) for r in receiver.successes]
+            return bodies if [b["type"] for b in bodies] == list(types) else None
+
+        [alert] = await eventually(lambda: hooked(ExposureAlerted.event_type),
+                                   what="the alert at the policyholder's webhook")
+        assert alert["data"]["policy_number"] == terms.policy_number
+        assert alert["data"]["item"]["control"] == "no_exposed_rdp_or_smb"
+        desk.clock.advance(timedelta(hours=72, seconds=1))
+        await desk.remind()
+        await eventually(lambda: hooked(ExposureAlerted.event_type, RemediationOverdue.event_type),
+                         what="the overdue notice at the policyholder's webhook")
+        now = int(time.time())
+        for request in receiver.successes:
+            assert verify(secret, request.body, request.headers["x-cyberclaims-signature"], now=now)
+    finally:
+        await receiver.stop()
 
 
 async def test_operators_hear_of_a_tier_d_policy_with_an_overdue_item(
