@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/mypy shared services cyberclaims
 	$(BIN)/lint-imports
 
-# The quick run first (tests/bench/test_smoke.py, about 2 minutes): a broken benchmark fails
+# The quick run first (tests/bench/test_smoke.py, about 4 minutes): a broken benchmark fails
 # before the long full run, and a loaded machine never fails `make test` with it.
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench tests/bench/test_smoke.py
