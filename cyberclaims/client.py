@@ -48,11 +48,17 @@ class Actor:
         return self.call(service, "POST", path, json=json, **options)
 
 
+KEEP_ALIVE = httpx.Limits(keepalive_expiry=2.0)
+"""Idle connections are dropped before the services' own keep-alive timeout (uvicorn's 5 s,
+httpx's default too): otherwise a request may go out on a connection the server is closing
+at that instant and fail with a reset (seen once in the live security suite)."""
+
+
 class Api:
     def __init__(self, urls: dict[str, str], tokens: TokenSigner, timeout: float = 15.0) -> None:
         self.urls = urls
         self.tokens = tokens
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, limits=KEEP_ALIVE)
 
     def close(self) -> None:
         self.http.close()

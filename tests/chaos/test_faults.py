@@ -64,7 +64,8 @@ async def run_scenario(name: str, system: ChaosSystem, driver: Driver, fault: Fa
                      "transient_errors_seen_by_users": driver.transient_errors}
     assert not stuck and not verdict.failures(), (
         f"{name}: {verdict.failures()[:20]}\n" + "\n".join(
-            f"--- {part}\n{system.logs(part, 25)}" for part in SERVICE_NAMES))
+            f"--- {part} ({'running' if system.parts[part].running else 'NOT running'})\n"
+            f"{system.logs(part, 25)}" for part in ["broker", "objects", *SERVICE_NAMES]))
 
 
 async def test_sigkill_each_service_in_turn(system: ChaosSystem, driver: Driver,
