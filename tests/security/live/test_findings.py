@@ -3,6 +3,7 @@ Findings 5, 7 and 11 live with their attack families (test_ssrf, test_bodies, ra
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from cyberclaims.client import Actor, Api, wait_for
 from cyberclaims.demo import claim_in, dispatched_jobs, policy_body
+from cyberclaims.registry import SERVICES
 from services.payout.settings import PayoutSettings
 from shared.settings import Environment, PlatformSettings
 from tests.e2e.system import System
@@ -38,6 +40,8 @@ pytestmark = pytest.mark.slow
 
 FAR_PAST = "0001-01-01T00:00:00+14:00"
 FAR_FUTURE = "9999-12-31T23:59:59-14:00"
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def send(api: Api, actor: Actor, service: str, method: str, path: str,
@@ -210,13 +214,22 @@ def test_finding_08_logs_hold_no_secrets_or_personal_data(system: System, api: A
                 **holder.headers, "Idempotency-Key": uuid.uuid4().hex},
                 json=incident_body(number, contact=person, description=description, **poison))
         time.sleep(2)  # the services flush their logs; nothing to wait on but the clock
-    logs = "".join(system.supervisor.output)
+    logs = "".join(services_output(system))
     token = holder.headers["Authorization"].split()[-1]
     leaks = {what: value for what, value in {
         "webhook secret": secret, "contact name": person["name"], "contact email": person["email"],
         "contact phone": person["phone"], "description": description, "bearer token": token,
     }.items() if value in logs}
     assert not leaks, f"the logs hold {sorted(leaks)}"
+
+
+def services_output(system: System) -> list[str]:
+    """The services' own lines of the supervisor's output. The stand-ins play the outside
+    world and are not scanned: the SMTP sink prints each mail's recipient on purpose, and a
+    fast run delivered the contact's mail within the scan's window."""
+    services = {entry.name for entry in SERVICES}
+    return [line for line in system.supervisor.output
+            if ANSI.sub("", line).split("|", 1)[0].strip() in services]
 
 
 def test_finding_09_unhandled_input_gets_a_4xx(api: Api, figures: Figures) -> None:
