@@ -97,6 +97,8 @@ class RestProbe:
 
     async def backlog(self) -> dict[str, Backlog]:
         every = sorted({p for partitions in self._partitions.values() for p in partitions})
+        # ListOffsets, on one long-lived reader: right on the benchmark's in-memory broker, and
+        # cheaper per probe than `partition_ends`' fresh reader (which the S3 storage needs).
         ends = await self._ends.end_offsets(every)
         found = {}
         for name in self.services:

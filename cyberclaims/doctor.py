@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import dlq
 from shared.clock import Clock
 from shared.db import UTCDateTime, create_engine
-from shared.kafka import retry_until_connected
+from shared.kafka import partition_ends, retry_until_connected
 from shared.topics import CATALOG
 
 STUCK: Mapping[str, Mapping[str, str]] = {
@@ -154,7 +154,7 @@ async def consumer_lag(bootstrap: str, groups: list[str]) -> dict[str, dict[str,
         try:
             partitions = [TopicPartition(topic.name, partition) for topic in CATALOG
                           for partition in sorted(reader.partitions_for_topic(topic.name) or ())]
-            ends = await reader.end_offsets(partitions)
+            ends = await partition_ends(bootstrap, partitions)
             per_topic: Counter[str] = Counter()
             for tp in partitions:
                 committed = await reader.committed(tp)

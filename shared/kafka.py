@@ -1,4 +1,5 @@
-"""Kafka plumbing on aiokafka: producer, topic creation and a small publisher protocol."""
+"""Kafka plumbing on aiokafka: producer, topic creation, partition ends and a small publisher
+protocol."""
 
 from __future__ import annotations
 
@@ -167,6 +168,39 @@ async def ensure_topics(bootstrap: str, specs: Iterable[tuple[str, int, int]] | 
         await admin.close()
 
 
+async def partition_ends(bootstrap: str, partitions: Sequence[TopicPartition], *,
+                         timeout: float = 30.0) -> dict[TopicPartition, int]:
+    """Each partition's end (high watermark): the offset its next message will get.
+
+    Not from ListOffsets (aiokafka's `end_offsets`): the development broker (Tansu) answers it
+    from its time index, and after several record batches in the same millisecond names the
+    end of the first of them (ten one-message batches in a burst: 1 instead of 10), so a lag
+    computed from it reads 0 while consumers are behind. Fetch responses carry the true high
+    watermark on Tansu and on Apache Kafka alike, so this reads from ListOffsets' answer (a
+    lower bound, and the end itself on Apache Kafka) until every partition has reported one.
+    A fresh reader each time, so no high watermark is an earlier fetch's."""
+    wanted = sorted(set(partitions))
+    if not wanted:
+        return {}
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                              client_id="cyberclaims-ends")
+    await retry_until_connected(reader.start, what="partition ends", attempts=5)
+    try:
+        reader.assign(wanted)
+        for partition, offset in (await reader.end_offsets(wanted)).items():
+            reader.seek(partition, offset)
+        ends: dict[TopicPartition, int] = {}
+        async with asyncio.timeout(timeout):
+            while len(ends) < len(wanted):
+                waiting = [tp for tp in wanted if tp not in ends]
+                await reader.getmany(*waiting, timeout_ms=200)
+                ends.update((tp, end) for tp in waiting
+                            if (end := reader.highwater(tp)) is not None)
+        return ends
+    finally:
+        await reader.stop()
+
+
 async def read_from_beginning(bootstrap: str, topics: Iterable[str]
                               ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every message on `topics` right now (no consumer group; nothing is committed)."""
@@ -177,9 +211,9 @@ async def read_from_beginning(bootstrap: str, topics: Iterable[str]
                       for partition in consumer.partitions_for_topic(topic) or ()]
         if not partitions:
             return []
+        ends = await partition_ends(bootstrap, partitions)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         records: list[ConsumerRecord[bytes, bytes]] = []
         remaining = {tp for tp in partitions if ends[tp] > 0}
         while remaining:

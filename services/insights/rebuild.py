@@ -26,7 +26,7 @@ from services.insights.models import (
 from shared.clock import Clock
 from shared.consumer import EventConsumer
 from shared.db import UnitOfWorkFactory
-from shared.kafka import Publisher, retry_until_connected
+from shared.kafka import Publisher, partition_ends, retry_until_connected
 
 
 async def empty_read_model(uow: UnitOfWorkFactory) -> None:
@@ -66,14 +66,14 @@ async def rebuild(uow: UnitOfWorkFactory, bootstrap: str, dead_letters: Publishe
                       for partition in reader.partitions_for_topic(topic) or ()]
         if not partitions:
             return 0
+        ends = await partition_ends(bootstrap, partitions)
         reader.assign(partitions)
         await reader.seek_to_beginning(*partitions)
-        ends = await reader.end_offsets(partitions)
         remaining = {partition for partition in partitions if ends[partition] > 0}
         while remaining:
             batches = await reader.getmany(*remaining, timeout_ms=1000, max_records=500)
-            # Whole fetches, even past the end offsets taken at the start: Tansu's end offset
-            # can fall inside a record batch, and an event read twice is applied once anyway.
+            # Whole fetches, even past the ends taken at the start (events published since):
+            # an event read twice is applied once anyway.
             records = [record for chunk in batches.values() for record in chunk]
             read += len(records)
             await applier.process_batch(records)

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.kafka import read_from_beginning, retry_until_connected
+from shared.kafka import partition_ends, read_from_beginning, retry_until_connected
 from shared.topics import CATALOG
 from tests.chaos.driver import EXPECTED_JOBS, Lifecycle
 from tests.chaos.system import SERVICE_NAMES, ChaosSystem
@@ -172,7 +172,7 @@ async def consumer_lag(bootstrap: str) -> dict[str, int]:
         try:
             partitions = [TopicPartition(t.name, p) for t in CATALOG
                           for p in consumer.partitions_for_topic(t.name) or ()]
-            ends = await consumer.end_offsets(partitions)
+            ends = await partition_ends(bootstrap, partitions)
             behind = 0
             for tp in partitions:
                 committed = await consumer.committed(tp)

@@ -102,6 +102,18 @@ async def test_postgres_crash_restart(system: ChaosSystem, driver: Driver,
     await run_scenario("postgres restarted -m immediate", system, driver, fault, figures)
 
 
+async def test_broker_sigkill_and_restart(system: ChaosSystem, driver: Driver,
+                                         figures: dict[str, dict[str, Any]]) -> None:
+    async def fault(system: ChaosSystem) -> None:
+        for _ in range(2):
+            await asyncio.sleep(2.0)
+            await in_thread(system.kill, "broker")
+            await asyncio.sleep(2.0)
+            await in_thread(system.restart_broker)
+
+    await run_scenario("broker SIGKILLed and restarted, twice", system, driver, fault, figures)
+
+
 async def test_payment_provider_killed_and_faulty(system: ChaosSystem, driver: Driver,
                                                   figures: dict[str, dict[str, Any]]) -> None:
     provider = system.urls["payments"]
@@ -225,23 +237,3 @@ async def wait_at_rest(system: ChaosSystem, timeout: float = 90.0) -> None:
         if await at_rest(system):
             return
         await asyncio.sleep(0.5)
-
-
-# Last in the module: when the broker comes back without its last records, consumers that
-# committed past them skip the records written at those offsets again, and every scenario after
-# would inherit that.
-@pytest.mark.xfail(strict=False, reason=(
-    "Tansu's S3 storage (the development broker) persists a partition's high watermark behind "
-    "what it has acknowledged: killed, it comes back without its last records and reuses their "
-    "offsets, which consumers that committed past them skip (docs/reliability.md, 'The "
-    "development broker'). Apache Kafka keeps what it acknowledged."))
-async def test_broker_sigkill_and_restart(system: ChaosSystem, driver: Driver,
-                                         figures: dict[str, dict[str, Any]]) -> None:
-    async def fault(system: ChaosSystem) -> None:
-        for _ in range(2):
-            await asyncio.sleep(2.0)
-            await in_thread(system.kill, "broker")
-            await asyncio.sleep(2.0)
-            await in_thread(system.restart_broker)
-
-    await run_scenario("broker SIGKILLed and restarted, twice", system, driver, fault, figures)

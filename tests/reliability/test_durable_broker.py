@@ -1,5 +1,6 @@
 """The development broker keeps its data: topics, messages and consumer offsets survive a
-SIGKILL of the broker and of its object store (`make run`'s storage, under `.data/broker`)."""
+SIGKILL of the broker and of its object store (`make run`'s storage, under `.data/broker`), even
+one right after a burst of acknowledged records."""
 
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from cyberclaims.broker import broker_command, create_bucket, object_store_env, wait_for_port
 from cyberclaims.dev import cli_argv
+from cyberclaims.doctor import consumer_lag
 from cyberclaims.sandbox.objectstore import create_app
-from shared.kafka import ensure_topics, retry_until_connected
+from shared.kafka import (
+    ensure_topics,
+    partition_ends,
+    read_from_beginning,
+    retry_until_connected,
+)
+from shared.topics import INCIDENTS
 from tests.support.infra import free_port
 
 TOPIC = "durability-probe"
@@ -70,7 +78,7 @@ async def consume(bootstrap: str, *, commit: int | None = None) -> tuple[list[by
         if commit is not None:
             await consumer.commit({partitions[0]: commit})
         committed = await consumer.committed(partitions[0]) or 0
-        ends = await consumer.end_offsets(partitions)
+        ends = await partition_ends(bootstrap, partitions)
         for tp in partitions:
             consumer.seek(tp, 0)
         seen: list[bytes] = []
@@ -92,6 +100,58 @@ def test_topics_messages_and_offsets_survive_a_crash_of_broker_and_store(tmp_pat
         assert asyncio.run(consume(bootstrap)) == (sorted(values), 3)
 
 
+async def burst(bootstrap: str, count: int, topic: str = TOPIC) -> int:
+    """`count` records to partition 0, each its own batch, back to back; the last one's offset."""
+    await ensure_topics(bootstrap, [(topic, 2, 86_400_000)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await retry_until_connected(producer.start, what="burst producer")
+    try:
+        offsets = [(await producer.send_and_wait(topic, f"burst-{n}".encode(), partition=0)).offset
+                   for n in range(count)]
+        return offsets[-1]
+    finally:
+        await producer.stop()
+
+
+def test_a_burst_acknowledged_just_before_a_crash_is_kept_and_counted(tmp_path: Path) -> None:
+    """The broker is SIGKILLed the moment its last acknowledgement arrives: after the restart
+    every record is there, the partition's end counts each (its ListOffsets answer falls short
+    after a burst, hence `partition_ends`), and the next record takes the next offset."""
+    store_port, broker_port = free_port(), free_port()
+    partitions = [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)]
+    with durable_broker(tmp_path, store_port, broker_port) as bootstrap:
+        assert asyncio.run(burst(bootstrap, 40)) == 39
+        assert asyncio.run(partition_ends(bootstrap, partitions)) == {
+            partitions[0]: 40, partitions[1]: 0}
+    with durable_broker(tmp_path, store_port, broker_port) as bootstrap:
+        assert asyncio.run(partition_ends(bootstrap, partitions)) == {
+            partitions[0]: 40, partitions[1]: 0}
+        assert asyncio.run(burst(bootstrap, 1)) == 40
+        values = [record.value for record in asyncio.run(read_from_beginning(bootstrap, [TOPIC]))]
+        assert values == [f"burst-{n}".encode() for n in range(40)] + [b"burst-0"]
+
+
+async def commit(bootstrap: str, group: str, partition: TopicPartition, offset: int) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await retry_until_connected(consumer.start, what="committer")
+    try:
+        consumer.assign([partition])
+        await consumer.commit({partition: offset})
+    finally:
+        await consumer.stop()
+
+
+def test_doctor_counts_the_lag_behind_a_burst(tmp_path: Path) -> None:
+    """On `make run`'s broker a group 5 records into a burst of 40 is 35 behind, not 0."""
+    partition = TopicPartition(INCIDENTS.name, 0)
+    with durable_broker(tmp_path, free_port(), free_port()) as bootstrap:
+        asyncio.run(burst(bootstrap, 40, INCIDENTS.name))
+        asyncio.run(commit(bootstrap, "cyberclaims-probe", partition, 5))
+        lag = asyncio.run(consumer_lag(bootstrap, ["cyberclaims-probe"]))
+    assert lag == {"cyberclaims-probe": {INCIDENTS.name: 35}}
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(tmp_path))
@@ -103,6 +163,8 @@ async def test_the_object_store_puts_conditionally_and_lists_by_prefix(
     assert (await store.put("/b")).status_code == 200
     created = await store.put("/b/t/p0/meta.json", content=b"v1", headers={"If-None-Match": "*"})
     assert created.status_code == 200
+    listed = (await store.get("/b", params={"list-type": "2", "prefix": "t/p0/"})).text
+    assert f"<ETag>{created.headers['ETag']}</ETag>" in listed
     again = await store.put("/b/t/p0/meta.json", content=b"v1", headers={"If-None-Match": "*"})
     assert again.status_code == 412
     stale = await store.put("/b/t/p0/meta.json", content=b"v2", headers={"If-Match": '"x"'})
@@ -110,6 +172,8 @@ async def test_the_object_store_puts_conditionally_and_lists_by_prefix(
     updated = await store.put("/b/t/p0/meta.json", content=b"v2",
                               headers={"If-Match": created.headers["ETag"]})
     assert updated.status_code == 200
+    listed = (await store.get("/b", params={"list-type": "2", "prefix": "t/p0/"})).text
+    assert f"<ETag>{updated.headers['ETag']}</ETag>" in listed  # not the first version's
     assert (await store.get("/b/t/p0/meta.json")).content == b"v2"
     assert (await store.get("/b/t/p0/meta.json", headers={"Range": "bytes=1-"})).content == b"2"
     await store.put("/b/t/p1/records/0.batch", content=b"r")
