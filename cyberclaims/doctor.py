@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import Integer, bindparam, text
+from sqlalchemy import Executable, Integer, Select, bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.payout.safety_net import unassessed_ready_claims
 from shared import dlq
 from shared.clock import Clock
 from shared.db import UTCDateTime, create_engine
 from shared.kafka import partition_ends, retry_until_connected
 from shared.topics import CATALOG
 
-STUCK: Mapping[str, Mapping[str, str]] = {
+StuckQuery = str | Callable[[Mapping[str, datetime]], Select[Any]]
+"""SQL text, or a service's own query built from the moments (`stale` ...)."""
+
+STUCK: Mapping[str, Mapping[str, StuckQuery]] = {
     "intake": {
         "incidents with no triage for over ten minutes":
             "SELECT count(*) FROM incidents WHERE status = 'reported' AND reported_at < :ten_ago",
@@ -42,22 +47,10 @@ STUCK: Mapping[str, Mapping[str, str]] = {
             "SELECT count(DISTINCT incident_id) FROM dead_letters",
     },
     "payout": {
-        # What payout's safety net would assess (services/payout/safety_net.py): not a claim
-        # with a data issue, nor one whose hourly loss awaits the outage figure (both wait for
-        # an adjuster, not for a repair).
+        # What payout's safety net assesses, from its own query: not a claim with a data issue,
+        # nor one whose hourly loss awaits the outage figure (both wait for an adjuster).
         "claims ready to assess but unassessed":
-            "SELECT count(*) FROM claims WHERE status = 'open' AND latest_assessment_id IS NULL "
-            "AND data_issue IS NULL "
-            "AND response_completed_at IS NOT NULL AND response_completed_at < :stale "
-            "AND EXISTS (SELECT 1 FROM incidents WHERE incidents.id = claims.incident_id) "
-            "AND EXISTS (SELECT 1 FROM policies "
-            "WHERE policies.policy_number = claims.policy_number) "
-            "AND NOT EXISTS (SELECT 1 FROM loss_items WHERE loss_items.claim_id = claims.id "
-            "AND loss_items.state = 'unverified') "
-            "AND (outage_started_at IS NOT NULL OR adjuster_outage_minutes IS NOT NULL "
-            "OR NOT EXISTS (SELECT 1 FROM loss_items WHERE loss_items.claim_id = claims.id "
-            "AND loss_items.state = 'verified' AND loss_items.hourly_loss IS NOT NULL "
-            "AND loss_items.verified_amount IS NULL))",
+            lambda moments: unassessed_ready_claims(moments["stale"]),
         "payments pending past their next attempt":
             "SELECT count(*) FROM payments WHERE state = 'pending' AND next_attempt_at < :stale",
         "payments failed (retry: cyberclaims payments retry CLAIM_ID)":
@@ -70,7 +63,7 @@ STUCK: Mapping[str, Mapping[str, str]] = {
             "SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at < :stale",
     },
 }
-"""Per service: what counts as stopped, as SQL over its own tables (a count each). `:stale`
+"""Per service: what counts as stopped, as a query over its own tables (a count each). `:stale`
 is a minute ago, `:ten_ago` ten minutes ago, `:hour_ago` an hour ago: younger rows are still
 moving."""
 
@@ -189,12 +182,16 @@ async def service_health(name: str, url: str, now: datetime) -> ServiceHealth:
     return health
 
 
-async def _count(connection: AsyncConnection, query: str, moments: Mapping[str, datetime]
-                 ) -> int:
+async def _count(connection: AsyncConnection, query: StuckQuery,
+                 moments: Mapping[str, datetime]) -> int:
     """One stuck-state count; a table the service has not got (yet) counts as none."""
-    statement = text(query).bindparams(*(bindparam(key, value, type_=UTCDateTime())
-                                         for key, value in moments.items()
-                                         if f":{key}" in query))
+    statement: Executable
+    if isinstance(query, str):
+        statement = text(query).bindparams(*(bindparam(key, value, type_=UTCDateTime())
+                                             for key, value in moments.items()
+                                             if f":{key}" in query))
+    else:
+        statement = select(func.count()).select_from(query(moments).subquery())
     try:
         async with connection.begin_nested():
             return int((await connection.execute(statement)).scalar_one())

@@ -13,9 +13,11 @@ counted and logged (`shared.repairs`).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import datetime
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import Select, exists, or_, select
 
 from services.payout import assessing, context
 from services.payout.assessment import LossState
@@ -27,6 +29,27 @@ from shared.repairs import SafetyNet, record_repair
 
 SERVICE = "payout"
 REQUESTED_BY = "safety-net"
+
+
+def unassessed_ready_claims(unchanged_since: datetime) -> Select[uuid.UUID]:
+    """Open claims that every input has reached and that wait for no one (no loss for an
+    adjuster to verify, no hourly loss for the outage figure, no data issue), unassessed and
+    unchanged since `unchanged_since`: what this net assesses, and what `cyberclaims doctor`
+    counts as stuck."""
+    needs_outage = exists().where(LossItem.claim_id == Claim.id,
+                                  LossItem.state == LossState.verified,
+                                  LossItem.hourly_loss.is_not(None),
+                                  LossItem.verified_amount.is_(None))
+    outage_known = or_(Claim.outage_started_at.is_not(None),
+                       Claim.adjuster_outage_minutes.is_not(None))
+    return select(Claim.id).where(
+        Claim.status == ClaimStatus.open, Claim.response_completed_at.is_not(None),
+        Claim.latest_assessment_id.is_(None), Claim.data_issue.is_(None),
+        Claim.updated_at <= unchanged_since,
+        exists().where(Incident.id == Claim.incident_id),
+        exists().where(Policy.policy_number == Claim.policy_number),
+        ~exists().where(LossItem.claim_id == Claim.id, LossItem.state == LossState.unverified),
+        or_(~needs_outage, outage_known))
 
 
 class StuckClaimsAndPayments(SafetyNet):
@@ -44,24 +67,9 @@ class StuckClaimsAndPayments(SafetyNet):
 
     async def _assess_stuck_claims(self) -> int:
         cutoff = self._ctx.clock.now() - self.stuck_after
-        needs_outage = exists().where(LossItem.claim_id == Claim.id,
-                                      LossItem.state == LossState.verified,
-                                      LossItem.hourly_loss.is_not(None),
-                                      LossItem.verified_amount.is_(None))
-        outage_known = or_(Claim.outage_started_at.is_not(None),
-                           Claim.adjuster_outage_minutes.is_not(None))
         async with self._uows() as uow:
             candidates = list(await uow.session.scalars(
-                select(Claim.id).where(
-                    Claim.status == ClaimStatus.open, Claim.response_completed_at.is_not(None),
-                    Claim.latest_assessment_id.is_(None), Claim.data_issue.is_(None),
-                    Claim.updated_at <= cutoff,
-                    exists().where(Incident.id == Claim.incident_id),
-                    exists().where(Policy.policy_number == Claim.policy_number),
-                    ~exists().where(LossItem.claim_id == Claim.id,
-                                    LossItem.state == LossState.unverified),
-                    or_(~needs_outage, outage_known))
-                .order_by(Claim.updated_at).limit(self.batch)))
+                unassessed_ready_claims(cutoff).order_by(Claim.updated_at).limit(self.batch)))
         repaired = 0
         for claim_id in candidates:
             async with self._uows() as uow:

@@ -18,10 +18,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from cyberclaims.doctor import STALE_SECONDS, service_health
 from services.payout.app import create_app
 from services.payout.context import Context
 from services.payout.models import Assessment, Claim, Incident, LossItem, Payment, Policy
-from services.payout.safety_net import StuckClaimsAndPayments
+from services.payout.safety_net import StuckClaimsAndPayments, unassessed_ready_claims
 from services.payout.settings import PayoutSettings
 from shared.clock import ManualClock
 from shared.events import PolicyRegistered, PolicyUpdated, Section, SectionTerms
@@ -206,7 +207,8 @@ async def _completed_claim(runtime: Runtime, since: datetime, **loss: Any) -> uu
     return claim_id
 
 
-async def test_the_safety_net_assesses_a_stuck_claim_exactly_once(safety_net: NetUnderTest) -> None:
+async def test_the_safety_net_assesses_a_stuck_claim_exactly_once(
+        safety_net: NetUnderTest, payout_db: str) -> None:
     runtime, net = safety_net.runtime, safety_net.net
     since = safety_net.clock.now() - timedelta(minutes=10)
     stuck = await _completed_claim(runtime, since, source="vendor", section=IR.value,
@@ -214,9 +216,18 @@ async def test_the_safety_net_assesses_a_stuck_claim_exactly_once(safety_net: Ne
     waiting = await _completed_claim(runtime, since, source="policyholder", section=BI.value,
                                      hourly_loss=Decimal("1000"))  # for the outage figure
     before = _repaired("claim_unassessed")
+    # `cyberclaims doctor` counts what the net would assess: its `stale` set to the net's cutoff.
+    doctor_now = safety_net.clock.now() - net.stuck_after + timedelta(seconds=STALE_SECONDS)
+    counted = "claims ready to assess but unassessed"
+    doctor_before = (await service_health("payout", payout_db, doctor_now)).stuck[counted]
+    async with runtime.uow() as uow:
+        ready = set(await uow.session.scalars(unassessed_ready_claims(since)))
+    assert stuck in ready and waiting not in ready
+    assert doctor_before >= 1
 
     assert await net.repair_stuck() >= 1  # the database is shared: others may be stuck too
     await net.repair_stuck()
+    assert (await service_health("payout", payout_db, doctor_now)).stuck[counted] < doctor_before
     async with runtime.uow() as uow:
         claim = await uow.session.get(Claim, stuck)
         assert claim is not None
