@@ -106,6 +106,10 @@ async def test_policyholder_losses_wait_for_the_adjuster(
                 policy_number=policy.policy_number, section=section, amount=amount,
                 hourly_loss=hourly, description="claimed by the policyholder", submitted_at=now(),
             ), "/cyberclaims/intake"))
+        # The losses and the completion travel on different topics: completion first would
+        # assess 5,000 against the 10,000 retention and close the claim before they arrive.
+        await eventually(lambda: _claim_with_losses(payout, adjuster, incident, 3,
+                                                    response_completed=False))
         await incident.complete({IR: "5000"})  # no vendor-verified outage
         claim = await eventually(lambda: _claim_with_losses(payout, adjuster, incident, 4))
         assert claim["status"] == "open"  # three items await verification
@@ -151,10 +155,11 @@ async def test_policyholder_losses_wait_for_the_adjuster(
 
 
 async def _claim_with_losses(payout: httpx.AsyncClient, headers: dict[str, str], incident: Incident,
-                             count: int) -> dict[str, Any] | None:
+                             count: int, *, response_completed: bool = True
+                             ) -> dict[str, Any] | None:
     response = await payout.get(f"/v1/incidents/{incident.incident_id}/claim", headers=headers)
     if response.status_code == 200 and len(response.json()["losses"]) == count \
-            and response.json()["response_completed"]:
+            and response.json()["response_completed"] is response_completed:
         return dict(response.json())
     return None
 
