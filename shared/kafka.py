@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -168,24 +168,27 @@ async def ensure_topics(bootstrap: str, specs: Iterable[tuple[str, int, int]] | 
         await admin.close()
 
 
-async def partition_ends(bootstrap: str, partitions: Sequence[TopicPartition], *,
+async def partition_ends(bootstrap: str, topics: Iterable[str], *,
                          timeout: float = 30.0) -> dict[TopicPartition, int]:
-    """Each partition's end (high watermark): the offset its next message will get.
+    """The end (high watermark: the offset its next message will get) of every partition of
+    `topics` that exists.
 
     Not from ListOffsets (aiokafka's `end_offsets`): the development broker (Tansu) answers it
     from its time index, and after several record batches in the same millisecond names the
     end of the first of them (ten one-message batches in a burst: 1 instead of 10), so a lag
     computed from it reads 0 while consumers are behind. Fetch responses carry the true high
-    watermark on Tansu and on Apache Kafka alike, so this reads from ListOffsets' answer (a
+    watermark on Tansu and on Apache Kafka alike, so this fetches from ListOffsets' answer (a
     lower bound, and the end itself on Apache Kafka) until every partition has reported one.
-    A fresh reader each time, so no high watermark is an earlier fetch's."""
-    wanted = sorted(set(partitions))
-    if not wanted:
-        return {}
+    A fresh reader each time, so no high watermark is an earlier fetch's; fetches wait 10 ms at
+    most for records, as only the watermark is wanted."""
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                              client_id="cyberclaims-ends")
+                              client_id="cyberclaims-ends", fetch_max_wait_ms=10)
     await retry_until_connected(reader.start, what="partition ends", attempts=5)
     try:
+        wanted = [TopicPartition(topic, partition) for topic in sorted(set(topics))
+                  for partition in sorted(reader.partitions_for_topic(topic) or ())]
+        if not wanted:
+            return {}
         reader.assign(wanted)
         for partition, offset in (await reader.end_offsets(wanted)).items():
             reader.seek(partition, offset)
@@ -201,28 +204,43 @@ async def partition_ends(bootstrap: str, partitions: Sequence[TopicPartition], *
         await reader.stop()
 
 
+async def read_to_ends(reader: AIOKafkaConsumer, ends: Mapping[TopicPartition, int], *,
+                       max_records: int | None = None, idle_polls: int = 3
+                       ) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """The records of `ends`' partitions from the reader's positions up to the ends, a fetch
+    at a time (whole fetches, so possibly a few records past an end).
+
+    Gives up after `idle_polls` polls of a second that bring nothing: Tansu reserves a batch's
+    offsets before it writes the batch, so a broker killed in between can leave offsets no
+    record will ever fill, and a reader waiting to reach them would wait forever."""
+    remaining = {tp for tp, end in ends.items() if await reader.position(tp) < end}
+    idle = 0
+    while remaining:
+        fetched = await reader.getmany(*remaining, timeout_ms=1000, max_records=max_records)
+        records = [record for chunk in fetched.values() for record in chunk]
+        if records:
+            idle = 0
+            yield records
+        else:
+            idle += 1
+            if idle >= idle_polls:
+                log.warning("gave up reading %s short of their ends: nothing came for %d polls",
+                            sorted(remaining), idle)
+                return
+        remaining = {tp for tp in remaining if await reader.position(tp) < ends[tp]}
+
+
 async def read_from_beginning(bootstrap: str, topics: Iterable[str]
                               ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every message on `topics` right now (no consumer group; nothing is committed)."""
+    ends = await partition_ends(bootstrap, topics)
+    if not ends:
+        return []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await retry_until_connected(consumer.start, what="reader")
     try:
-        partitions = [TopicPartition(topic, partition) for topic in topics
-                      for partition in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return []
-        ends = await partition_ends(bootstrap, partitions)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for chunk in batch.values():
-                records.extend(chunk)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return records
+        consumer.assign(list(ends))
+        await consumer.seek_to_beginning(*ends)
+        return [record async for records in read_to_ends(consumer, ends) for record in records]
     finally:
         await consumer.stop()

@@ -95,6 +95,7 @@ class ObjectStore:
                 etag = await asyncio.to_thread(_write_if, file, data,
                                                request.headers.get("if-none-match"),
                                                request.headers.get("if-match"))
+                self.etags.forget(file)
             if etag is None:
                 return _error(412, "PreconditionFailed", "the object's condition does not hold")
             return Response(status_code=200, headers={"ETag": etag})
@@ -123,8 +124,9 @@ class ObjectStore:
 
 
 class ETags:
-    """Each file's ETag, kept while the file is the same one: a put replaces the file (a new
-    inode), so a changed object is never named by its old ETag."""
+    """Each file's ETag, forgotten when the store writes or deletes the file, and kept only while
+    the file's inode, modification time and size are the ones it was hashed with (a file
+    changed behind the store's back is hashed again)."""
 
     def __init__(self) -> None:
         self._known: dict[str, tuple[tuple[int, int, int], str]] = {}

@@ -8,7 +8,7 @@ consumer apply each event once between them. Poison messages are dead-lettered a
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import delete, select, update
 
 from services.insights import handlers, service
@@ -26,7 +26,7 @@ from services.insights.models import (
 from shared.clock import Clock
 from shared.consumer import EventConsumer
 from shared.db import UnitOfWorkFactory
-from shared.kafka import Publisher, partition_ends, retry_until_connected
+from shared.kafka import Publisher, partition_ends, read_to_ends, retry_until_connected
 
 
 async def empty_read_model(uow: UnitOfWorkFactory) -> None:
@@ -58,28 +58,20 @@ async def rebuild(uow: UnitOfWorkFactory, bootstrap: str, dead_letters: Publishe
                             bootstrap=bootstrap, handlers=handlers.handlers(), uow=uow,
                             inbox_model=Inbox, dead_letters=dead_letters, clock=clock)
     await empty_read_model(uow)
+    ends = await partition_ends(bootstrap, applier.topics)
+    if not ends:
+        return 0
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await retry_until_connected(reader.start, what="insights rebuild")
     read = 0
     try:
-        partitions = [TopicPartition(topic, partition) for topic in applier.topics
-                      for partition in reader.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return 0
-        ends = await partition_ends(bootstrap, partitions)
-        reader.assign(partitions)
-        await reader.seek_to_beginning(*partitions)
-        remaining = {partition for partition in partitions if ends[partition] > 0}
-        while remaining:
-            batches = await reader.getmany(*remaining, timeout_ms=1000, max_records=500)
-            # Whole fetches, even past the ends taken at the start (events published since):
-            # an event read twice is applied once anyway.
-            records = [record for chunk in batches.values() for record in chunk]
+        reader.assign(list(ends))
+        await reader.seek_to_beginning(*ends)
+        # Whole fetches, even past the ends taken at the start (events published since): an
+        # event read twice is applied once anyway.
+        async for records in read_to_ends(reader, ends, max_records=500):
             read += len(records)
             await applier.process_batch(records)
-            for partition in list(remaining):
-                if await reader.position(partition) >= ends[partition]:
-                    remaining.discard(partition)
     finally:
         await reader.stop()
     return read

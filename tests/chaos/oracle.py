@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from shared.kafka import partition_ends, read_from_beginning, retry_until_connected
 from shared.topics import CATALOG
@@ -164,17 +164,15 @@ def header(headers: Any, name: str) -> str:
 
 async def consumer_lag(bootstrap: str) -> dict[str, int]:
     """Messages each service's consumer group has not committed yet, over every topic."""
+    ends = await partition_ends(bootstrap, [topic.name for topic in CATALOG])
     lag: dict[str, int] = {}
     for service in SERVICE_NAMES:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"cyberclaims-{service}",
                                     enable_auto_commit=False)
         await retry_until_connected(consumer.start, what="lag reader")
         try:
-            partitions = [TopicPartition(t.name, p) for t in CATALOG
-                          for p in consumer.partitions_for_topic(t.name) or ()]
-            ends = await partition_ends(bootstrap, partitions)
             behind = 0
-            for tp in partitions:
+            for tp in ends:
                 committed = await consumer.committed(tp)
                 if committed is not None:
                     behind += max(0, ends[tp] - committed)
