@@ -24,8 +24,7 @@ import httpx
 
 from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.scenario import require_services
-from bench.system import System
-from bench.workload import token_service
+from bench.system import System, token_service
 from cyberclaims.simulate import CATEGORY_MIX, INDUSTRIES, REGIONS, VECTORS
 from services.insights.service import quarter_seconds, size_band
 from shared.auth import Role

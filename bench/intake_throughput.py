@@ -32,8 +32,9 @@ from bench.system import (
     free_port,
     fresh_database,
     postgres_cpu_seconds,
+    token_service,
 )
-from bench.workload import insureds, prepared_reports, register_policies, token_service
+from bench.workload import insureds, prepared_reports, register_policies
 
 NAME = "intake_throughput"
 TITLE = "Intake throughput vs bare FastAPI + asyncpg"

@@ -52,8 +52,9 @@ from bench.system import (
     System,
     cpu_seconds,
     free_port,
+    token_service,
 )
-from bench.workload import Insured, insureds, report_body, token_service
+from bench.workload import Insured, insureds, report_body
 from cyberclaims.sandbox import smtp
 from services.notify.settings import NotifySettings
 from services.notify.signing import DELIVERY_HEADER

@@ -11,7 +11,7 @@ import httpx
 
 from bench.common import Skipped
 from bench.loadgen import LoadPlan, run_load
-from bench.system import ALL_SERVICES, System, sandbox_built, service_built
+from bench.system import ALL_SERVICES, System, sandbox_built, service_built, token_service
 from bench.watch import Watcher
 from bench.workload import (
     JOB_TYPES,
@@ -19,7 +19,6 @@ from bench.workload import (
     insureds,
     prepared_reports,
     register_policies,
-    token_service,
 )
 from shared.auth import Role
 from shared.signing import TokenSigner

@@ -36,10 +36,18 @@ from bench.common import HARNESS_NICENESS, lower_priority
 from cyberclaims.broker import broker_command, wait_for_port
 from cyberclaims.registry import SERVICES
 from shared.kafka import ensure_topics
-from shared.settings import DATA_DIR
+from shared.settings import DATA_DIR, PlatformSettings
+from shared.signing import TokenSigner, local_signer
 
 SIGNING_KEY = (DATA_DIR / "bench" / "signing-key.pem").resolve()
 """The benchmark's token key (created on first use); its services read the JWKS next to it."""
+
+
+def token_service() -> TokenSigner:
+    """Signs with the benchmark's key, whose JWKS its services read. `System.start` calls it
+    first: a service that started before the key existed found no JWKS and refused the first
+    tokens until its next look-up of the keys."""
+    return local_signer(SIGNING_KEY, issuer=PlatformSettings().jwt_issuer)
 ALL_SERVICES = [entry.name for entry in SERVICES]
 STAND_INS = ("payments", "smtp")
 """Stand-ins for outside systems: the sandbox bank and the SMTP sink."""
@@ -306,6 +314,7 @@ class System:
     def start(self) -> System:
         if self.processes:
             return self  # already running
+        token_service()  # the key and its JWKS, before any service reads them
         try:
             self._spawn("broker", broker_command(self.ports["broker"]))
             wait_for_port(self.ports["broker"])

@@ -14,10 +14,8 @@ from typing import Any
 
 import httpx
 
-from bench.system import SIGNING_KEY
 from shared.auth import Role
-from shared.settings import PlatformSettings
-from shared.signing import TokenSigner, local_signer
+from shared.signing import TokenSigner
 
 REGIONS = ["CN-GD", "CN-BJ", "CN-SH", "CN-ZJ", "CN-JS", "CN-SC", "CN-HB", "CN-FJ"]
 INDUSTRIES = ["telecom", "internet", "manufacturing", "finance", "retail", "healthcare"]
@@ -36,11 +34,6 @@ class Insured:
     org_id: str
     policy_number: str
     region: str
-
-
-def token_service() -> TokenSigner:
-    """Signs with the benchmark's key (bench/system.py), whose JWKS its services read."""
-    return local_signer(SIGNING_KEY, issuer=PlatformSettings().jwt_issuer)
 
 
 def insureds(count: int, seed: int, run_id: str) -> list[Insured]:
