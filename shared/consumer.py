@@ -77,6 +77,21 @@ REPLAYED_HEADER = "cc_replayed"
 """Set on a dead letter published back to its origin topic: applying it clears its mark."""
 
 Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
+BatchLoader = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
+"""Reads, in the handlers' transaction and before they run, what a batch's handlers will
+need (one statement per table, `shared.db.TransactionRows`), given the events to apply."""
+
+
+def ids_in(envelopes: Iterable[Envelope], field: str) -> set[uuid.UUID]:
+    """The ids the events name in `field` (`incident_id`, `claim_id`), for a `BatchLoader`. A
+    malformed one is left out: its handler's validation dead-letters the event."""
+    ids = set()
+    for envelope in envelopes:
+        value = envelope.data.get(field)
+        if value is not None:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                ids.add(uuid.UUID(str(value)))
+    return ids
 """`handler(uow, event, envelope)`: stage effects in `uow.session`; the consumer commits."""
 
 
@@ -113,9 +128,10 @@ class EventConsumer:
         commit_interval_ms: int = 100,
         tracer: Tracer | None = None,
         marks: DeadLetterMarks | None = None,
+        load_batch: BatchLoader | None = None,
     ) -> None:
         """`tracer`: each handler run is a span of the trace the event was staged in (None:
-        tracing off)."""
+        tracing off); `load_batch`: run before the handlers of each transaction."""
         self.name = name
         self._group_id = group_id
         self._bootstrap = bootstrap
@@ -134,6 +150,7 @@ class EventConsumer:
         self._tracer = tracer
         self._claim_statement = self._build_claim_statement()
         self._marks = marks
+        self._load_batch = load_batch
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -255,6 +272,9 @@ class EventConsumer:
         applied: list[Envelope] = []
         async with self._uow() as uow:
             new = await self._claim(uow, [envelope for envelope, _ in items])
+            if self._load_batch is not None and new:
+                await self._load_batch(uow, [envelope for envelope, _ in items
+                                             if envelope.id in new])
             for envelope, handler in items:
                 if envelope.id not in new:
                     continue  # applied before, or a second copy in this batch

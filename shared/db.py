@@ -6,12 +6,23 @@ in UTC and always come back time-zone aware.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Executable, Row
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Executable,
+    Row,
+    any_,
+    bindparam,
+    inspect,
+    select,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.types import TypeDecorator
 
 from shared.jsoncodec import dumps_text, loads
@@ -82,6 +94,7 @@ def create_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
 
 
 State = TypeVar("State")
+Model = TypeVar("Model")
 
 
 def transaction_state(session: AsyncSession, kind: Callable[[], State]) -> State:
@@ -93,6 +106,71 @@ def transaction_state(session: AsyncSession, kind: Callable[[], State]) -> State
     if state is None:
         state = session.info[kind] = kind()
     return state
+
+
+def any_of(column: ColumnElement[Any] | QueryableAttribute[Any], values: Iterable[Any]
+           ) -> ColumnElement[bool]:
+    """`column = ANY(:values)`: one array parameter, so one statement text (and one prepared
+    statement) serves any number of values, where `IN` would give each count its own."""
+    return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+
+
+class _Known(NamedTuple):
+    """A row as the transaction read or added it (None: there is none), and whether the
+    transaction holds its lock."""
+
+    row: Any
+    locked: bool
+
+
+class TransactionRows:
+    """Rows by primary key as this transaction has read, locked or added them, the rows it
+    found missing too (`transaction_state`). A consumer's handlers, applied together, read
+    each row at most once, and a batch's rows can be loaded up front in one statement per
+    table (`load`): handlers that then ask for them run no SQL, so nothing is flushed before
+    the commit and each table's new rows go in as one statement."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[type[Any], Any], _Known] = {}
+
+    @classmethod
+    def of(cls, session: AsyncSession) -> TransactionRows:
+        return transaction_state(session, cls)
+
+    async def load(self, session: AsyncSession, model: type[Any], keys: Iterable[Any], *,
+                   for_update: bool = False) -> None:
+        """Read (and lock) the rows of `keys` not known yet, in one statement, in key order
+        (concurrent transactions lock in the same order); a key without a row is known
+        missing. `model` has a one-column primary key."""
+        wanted = sorted({key for key in keys if self._needs(model, key, for_update)})
+        if not wanted:
+            return
+        column = inspect(model).primary_key[0]
+        query = select(model).where(any_of(column, wanted)).order_by(column)
+        if for_update:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        found = {getattr(row, column.key): row for row in await session.scalars(query)}
+        for key in wanted:
+            self._known[(model, key)] = _Known(found.get(key), for_update)
+
+    async def get(self, session: AsyncSession, model: type[Model], key: Any, *,
+                  for_update: bool = False) -> Model | None:
+        """The row (or None), read at most once, and again only to lock one read unlocked."""
+        if self._needs(model, key, for_update):
+            row = await session.get(model, key, with_for_update=for_update,
+                                    populate_existing=for_update)
+            self._known[(model, key)] = _Known(row, for_update)
+        known: Model | None = self._known[(model, key)].row
+        return known
+
+    def add(self, session: AsyncSession, row: Any, key: Any) -> None:
+        """Stage a new row; `get` finds it before it is flushed."""
+        session.add(row)
+        self._known[(type(row), key)] = _Known(row, locked=True)
+
+    def _needs(self, model: type[Any], key: Any, for_update: bool) -> bool:
+        known = self._known.get((model, key))
+        return known is None or (for_update and not known.locked)
 
 
 _EVENTS_STAGED = "events_staged"

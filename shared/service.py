@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.apidocs import install_api_docs
 from shared.auth import KeySet, Principal, Role, TokenVerifier, audience_of, require
 from shared.clock import Clock, SystemClock
-from shared.consumer import EventConsumer, Handler, InboxColumns
+from shared.consumer import BatchLoader, EventConsumer, Handler, InboxColumns
 from shared.db import UnitOfWork, UnitOfWorkFactory, create_engine
 from shared.dead_letters import DeadLetterMarks
 from shared.events import Event
@@ -115,6 +115,8 @@ class ServiceSpec:
     outbox_model: type[OutboxColumns]
     inbox_model: type[InboxColumns]
     handlers: Callable[[Runtime], Mapping[type[Event], Handler]] = lambda _: {}
+    load_batch: BatchLoader | None = None
+    """What the handlers of a batch will read, read before them (`EventConsumer`)."""
     workers: Callable[[Runtime], Sequence[Worker]] = lambda _: ()
     setup: Callable[[Runtime], Awaitable[None]] | None = None
     teardown: Callable[[Runtime], Awaitable[None]] | None = None
@@ -181,7 +183,7 @@ def create_service_app(
                 batch_size=platform.consumer_batch_size,
                 commit_interval_ms=platform.consumer_commit_interval_ms,
                 tracer=None if tracer_provider is None else tracer_provider.get_tracer(__name__),
-                marks=runtime.dead_letters,
+                marks=runtime.dead_letters, load_batch=spec.load_batch,
             )
         app.state.runtime = runtime
         app.state.tokens = runtime.tokens

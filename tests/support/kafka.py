@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events import Envelope
@@ -128,3 +130,19 @@ async def wait_until_consumed(bootstrap: str, group_id: str, sent: Iterable[Reco
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
+
+
+@contextlib.contextmanager
+def statements_run(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements `engine` sends while the block runs (each executemany once): what a
+    batch costs in round trips, counted rather than timed."""
+    sent: list[str] = []
+
+    def record(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
