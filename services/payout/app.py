@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import httpx
 from fastapi import FastAPI
 
-from services.payout import handlers, views
+from services.payout import claims, handlers, views
 from services.payout.context import Context, Rules
 from services.payout.models import DeadLetter, Inbox, Outbox
 from services.payout.payments import PaymentProvider, PaymentWorker
@@ -62,6 +62,7 @@ def spec(settings: PayoutSettings) -> ServiceSpec:
         outbox_model=Outbox,
         inbox_model=Inbox,
         handlers=lambda runtime: handlers.handlers(runtime.resources["context"]),
+        load_batch=claims.load_batch,
         workers=workers,
         setup=setup,
         teardown=teardown,

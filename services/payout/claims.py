@@ -4,6 +4,7 @@ grade) and reading them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from sqlalchemy import func, select
 
@@ -20,7 +21,8 @@ from services.payout.models import (
     Payment,
     Policy,
 )
-from shared.db import UnitOfWork
+from shared.consumer import ids_in
+from shared.db import TransactionRows, UnitOfWork, any_of, transaction_state
 from shared.events import (
     ClaimOpened,
     Envelope,
@@ -61,20 +63,53 @@ async def _store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, versi
     return True
 
 
+class _ClaimsOfIncidents(dict[uuid.UUID, Claim | None]):
+    """The claims this transaction has locked, by incident (None: the incident had none);
+    `shared.db.transaction_state`. The lock lasts until the commit, so a claim found here is
+    as current as a new read."""
+
+
+async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+    """The claims of a batch's incidents, locked in one statement (claims before policies, as
+    every lock here), and their incident reports: an incident's first events then open its
+    claim and store its report without a round trip each, and all of them go in at commit,
+    one statement per table."""
+    incident_ids = ids_in(envelopes, "incident_id")
+    await _lock_claims_of(uow, incident_ids)
+    await TransactionRows.of(uow.session).load(uow.session, Incident, incident_ids)
+
+
+async def _lock_claims_of(uow: UnitOfWork, incident_ids: Iterable[uuid.UUID]) -> None:
+    known = transaction_state(uow.session, _ClaimsOfIncidents)
+    wanted = sorted(set(incident_ids) - known.keys())
+    if not wanted:
+        return
+    for claim in await _lock_claims(uow, any_of(Claim.incident_id, wanted)):
+        known[claim.incident_id] = claim
+    for incident_id in wanted:
+        known.setdefault(incident_id, None)
+
+
 async def _claim_for_incident(uow: UnitOfWork, ctx: Context, incident_id: uuid.UUID, org_id: str,
                               policy_number: str, cause: Envelope) -> Claim:
-    """The incident's claim (locked), opened on the first event that mentions the incident."""
-    existing = await _lock_claims(uow, Claim.incident_id == incident_id)
-    if existing:
-        return existing[0]
+    """The incident's claim (locked), opened on the first event that mentions the incident.
+
+    A new claim is not flushed here: the tables have no `relationship()`, so the unit of work
+    does not order INSERTs by foreign key, and a caller adding rows that refer to the claim
+    (loss items) reads first, which flushes the claim before them."""
+    await _lock_claims_of(uow, [incident_id])
+    known = transaction_state(uow.session, _ClaimsOfIncidents)
+    existing = known[incident_id]
+    if existing is not None:
+        return existing
     now = ctx.clock.now()
     claim = Claim(id=uuid.uuid4(), incident_id=incident_id, policy_number=policy_number,
                   org_id=org_id, status=ClaimStatus.open, opened_at=now, updated_at=now)
     uow.session.add(claim)
+    known[incident_id] = claim
     ctx.outbox.add(uow.session, ClaimOpened(incident_id=incident_id, org_id=org_id,
                                             claim_id=claim.id, at=now,
                                             policy_number=policy_number), cause=cause)
-    await uow.session.flush()
     return claim
 
 
@@ -87,14 +122,14 @@ async def record_incident(uow: UnitOfWork, ctx: Context, event: IncidentReported
                             "be assessed until the report is corrected")
         claim.updated_at = ctx.clock.now()
         return
-    if await uow.session.get(Incident, event.incident_id) is None:
-        uow.session.add(Incident(
+    rows = TransactionRows.of(uow.session)
+    if await rows.get(uow.session, Incident, event.incident_id) is None:
+        rows.add(uow.session, Incident(
             id=event.incident_id, policy_number=event.policy_number, org_id=event.org_id,
             category=event.category.value, occurred_at=event.occurred_at,
             discovered_at=event.discovered_at, reported_at=event.reported_at,
             title=event.title, description=event.description,
-        ))
-        await uow.session.flush()
+        ), event.incident_id)
     await assess_if_ready(uow, ctx, claim, envelope)
 
 

@@ -1,0 +1,51 @@
+"""A fetch of events costs payout a fixed number of statements, however many incidents it
+carries: the claims of its incidents are locked and their reports read in one statement each
+(`claims.load_batch`), and what the handlers add goes in at commit, one statement per table."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from services.payout.models import Claim
+from services.payout.models import Incident as StoredIncident
+from shared.events import PolicyRegistered
+from shared.service import Runtime
+from shared.topics import INCIDENTS
+from tests.payout.conftest import Incident, apply, policy_terms, wrap
+from tests.support.kafka import fetched, statements_run
+from tests.support.service import running
+
+
+async def _reports(app: FastAPI, count: int) -> tuple[list[str], set[object]]:
+    """`count` reports on one policy applied as one fetch: the statements it took and the
+    incidents it opened claims for."""
+    runtime: Runtime = app.state.runtime
+    assert runtime.consumer is not None
+    terms = policy_terms()
+    await apply(app, PolicyRegistered(policy=terms))
+    incidents = [Incident("unused", terms) for _ in range(count)]
+    envelopes = [wrap(incident.reported(), "/cyberclaims/intake") for incident in incidents]
+    with statements_run(runtime.engine) as sent:
+        await runtime.consumer.process_batch(fetched(*envelopes, topic=INCIDENTS.name))
+    ids = [incident.incident_id for incident in incidents]
+    async with runtime.uow() as uow:
+        opened = set(await uow.session.scalars(
+            select(Claim.incident_id).where(Claim.incident_id.in_(ids))))
+        stored = await uow.session.scalar(
+            select(func.count()).select_from(StoredIncident).where(StoredIncident.id.in_(ids)))
+    assert opened == set(ids) and stored == count
+    with statements_run(runtime.engine) as replayed:
+        await runtime.consumer.process_batch(fetched(*envelopes, topic=INCIDENTS.name))
+    assert len(replayed) == 1, replayed  # the inbox claim finds them all applied
+    return sent, opened
+
+
+async def test_a_fetch_of_reports_takes_as_many_statements_for_30_incidents_as_for_3(
+    quiet_payout: FastAPI,
+) -> None:
+    async with running(quiet_payout, wait_for_consumer=False):
+        few, _ = await _reports(quiet_payout, 3)
+        many, _ = await _reports(quiet_payout, 30)
+    assert len(many) == len(few), (few, many)
+    assert len(many) <= 8, many
