@@ -9,7 +9,7 @@ from decimal import Decimal
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.insights import handlers, triangles, views
+from services.insights import handlers, service, triangles, views
 from services.insights.models import Inbox, Outbox
 from services.insights.page import Pages
 from services.insights.settings import InsightsSettings
@@ -62,6 +62,7 @@ def spec(settings: InsightsSettings) -> ServiceSpec:
         outbox_model=Outbox,
         inbox_model=Inbox,
         handlers=lambda runtime: handlers.handlers(),
+        load_batch=service.load_batch,
         setup=setup,
     )
 

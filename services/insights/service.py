@@ -20,8 +20,9 @@ from services.insights.models import (
     PolicyRecord,
     ReadModelVersion,
 )
-from shared.db import UnitOfWork
-from shared.events import IncidentResponseCompleted, PolicyTerms
+from shared.consumer import ids_in
+from shared.db import TransactionRows, UnitOfWork
+from shared.events import Envelope, IncidentResponseCompleted, PolicyTerms
 from shared.money import ZERO
 
 SIZE_BANDS = ((1, 49, "1-49"), (50, 249, "50-249"), (250, 999, "250-999"))
@@ -120,11 +121,22 @@ async def apply_policy(uow: UnitOfWork, terms: PolicyTerms, version: int) -> Non
                                                             terms.period_end).items())
 
 
+async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+    """The incident and claim records a batch of events changes, read in one statement each
+    (after the version row's lock, as every change): the handlers then find them, or find
+    them missing, without SQL, and the new ones go in at commit, one statement per table."""
+    await count_change(uow)
+    rows = TransactionRows.of(uow.session)
+    await rows.load(uow.session, IncidentRecord, ids_in(envelopes, "incident_id"))
+    await rows.load(uow.session, ClaimRecord, ids_in(envelopes, "claim_id"))
+
+
 async def incident(uow: UnitOfWork, incident_id: uuid.UUID, org_id: str) -> IncidentRecord:
-    record = await uow.session.get(IncidentRecord, incident_id)
+    rows = TransactionRows.of(uow.session)
+    record = await rows.get(uow.session, IncidentRecord, incident_id)
     if record is None:
         record = IncidentRecord(incident_id=incident_id, org_id=org_id)
-        uow.session.add(record)
+        rows.add(uow.session, record, incident_id)
     record.changed_in = await count_change(uow)  # the caller changes it
     return record
 
@@ -143,10 +155,11 @@ def response_completed(record: IncidentRecord, event: IncidentResponseCompleted)
 
 async def claim(uow: UnitOfWork, claim_id: uuid.UUID, incident_id: uuid.UUID,
                 org_id: str) -> ClaimRecord:
-    record = await uow.session.get(ClaimRecord, claim_id)
+    rows = TransactionRows.of(uow.session)
+    record = await rows.get(uow.session, ClaimRecord, claim_id)
     if record is None:
         record = ClaimRecord(claim_id=claim_id, incident_id=incident_id, org_id=org_id, paid=ZERO)
-        uow.session.add(record)
+        rows.add(uow.session, record, claim_id)
     record.changed_in = await count_change(uow)  # the caller changes it
     return record
 

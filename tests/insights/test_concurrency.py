@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy import func, select
 
 from cyberclaims.simulate import book
-from services.insights import handlers
+from services.insights import handlers, service
 from services.insights.models import Inbox, IncidentRecord
 from shared.consumer import EventConsumer
 from shared.events import Envelope, Event
@@ -22,9 +22,11 @@ from tests.support.service import running
 
 
 def consumer(runtime: Runtime) -> EventConsumer:
+    """A second consumer of the service's, as another pod runs it (its batch loading too)."""
     return EventConsumer(name="insights", group_id="unused", bootstrap="unused",
                          handlers=handlers.handlers(), uow=runtime.uow, inbox_model=Inbox,
-                         dead_letters=runtime.publisher, clock=runtime.clock, max_attempts=1)
+                         dead_letters=runtime.publisher, clock=runtime.clock, max_attempts=1,
+                         load_batch=service.load_batch)
 
 
 def envelopes(events: list[Event]) -> list[Envelope]:
