@@ -54,6 +54,7 @@ def spec(settings: NotifySettings) -> ServiceSpec:
         outbox_model=Outbox,
         inbox_model=Inbox,
         handlers=lambda runtime: handlers.handlers(runtime.resources["notifier"]),
+        load_batch=handlers.load_batch,
         workers=lambda runtime: [runtime.resources["delivery_worker"].run,
                                  runtime.resources["reminder_worker"].run],
         setup=setup,

@@ -11,14 +11,15 @@ cache never outlives its transaction or its locks.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import Base, Delivery, Subscription
-from shared.db import transaction_state
+from shared.db import TransactionRows, any_of, transaction_state
 
 Row = TypeVar("Row", bound=Base)
 
@@ -41,21 +42,11 @@ class ActiveSubscription:
         return self.event_types is None or event_type in self.event_types
 
 
-@dataclass
-class _Known:
-    """A row as this transaction read or added it (None: there is none), and whether it holds
-    the row's lock."""
-
-    row: Any
-    locked: bool
-
-
 class TransactionCache:
     """Rows by primary key, the delivery keys of each incident and the subscriptions of each
     owner, as this transaction has seen them."""
 
     def __init__(self) -> None:
-        self._rows: dict[tuple[type[Base], RowKey], _Known] = {}
         self._delivery_keys: dict[uuid.UUID, set[DeliveryKey]] = {}
         self._subscriptions: dict[str, list[ActiveSubscription]] | None = None
 
@@ -66,31 +57,34 @@ class TransactionCache:
     async def get(self, session: AsyncSession, model: type[Row], key: RowKey, *,
                   for_update: bool = False) -> Row | None:
         """The row (or None), read at most once, and again only to lock one read unlocked."""
-        known = self._rows.get((model, key))
-        if known is None or (for_update and not known.locked):
-            row = await session.get(model, key, with_for_update=for_update,
-                                    populate_existing=for_update)
-            known = self._rows[(model, key)] = _Known(row, for_update)
-        return known.row
+        return await TransactionRows.of(session).get(session, model, key, for_update=for_update)
 
     def add(self, session: AsyncSession, row: Row, key: RowKey) -> None:
         """Stage a new row; `get` finds it before it is flushed."""
-        session.add(row)
-        self._rows[(type(row), key)] = _Known(row, locked=True)
+        TransactionRows.of(session).add(session, row, key)
 
     async def delivery_keys(self, session: AsyncSession,
                             incident_id: uuid.UUID) -> set[DeliveryKey]:
         """The keys of the incident's deliveries: the caller adds the ones it stages, so one
         look-up per incident answers every later event of it in this transaction."""
-        keys = self._delivery_keys.get(incident_id)
-        if keys is None:
-            rows = await session.execute(
-                select(Delivery.source_event_id, Delivery.recipient, Delivery.channel,
-                       Delivery.target).where(Delivery.incident_id == incident_id))
-            keys = self._delivery_keys[incident_id] = {
-                (event_id, recipient, channel, target)
-                for event_id, recipient, channel, target in rows}
-        return keys
+        await self.load_delivery_keys(session, [incident_id])
+        return self._delivery_keys[incident_id]
+
+    async def load_delivery_keys(self, session: AsyncSession,
+                                 incident_ids: Iterable[uuid.UUID]) -> None:
+        """The delivery keys of every incident of `incident_ids` not known yet, one statement."""
+        wanted = {incident_id for incident_id in incident_ids
+                  if incident_id not in self._delivery_keys}
+        if not wanted:
+            return
+        for incident_id in wanted:
+            self._delivery_keys[incident_id] = set()
+        for row in await session.execute(
+                select(Delivery.incident_id, Delivery.source_event_id, Delivery.recipient,
+                       Delivery.channel, Delivery.target)
+                .where(any_of(Delivery.incident_id, sorted(wanted)))):
+            self._delivery_keys[row.incident_id].add(
+                (row.source_event_id, row.recipient, row.channel, row.target))
 
     async def subscriptions(self, session: AsyncSession, owner: str) -> list[ActiveSubscription]:
         """The owner's active subscriptions, oldest first. Most recipients have none; one
