@@ -38,6 +38,7 @@ def spec(settings: IntakeSettings) -> ServiceSpec:
         outbox_model=Outbox,
         inbox_model=Inbox,
         handlers=lambda _runtime: handlers.handlers(),
+        load_batch=handlers.load_batch,
         workers=workers,
         setup=setup,
     )

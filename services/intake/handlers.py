@@ -12,8 +12,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import Incident, TimelineEntry
-from shared.consumer import Handler
-from shared.db import UnitOfWork, transaction_state
+from shared.consumer import Handler, ids_in
+from shared.db import TransactionRows, UnitOfWork
 from shared.events import (
     ClaimApproved,
     ClaimClosedWithoutPayment,
@@ -100,21 +100,19 @@ async def record_on_timeline(uow: UnitOfWork, event: Event, envelope: Envelope) 
                                       type=entry_type, summary=summary))
 
 
-class _LockedIncidents(set[uuid.UUID]):
-    """The incidents this transaction has locked (`shared.db.transaction_state`)."""
+async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+    """The incidents a batch of events names, locked FOR UPDATE in one statement (in id order):
+    a fetch often carries several events of one incident (triaged, then each job dispatched)
+    and events of many, and the lock lasts until the consumer commits, so each event then
+    takes its incident without a round trip."""
+    await TransactionRows.of(uow.session).load(uow.session, Incident,
+                                               ids_in(envelopes, "incident_id"), for_update=True)
 
 
 async def _locked_incident(session: AsyncSession, incident_id: uuid.UUID) -> Incident | None:
-    """The incident, locked FOR UPDATE once per transaction: a fetch often carries several
-    events of one incident (triaged, then each job dispatched), and the lock lasts until the
-    consumer commits, so later events take it from the session without a round trip."""
-    locked = transaction_state(session, _LockedIncidents)
-    if incident_id in locked:
-        return await session.get(Incident, incident_id)  # in the identity map: no SQL
-    incident = await session.get(Incident, incident_id, with_for_update=True)
-    if incident is not None:
-        locked.add(incident_id)
-    return incident
+    """The incident, locked FOR UPDATE once per transaction."""
+    return await TransactionRows.of(session).get(session, Incident, incident_id,
+                                                 for_update=True)
 
 
 TIMELINE_EVENTS: tuple[type[Event], ...] = (

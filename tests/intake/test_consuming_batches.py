@@ -19,7 +19,7 @@ from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.intake.handlers import handlers
+from services.intake.handlers import handlers, load_batch
 from services.intake.models import Inbox
 from shared.clock import SystemClock
 from shared.consumer import EventConsumer, database_unavailable
@@ -41,7 +41,7 @@ async def consumer(intake_db: str, broker: str) -> AsyncIterator[EventConsumer]:
         yield EventConsumer(name="intake", group_id="unused", bootstrap=broker,
                             handlers=handlers(), uow=UnitOfWorkFactory(engine),
                             inbox_model=Inbox, dead_letters=publisher, clock=SystemClock(),
-                            retry_delay_seconds=0.01)
+                            retry_delay_seconds=0.01, load_batch=load_batch)
     finally:
         await publisher.stop()
         await engine.dispose()
@@ -141,7 +141,7 @@ async def test_the_same_event_applied_by_two_consumers_at_once_has_one_effect(
         other = EventConsumer(name="intake", group_id="unused", bootstrap=broker,
                               handlers=handlers(), uow=UnitOfWorkFactory(engine),
                               inbox_model=Inbox, dead_letters=consumer._dead_letters,
-                              clock=SystemClock())
+                              clock=SystemClock(), load_batch=load_batch)
         await asyncio.gather(*(c.process_batch(fetched(event, topic=RESPONSE.name, key=incident_id))
                                for c in (consumer, other) for _ in range(3)))
     finally:
@@ -197,7 +197,7 @@ async def test_a_database_out_of_connection_slots_delays_an_event_but_never_dead
         consumer = EventConsumer(name="intake", group_id="unused", bootstrap=broker,
                                  handlers=handlers(), uow=UnitOfWorkFactory(engine),
                                  inbox_model=Inbox, dead_letters=publisher, clock=SystemClock(),
-                                 max_attempts=2, retry_delay_seconds=0.01)
+                                 max_attempts=2, retry_delay_seconds=0.01, load_batch=load_batch)
         applying = asyncio.create_task(consumer.process_batch(
             fetched(event, topic=RESPONSE.name, key=incident_id)))
 
