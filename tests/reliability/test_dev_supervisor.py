@@ -95,6 +95,25 @@ def kill(pid: int) -> None:
         pass
 
 
+def wait_gone(children: set[int], output: list[str]) -> None:
+    """Every one of `children` ends within `GONE_WITHIN_SECONDS`; else the failure names the
+    ones left, with their command lines."""
+    deadline = time.monotonic() + GONE_WITHIN_SECONDS
+    while left := [pid for pid in children if alive(pid)]:
+        if time.monotonic() >= deadline:
+            named = "\n".join(f"  {pid}: {command_line(pid)}" for pid in sorted(left))
+            raise AssertionError(f"children outlived the supervisor after "
+                                 f"{GONE_WITHIN_SECONDS}s:\n{named}\n{''.join(output[-60:])}")
+        time.sleep(0.2)
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "(gone)"
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, output: list[str]
                ) -> None:
     deadline = time.monotonic() + timeout
@@ -133,8 +152,7 @@ def test_a_stale_stack_is_named_and_a_killed_supervisor_leaves_nothing(tmp_path:
         # The supervisor killed hard: the kernel stops its children.
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait(timeout=5)
-        wait_until(lambda: not any(alive(pid) for pid in children), GONE_WITHIN_SECONDS,
-                   "children outlived the supervisor", output)
+        wait_gone(children, output)
         wait_until(lambda: not any(port_in_use(port) for port in ports.values()),
                    GONE_WITHIN_SECONDS, "ports still held", output)
 
@@ -150,7 +168,6 @@ def test_a_closed_terminal_stops_the_stack_as_ctrl_c_does(tmp_path: Path) -> Non
         supervisor.send_signal(signal.SIGHUP)
         supervisor.wait(timeout=60)
         assert any("stopping" in line for line in output), "".join(output[-60:])
-        wait_until(lambda: not any(alive(pid) for pid in children), GONE_WITHIN_SECONDS,
-                   "children outlived the supervisor", output)
+        wait_gone(children, output)
         wait_until(lambda: not any(port_in_use(port) for port in ports.values()),
                    GONE_WITHIN_SECONDS, "ports still held", output)
