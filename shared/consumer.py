@@ -77,6 +77,7 @@ REPLAYED_HEADER = "cc_replayed"
 """Set on a dead letter published back to its origin topic: applying it clears its mark."""
 
 Handler = Callable[[UnitOfWork, Any, Envelope], Awaitable[None]]
+"""`handler(uow, event, envelope)`: stage effects in `uow.session`; the consumer commits."""
 BatchLoader = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
 """Reads, in the handlers' transaction and before they run, what a batch's handlers will
 need (one statement per table, `shared.db.TransactionRows`), given the events to apply."""
@@ -92,7 +93,6 @@ def ids_in(envelopes: Iterable[Envelope], field: str) -> set[uuid.UUID]:
             with contextlib.suppress(ValueError, TypeError, AttributeError):
                 ids.add(uuid.UUID(str(value)))
     return ids
-"""`handler(uow, event, envelope)`: stage effects in `uow.session`; the consumer commits."""
 
 
 class InboxColumns:

@@ -122,9 +122,10 @@ async def apply_policy(uow: UnitOfWork, terms: PolicyTerms, version: int) -> Non
 
 
 async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-    """The incident and claim records a batch of events changes, read in one statement each
-    (after the version row's lock, as every change): the handlers then find them, or find
-    them missing, without SQL, and the new ones go in at commit, one statement per table."""
+    """The incident and claim records the events of a batch name, read in one statement each
+    (after the version row's lock, as every change): the handlers then find the ones they
+    change, or find them missing, without SQL, and the new ones go in at commit, one
+    statement per table."""
     await count_change(uow)
     rows = TransactionRows.of(uow.session)
     await rows.load(uow.session, IncidentRecord, ids_in(envelopes, "incident_id"))

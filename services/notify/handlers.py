@@ -84,8 +84,14 @@ def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
 COPY_CHANGING = frozenset(event.event_type for event in (IncidentReported, IncidentTriaged,
                                                           RegulatorReportFiled))
 """The events whose handlers change (and so lock) the incident's copy."""
-REMINDING = frozenset(event.event_type for event in (IncidentTriaged, RegulatorReportFiled))
-"""The events whose handlers schedule or cancel (and so lock) the incident's reminder."""
+
+
+def _reminding(envelope: Envelope) -> bool:
+    """Whether the event's handler schedules or cancels (and so locks) the incident's reminder:
+    a confirmation to the regulator, or a triage with a regulatory deadline."""
+    return envelope.type == RegulatorReportFiled.event_type or (
+        envelope.type == IncidentTriaged.event_type
+        and envelope.data.get("regulatory_deadline") is not None)
 
 
 async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
@@ -99,8 +105,8 @@ async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     mentioned = ids_in(envelopes, "incident_id")
     await rows.load(session, IncidentCopy, changing, for_update=True)
     await rows.load(session, IncidentCopy, mentioned - changing)
-    await rows.load(session, Reminder, ids_in((e for e in envelopes if e.type in REMINDING),
-                                              "incident_id"), for_update=True)
+    await rows.load(session, Reminder, ids_in(filter(_reminding, envelopes), "incident_id"),
+                    for_update=True)
     await TransactionCache.of(session).load_delivery_keys(session, mentioned)
 
 

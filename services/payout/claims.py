@@ -4,13 +4,20 @@ grade) and reading them."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 
 from sqlalchemy import func, select
 
 from services.payout.assessing import _losses, assess_if_ready
 from services.payout.assessment import LossSource, LossState, in_range
-from services.payout.context import OUTAGE_OUT_OF_RANGE, ClaimStatus, Context, _lock_claims
+from services.payout.context import (
+    OUTAGE_OUT_OF_RANGE,
+    ClaimStatus,
+    Context,
+    _lock_claims,
+    known_claim,
+    lock_claims_of,
+    note_new_claim,
+)
 from services.payout.models import (
     Approval,
     Assessment,
@@ -22,14 +29,21 @@ from services.payout.models import (
     Policy,
 )
 from shared.consumer import ids_in
-from shared.db import TransactionRows, UnitOfWork, any_of, transaction_state
+from shared.db import TransactionRows, UnitOfWork
 from shared.events import (
     ClaimOpened,
     Envelope,
+    ExposureAlerted,
     IncidentReported,
     IncidentResponseCompleted,
     IncidentTriaged,
+    LossSubmitted,
+    PolicyRegistered,
     PolicyTerms,
+    PolicyUpdated,
+    RemediationDone,
+    RemediationSuperseded,
+    RiskAssessed,
 )
 from shared.problems import NotFound
 
@@ -63,31 +77,42 @@ async def _store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, versi
     return True
 
 
-class _ClaimsOfIncidents(dict[uuid.UUID, Claim | None]):
-    """The claims this transaction has locked, by incident (None: the incident had none);
-    `shared.db.transaction_state`. The lock lasts until the commit, so a claim found here is
-    as current as a new read."""
+CLAIM_OPENING = frozenset(event.event_type for event in (IncidentReported, LossSubmitted,
+                                                          IncidentResponseCompleted))
+"""The events whose handlers take (or open) the incident's claim."""
 
 
 async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-    """The claims of a batch's incidents, locked in one statement (claims before policies, as
-    every lock here), and their incident reports: an incident's first events then open its
+    """The claims a batch of events takes, locked in one statement: those of its incidents'
+    events and every claim of the policies its policy and risk events name (whose handlers
+    lock them all), so a fetch takes its claim locks in one order, claims before policies as
+    every lock here; then its incidents' reports. An incident's first events then open its
     claim and store its report without a round trip each, and all of them go in at commit,
     one statement per table."""
-    incident_ids = ids_in(envelopes, "incident_id")
-    await _lock_claims_of(uow, incident_ids)
+    incident_ids = ids_in((e for e in envelopes if e.type in CLAIM_OPENING), "incident_id")
+    await lock_claims_of(uow, incident_ids, _policies_named(envelopes))
     await TransactionRows.of(uow.session).load(uow.session, Incident, incident_ids)
 
 
-async def _lock_claims_of(uow: UnitOfWork, incident_ids: Iterable[uuid.UUID]) -> None:
-    known = transaction_state(uow.session, _ClaimsOfIncidents)
-    wanted = sorted(set(incident_ids) - known.keys())
-    if not wanted:
-        return
-    for claim in await _lock_claims(uow, any_of(Claim.incident_id, wanted)):
-        known[claim.incident_id] = claim
-    for incident_id in wanted:
-        known.setdefault(incident_id, None)
+POLICY_TYPES = frozenset(event.event_type for event in (PolicyRegistered, PolicyUpdated))
+REMEDIATION_TYPES = frozenset(event.event_type for event in (
+    RiskAssessed, ExposureAlerted, RemediationDone, RemediationSuperseded))
+"""Policy and risk events: their handlers lock every claim of the policy."""
+
+
+def _policies_named(envelopes: list[Envelope]) -> set[str]:
+    """The policy numbers of the batch's policy events (in their terms) and risk events."""
+    named = set()
+    for envelope in envelopes:
+        number = None
+        if envelope.type in POLICY_TYPES:
+            terms = envelope.data.get("policy")
+            number = terms.get("policy_number") if isinstance(terms, dict) else None
+        elif envelope.type in REMEDIATION_TYPES:
+            number = envelope.data.get("policy_number")
+        if isinstance(number, str):
+            named.add(number)
+    return named
 
 
 async def _claim_for_incident(uow: UnitOfWork, ctx: Context, incident_id: uuid.UUID, org_id: str,
@@ -97,16 +122,15 @@ async def _claim_for_incident(uow: UnitOfWork, ctx: Context, incident_id: uuid.U
     A new claim is not flushed here: the tables have no `relationship()`, so the unit of work
     does not order INSERTs by foreign key, and a caller adding rows that refer to the claim
     (loss items) reads first, which flushes the claim before them."""
-    await _lock_claims_of(uow, [incident_id])
-    known = transaction_state(uow.session, _ClaimsOfIncidents)
-    existing = known[incident_id]
+    await lock_claims_of(uow, [incident_id])
+    existing = known_claim(uow, incident_id)
     if existing is not None:
         return existing
     now = ctx.clock.now()
     claim = Claim(id=uuid.uuid4(), incident_id=incident_id, policy_number=policy_number,
                   org_id=org_id, status=ClaimStatus.open, opened_at=now, updated_at=now)
     uow.session.add(claim)
-    known[incident_id] = claim
+    note_new_claim(uow, claim)
     ctx.outbox.add(uow.session, ClaimOpened(incident_id=incident_id, org_id=org_id,
                                             claim_id=claim.id, at=now,
                                             policy_number=policy_number), cause=cause)
