@@ -22,6 +22,7 @@ from services.notify.routing import ADJUSTERS, OPERATORS, ROUTES, Route
 from services.notify.settings import NotifySettings
 from services.notify.transaction_cache import ActiveSubscription, TransactionCache
 from shared.clock import Clock
+from shared.db import TransactionRows
 from shared.events import Channel, Envelope, NotificationDelivered, PolicyTerms
 from shared.outbox import Outbox
 
@@ -148,11 +149,11 @@ def _context(envelope: Envelope, incident: IncidentCopy | None) -> dict[str, Any
 async def incident_copy(session: AsyncSession, incident_id: uuid.UUID,
                         org_id: str) -> IncidentCopy:
     """The incident's copy, locked, created (partly known) when this is the first word of it."""
-    cache = TransactionCache.of(session)
-    copy = await cache.get(session, IncidentCopy, incident_id, for_update=True)
+    rows = TransactionRows.of(session)
+    copy = await rows.get(session, IncidentCopy, incident_id, for_update=True)
     if copy is None:
         copy = IncidentCopy(incident_id=incident_id, org_id=org_id)
-        cache.add(session, copy, incident_id)
+        rows.add(session, copy, incident_id)
     return copy
 
 
@@ -160,10 +161,10 @@ async def record_policy_contact(session: AsyncSession, terms: PolicyTerms, *,
                                 version: int) -> None:
     """Keep the policy's contact email (highest version wins; an older one arriving late
     changes nothing)."""
-    cache = TransactionCache.of(session)
-    contact = await cache.get(session, PolicyContact, terms.policy_number, for_update=True)
+    rows = TransactionRows.of(session)
+    contact = await rows.get(session, PolicyContact, terms.policy_number, for_update=True)
     if contact is None:
-        cache.add(session, PolicyContact(policy_number=terms.policy_number, org_id=terms.org_id,
+        rows.add(session, PolicyContact(policy_number=terms.policy_number, org_id=terms.org_id,
                                          contact_email=terms.contact_email, version=version),
                   terms.policy_number)
     elif version > contact.version:

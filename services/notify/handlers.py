@@ -53,12 +53,12 @@ def handlers(notifier: Notifier) -> Mapping[type[Event], Handler]:
         await reminders.cancel(uow.session, event.incident_id)
 
     async def on_event(uow: UnitOfWork, event: IncidentEvent, envelope: Envelope) -> None:
-        copy = await TransactionCache.of(uow.session).get(uow.session, IncidentCopy,
+        copy = await TransactionRows.of(uow.session).get(uow.session, IncidentCopy,
                                                           event.incident_id)
         await notifier.notify(uow.session, envelope, copy)
 
     async def on_risk(uow: UnitOfWork, event: RiskEvent, envelope: Envelope) -> None:
-        policy = await TransactionCache.of(uow.session).get(uow.session, PolicyContact,
+        policy = await TransactionRows.of(uow.session).get(uow.session, PolicyContact,
                                                             event.policy_number)
         await notifier.notify(uow.session, envelope, None, policy=policy)  # of no incident
 

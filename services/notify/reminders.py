@@ -28,8 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notify.fanout import Notifier
 from services.notify.models import IncidentCopy, Reminder, ReminderState
 from services.notify.routing import REGULATORY_REMINDER
-from services.notify.transaction_cache import TransactionCache
-from shared.db import UnitOfWorkFactory
+from shared.db import TransactionRows, UnitOfWorkFactory
 from shared.events import Envelope
 from shared.polling import PollingLoop
 
@@ -47,14 +46,14 @@ def reminder_event_id(incident_id: uuid.UUID) -> uuid.UUID:
 async def schedule(session: AsyncSession, notifier: Notifier, copy: IncidentCopy,
                    deadline: datetime, correlation_id: str) -> None:
     due_at = deadline - timedelta(seconds=notifier.settings.reminder_lead_seconds)
-    cache = TransactionCache.of(session)
-    reminder = await cache.get(session, Reminder, copy.incident_id, for_update=True)
+    rows = TransactionRows.of(session)
+    reminder = await rows.get(session, Reminder, copy.incident_id, for_update=True)
     if reminder is None:
         reminder = Reminder(incident_id=copy.incident_id, org_id=copy.org_id, deadline=deadline,
                             due_at=due_at, state=ReminderState.pending,
                             correlation_id=correlation_id, created_at=notifier.clock.now(),
                             fired_at=None)
-        cache.add(session, reminder, copy.incident_id)
+        rows.add(session, reminder, copy.incident_id)
     elif reminder.state == ReminderState.pending:
         reminder.deadline, reminder.due_at = deadline, due_at
     if copy.regulator_reported_at is not None and reminder.state == ReminderState.pending:
@@ -62,7 +61,7 @@ async def schedule(session: AsyncSession, notifier: Notifier, copy: IncidentCopy
 
 
 async def cancel(session: AsyncSession, incident_id: uuid.UUID) -> None:
-    reminder = await TransactionCache.of(session).get(session, Reminder, incident_id,
+    reminder = await TransactionRows.of(session).get(session, Reminder, incident_id,
                                                       for_update=True)
     if reminder is not None and reminder.state == ReminderState.pending:
         reminder.state = ReminderState.cancelled

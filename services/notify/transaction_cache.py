@@ -1,11 +1,12 @@
-"""What notify has read and added in one transaction, kept on the session (`session.info`).
+"""What notify has read in one transaction beyond its rows by key (those are in
+`shared.db.TransactionRows`), kept on the session (`session.info`): each incident's delivery
+keys and the active subscriptions.
 
 The consumer applies a whole fetch of events in one transaction, and many of them touch the
-same incident, vendor or policyholder. Each row is read once per transaction instead of once
-per event, and the handlers run without autoflush: a row they added is found here before it
-is flushed, so everything they add goes in at commit, one statement per table, instead of in a
-flush before every query. A unit of work commits once (the consumer's, a reminder pass), so the
-cache never outlives its transaction or its locks.
+same incident, vendor or policyholder. Each is read once per transaction instead of once per
+event, and the handlers run without autoflush: what they stage goes in at commit, one
+statement per table, instead of in a flush before every query. A unit of work commits once
+(the consumer's, a reminder pass), so the cache never outlives its transaction.
 """
 
 from __future__ import annotations
@@ -13,18 +14,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.models import Base, Delivery, Subscription
-from shared.db import TransactionRows, any_of, transaction_state
-
-Row = TypeVar("Row", bound=Base)
-
-RowKey = uuid.UUID | str
-"""A primary key: an incident's id, a policy's number."""
+from services.notify.models import Delivery, Subscription
+from shared.db import any_of, transaction_state
 
 DeliveryKey = tuple[uuid.UUID, str, str, str]
 """(source event id, recipient, channel, target): at most one delivery each."""
@@ -43,8 +38,8 @@ class ActiveSubscription:
 
 
 class TransactionCache:
-    """Rows by primary key, the delivery keys of each incident and the subscriptions of each
-    owner, as this transaction has seen them."""
+    """The delivery keys of each incident and the subscriptions of each owner, as this
+    transaction has seen them."""
 
     def __init__(self) -> None:
         self._delivery_keys: dict[uuid.UUID, set[DeliveryKey]] = {}
@@ -53,15 +48,6 @@ class TransactionCache:
     @classmethod
     def of(cls, session: AsyncSession) -> TransactionCache:
         return transaction_state(session, cls)
-
-    async def get(self, session: AsyncSession, model: type[Row], key: RowKey, *,
-                  for_update: bool = False) -> Row | None:
-        """The row (or None), read at most once, and again only to lock one read unlocked."""
-        return await TransactionRows.of(session).get(session, model, key, for_update=for_update)
-
-    def add(self, session: AsyncSession, row: Row, key: RowKey) -> None:
-        """Stage a new row; `get` finds it before it is flushed."""
-        TransactionRows.of(session).add(session, row, key)
 
     async def delivery_keys(self, session: AsyncSession,
                             incident_id: uuid.UUID) -> set[DeliveryKey]:
