@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI
 
-from services.triage import handlers, jobs, timers, views
+from services.triage import handlers, incidents, jobs, timers, views
 from services.triage.context import TriageContext
 from services.triage.models import DeadLetter, Inbox, Outbox
 from services.triage.settings import TriageSettings
@@ -54,6 +54,7 @@ def spec(settings: TriageSettings) -> ServiceSpec:
         outbox_model=Outbox,
         inbox_model=Inbox,
         handlers=event_handlers,
+        load_batch=incidents.load_batch,
         workers=workers,
         setup=setup,
         dead_letters=lambda runtime: DeadLetterMarks(DeadLetter, runtime.outbox,

@@ -43,10 +43,10 @@ async def complete_assessment_job(session: AsyncSession, ctx: TriageContext,
         return  # unknown, or completed already (a replay)
     now = ctx.clock.now()
     holder = job.vendor_id or ""
-    pool = await lock_vendors(session, [], job.region, also=[holder])
-    await release_slot(session, pool, holder)
+    vendor = await release_slot(session, holder)
     job.status = JobStatus.completed
     job.completed_at = job.updated_at = now
     add_history(session, job, JobStatus.completed, now, f"risk:{event.assessment_id}", holder,
              f"assessed: score {event.score}, tier {event.tier.value}")
-    await fill_vendor(session, ctx, pool[holder], now)
+    if vendor is not None:
+        await fill_vendor(session, ctx, vendor, now)

@@ -54,9 +54,10 @@ def add_history(session: AsyncSession, job: Job, status: str, at: datetime, acto
 async def incident_of(session: AsyncSession, job: Job, *, for_update: bool = False
                        ) -> JobSubject:
     """The job's subject: its incident, or for an assessment job the assessment request."""
+    lock = True if for_update else None  # None, not False: only then is the session looked in first
     subject: JobSubject | None = (
-        await session.get(AssessmentRequest, job.assessment_id, with_for_update=for_update)
+        await session.get(AssessmentRequest, job.assessment_id, with_for_update=lock)
         if job.kind == JobKind.assessment
-        else await session.get(Incident, job.incident_id, with_for_update=for_update))
+        else await session.get(Incident, job.incident_id, with_for_update=lock))
     assert subject is not None
     return subject

@@ -4,8 +4,9 @@ jobs to them.
 Capacity: vendors' slots are taken with a conditional UPDATE (`open_jobs + taken <= capacity`)
 whose returned rows say where it worked, so no vendor ever exceeds its capacity, whatever runs
 at once. Deadlocks: a transaction locks, in this order, the incident, then the job, then every
-vendor it may touch in one `SELECT ... ORDER BY vendor_id FOR UPDATE`; holding a vendor, it
-only takes job rows with SKIP LOCKED. So no two transactions wait on each other in a cycle.
+vendor it may touch in one `SELECT ... ORDER BY vendor_id FOR UPDATE` (or, when it touches one
+vendor only, by `release_slot`'s UPDATE of it); holding a vendor, it only takes job rows with
+SKIP LOCKED. So no two transactions wait on each other in a cycle.
 """
 
 from __future__ import annotations
@@ -142,18 +143,30 @@ async def take_slots(session: AsyncSession, slots: Mapping[str, int]) -> dict[st
     return taken
 
 
-async def release_slot(session: AsyncSession, pool: dict[str, VendorLoad], vendor_id: str) -> None:
-    result = await session.execute(
-        update(Vendor).where(Vendor.vendor_id == vendor_id, Vendor.open_jobs > 0)
-        .values(open_jobs=Vendor.open_jobs - 1).returning(Vendor.open_jobs)
-        .execution_options(synchronize_session=False)
-    )
-    left = result.scalar_one_or_none()
-    if left is None:
-        return
-    TransactionCache.of(session).slots_changed({vendor_id: left})
-    if vendor_id in pool:
-        pool[vendor_id] = replace(pool[vendor_id], open_jobs=left)
+def _release_slot_statement() -> Update:
+    """`release_slot`'s statement, built once."""
+    return (update(Vendor).where(Vendor.vendor_id == bindparam("releasing"))
+            .values(open_jobs=func.greatest(Vendor.open_jobs - 1, 0))
+            .returning(*VENDOR_LOAD_COLUMNS)
+            .execution_options(synchronize_session=False))
+
+
+RELEASE_SLOT = _release_slot_statement()
+
+
+async def release_slot(session: AsyncSession, vendor_id: str,
+                       pool: dict[str, VendorLoad] | None = None) -> VendorLoad | None:
+    """Give back one of the vendor's open jobs (never below none); its load after, or None for
+    a vendor that does not exist. The UPDATE locks the vendor, so a caller that touches no other
+    vendor needs no `lock_vendors` first. Keeps the transaction's cache and `pool` current."""
+    row = (await session.execute(RELEASE_SLOT, {"releasing": vendor_id})).first()
+    if row is None:
+        return None
+    load = vendor_load(row)
+    TransactionCache.of(session).vendors[vendor_id] = load
+    if pool is not None and vendor_id in pool:
+        pool[vendor_id] = load
+    return load
 
 
 def dispatch(session: AsyncSession, ctx: TriageContext, job: Job, incident: JobSubject,
@@ -288,7 +301,7 @@ async def pass_on(session: AsyncSession, ctx: TriageContext, job: Job, now: date
     vendor_id = job.vendor_id
     assert vendor_id is not None
     pool = await lock_vendors(session, [job.job_type], job.region, also=[vendor_id])
-    await release_slot(session, pool, vendor_id)
+    await release_slot(session, vendor_id, pool)
     session.add(JobRefusal(job_id=job.id, vendor_id=vendor_id, outcome=outcome, at=now))
     job.status = outcome
     add_history(session, job, outcome, now, actor, vendor_id, note)

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.triage import rules
@@ -15,7 +15,8 @@ from services.triage.context import JobSubject, TriageContext, emit
 from services.triage.dispatch import lock_vendors, offer_new_jobs
 from services.triage.models import Incident, IncidentStatus, Job, JobStatus, Policy
 from services.triage.rules import IncidentFacts
-from services.triage.transaction_cache import TransactionCache
+from shared.consumer import ids_in
+from shared.db import TransactionRows, UnitOfWork
 from shared.events import (
     Category,
     CompletionReport,
@@ -30,24 +31,39 @@ from shared.events import (
     VendorVerifiedLoss,
 )
 
+REPORTED = IncidentReported.event_type
+
+
+async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+    """Before a fetch's reports are triaged: their incidents (whether each is known already)
+    and their policies, one statement per table, so each report then reads nothing of its own
+    and what the fetch adds goes in at commit, one statement per table."""
+    reports = [envelope for envelope in envelopes if envelope.type == REPORTED]
+    policy_numbers = {number for envelope in reports
+                      if isinstance(number := envelope.data.get("policy_number"), str)}
+    rows = TransactionRows.of(uow.session)
+    await rows.load(uow.session, Incident, ids_in(reports, "incident_id"))
+    await rows.load(uow.session, Policy, policy_numbers)
+
 
 async def record_policy(session: AsyncSession, ctx: TriageContext, terms: PolicyTerms,
                         version: int) -> None:
     """Keep the newest version of a policy. Incidents that arrived before it (the policies
-    topic is not ordered with the incidents topic) are triaged by the next timer pass."""
-    policy = await session.get(Policy, terms.policy_number, with_for_update=True)
+    topic is not ordered with the incidents topic) are triaged by the next timer pass; those
+    after it in the same fetch find it in the transaction's rows."""
+    rows = TransactionRows.of(session)
+    policy = await rows.get(session, Policy, terms.policy_number, for_update=True)
     if policy is not None and policy.version >= version:
         return  # an older or repeated version
     if policy is None:
         policy = Policy(policy_number=terms.policy_number)
-        session.add(policy)
+        rows.add(session, policy, terms.policy_number)
     policy.org_id = terms.org_id
     policy.region = terms.region
     policy.critical_infrastructure = terms.critical_infrastructure
     policy.version = version
     policy.terms = terms.model_dump(mode="json")
     policy.updated_at = ctx.clock.now()
-    await session.flush()  # incidents after it in this transaction read without autoflush
 
 
 async def receive_incident(session: AsyncSession, ctx: TriageContext, event: IncidentReported,
@@ -56,22 +72,14 @@ async def receive_incident(session: AsyncSession, ctx: TriageContext, event: Inc
 
     Without autoflush: nothing the triage reads is a row it adds, so what the incidents of a
     fetch add is inserted at commit, one statement per table, instead of in a flush before
-    each incident's first query; each job is inserted once, already dispatched. Whether the
-    incident is known already is read with its policy, in one statement (and on its own only
-    while the policy is missing); one staged earlier in the same transaction is named in the
-    transaction's cache."""
-    cache = TransactionCache.of(session)
-    if event.incident_id in cache.staged_incidents:
-        return  # the same incident twice in one fetch (a replay under another event id)
+    each incident's first query; each job is inserted once, already dispatched. The incident
+    and its policy come from the transaction's rows (`load_batch` read a fetch's in one
+    statement per table), where an incident staged earlier in the fetch is found too."""
+    rows = TransactionRows.of(session)
     with session.no_autoflush:
-        found = (await session.execute(
-            select(Policy, exists().where(Incident.id == event.incident_id))
-            .where(Policy.policy_number == event.policy_number)
-        )).first()
-        policy, known = found if found is not None else (
-            None, await session.get(Incident, event.incident_id) is not None)
-        if known:
+        if await rows.get(session, Incident, event.incident_id) is not None:
             return  # the same incident again (a replay under another event id)
+        policy = await rows.get(session, Policy, event.policy_number)
         incident = Incident(
             id=event.incident_id, org_id=event.org_id, policy_number=event.policy_number,
             correlation_id=envelope.correlationid, category=event.category.value,
@@ -80,8 +88,7 @@ async def receive_incident(session: AsyncSession, ctx: TriageContext, event: Inc
             discovered_at=event.discovered_at, reported_at=event.reported_at,
             status=IncidentStatus.awaiting_policy,
         )
-        session.add(incident)
-        cache.staged_incidents.add(incident.id)
+        rows.add(session, incident, incident.id)
         if policy is not None:
             await triage_incident(session, ctx, incident, policy, envelope, ctx.clock.now())
 

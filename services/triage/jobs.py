@@ -11,12 +11,20 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.triage.context import FUTURE_TOLERANCE, TriageContext, add_history, emit, incident_of
+from services.triage.context import (
+    FUTURE_TOLERANCE,
+    JobSubject,
+    TriageContext,
+    add_history,
+    emit,
+    incident_of,
+)
 from services.triage.dispatch import dispatch, fill_vendor, lock_vendors, pass_on, release_slot, take_slots
 from services.triage.incidents import complete_incident_if_done
 from services.triage.models import (
     HOLDS_A_SLOT,
     OPEN_STATES,
+    AssessmentRequest,
     DeadLetter,
     Incident,
     Job,
@@ -118,29 +126,71 @@ async def list_jobs(uow: UnitOfWork, principal: Principal, *, status: str | None
     return await _views(uow.session, jobs), total
 
 
-async def _held_job(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID,
-                    expected: str) -> Job:
-    """The vendor's own job, locked, in state `expected`; 404 or 409 (naming the state)."""
-    job, outcome = await _visible_job(uow.session, principal, job_id)
-    if outcome is not None:
-        raise Conflict(f"job {job_id} is {outcome} for vendor {principal.vendor_id}", state=outcome)
-    await uow.session.refresh(job, with_for_update=True)
+async def _locked_job(session: AsyncSession, principal: Principal, job_id: uuid.UUID
+                      ) -> tuple[Job, JobSubject]:
+    """The vendor's own job, locked, and what it is for, read in the same statement; 404 for a
+    job it cannot see, 409 naming its outcome for one it declined or let expire. While the
+    caller holds the subject, `incident_of` finds it in the session (whose identity map holds
+    its objects only as long as someone does)."""
+    found = (await session.execute(
+        select(Job, Incident, AssessmentRequest)
+        .outerjoin(Incident, Incident.id == Job.incident_id)
+        .outerjoin(AssessmentRequest, AssessmentRequest.id == Job.assessment_id)
+        .where(Job.id == job_id).with_for_update(of=Job)
+        .execution_options(populate_existing=True))).first()
+    if found is None:
+        raise NotFound(f"job {job_id} not found")
+    job: Job = found[0]
+    subject: JobSubject = found[1] or found[2]
     if job.vendor_id != principal.vendor_id:
-        raise NotFound(f"job {job_id} not found")  # it moved on while we waited for the lock
+        refusal = await session.get(JobRefusal, (job_id, principal.vendor_id))
+        if refusal is None:
+            raise NotFound(f"job {job_id} not found")
+        raise Conflict(f"job {job_id} is {refusal.outcome} for vendor {principal.vendor_id}",
+                       state=refusal.outcome)
+    return job, subject
+
+
+def _require_status(job: Job, expected: str) -> None:
     if job.status != expected:
-        raise Conflict(f"job {job_id} is {job.status}; only a {expected} job can be "
+        raise Conflict(f"job {job.id} is {job.status}; only a {expected} job can be "
                        "changed this way", state=job.status)
-    return job
+
+
+async def _held_job(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID,
+                    expected: str) -> tuple[Job, JobSubject]:
+    """The vendor's own job, locked, in state `expected`, and what it is for; 404 or 409
+    (naming the state)."""
+    job, subject = await _locked_job(uow.session, principal, job_id)
+    _require_status(job, expected)
+    return job, subject
+
+
+async def _lock_incident_of_job(session: AsyncSession, job_id: uuid.UUID) -> None:
+    """Lock the incident of a response job before the job itself (the order every triage
+    transaction keeps), in one statement that finds it by the job; nothing for an unknown job
+    or an assessment job, which the job's own look-up then refuses."""
+    await session.execute(
+        select(Incident).where(Incident.id == select(Job.incident_id).where(Job.id == job_id)
+                               .scalar_subquery())
+        .with_for_update().execution_options(populate_existing=True))
+
+
+async def _answer(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID) -> JobView:
+    """The job as the caller now sees it, read in the transaction that changed it, which then
+    commits: a command is one transaction, not a second one to read its result."""
+    view = await read_job(uow, principal, job_id)
+    await uow.commit()
+    return view
 
 
 async def accept_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
                      job_id: uuid.UUID) -> JobView:
     now = ctx.clock.now()
-    job = await _held_job(uow, principal, job_id, JobStatus.dispatched)
+    job, incident = await _held_job(uow, principal, job_id, JobStatus.dispatched)
     if job.accept_by is not None and now > job.accept_by:
         raise Conflict(f"job {job_id} is expired: it had to be accepted by "
                        f"{job.accept_by.isoformat()}", state=JobStatus.expired)
-    incident = await incident_of(uow.session, job)
     job.status = JobStatus.accepted
     job.updated_at = now
     add_history(uow.session, job, JobStatus.accepted, now, principal.recipient, job.vendor_id)
@@ -148,19 +198,17 @@ async def accept_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
         incident_id=incident.id, org_id=incident.org_id, job_id=job.id,
         job_type=JobType(job.job_type), at=now, vendor_id=principal.vendor_id or "",
     ), incident, None)
-    await uow.commit()
-    return await read_job(uow, principal, job_id)
+    return await _answer(uow, principal, job_id)
 
 
 async def decline_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
                       job_id: uuid.UUID, reason: str) -> JobView:
     """The vendor passes: the job goes to the next vendor (never back to this one)."""
     now = ctx.clock.now()
-    job = await _held_job(uow, principal, job_id, JobStatus.dispatched)
+    job, _subject = await _held_job(uow, principal, job_id, JobStatus.dispatched)
     await pass_on(uow.session, ctx, job, now, outcome=JobStatus.declined, actor=principal.recipient,
                    note=reason)
-    await uow.commit()
-    return await read_job(uow, principal, job_id)
+    return await _answer(uow, principal, job_id)
 
 
 async def complete_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
@@ -170,16 +218,15 @@ async def complete_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal
         value = getattr(body, name)
         if value is not None and value > now + FUTURE_TOLERANCE:
             raise Unprocessable(f"{name} is more than 5 minutes in the future", field=name)
-    job, _ = await _visible_job(uow.session, principal, job_id)
+    await _lock_incident_of_job(uow.session, job_id)
+    job, incident = await _locked_job(uow.session, principal, job_id)
     if job.kind == JobKind.assessment:
         raise Conflict(f"job {job_id} is a risk assessment: submit it to risk "
                        "(POST /v1/assessments/{assessment_id}/report)", state=job.status)
-    incident = await incident_of(uow.session, job, for_update=True)
-    job = await _held_job(uow, principal, job_id, JobStatus.accepted)
+    _require_status(job, JobStatus.accepted)
     body.check_sections(JobType(job.job_type))
     report = body.contract()
-    pool = await lock_vendors(uow.session, [], job.region, also=[job.vendor_id])
-    await release_slot(uow.session, pool, job.vendor_id or "")
+    vendor = await release_slot(uow.session, job.vendor_id or "")
     job.status = JobStatus.completed
     job.report = report.model_dump(mode="json")
     job.completed_at = now
@@ -189,10 +236,10 @@ async def complete_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal
         incident_id=incident.id, org_id=incident.org_id, job_id=job.id,
         job_type=JobType(job.job_type), at=now, vendor_id=job.vendor_id or "", report=report,
     ), incident, None)
-    await fill_vendor(uow.session, ctx, pool[job.vendor_id or ""], now)
+    if vendor is not None:
+        await fill_vendor(uow.session, ctx, vendor, now)
     await complete_incident_if_done(uow.session, ctx, incident, now)
-    await uow.commit()
-    return await read_job(uow, principal, job_id)
+    return await _answer(uow, principal, job_id)
 
 
 async def cancel_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
@@ -206,9 +253,7 @@ async def cancel_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
         raise Conflict(f"job {job_id} is {job.status}; only an open job can be cancelled",
                        state=job.status)
     holder = job.vendor_id if job.status in HOLDS_A_SLOT else None
-    pool = await lock_vendors(uow.session, [], job.region, also=[holder])
-    if holder is not None:
-        await release_slot(uow.session, pool, holder)
+    vendor = await release_slot(uow.session, holder) if holder is not None else None
     job.status = JobStatus.cancelled
     job.updated_at = now
     add_history(uow.session, job, JobStatus.cancelled, now, principal.recipient, holder)
@@ -216,11 +261,10 @@ async def cancel_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
         incident_id=incident.id, org_id=incident.org_id, job_id=job.id,
         job_type=JobType(job.job_type), at=now, vendor_id=holder, cancelled_by=principal.sub,
     ), incident, None)
-    if holder is not None:
-        await fill_vendor(uow.session, ctx, pool[holder], now)
+    if vendor is not None:
+        await fill_vendor(uow.session, ctx, vendor, now)
     await complete_incident_if_done(uow.session, ctx, incident, now)
-    await uow.commit()
-    return await read_job(uow, principal, job_id)
+    return await _answer(uow, principal, job_id)
 
 
 async def assign_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
@@ -249,15 +293,15 @@ async def assign_job(uow: UnitOfWork, ctx: TriageContext, principal: Principal,
         raise Conflict(f"vendor {vendor_id} has no free capacity "
                        f"({target.open_jobs} of {target.capacity} open jobs)", state=job.status)
     incident = await incident_of(uow.session, job)
+    released = None
     if previous is not None:
-        await release_slot(uow.session, pool, previous)
+        released = await release_slot(uow.session, previous, pool)
         add_history(uow.session, job, "withdrawn", now, principal.recipient, previous,
                  f"reassigned to {vendor_id}")
     dispatch(uow.session, ctx, job, incident, vendor_id, now, cause=None, actor=principal.recipient)
-    if previous is not None:
-        await fill_vendor(uow.session, ctx, pool[previous], now)
-    await uow.commit()
-    return await read_job(uow, principal, job_id)
+    if released is not None:
+        await fill_vendor(uow.session, ctx, released, now)
+    return await _answer(uow, principal, job_id)
 
 
 async def jobs_of_incident(uow: UnitOfWork, incident_id: uuid.UUID) -> list[str]:

@@ -8,14 +8,12 @@ goes through `dispatch.take_slots` and `dispatch.release_slot`, which keep these
 hold only the rows they returned: a vendor registered or made eligible by another transaction
 meanwhile is seen from the next fetch on (a fetch takes milliseconds); a job left unassigned
 for want of it is offered again by the timer pass. Capacity never depends on the cache: every
-slot is taken by a conditional UPDATE. The incidents are staged without autoflush (inserted
-at commit, one statement per table), so the ones staged so far are named here: a second copy
-of a report in the same fetch is found.
+slot is taken by a conditional UPDATE. (The fetch's incidents and policies are in
+`shared.db.TransactionRows`.)
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +27,6 @@ LockedPool = tuple[tuple[str, ...], tuple[str, ...], str]
 
 @dataclass
 class TransactionCache:
-    staged_incidents: set[uuid.UUID] = field(default_factory=set)
     vendors: dict[str, VendorLoad] = field(default_factory=dict)
     """Every vendor this transaction has locked, as it stands now."""
     pools: dict[LockedPool, tuple[str, ...]] = field(default_factory=dict)

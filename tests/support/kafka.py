@@ -7,7 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events import Envelope
 from shared.kafka import read_from_beginning
+
+T = TypeVar("T")
 
 
 def fetched(*envelopes: Envelope, topic: str, key: str = "k"
@@ -133,16 +135,28 @@ async def wait_until_consumed(bootstrap: str, group_id: str, sent: Iterable[Reco
 
 
 @contextlib.contextmanager
-def statements_run(engine: AsyncEngine) -> Iterator[list[str]]:
+def _engine_events(engine: AsyncEngine, name: str, keep: Callable[..., T]) -> Iterator[list[T]]:
+    """`keep(*arguments)` of each `name` event (SQLAlchemy's engine events) `engine` fires
+    while the block runs."""
+    kept: list[T] = []
+
+    def record(*arguments: Any) -> None:
+        kept.append(keep(*arguments))
+
+    event.listen(engine.sync_engine, name, record)
+    try:
+        yield kept
+    finally:
+        event.remove(engine.sync_engine, name, record)
+
+
+def statements_run(engine: AsyncEngine) -> contextlib.AbstractContextManager[list[str]]:
     """The SQL statements `engine` sends while the block runs (each executemany once): what a
     batch costs in round trips, counted rather than timed."""
-    sent: list[str] = []
+    return _engine_events(engine, "before_cursor_execute",
+                          lambda _connection, _cursor, statement, *_: statement)
 
-    def record(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+def transactions_begun(engine: AsyncEngine) -> contextlib.AbstractContextManager[list[Any]]:
+    """The connections on which `engine` begins a transaction while the block runs."""
+    return _engine_events(engine, "begin", lambda connection: connection)
