@@ -88,5 +88,6 @@ def test_nothing_is_lost_under_the_quick_loads(quick_results: dict[str, dict[str
     assert lifecycle["paid"] == lifecycle["accepted"] == lifecycle["reports"], \
         quick_results["lifecycle"]["notes"]  # they name what the vendor panel failed on
     assert lifecycle["payments_failed"] == 0 and lifecycle["dead_letters"] == 0
+    assert lifecycle["cpu_ms_per_paid_claim"]["whole machine"] > 0
     throughput = quick_results["intake_throughput"]["figures"]
     assert throughput["intake"]["errors"] == 0 and throughput["baseline"]["errors"] == 0
