@@ -182,6 +182,7 @@ def create_service_app(
                 fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
                 batch_size=platform.consumer_batch_size,
                 commit_interval_ms=platform.consumer_commit_interval_ms,
+                linger_ms=settings.consumer_linger_ms,
                 tracer=None if tracer_provider is None else tracer_provider.get_tracer(__name__),
                 marks=runtime.dead_letters, load_batch=spec.load_batch,
             )

@@ -173,6 +173,13 @@ class ServiceSettings(BaseSettings):
                     "and each fetch costs the service and the broker CPU. Triage, on the "
                     "dispatch path, waits 20 ms.",
     )
+    consumer_linger_ms: int = Field(
+        default=50, ge=0,
+        description="How long the consumer lets a fetch short of a full batch wait for more "
+                    "events before it applies them in one transaction: fewer transactions "
+                    "(and less CPU per event) under a moderate load, at most this much later. "
+                    "0: at once. Triage, on the dispatch path, does not wait.",
+    )
 
     @property
     def uses_embedded_postgres(self) -> bool:

@@ -15,6 +15,7 @@ class TriageSettings(ServiceSettings):
 
     port: int = 8002
     kafka_fetch_max_wait_ms: int = Field(default=20, ge=1)  # a report's way to its vendors
+    consumer_linger_ms: int = Field(default=0, ge=0)  # the same
     sla_p1_minutes: float = Field(default=15, gt=0)
     sla_p2_minutes: float = Field(default=60, gt=0)
     sla_p3_minutes: float = Field(default=4 * 60, gt=0)

@@ -103,3 +103,16 @@ def test_each_consumer_has_its_own_fetch_wait(
     monkeypatch.setenv(f"{prefix}KAFKA_FETCH_MAX_WAIT_MS", "0")
     with pytest.raises(ValidationError):
         settings_class(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(("settings_class", "default_ms"), [
+    (IntakeSettings, 50), (TriageSettings, 0), (PayoutSettings, 50), (NotifySettings, 50),
+])
+def test_only_triage_applies_a_short_fetch_at_once(
+    monkeypatch: pytest.MonkeyPatch, settings_class: type[ServiceSettings], default_ms: int,
+) -> None:
+    """The others wait 50 ms for more events to apply in the same transaction; a report's way
+    to its vendors does not wait."""
+    prefix = settings_class.model_config.get("env_prefix", "")
+    monkeypatch.delenv(f"{prefix}CONSUMER_LINGER_MS", raising=False)
+    assert settings_class(_env_file=None).consumer_linger_ms == default_ms  # type: ignore[call-arg]
