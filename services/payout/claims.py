@@ -80,18 +80,23 @@ async def _store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, versi
 CLAIM_OPENING = frozenset(event.event_type for event in (IncidentReported, LossSubmitted,
                                                           IncidentResponseCompleted))
 """The events whose handlers take (or open) the incident's claim."""
+TRIAGED = IncidentTriaged.event_type
 
 
 async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     """The claims a batch of events takes, locked in one statement: those of its incidents'
     events and every claim of the policies its policy and risk events name (whose handlers
     lock them all), so a fetch takes its claim locks in one order, claims before policies as
-    every lock here; then its incidents' reports. An incident's first events then open its
-    claim and store its report without a round trip each, and all of them go in at commit,
-    one statement per table."""
+    every lock here; then its incidents' reports, and triage's gradings (locked, after the
+    claims, in key order). An incident's first events then open its claim and store its
+    report and grading without a round trip each, and all of them go in at commit, one
+    statement per table."""
     incident_ids = ids_in((e for e in envelopes if e.type in CLAIM_OPENING), "incident_id")
     await lock_claims_of(uow, incident_ids, _policies_named(envelopes))
-    await TransactionRows.of(uow.session).load(uow.session, Incident, incident_ids)
+    rows = TransactionRows.of(uow.session)
+    await rows.load(uow.session, Incident, incident_ids)
+    await rows.load(uow.session, IncidentTriage, ids_in(
+        (e for e in envelopes if e.type == TRIAGED), "incident_id"), for_update=True)
 
 
 POLICY_TYPES = frozenset(event.event_type for event in (PolicyRegistered, PolicyUpdated))
@@ -199,12 +204,14 @@ async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponse
 async def record_triage(uow: UnitOfWork, event: IncidentTriaged) -> None:
     """Keep triage's latest grading of the incident for the adjuster (a replay or an older
     grading changes nothing)."""
-    row = await uow.session.get(IncidentTriage, event.incident_id, with_for_update=True)
+    rows = TransactionRows.of(uow.session)
+    row = await rows.get(uow.session, IncidentTriage, event.incident_id, for_update=True)
     if row is None:
-        uow.session.add(IncidentTriage(
+        rows.add(uow.session, IncidentTriage(
             incident_id=event.incident_id, priority=event.priority.value,
             regulatory_grade=event.regulatory_grade.value,
-            regulatory_deadline=event.regulatory_deadline, triaged_at=event.triaged_at))
+            regulatory_deadline=event.regulatory_deadline, triaged_at=event.triaged_at),
+            event.incident_id)
     elif event.triaged_at > row.triaged_at:
         row.priority = event.priority.value
         row.regulatory_grade = event.regulatory_grade.value
