@@ -58,11 +58,18 @@ async def _visible_job(session: AsyncSession, principal: Principal, job_id: uuid
     if job is None:
         raise NotFound(f"job {job_id} not found")
     if principal.role is Role.vendor and job.vendor_id != principal.vendor_id:
-        refusal = await session.get(JobRefusal, (job_id, principal.vendor_id))
-        if refusal is None:
-            raise NotFound(f"job {job_id} not found")
-        return job, refusal.outcome
+        return job, await _outcome_for_former_holder(session, principal, job_id)
     return job, None
+
+
+async def _outcome_for_former_holder(session: AsyncSession, principal: Principal,
+                                     job_id: uuid.UUID) -> str:
+    """How a job ended for the vendor that no longer holds it (declined, expired); 404 for a
+    vendor that never held it."""
+    refusal = await session.get(JobRefusal, (job_id, principal.vendor_id))
+    if refusal is None:
+        raise NotFound(f"job {job_id} not found")
+    return refusal.outcome
 
 
 async def _histories(session: AsyncSession, job_ids: Sequence[uuid.UUID]
@@ -143,11 +150,9 @@ async def _locked_job(session: AsyncSession, principal: Principal, job_id: uuid.
     job: Job = found[0]
     subject: JobSubject = found[1] or found[2]
     if job.vendor_id != principal.vendor_id:
-        refusal = await session.get(JobRefusal, (job_id, principal.vendor_id))
-        if refusal is None:
-            raise NotFound(f"job {job_id} not found")
-        raise Conflict(f"job {job_id} is {refusal.outcome} for vendor {principal.vendor_id}",
-                       state=refusal.outcome)
+        outcome = await _outcome_for_former_holder(session, principal, job_id)
+        raise Conflict(f"job {job_id} is {outcome} for vendor {principal.vendor_id}",
+                       state=outcome)
     return job, subject
 
 
