@@ -108,6 +108,13 @@ def transaction_state(session: AsyncSession, kind: Callable[[], State]) -> State
     return state
 
 
+def for_update_arg(for_update: bool) -> bool | None:
+    """`Session.get`'s `with_for_update` for a lock or a plain read: None, not False, for a
+    plain read, since only None lets `get` answer from the session's identity map instead of
+    running a SELECT for a row the transaction already holds."""
+    return True if for_update else None
+
+
 def any_of(column: ColumnElement[Any] | QueryableAttribute[Any], values: Iterable[Any]
            ) -> ColumnElement[bool]:
     """`column = ANY(:values)`: one array parameter, so one statement text (and one prepared
@@ -157,7 +164,7 @@ class TransactionRows:
                   for_update: bool = False) -> Model | None:
         """The row (or None), read at most once, and again only to lock one read unlocked."""
         if self._needs(model, key, for_update):
-            row = await session.get(model, key, with_for_update=for_update,
+            row = await session.get(model, key, with_for_update=for_update_arg(for_update),
                                     populate_existing=for_update)
             self._known[(model, key)] = _Known(row, for_update)
         known: Model | None = self._known[(model, key)].row

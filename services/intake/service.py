@@ -22,7 +22,7 @@ from services.intake.schemas import (
 )
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, for_update_arg
 from shared.events import (
     IncidentReported,
     LossSubmitted,
@@ -190,7 +190,8 @@ def _reject_other_body(existing: Incident, fingerprint: str) -> None:
 
 async def visible_incident(uow: UnitOfWork, principal: Principal, incident_id: uuid.UUID,
                            *, for_update: bool = False) -> Incident:
-    incident = await uow.session.get(Incident, incident_id, with_for_update=for_update)
+    incident = await uow.session.get(Incident, incident_id,
+                                     with_for_update=for_update_arg(for_update))
     if incident is None or not _may_see(principal, incident):
         raise NotFound(f"incident {incident_id} not found")
     return incident

@@ -17,6 +17,7 @@ from services.risk.rules import RiskRules
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.controls import Control
+from shared.db import for_update_arg
 from shared.events import RemediationItem, RemediationSource
 from shared.outbox import Outbox
 from shared.problems import NotFound
@@ -46,7 +47,8 @@ async def visible_profile(session: AsyncSession, principal: Principal, policy_nu
                           for_update: bool = False) -> RiskProfile:
     """The policy if the caller may see it; 404 otherwise (never reveal that it exists).
     Vendors see only the policies they monitor."""
-    profile = await session.get(RiskProfile, policy_number, with_for_update=for_update)
+    profile = await session.get(RiskProfile, policy_number,
+                                with_for_update=for_update_arg(for_update))
     if profile is None or not may_see(principal, profile):
         raise NotFound(f"policy {policy_number} not found")
     return profile

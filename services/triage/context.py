@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.triage.models import AssessmentRequest, Incident, Job, JobHistory, JobKind
 from services.triage.rules import ResponseTimes
 from shared.clock import Clock
+from shared.db import for_update_arg
 from shared.events import Envelope, Event, JobEvent
 from shared.outbox import Outbox
 
@@ -54,7 +55,7 @@ def add_history(session: AsyncSession, job: Job, status: str, at: datetime, acto
 async def incident_of(session: AsyncSession, job: Job, *, for_update: bool = False
                        ) -> JobSubject:
     """The job's subject: its incident, or for an assessment job the assessment request."""
-    lock = True if for_update else None  # None, not False: only then is the session looked in first
+    lock = for_update_arg(for_update)
     subject: JobSubject | None = (
         await session.get(AssessmentRequest, job.assessment_id, with_for_update=lock)
         if job.kind == JobKind.assessment
