@@ -17,8 +17,10 @@ from sqlalchemy import (
     DateTime,
     Executable,
     Row,
+    Table,
     any_,
     bindparam,
+    insert,
     inspect,
     select,
 )
@@ -181,6 +183,33 @@ class TransactionRows:
 
 
 _EVENTS_STAGED = "events_staged"
+_APPENDED_ROWS = "appended_rows"
+
+
+def append_row(session: AsyncSession, model: type[Any], **values: Any) -> None:
+    """Stage a row the transaction only appends and never reads back (an outbox row, a history
+    or timeline entry); the unit of work writes each table's rows at commit, in the order they
+    were staged, with one executemany. Every row of a table must name the same columns.
+
+    Added to the session instead, rows with a database-generated key would go in as one
+    `INSERT ... VALUES (...), (...) RETURNING id` whose text differs with the number of rows,
+    and each text is one more prepared statement cached on every pooled connection: memory
+    that grew burst after burst. The executemany's text is the same for any number of rows.
+
+    A query of the table in the same transaction sees the rows only after `write_appended`."""
+    appended: dict[Table, list[dict[str, Any]]] = session.info.setdefault(_APPENDED_ROWS, {})
+    appended.setdefault(model.__table__, []).append(values)
+
+
+async def write_appended(session: AsyncSession) -> None:
+    """Write the rows `append_row` staged so far, after the session's pending rows (which
+    they may refer to): at commit, or for a reader of an appended table before it."""
+    appended: dict[Table, list[dict[str, Any]]] = session.info.pop(_APPENDED_ROWS, {})
+    if appended:
+        await session.flush()
+        connection = await session.connection()
+        for table, rows in appended.items():
+            await connection.execute(insert(table), rows)
 
 
 def note_events_staged(session: AsyncSession) -> None:
@@ -226,6 +255,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         staged_events = self.session.info.get(_EVENTS_STAGED, False)
+        await write_appended(self.session)
         await self.session.commit()
         self.session.info.clear()  # the transaction's state (`transaction_state`) ends with it
         if staged_events and self._on_events_committed is not None:

@@ -22,7 +22,7 @@ from sqlalchemy import String, Text, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
-from shared.db import UnitOfWork, UTCDateTime
+from shared.db import UnitOfWork, UTCDateTime, any_of
 from shared.events import Envelope, EventDeadLettered
 from shared.outbox import Outbox
 
@@ -83,7 +83,7 @@ class DeadLetterMarks:
 
     async def clear(self, uow: UnitOfWork, event_ids: list[uuid.UUID]) -> None:
         """Remove the marks of events applied at last (in the transaction that applied them)."""
-        await uow.session.execute(delete(self.model).where(self.model.event_id.in_(event_ids)))
+        await uow.session.execute(delete(self.model).where(any_of(self.model.event_id, event_ids)))
 
     async def of_incident(self, uow: UnitOfWork, incident_id: uuid.UUID
                           ) -> list[DeadLetterColumns]:

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import JSON, Uuid
 
 from shared.clock import Clock
-from shared.db import UTCDateTime, note_events_staged
+from shared.db import UTCDateTime, append_row, note_events_staged
 from shared.events import Envelope, Event, kafka_headers, kafka_value
 from shared.kafka import OutgoingMessage, Publisher
 from shared.logs import correlation_id as ambient_correlation_id
@@ -99,13 +99,9 @@ class Outbox:
             correlation_id: str | None = None) -> Envelope:
         """Stage `event` in `session`; it is published only if the transaction commits."""
         envelope, values = self.stage(event, cause=cause, correlation_id=correlation_id)
-        self.add_staged(session, values)
-        return envelope
-
-    def add_staged(self, session: AsyncSession, values: dict[str, Any]) -> None:
-        """Add the row of an event staged earlier (`stage`) to `session`."""
-        session.add(self.model(**values))
+        append_row(session, self.model, **values)
         note_events_staged(session)
+        return envelope
 
     def stage(self, event: Event, *, cause: Envelope | None = None,
               correlation_id: str | None = None) -> tuple[Envelope, dict[str, Any]]:

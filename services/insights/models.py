@@ -23,6 +23,10 @@ from shared.outbox import OutboxColumns
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Server defaults (`source`, `changed_in`) are for rows written by SQL alone (a rebuild,
+    # a migration); the ORM's rows take Python defaults, so an insert reads nothing back and a
+    # fetch's rows go in as one executemany, whose text is the same for any number of rows.
+    __mapper_args__ = {"eager_defaults": False}
 
 
 class Source:
@@ -33,7 +37,7 @@ class Source:
 
 
 def _source_column() -> Mapped[str]:
-    return mapped_column(String(8), server_default=Source.live)
+    return mapped_column(String(8), default=Source.live, server_default=Source.live)
 
 
 class Outbox(OutboxColumns, Base):

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import Incident, TimelineEntry
 from shared.consumer import Handler, ids_in
-from shared.db import TransactionRows, UnitOfWork
+from shared.db import TransactionRows, UnitOfWork, append_row
 from shared.events import (
     ClaimApproved,
     ClaimClosedWithoutPayment,
@@ -96,8 +96,8 @@ async def record_on_timeline(uow: UnitOfWork, event: Event, envelope: Envelope) 
         if isinstance(event, IncidentTriaged):
             incident.priority = event.priority.value
             incident.regulatory_deadline = event.regulatory_deadline
-        uow.session.add(TimelineEntry(incident_id=incident.id, event_id=envelope.id, at=at,
-                                      type=entry_type, summary=summary))
+        append_row(uow.session, TimelineEntry, incident_id=incident.id, event_id=envelope.id,
+                   at=at, type=entry_type, summary=summary)
 
 
 async def load_batch(uow: UnitOfWork, envelopes: list[Envelope]) -> None:

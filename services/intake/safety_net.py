@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from services.intake.models import Incident, Outbox, TimelineEntry
 from services.intake.settings import IntakeSettings
 from shared.clock import Clock
-from shared.db import UnitOfWorkFactory
+from shared.db import UnitOfWorkFactory, any_of
 from shared.events import IncidentReported
 from shared.outbox import OutboxState
 from shared.repairs import SafetyNet, record_repair
@@ -54,7 +54,7 @@ class UntriagedIncidents(SafetyNet):
             if not stuck:
                 return 0
             await uow.session.execute(
-                update(Outbox).where(Outbox.id.in_([row_id for _, row_id in stuck]))
+                update(Outbox).where(any_of(Outbox.id, [row_id for _, row_id in stuck]))
                 .values(state=OutboxState.pending, next_attempt_at=now, sent_at=None))
             await uow.commit()
         self._wake_relay()

@@ -22,7 +22,7 @@ from services.intake.schemas import (
 )
 from shared.auth import Principal, Role
 from shared.clock import Clock
-from shared.db import UnitOfWork, for_update_arg
+from shared.db import UnitOfWork, append_row, for_update_arg
 from shared.events import (
     IncidentReported,
     LossSubmitted,
@@ -224,9 +224,8 @@ async def submit_loss(uow: UnitOfWork, outbox: Outbox, clock: Clock, principal: 
         policy_number=incident.policy_number, submitted_at=now, **body.model_dump(),
     ))
     claimed = f"{body.hourly_loss} per hour" if body.hourly_loss is not None else str(body.amount)
-    uow.session.add(TimelineEntry(incident_id=incident.id, event_id=envelope.id, at=now,
-                                  type="loss.submitted",
-                                  summary=f"Loss submitted: {body.section.value}, {claimed}"))
+    append_row(uow.session, TimelineEntry, incident_id=incident.id, event_id=envelope.id, at=now,
+               type="loss.submitted", summary=f"Loss submitted: {body.section.value}, {claimed}")
     await uow.commit()
     return loss
 
@@ -245,8 +244,8 @@ async def file_regulator_report(uow: UnitOfWork, outbox: Outbox, clock: Clock,
         incident_id=incident.id, org_id=incident.org_id, reported_at=body.reported_at,
         reference=body.reference,
     ))
-    uow.session.add(TimelineEntry(incident_id=incident.id, event_id=envelope.id,
-                                  at=clock.now(), type="regulator.reported",
-                                  summary=f"Reported to the regulator (ref. {body.reference})"))
+    append_row(uow.session, TimelineEntry, incident_id=incident.id, event_id=envelope.id,
+               at=clock.now(), type="regulator.reported",
+               summary=f"Reported to the regulator (ref. {body.reference})")
     await uow.commit()
     return await read_incident(uow, principal, incident_id)

@@ -42,7 +42,7 @@ from services.notify.channels import (
 from services.notify.models import Delivery, DeliveryState, Subscription
 from services.notify.settings import NotifySettings
 from shared.clock import Clock
-from shared.db import UnitOfWorkFactory
+from shared.db import UnitOfWorkFactory, any_of
 from shared.events import Channel, NotificationDead, NotificationDelivered
 from shared.outbox import Outbox
 from shared.polling import PollingLoop
@@ -189,7 +189,7 @@ class DeliveryWorker:
             # One statement counts the tries, pushes the rows past their lease and reads
             # the payloads of the rows taken (only theirs).
             tried = {row.id: row for row in await session.execute(
-                update(Delivery).where(Delivery.id.in_(list(taken)))
+                update(Delivery).where(any_of(Delivery.id, taken))
                 .values(attempts=Delivery.attempts + 1, next_attempt_at=now + timedelta(
                     seconds=self._settings.send_lease_seconds))
                 .returning(Delivery.id, Delivery.attempts, Delivery.event_type,
@@ -260,7 +260,7 @@ class DeliveryWorker:
         for tries, ids in sorted(delivered.items()):
             for row in await session.execute(
                     update(Delivery)
-                    .where(Delivery.id.in_(sorted(ids)), Delivery.attempts == tries,
+                    .where(any_of(Delivery.id, sorted(ids)), Delivery.attempts == tries,
                            Delivery.state == DeliveryState.pending)
                     .values(state=DeliveryState.delivered, delivered_at=now, last_error=None)
                     .returning(Delivery.id, Delivery.source_event_id, Delivery.event_type,
@@ -272,7 +272,7 @@ class DeliveryWorker:
                     correlation_id=row.correlation_id)
         if failed:
             for failing in await session.scalars(
-                    select(Delivery).where(Delivery.id.in_(list(failed)))
+                    select(Delivery).where(any_of(Delivery.id, failed))
                     .order_by(Delivery.id).with_for_update()):
                 item, error = failed[failing.id]
                 if failing.state != DeliveryState.pending or failing.attempts != item.tries:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.triage.models import AssessmentRequest, Incident, Job, JobHistory, JobKind
 from services.triage.rules import ResponseTimes
 from shared.clock import Clock
-from shared.db import for_update_arg
+from shared.db import append_row, for_update_arg
 from shared.events import Envelope, Event, JobEvent
 from shared.outbox import Outbox
 
@@ -48,8 +48,8 @@ def emit(session: AsyncSession, ctx: TriageContext, event: Event, incident: JobS
 
 def add_history(session: AsyncSession, job: Job, status: str, at: datetime, actor: str,
              vendor_id: str | None = None, note: str | None = None) -> None:
-    session.add(JobHistory(job_id=job.id, at=at, status=status, vendor_id=vendor_id,
-                           actor=actor, note=note))
+    append_row(session, JobHistory, job_id=job.id, at=at, status=status, vendor_id=vendor_id,
+               actor=actor, note=note)
 
 
 async def incident_of(session: AsyncSession, job: Job, *, for_update: bool = False

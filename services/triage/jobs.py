@@ -35,7 +35,7 @@ from services.triage.models import (
 )
 from services.triage.schemas import CompletionReportIn
 from shared.auth import Principal, Role
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, any_of, write_appended
 from shared.events import JobAccepted, JobCancelled, JobCompleted, JobType
 from shared.problems import Conflict, NotFound, Unprocessable
 
@@ -76,8 +76,9 @@ async def _histories(session: AsyncSession, job_ids: Sequence[uuid.UUID]
                      ) -> dict[uuid.UUID, list[JobHistory]]:
     found: dict[uuid.UUID, list[JobHistory]] = {job_id: [] for job_id in job_ids}
     if job_ids:
+        await write_appended(session)  # a command's answer shows the entry it just added
         rows = await session.scalars(
-            select(JobHistory).where(JobHistory.job_id.in_(job_ids))
+            select(JobHistory).where(any_of(JobHistory.job_id, job_ids))
             .order_by(JobHistory.at, JobHistory.id)
         )
         for row in rows:
@@ -91,7 +92,7 @@ async def _dead_letters(session: AsyncSession, incident_ids: Collection[uuid.UUI
     found: dict[uuid.UUID, list[DeadLetter]] = defaultdict(list)
     if incident_ids:
         for row in await session.scalars(select(DeadLetter).where(
-                DeadLetter.incident_id.in_(set(incident_ids))).order_by(DeadLetter.at)):
+                any_of(DeadLetter.incident_id, set(incident_ids))).order_by(DeadLetter.at)):
             found[row.incident_id].append(row)
     return found
 

@@ -22,7 +22,7 @@ from services.triage.models import (
     Policy,
     Vendor,
 )
-from shared.db import UnitOfWorkFactory
+from shared.db import UnitOfWorkFactory, any_of
 from shared.events import JobType, Priority
 from shared.repairs import record_repair
 
@@ -103,7 +103,7 @@ async def _assign_waiting(uows: UnitOfWorkFactory, ctx: TriageContext, now: date
             return 0
         refusals = (await uow.session.execute(
             select(JobRefusal.job_id, JobRefusal.vendor_id)
-            .where(JobRefusal.job_id.in_([row.id for row in waiting]))
+            .where(any_of(JobRefusal.job_id, [row.id for row in waiting]))
         )).all()
     refused: dict[uuid.UUID, set[str]] = {}
     for job_id, vendor_id in refusals:

@@ -63,4 +63,5 @@ async def test_a_fetch_of_reports_takes_as_many_statements_for_30_incidents_as_f
         few, _ = await _reports(quiet_payout, 3)
         many, _ = await _reports(quiet_payout, 30)
     assert len(many) == len(few), (few, many)
+    assert set(many) == set(few), set(many) ^ set(few)  # one prepared statement each
     assert len(many) <= 8, many

@@ -205,3 +205,26 @@ async def test_only_a_commit_that_staged_events_wakes_the_relay(engine: AsyncEng
         await uow.session.execute(delete(OutboxRow).where(OutboxRow.event_id == staged.id))
         await uow.commit()
     assert len(wakes) == 1
+
+
+async def test_staged_events_go_in_at_commit_in_the_order_staged_and_not_without_it(
+    engine: AsyncEngine,
+) -> None:
+    """The outbox appends its rows at commit (`shared.db.append_row`): the relay's order is
+    the order a handler staged them in, and a unit of work that ends without committing
+    leaves none behind."""
+    ids = await stage_events(engine, 5, key=uuid.uuid4())
+    async with engine.connect() as connection:
+        written = list(await connection.scalars(
+            select(OutboxRow.event_id).where(OutboxRow.event_id.in_([uuid.UUID(i) for i in ids]))
+            .order_by(OutboxRow.id)))
+    assert [str(event_id) for event_id in written] == ids
+
+    before = await pending(engine)
+    outbox = Outbox(OutboxRow, source="/test", clock=CLOCK)
+    async with UnitOfWorkFactory(engine)() as uow:
+        outbox.add(uow.session, RegulatorReportFiled(
+            incident_id=uuid.uuid4(), org_id="org-relay", reported_at=datetime.now(UTC),
+            reference="REF-abandoned"))
+        await uow.session.flush()
+    assert await pending(engine) == before

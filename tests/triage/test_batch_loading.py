@@ -49,3 +49,4 @@ async def test_a_fetch_of_reports_takes_one_statement_per_report_and_a_fixed_few
     # Before batch loading (2026-12-07): two statements per report (its policy and whether it
     # is known, then its slots).
     assert len(sent[30]) - len(sent[3]) == 27, (sent[3], sent[30])
+    assert set(sent[30]) == set(sent[3]), set(sent[30]) ^ set(sent[3])
