@@ -22,7 +22,7 @@ from services.notify.routing import ADJUSTERS, OPERATORS, ROUTES, Route
 from services.notify.settings import NotifySettings
 from services.notify.transaction_cache import ActiveSubscription, TransactionCache
 from shared.clock import Clock
-from shared.db import TransactionRows
+from shared.db import TransactionRows, append_row
 from shared.events import Channel, Envelope, NotificationDelivered, PolicyTerms
 from shared.outbox import Outbox
 
@@ -96,42 +96,43 @@ class Notifier:
     def _stage(self, session: AsyncSession, envelope: Envelope, route: Route, recipient: str,
                channel: Channel, target: str, subscription: ActiveSubscription | None,
                rendered: Rendered, incident_id: uuid.UUID | None) -> None:
+        """Append the delivery (and an in-app notification, delivered at once): rows this
+        transaction never reads back, so they go in at commit, one executemany per table."""
         now = self.clock.now()
-        delivery = Delivery(
-            id=uuid.uuid4(), source_event_id=envelope.id, event_type=envelope.type,
-            incident_id=incident_id, recipient=recipient, channel=channel.value, target=target,
-            subscription_id=subscription.id if subscription else None, kind=route.template,
-            correlation_id=envelope.correlationid, state=DeliveryState.pending, attempts=0,
-            next_attempt_at=now, created_at=now, last_error=None, delivered_at=None,
-        )
+        delivery_id = uuid.uuid4()
+        state, attempts, delivered_at = DeliveryState.pending, 0, None
+        payload: dict[str, Any]
         if channel is Channel.webhook:
-            delivery.payload = {
+            payload = {
                 **envelope.model_dump(mode="json"),
-                "notification": {"delivery_id": str(delivery.id), "recipient": recipient,
+                "notification": {"delivery_id": str(delivery_id), "recipient": recipient,
                                  "kind": route.template, "title": rendered.subject,
                                  "summary": rendered.text},
             }
         elif channel is Channel.email:
-            delivery.payload = {"to": target, "subject": rendered.subject, "text": rendered.text,
-                                "html": rendered.html}
+            payload = {"to": target, "subject": rendered.subject, "text": rendered.text,
+                       "html": rendered.html}
         else:
-            notification = Notification(
-                id=uuid.uuid4(), recipient=recipient, source_event_id=envelope.id,
-                event_type=envelope.type, kind=route.template, incident_id=incident_id,
-                title=rendered.subject[:300], body=rendered.text, data=envelope.data,
-                created_at=now, read_at=None,
-            )
-            session.add(notification)
-            delivery.payload = {"notification_id": str(notification.id)}
-            delivery.state = DeliveryState.delivered
-            delivery.attempts = 1
-            delivery.delivered_at = now
+            notification_id = uuid.uuid4()
+            append_row(session, Notification,
+                       id=notification_id, recipient=recipient, source_event_id=envelope.id,
+                       event_type=envelope.type, kind=route.template, incident_id=incident_id,
+                       title=rendered.subject[:300], body=rendered.text, data=envelope.data,
+                       created_at=now, read_at=None)
+            payload = {"notification_id": str(notification_id)}
+            state, attempts, delivered_at = DeliveryState.delivered, 1, now
             self.outbox.add(session, NotificationDelivered(
-                delivery_id=delivery.id, source_event_id=envelope.id,
+                delivery_id=delivery_id, source_event_id=envelope.id,
                 source_event_type=envelope.type, incident_id=incident_id, recipient=recipient,
                 channel=channel, at=now, attempts=1,
             ), correlation_id=envelope.correlationid)
-        session.add(delivery)
+        append_row(session, Delivery,
+                   id=delivery_id, source_event_id=envelope.id, event_type=envelope.type,
+                   incident_id=incident_id, recipient=recipient, channel=channel.value,
+                   target=target, subscription_id=subscription.id if subscription else None,
+                   kind=route.template, correlation_id=envelope.correlationid, payload=payload,
+                   state=state, attempts=attempts, next_attempt_at=now, created_at=now,
+                   last_error=None, delivered_at=delivered_at)
 
 
 def _context(envelope: Envelope, incident: IncidentCopy | None) -> dict[str, Any]:
