@@ -18,7 +18,8 @@ from tests.support.service import running
 
 
 async def _fetch(runtime: Runtime, claims: list[SimClaim]) -> list[str]:
-    """Each claim's report and claim opened applied as one fetch; the statements it took (each executemany once)."""
+    """Each claim's report and claim opened applied as one fetch; the statements it took
+    (each executemany once)."""
     events = [event for claim in claims for _, event in claim_events(claim)
               if isinstance(event, IncidentReported | ClaimOpened)]
     envelopes = [Envelope.wrap(event, source="/test", time=datetime.now(UTC)) for event in events]
