@@ -63,7 +63,8 @@ class PolicyRecord(Base):
     period_start: Mapped[datetime] = mapped_column(UTCDateTime)
     period_end: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(BigInteger)
-    changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
+    changed_in: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0",
+                                            index=True)
     source: Mapped[str] = _source_column()
 
 
@@ -95,7 +96,8 @@ class IncidentRecord(Base):
     first_dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     contained_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outage_seconds: Mapped[int | None] = mapped_column(BigInteger)
-    changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
+    changed_in: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0",
+                                            index=True)
     source: Mapped[str] = _source_column()
 
 
@@ -115,7 +117,8 @@ class ClaimRecord(Base):
     paid: Mapped[Decimal] = mapped_column(MoneyColumn)
     first_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    changed_in: Mapped[int] = mapped_column(BigInteger, server_default="0", index=True)
+    changed_in: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0",
+                                            index=True)
     source: Mapped[str] = _source_column()
 
 
@@ -144,7 +147,7 @@ class ReadModelVersion(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
-    rebuilds: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rebuilds: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class HistoryImport(Base):

@@ -76,7 +76,6 @@ async def _histories(session: AsyncSession, job_ids: Sequence[uuid.UUID]
                      ) -> dict[uuid.UUID, list[JobHistory]]:
     found: dict[uuid.UUID, list[JobHistory]] = {job_id: [] for job_id in job_ids}
     if job_ids:
-        await write_appended(session)  # a command's answer shows the entry it just added
         rows = await session.scalars(
             select(JobHistory).where(any_of(JobHistory.job_id, job_ids))
             .order_by(JobHistory.at, JobHistory.id)
@@ -185,6 +184,7 @@ async def _lock_incident_of_job(session: AsyncSession, job_id: uuid.UUID) -> Non
 async def _answer(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID) -> JobView:
     """The job as the caller now sees it, read in the transaction that changed it, which then
     commits: a command is one transaction, not a second one to read its result."""
+    await write_appended(uow.session)  # so the answer shows the history entry just added
     view = await read_job(uow, principal, job_id)
     await uow.commit()
     return view

@@ -157,6 +157,13 @@ def statements_run(engine: AsyncEngine) -> contextlib.AbstractContextManager[lis
                           lambda _connection, _cursor, statement, *_: statement)
 
 
+def assert_same_texts(few: list[str], many: list[str]) -> None:
+    """A small fetch and a large one ran the same statement texts: each pooled connection
+    keeps a prepared statement per text, so a text that varies with the batch is memory that
+    grows with the traffic."""
+    assert set(many) == set(few), set(many) ^ set(few)
+
+
 def transactions_begun(engine: AsyncEngine) -> contextlib.AbstractContextManager[list[Any]]:
     """The connections on which `engine` begins a transaction while the block runs."""
     return _engine_events(engine, "begin", lambda connection: connection)

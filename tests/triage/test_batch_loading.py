@@ -15,7 +15,7 @@ from shared.clock import ManualClock
 from shared.events import Category, PolicyRegistered
 from shared.service import Runtime
 from shared.topics import INCIDENTS, POLICIES
-from tests.support.kafka import fetched, statements_run
+from tests.support.kafka import assert_same_texts, fetched, statements_run
 from tests.support.service import Tokens, running
 from tests.triage.conftest import Desk, envelope, incident_report, policy_terms
 
@@ -49,4 +49,4 @@ async def test_a_fetch_of_reports_takes_one_statement_per_report_and_a_fixed_few
     # Before batch loading (2026-12-07): two statements per report (its policy and whether it
     # is known, then its slots).
     assert len(sent[30]) - len(sent[3]) == 27, (sent[3], sent[30])
-    assert set(sent[30]) == set(sent[3]), set(sent[30]) ^ set(sent[3])
+    assert_same_texts(sent[3], sent[30])
