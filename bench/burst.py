@@ -25,7 +25,7 @@ from bench.common import Options, Outcome, Target, latency_summary_ms
 from bench.loadgen import LoadPlan, run_load
 from bench.rest import RestProbe
 from bench.scenario import Scenario, full_system, prepare, require_services, warm_up, watcher
-from bench.system import RssSampler, cpu_ms_each, machine_cpu_used
+from bench.system import RssSampler, cpu_ms_each, cpu_percent_at_rest, machine_cpu_used
 from bench.watch import Watcher, dead_letter_count
 from bench.workload import prepared_reports
 
@@ -54,8 +54,13 @@ def run(options: Options) -> Outcome:
     for label, (how, bursts) in systems.items():
         print(f"   {label}: {bursts} burst(s) of {size}", flush=True)
         with full_system(**how) as system:  # type: ignore[arg-type]
+            at_rest = cpu_percent_at_rest(system, settle_seconds=options.size(10, 2),
+                                          seconds=options.size(20, 3)) \
+                if label == "as_deployed" else None
             scenario = prepare(system, options.seed, orgs=options.size(500, 20), vendors=20)
             measured[label] = asyncio.run(_bursts(options, scenario, size, bursts))
+            if at_rest is not None:
+                measured[label]["cpu_percent_of_a_core_at_rest"] = at_rest
     return _outcome(options, size, measured)
 
 
@@ -211,6 +216,9 @@ def _outcome(options: Options, size: int, measured: dict[str, dict[str, Any]]) -
         "the equal-weights system's first burst (same weights, same machine, same run)",
         "cpu_ms_per_incident: each process's CPU from the first report until every service "
         "was at rest, over the incidents dispatched (a service's replicas summed)",
+        "cpu_percent_of_a_core_at_rest (as deployed): each process's CPU over "
+        f"{options.size(20, 3)} s with nothing to do, {options.size(10, 2)} s after the "
+        "services were ready and before any data was loaded (no watcher or rest probe running)",
     ]
     for label, system in measured.items():
         for number, burst in enumerate(system["bursts"], 1):

@@ -472,6 +472,21 @@ def machine_cpu_used(before: dict[str, float | None], after: dict[str, float | N
             "whole machine": sum(used.values())}
 
 
+def cpu_percent_at_rest(system: System, *, settle_seconds: float, seconds: float
+                        ) -> dict[str, float]:
+    """Each process's CPU with nothing to do, in per cent of one core, over `seconds` after
+    `settle_seconds` (start-up and the consumer groups' joins): what the system costs between
+    incidents, its polling loops and its consumers' empty fetches, and the broker answering
+    them. Nothing of the benchmark's own (watcher, rest probe) runs meanwhile."""
+    time.sleep(settle_seconds)
+    before = system.machine_cpu()
+    started = time.monotonic()
+    time.sleep(seconds)
+    used = machine_cpu_used(before, system.machine_cpu(), system.services)
+    elapsed = time.monotonic() - started
+    return {name: round(100 * cpu / elapsed, 1) for name, cpu in used.items()}
+
+
 def cpu_ms_each(used: dict[str, float], count: int) -> dict[str, float]:
     """CPU milliseconds per item (report, incident) of each process in `used`."""
     return {name: round(1000 * seconds / count, 2) for name, seconds in used.items()}
