@@ -43,6 +43,8 @@ DISPATCH_RATE_FLOOR = 20.0
 """The slowest rate (incidents/s) a burst's time limit allows for, before it counts the rest as
 lost: 4,000 reports get 200 s, plus the time to rest."""
 REST_TIMEOUT_SECONDS = 240.0
+AT_REST_SETTLE_SECONDS, AT_REST_SECONDS = (10, 2), (20, 3)
+"""Full (quick): how long after start-up the CPU at rest is measured, and over how long."""
 
 
 def run(options: Options) -> Outcome:
@@ -54,8 +56,9 @@ def run(options: Options) -> Outcome:
     for label, (how, bursts) in systems.items():
         print(f"   {label}: {bursts} burst(s) of {size}", flush=True)
         with full_system(**how) as system:  # type: ignore[arg-type]
-            at_rest = cpu_percent_at_rest(system, settle_seconds=options.size(10, 2),
-                                          seconds=options.size(20, 3)) \
+            at_rest = cpu_percent_at_rest(system,
+                                          settle_seconds=options.size(*AT_REST_SETTLE_SECONDS),
+                                          seconds=options.size(*AT_REST_SECONDS)) \
                 if label == "as_deployed" else None
             scenario = prepare(system, options.seed, orgs=options.size(500, 20), vendors=20)
             measured[label] = asyncio.run(_bursts(options, scenario, size, bursts))
@@ -217,7 +220,8 @@ def _outcome(options: Options, size: int, measured: dict[str, dict[str, Any]]) -
         "cpu_ms_per_incident: each process's CPU from the first report until every service "
         "was at rest, over the incidents dispatched (a service's replicas summed)",
         "cpu_percent_of_a_core_at_rest (as deployed): each process's CPU over "
-        f"{options.size(20, 3)} s with nothing to do, {options.size(10, 2)} s after the "
+        f"{options.size(*AT_REST_SECONDS)} s with nothing to do, "
+        f"{options.size(*AT_REST_SETTLE_SECONDS)} s after the "
         "services were ready and before any data was loaded (no watcher or rest probe running)",
     ]
     for label, system in measured.items():

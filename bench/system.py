@@ -151,14 +151,15 @@ async def _autovacuum_on() -> bool:
 
 AUTOVACUUM_STAND_IN_SECONDS = 10.0
 TABLES_DUE = """
-SELECT format('%I.%I', s.schemaname, s.relname) AS name,
-       s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0)
-       OR s.n_ins_since_vacuum > 1000 + 0.2 * greatest(c.reltuples, 0) AS vacuum
-FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-WHERE s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0)
-   OR s.n_ins_since_vacuum > 1000 + 0.2 * greatest(c.reltuples, 0)
-   OR s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)
-ORDER BY 1
+SELECT name, vacuum_due FROM (
+    SELECT format('%I.%I', s.schemaname, s.relname) AS name,
+           s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0)
+           OR s.n_ins_since_vacuum > 1000 + 0.2 * greatest(c.reltuples, 0) AS vacuum_due,
+           s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0) AS analyze_due
+    FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+) AS tables
+WHERE vacuum_due OR analyze_due
+ORDER BY name
 """
 """The tables autovacuum would take up, by its default thresholds (PostgreSQL 15): vacuum past
 50 dead rows plus a fifth of the table, or 1,000 inserted rows plus a fifth; analyze past 50
@@ -225,7 +226,7 @@ class AutovacuumStandIn:
 async def _maintain(connection: asyncpg.Connection) -> None:
     """Vacuum (and analyze) or only analyze each table autovacuum would take up now."""
     for table in await connection.fetch(TABLES_DUE):
-        await connection.execute(f"{'VACUUM (ANALYZE)' if table['vacuum'] else 'ANALYZE'} "
+        await connection.execute(f"{'VACUUM (ANALYZE)' if table['vacuum_due'] else 'ANALYZE'} "
                                  f"{table['name']}")
 
 
