@@ -14,6 +14,7 @@ loopback), no multipart uploads, no versions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -51,14 +52,14 @@ def _iso(timestamp: float) -> str:
 class ObjectStore:
     """Buckets are folders under `root`, objects are files named by their key.
 
-    The broker lists a partition's record batches on every fetch, and a listing names each
-    object's ETag (the MD5 of its content): `etags` keeps them by file identity, so a listing
-    reads only the files written since the last one, not every batch of the partition again."""
+    The broker lists a partition's record batches on every fetch, for every partition the
+    fetch names: `listings` keeps each folder's part of a listing until the folder changes, so
+    a fetch costs the store a look at the folder, not a look at every batch of the partition."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.lock = asyncio.Lock()
-        self.etags = ETags()
+        self.listings = Listings()
 
     def path(self, bucket: str, key: str = "") -> Path | None:
         parts = [bucket, *key.split("/")] if key else [bucket]
@@ -81,7 +82,8 @@ class ObjectStore:
             return _error(404, "NoSuchBucket", bucket)
         listing = await asyncio.to_thread(_list, bucket, folder,
                                           request.query_params.get("prefix", ""),
-                                          request.query_params.get("delimiter", ""), self.etags)
+                                          request.query_params.get("delimiter", ""),
+                                          self.listings)
         return Response(listing, media_type=XML)
 
     async def item(self, request: Request) -> Response:
@@ -95,13 +97,13 @@ class ObjectStore:
                 etag = await asyncio.to_thread(_write_if, file, data,
                                                request.headers.get("if-none-match"),
                                                request.headers.get("if-match"))
-                self.etags.forget(file)
+                self.listings.forget(file)
             if etag is None:
                 return _error(412, "PreconditionFailed", "the object's condition does not hold")
             return Response(status_code=200, headers={"ETag": etag})
         if request.method == "DELETE":
             await asyncio.to_thread(file.unlink, missing_ok=True)
-            self.etags.forget(file)
+            self.listings.forget(file)
             return Response(status_code=204)
         found = await asyncio.to_thread(_read, file)
         if found is None:
@@ -123,25 +125,75 @@ class ObjectStore:
         return Response(data, headers=headers, media_type="application/octet-stream")
 
 
-class ETags:
-    """Each file's ETag, forgotten when the store writes or deletes the file, and kept only while
-    the file's inode, modification time and size are the ones it was hashed with (a file
-    changed behind the store's back is hashed again)."""
+class Listings:
+    """Each folder's objects as a listing shows them, read once and kept while nothing in the
+    folder changes.
+
+    A folder is read again when its modification time moves (a file added, replaced or
+    removed, by this store or behind its back) or when the store itself writes or deletes in
+    it (`forget`: the modification time may not move within its clock's tick). A read that
+    overlaps a write in its folder is used once and not kept, so it cannot hide the write.
+    Reading a folder again renders only the files that changed (by inode, modification time
+    and size): after one new batch, that batch."""
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[tuple[int, int, int], str]] = {}
+        self._folders: dict[str, tuple[int, int, list[str], list[tuple[str, str]]]] = {}
+        self._writes: dict[str, int] = {}
+        self._files: dict[str, tuple[tuple[int, int, int], str]] = {}
 
-    def of(self, file: str, stat: os.stat_result) -> str:
-        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        known = self._known.get(file)
-        if known is not None and known[0] == identity:
-            return known[1]
-        etag = _etag(Path(file).read_bytes())
-        self._known[file] = (identity, etag)
-        return etag
+    def folder(self, path: str, base: int) -> tuple[list[str], list[tuple[str, str]]]:
+        """The folder's subfolders, and its objects as (key, `<Contents>` element) by key;
+        `base`: the length of the bucket folder's path and its separator."""
+        try:
+            modified = os.stat(path).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return [], []
+        writes = self._writes.get(path, 0)
+        known = self._folders.get(path)
+        if known is not None and known[:2] == (modified, writes):
+            return known[2], known[3]
+        subfolders, objects = self._read(path, base)
+        if self._writes.get(path, 0) == writes:
+            self._folders[path] = (modified, writes, subfolders, objects)
+        return subfolders, objects
 
     def forget(self, file: Path) -> None:
-        self._known.pop(str(file), None)
+        """The store wrote or deleted `file`."""
+        self._files.pop(str(file), None)
+        folder = str(file.parent)
+        self._writes[folder] = self._writes.get(folder, 0) + 1
+        self._folders.pop(folder, None)
+
+    def _read(self, path: str, base: int) -> tuple[list[str], list[tuple[str, str]]]:
+        subfolders: list[str] = []
+        objects: list[tuple[str, str]] = []
+        try:
+            entries = os.scandir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return [], []
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(entry.path)
+                elif not entry.name.endswith(".partial"):
+                    with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                        key = entry.path[base:].replace(os.sep, "/")
+                        objects.append((key, self._element(entry, key)))
+        objects.sort()
+        return subfolders, objects
+
+    def _element(self, entry: os.DirEntry[str], key: str) -> str:
+        stat = entry.stat()
+        identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        known = self._files.get(entry.path)
+        if known is not None and known[0] == identity:
+            return known[1]
+        etag = _etag(Path(entry.path).read_bytes())
+        element = (f"<Contents><Key>{escape(key)}</Key><LastModified>{_iso(stat.st_mtime)}"
+                   f"</LastModified><ETag>{escape(etag)}</ETag><Size>{stat.st_size}</Size>"
+                   "<StorageClass>STANDARD</StorageClass></Contents>")
+        self._files[entry.path] = (identity, element)
+        return element
 
 
 def _byte_range(spec: str, size: int) -> tuple[int, int]:
@@ -174,20 +226,24 @@ def _write_if(file: Path, data: bytes, if_none_match: str | None,
     return _etag(data)
 
 
-def _list(bucket: str, folder: Path, prefix: str, delimiter: str, etags: ETags) -> str:
+def _list(bucket: str, folder: Path, prefix: str, delimiter: str, listings: Listings) -> str:
     """A ListObjectsV2 answer: every object under `prefix`, in one page, in key order."""
-    contents: list[str] = []
+    contents: list[tuple[str, str]] = []
     prefixes: set[str] = set()
-    for key, file in _files(folder, folder.joinpath(*prefix.split("/")[:-1]), prefix):
-        rest = key[len(prefix):]
-        if delimiter and delimiter in rest:
-            prefixes.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
-            continue
-        stat = file.stat()
-        contents.append(
-            f"<Contents><Key>{escape(key)}</Key><LastModified>{_iso(stat.st_mtime)}"
-            f"</LastModified><ETag>{escape(etags.of(file.path, stat))}</ETag>"
-            f"<Size>{stat.st_size}</Size><StorageClass>STANDARD</StorageClass></Contents>")
+    base = len(str(folder)) + 1
+    folders = [str(folder.joinpath(*prefix.split("/")[:-1]))]
+    while folders:
+        subfolders, objects = listings.folder(folders.pop(), base)
+        folders.extend(subfolders)
+        for key, element in objects:
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix):]
+            if delimiter and delimiter in rest:
+                prefixes.add(prefix + rest.split(delimiter, 1)[0] + delimiter)
+            else:
+                contents.append((key, element))
+    contents.sort()
     common = "".join(f"<CommonPrefixes><Prefix>{escape(p)}</Prefix></CommonPrefixes>"
                      for p in sorted(prefixes))
     return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
@@ -195,30 +251,7 @@ def _list(bucket: str, folder: Path, prefix: str, delimiter: str, etags: ETags) 
             f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
             f"<KeyCount>{len(contents) + len(prefixes)}</KeyCount><MaxKeys>100000</MaxKeys>"
             f"<Delimiter>{escape(delimiter)}</Delimiter><IsTruncated>false</IsTruncated>"
-            f"{''.join(contents)}{common}</ListBucketResult>")
-
-
-def _files(folder: Path, start: Path, prefix: str) -> list[tuple[str, os.DirEntry[str]]]:
-    """The objects under `start` (the prefix's folder) whose key begins with `prefix`, sorted by
-    key; `os.scandir`, as a partition's listing is on the broker's every fetch."""
-    base = len(str(folder)) + 1
-    found: list[tuple[str, os.DirEntry[str]]] = []
-    folders = [str(start)]
-    while folders:
-        try:
-            entries = os.scandir(folders.pop())
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        with entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(entry.path)
-                    continue
-                key = entry.path[base:].replace(os.sep, "/")
-                if key.startswith(prefix) and not key.endswith(".partial"):
-                    found.append((key, entry))
-    found.sort(key=lambda item: item[0])
-    return found
+            f"{''.join(element for _, element in contents)}{common}</ListBucketResult>")
 
 
 def create_app(root: Path) -> Starlette:

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cyberclaims.broker import broker_command, create_bucket, object_store_env, wait_for_port
 from cyberclaims.dev import cli_argv
 from cyberclaims.doctor import consumer_lag
-from cyberclaims.sandbox.objectstore import create_app
+from cyberclaims.sandbox.objectstore import Listings, create_app
 from shared.kafka import (
     ensure_topics,
     partition_ends,
@@ -182,3 +182,73 @@ async def test_the_object_store_puts_conditionally_and_lists_by_prefix(
     assert "<Prefix>t/p0/</Prefix>" in folders and "<Prefix>t/p1/</Prefix>" in folders
     assert (await store.get("/b/t/missing")).status_code == 404
     assert (await store.get("/b/../etc")).status_code in (400, 404)
+
+
+async def test_a_listing_shows_every_change_to_its_folder(store: httpx.AsyncClient,
+                                                          tmp_path: Path) -> None:
+    """Listings are kept between changes (`Listings`); none may go stale: the store's own puts
+    and deletes, and a file changed behind its back, all show in the next listing."""
+    records = {"list-type": "2", "prefix": "t/p0/records/"}
+    await store.put("/b")
+    for n in range(3):
+        await store.put(f"/b/t/p0/records/{n}.batch", content=b"r%d" % n)
+    assert (await store.get("/b", params=records)).text.count("<Key>") == 3
+    await store.put("/b/t/p0/records/3.batch", content=b"r3")
+    replaced = await store.put("/b/t/p0/records/0.batch", content=b"r0, again")
+    await store.delete("/b/t/p0/records/1.batch")
+    listing = (await store.get("/b", params=records)).text
+    assert _keys(listing) == [f"t/p0/records/{n}.batch" for n in (0, 2, 3)]
+    assert f"<ETag>{replaced.headers['ETag']}</ETag>" in listing
+    folder = tmp_path / "b" / "t" / "p0" / "records"
+    (folder / "4.batch").write_bytes(b"written behind the store's back")
+    os.utime(folder, ns=(0, folder.stat().st_mtime_ns + 1))  # the folder's clock moved
+    assert "t/p0/records/4.batch" in _keys((await store.get("/b", params=records)).text)
+
+
+def test_a_folder_is_read_again_only_when_it_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / "0.batch").write_bytes(b"r0")
+    listings = Listings()
+    reads = []
+    read = listings._read
+
+    def counted(path: str, base: int) -> tuple[list[str], list[tuple[str, str]]]:
+        reads.append(path)
+        return read(path, base)
+
+    listings._read = counted  # type: ignore[method-assign]
+    base = len(str(tmp_path)) + 1
+    first = listings.folder(str(folder), base)
+    assert listings.folder(str(folder), base) == first and len(reads) == 1
+    (folder / "1.batch").write_bytes(b"r1")
+    listings.forget(folder / "1.batch")
+    assert [key for key, _ in listings.folder(str(folder), base)[1]] == ["records/0.batch",
+                                                                          "records/1.batch"]
+    assert len(reads) == 2
+
+
+def test_a_read_that_overlaps_a_write_is_not_kept(tmp_path: Path) -> None:
+    """The store writes while a listing reads the folder (the listing runs in a thread): what
+    that read saw may miss the write, so the next listing reads the folder again."""
+    folder = tmp_path / "records"
+    folder.mkdir()
+    listings = Listings()
+    read = listings._read
+
+    def read_then_written_meanwhile(path: str, base: int) -> tuple[list[str],
+                                                                      list[tuple[str, str]]]:
+        seen = read(path, base)
+        (folder / "0.batch").write_bytes(b"r0")
+        listings.forget(folder / "0.batch")
+        return seen
+
+    listings._read = read_then_written_meanwhile  # type: ignore[method-assign]
+    base = len(str(tmp_path)) + 1
+    assert listings.folder(str(folder), base) == ([], [])
+    listings._read = read  # type: ignore[method-assign]
+    assert [key for key, _ in listings.folder(str(folder), base)[1]] == ["records/0.batch"]
+
+
+def _keys(listing: str) -> list[str]:
+    return [part.split("</Key>", 1)[0] for part in listing.split("<Key>")[1:]]
