@@ -35,3 +35,18 @@ def test_the_rule_schema_refuses_what_the_operator_would(overlay: str) -> None:
         manifest = {**rules, "spec": {"groups": [{"name": "g", "rules": [broken]}]}}
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(manifest, RULE_SCHEMA)
+
+
+def test_a_consumer_group_with_work_that_consumes_nothing_alerts(overlay: str) -> None:
+    """A consumer can stand still while its process looks healthy (docs/reliability.md):
+    readiness does not see it, so an alert on the exporter's lag and committed offsets does,
+    for every service's group (`cyberclaims-<service>`, `shared.service`)."""
+    (rules,) = of_kind(render(overlay), "PrometheusRule")
+    alerts = {rule["alert"]: rule for group in rules["spec"]["groups"]
+              for rule in group["rules"] if "alert" in rule}
+    stalled = alerts["CyberclaimsConsumerStalled"]
+    assert 'kafka_consumergroup_lag{consumergroup=~"cyberclaims-.*"}) > 0' in stalled["expr"]
+    assert 'changes(kafka_consumergroup_current_offset{consumergroup=~"cyberclaims-.*"}[5m]))' \
+           ' == 0' in " ".join(stalled["expr"].split())
+    assert stalled["for"] == "5m"
+    assert stalled["labels"]["severity"] == "critical"
