@@ -36,7 +36,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services cyberclaims
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m 'not bench'
+	$(BIN)/python -m pytest -m 'not bench' --durations=20
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow and not bench'
