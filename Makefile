@@ -34,7 +34,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m tests.setup
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared services cyberclaims
+	$(BIN)/mypy shared services cyberclaims bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m 'not bench' --durations=20
 
@@ -43,7 +43,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared services cyberclaims
+	$(BIN)/mypy shared services cyberclaims bench
 	$(BIN)/lint-imports
 
 # The quick run first (tests/bench/test_smoke.py, about 4 minutes): a broken benchmark fails

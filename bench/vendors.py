@@ -54,7 +54,8 @@ class VendorPanel:
                                         name="bench-vendors")
         self._process.start()
         child.close()
-        self.pid = self._process.pid
+        assert self._process.pid is not None  # set by start()
+        self.pid: int = self._process.pid
 
     async def ready(self) -> None:
         message = await asyncio.to_thread(self._conn.recv)
