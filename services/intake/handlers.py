@@ -35,6 +35,8 @@ STATUS_ORDER = [
     "claim_pending_approval", "claim_approved", "claim_denied", "closed_without_payment",
     "payment_failed", "paid",
 ]
+CLAIM_DECIDED = frozenset(STATUS_ORDER[STATUS_ORDER.index("claim_approved"):])
+"""An incident whose claim was decided takes no more losses (`service.submit_loss`)."""
 
 
 def _advance(incident: Incident, status: str | None) -> None:

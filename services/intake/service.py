@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 
+from services.intake.handlers import CLAIM_DECIDED
 from services.intake.models import Incident, Loss, Policy, TimelineEntry
 from services.intake.reports import NewReport, ReportStore
 from services.intake.schemas import (
@@ -215,7 +216,12 @@ async def list_incidents(uow: UnitOfWork, principal: Principal, *, limit: int,
 
 async def submit_loss(uow: UnitOfWork, outbox: Outbox, clock: Clock, principal: Principal,
                       incident_id: uuid.UUID, body: LossIn) -> Loss:
-    incident = await visible_incident(uow, principal, incident_id)
+    # Locked: the claim's decision reaches the incident (`handlers.record_on_timeline`) either
+    # before this loss, which is then refused, or after it, and payout judges the loss then.
+    incident = await visible_incident(uow, principal, incident_id, for_update=True)
+    if incident.status in CLAIM_DECIDED:
+        raise Conflict(f"the claim on this incident is decided ({incident.status.replace('_', ' ')})"
+                       ": a loss submitted now cannot change it; contact your adjuster")
     now = clock.now()
     loss = Loss(id=uuid.uuid4(), incident_id=incident.id, submitted_at=now, **body.model_dump())
     uow.session.add(loss)

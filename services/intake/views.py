@@ -102,7 +102,8 @@ async def read_incident(incident_id: uuid.UUID, caller: IncidentReader,
 
 
 @incidents_api.post("/{incident_id}/losses", status_code=status.HTTP_201_CREATED,
-                response_model=LossOut)
+                response_model=LossOut,
+                responses={409: {"description": "the incident's claim is already decided"}})
 async def submit_loss(incident_id: uuid.UUID, body: LossIn, caller: Policyholder,
                       runtime: RuntimeDep, uow: UnitOfWorkDep) -> LossOut:
     loss = await service.submit_loss(uow, runtime.outbox, runtime.clock, caller, incident_id, body)

@@ -13,9 +13,11 @@ from sqlalchemy.exc import IntegrityError
 
 from services.payout import assessment as engine
 from services.payout.adjusters import within_authority
-from services.payout.assessing import _approve, _close, _reassess_limits
+from services.payout.assessing import _approve, _close, _losses, _reassess_limits
+from services.payout.assessment import LossState
 from services.payout.claims import approvals_of, latest_assessment
 from services.payout.context import ClaimStatus, Context, _adjuster, locked_claim
+from services.payout.losses import assessed_as_they_are, unverified_losses
 from services.payout.models import Approval, Claim, Policy
 from services.payout.schemas import ApproveIn, DenyIn
 from shared.auth import Principal
@@ -39,8 +41,16 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
     claim = await locked_claim(uow, claim_id)
     if claim.status != ClaimStatus.pending_approval:
         raise Conflict(f"claim is {claim.status}, not pending approval")
+    waiting = await unverified_losses(uow, claim)
+    if waiting:
+        raise Conflict(f"{len(waiting)} loss item(s) submitted since the assessment await "
+                       "verification: verify or reject them first, and the claim is assessed "
+                       "again")
     current = await latest_assessment(uow, claim)
     assert current is not None, "a pending claim has an assessment"
+    if not assessed_as_they_are(current, await _losses(uow, claim)):
+        raise Conflict("the claim's losses changed since its assessment and it could not be "
+                       "assessed again yet: set the outage hours its per-hour loss needs")
     amount = body.amount if body.amount is not None else current.payable
     if amount <= ZERO:
         raise Unprocessable("nothing to approve: deny the claim instead", field="amount")
@@ -90,6 +100,9 @@ async def deny(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uu
         raise Conflict(f"claim is {claim.status}, not pending approval")
     await within_authority(uow, principal, claim.payable or ZERO, "denying a claim whose payable is")
     now = ctx.clock.now()
+    for item in await unverified_losses(uow, claim):  # a denial decides them too
+        item.state, item.decided_by, item.decided_at = LossState.rejected, _adjuster(principal), now
+        item.note = f"the claim was denied: {body.reason}"
     _close(claim, now, _adjuster(principal), body.reason, status=ClaimStatus.denied)
     ctx.outbox.add(uow.session, ClaimDenied(incident_id=claim.incident_id, org_id=claim.org_id,
                                             claim_id=claim.id, at=now,

@@ -7,6 +7,7 @@ within the adjuster's authority.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from decimal import Decimal
 
@@ -15,8 +16,15 @@ from services.payout.adjusters import within_authority
 from services.payout.assessing import _losses, assess_if_ready, outage_minutes
 from services.payout.assessment import LossSource, LossState
 from services.payout.claims import _claim_for_incident
-from services.payout.context import ASSESSABLE, OUTAGE_OUT_OF_RANGE, Context, _adjuster, locked_claim
-from services.payout.models import Claim, LossItem, Policy
+from services.payout.context import (
+    ASSESSABLE,
+    OUTAGE_OUT_OF_RANGE,
+    SYSTEM,
+    Context,
+    _adjuster,
+    locked_claim,
+)
+from services.payout.models import Assessment, Claim, LossItem, Policy
 from services.payout.schemas import OutageIn, RejectLossIn, VerifyLossIn
 from shared.auth import Principal
 from shared.db import UnitOfWork
@@ -24,20 +32,50 @@ from shared.events import Envelope, LossSubmitted, PolicyTerms
 from shared.money import ZERO
 from shared.problems import Conflict, NotFound, Unprocessable
 
+log = logging.getLogger(__name__)
+
 
 async def record_submitted_loss(uow: UnitOfWork, ctx: Context, event: LossSubmitted,
                                 envelope: Envelope) -> None:
+    """A policyholder's loss awaits an adjuster's verification, which the claim's approval
+    then waits for. One that arrives after the claim was decided (intake refuses them once it
+    knows; this one crossed the decision on its way) cannot change what was decided: it is
+    kept, rejected with the reason, for an adjuster to take up outside this claim. The claim
+    is locked, so a decision and a loss racing each other are one of the two orders."""
     claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
                                       event.policy_number, envelope)
     if await uow.session.get(LossItem, event.loss_id) is not None:
         return
-    uow.session.add(LossItem(
+    now = ctx.clock.now()
+    item = LossItem(
         id=event.loss_id, claim_id=claim.id, source=LossSource.policyholder,
         state=LossState.unverified, section=event.section.value, amount=event.amount,
         hourly_loss=event.hourly_loss, description=event.description,
         submitted_at=event.submitted_at,
-    ))
-    claim.updated_at = ctx.clock.now()
+    )
+    if claim.status not in ASSESSABLE:
+        item.state, item.decided_by, item.decided_at = LossState.rejected, SYSTEM, now
+        item.note = (f"submitted after the claim was {claim.status.replace('_', ' ')}: it is "
+                     "not part of this claim's decision")
+        log.warning("loss %s arrived after claim %s was %s; recorded as rejected", item.id,
+                    claim.id, claim.status)
+    uow.session.add(item)
+    claim.updated_at = now
+
+
+async def unverified_losses(uow: UnitOfWork, claim: Claim) -> list[LossItem]:
+    return [item for item in await _losses(uow, claim) if item.state == LossState.unverified]
+
+
+def assessed_as_they_are(assessment: Assessment, items: list[LossItem]) -> bool:
+    """Whether `assessment` saw every loss item as it is now (each item's state and verified
+    figure): a loss submitted and verified since, that could not be assessed yet (a per-hour
+    loss waiting for the outage), makes the assessment stale."""
+    lines = [engine.LossLine.model_validate(line) for line in assessment.inputs["losses"]]
+    seen = {line.id: line for line in lines}
+    return len(seen) == len(items) and all(
+        (line := seen.get(item.id)) is not None and line.state == item.state
+        and line.verified_amount == item.verified_amount for item in items)
 
 
 async def _open_loss(uow: UnitOfWork, claim: Claim, loss_id: uuid.UUID) -> LossItem:

@@ -57,8 +57,12 @@ class _Needs:
                                Claim.adjuster_outage_minutes.is_(None)))
 
     def anything(self) -> ColumnElement[bool]:
-        return and_(Claim.status == ClaimStatus.open,
-                    or_(self.losses, self.outage, Claim.data_issue.is_not(None)))
+        """An open claim waiting for any of them, or a pending one for a loss submitted since
+        its assessment, or its outage (its approval waits for those)."""
+        return or_(and_(Claim.status == ClaimStatus.open,
+                        or_(self.losses, self.outage, Claim.data_issue.is_not(None))),
+                   and_(Claim.status == ClaimStatus.pending_approval,
+                        or_(self.losses, self.outage)))
 
 
 def _matching(search: str) -> ColumnElement[bool]:
@@ -104,7 +108,9 @@ async def queue(uow: UnitOfWork, principal: Principal, name: str, *, search: str
                      needs=[need for need, waiting in (("verify_losses", losses),
                                                        ("set_outage", outage),
                                                        ("data_issue", claim.data_issue))
-                            if waiting and claim.status == ClaimStatus.open])
+                            if waiting and (claim.status == ClaimStatus.open or (
+                                need != "data_issue"
+                                and claim.status == ClaimStatus.pending_approval))])
             for claim, holder, own, losses, outage in rows.all()], total
 
 

@@ -22,6 +22,7 @@ from shared.events import (
     IncidentResponseCompleted,
     IncidentTriaged,
     JobType,
+    LossSubmitted,
     PolicyRegistered,
     Priority,
     RegulatoryGrade,
@@ -237,3 +238,71 @@ def test_a_coverage_question_is_explained_with_the_claims_own_facts() -> None:
                               "for notice within 72 hours.")
     assert explain(CoverageQuestion.REPEAT_INCIDENT, None, None).endswith(
         "within 7 days: check they are not one event claimed twice.")
+
+
+async def _pending_then_loss(app: FastAPI, holder: str, section: Section,
+                             **claimed: str) -> LossSubmitted:
+    """A claim pending approval at a payable of 100,000, then a policyholder's loss on it."""
+    incident = await _pending(app, holder, "150000")
+    loss = incident.submitted(section, **claimed)
+    await apply(app, loss)
+    return loss
+
+async def test_a_loss_submitted_on_a_pending_claim_is_verified_before_any_approval(
+    quiet_payout: FastAPI, tokens: Tokens,
+) -> None:
+    """The pending assessment does not include the new loss: the claim joins the verification
+    queue, an approval waits (409), and verifying the loss assesses the claim again, so what is
+    approved is the payable with it."""
+    holder = f"Late Loss Holder {uuid.uuid4().hex[:8]}"
+    adjuster = tokens.adjuster("late-loss", "5000000")
+    async with running(quiet_payout, wait_for_consumer=False) as api:
+        loss = await _pending_then_loss(quiet_payout, holder, IR, amount="20000")
+        verification = await _queue(api, adjuster, "verification", q=holder)
+        assert [(i["incident_id"], i["status"], i["needs"]) for i in verification["items"]] == [
+            (str(loss.incident_id), "pending_approval", ["verify_losses"])]
+        claim = verification["items"][0]["id"]
+        before = (await api.get(f"/v1/claims/{claim}", headers=adjuster)).json()
+        refused = await api.post(f"/v1/claims/{claim}/approve", headers=adjuster, json={})
+        assert refused.status_code == 409
+        assert "verify or reject them first" in refused.json()["detail"]
+
+        verified = await api.post(f"/v1/claims/{claim}/losses/{loss.loss_id}/verify",
+                                  headers=adjuster, json={"note": "invoice checked"})
+        assert verified.status_code == 200, verified.text
+        after = verified.json()
+        assert after["assessment_id"] != before["assessment_id"]
+        assert after["payable"] == "120000.00"
+        assert (await _queue(api, adjuster, "verification", q=holder))["items"] == []
+        approved = await api.post(f"/v1/claims/{claim}/approve", headers=adjuster, json={})
+        assert approved.status_code == 200 and approved.json()["status"] == "approved"
+
+
+async def test_a_per_hour_loss_on_a_pending_claim_waits_for_its_outage_before_any_approval(
+    quiet_payout: FastAPI, tokens: Tokens,
+) -> None:
+    """Verified without an outage figure, a per-hour loss cannot be assessed yet: the pending
+    assessment is stale, so approving waits (409) and the queue asks for the outage; setting it
+    assesses the claim again with the loss."""
+    holder = f"Late Outage Holder {uuid.uuid4().hex[:8]}"
+    adjuster = tokens.adjuster("late-outage", "5000000")
+    async with running(quiet_payout, wait_for_consumer=False) as api:
+        loss = await _pending_then_loss(quiet_payout, holder, BI, hourly_loss="1000")
+        claim = (await _queue(api, adjuster, "verification", q=holder))["items"][0]["id"]
+        verified = await api.post(f"/v1/claims/{claim}/losses/{loss.loss_id}/verify",
+                                  headers=adjuster, json={"note": "rate checked"})
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["status"] == "pending_approval"
+        queue = await _queue(api, adjuster, "verification", q=holder)
+        assert [(i["status"], i["needs"]) for i in queue["items"]] == [
+            ("pending_approval", ["set_outage"])]
+        refused = await api.post(f"/v1/claims/{claim}/approve", headers=adjuster, json={})
+        assert refused.status_code == 409
+        assert "set the outage hours" in refused.json()["detail"]
+
+        outage = await api.put(f"/v1/claims/{claim}/outage", headers=adjuster,
+                               json={"outage_hours": "30", "note": "ERP logs"})
+        assert outage.status_code == 200, outage.text
+        assert outage.json()["payable"] != verified.json()["payable"]
+        approved = await api.post(f"/v1/claims/{claim}/approve", headers=adjuster, json={})
+        assert approved.status_code == 200 and approved.json()["status"] == "approved"

@@ -150,6 +150,64 @@ async def test_one_adjusters_concurrent_approvals_are_one_approval_and_409s(
             assert sorted(r.status_code for r in statuses) == [200, 409, 409, 409]
 
 
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+async def test_a_loss_and_the_claims_decision_at_once_never_leave_the_loss_undecided(
+    quiet_payout: FastAPI, tokens: Tokens, decision: str,
+) -> None:
+    """A policyholder's loss arrives as the adjuster decides the pending claim. Loss first: an
+    approval is refused (409: verify it first), a denial rejects it with the claim. Decision
+    first: the loss is recorded rejected, as submitted after the decision. Never a decided
+    claim with a loss nobody will ever look at. Each order alone, then both at once."""
+    adjuster = tokens.adjuster("decider", "5000000")
+    body = {} if decision == "approve" else {"reason": "not a covered event"}
+    decided_status = "approved" if decision == "approve" else "denied"
+    async with running(quiet_payout, wait_for_consumer=False) as client:
+
+        async def pending_claim() -> tuple[IncidentStory, str]:
+            incident = await reported_incident(
+                quiet_payout, sections={IR: SectionTerms(sublimit=Decimal("5000000"))})
+            await apply(quiet_payout, incident.completed({IR: "250000"}))
+            return incident, await _claim_id(client, adjuster, incident)
+
+        async def decide(claim_id: str) -> int:
+            response = await client.post(f"/v1/claims/{claim_id}/{decision}", headers=adjuster,
+                                         json=body)
+            return response.status_code
+
+        async def outcome(incident: IncidentStory, loss_id: uuid.UUID) -> tuple[str, str, str]:
+            claim = (await client.get(f"/v1/incidents/{incident.incident_id}/claim",
+                                      headers=adjuster)).json()
+            [item] = [i for i in claim["losses"] if i["id"] == str(loss_id)]
+            return claim["status"], item["state"], item["note"] or ""
+
+        loss_first = (("pending_approval", "unverified", "") if decision == "approve" else
+                      (decided_status, "rejected", "the claim was denied: not a covered event"))
+        decision_first = (decided_status, "rejected",
+                          f"submitted after the claim was {decided_status}: it is not part of "
+                          "this claim's decision")
+
+        incident, claim_id = await pending_claim()
+        loss = incident.submitted(IR, amount="40000")
+        await apply(quiet_payout, loss)
+        assert await decide(claim_id) == (409 if decision == "approve" else 200)
+        assert await outcome(incident, loss.loss_id) == loss_first
+
+        incident, claim_id = await pending_claim()
+        loss = incident.submitted(IR, amount="40000")
+        assert await decide(claim_id) == 200
+        await apply(quiet_payout, loss)
+        assert await outcome(incident, loss.loss_id) == decision_first
+
+        for iteration in range(2 * ITERATIONS):
+            incident, claim_id = await pending_claim()
+            loss = incident.submitted(IR, amount="40000")
+            first, second = ((decide(claim_id), apply(quiet_payout, loss)) if iteration % 2 == 0
+                             else (apply(quiet_payout, loss), decide(claim_id)))
+            await asyncio.gather(first, second)
+            assert await outcome(incident, loss.loss_id) in (loss_first, decision_first), iteration
+
+
 # --- the safety net -------------------------------------------------------------------------------
 
 
