@@ -13,11 +13,17 @@ from sqlalchemy.exc import IntegrityError
 
 from services.payout import assessment as engine
 from services.payout.adjusters import within_authority
-from services.payout.assessing import _approve, _close, _losses, _reassess_limits
+from services.payout.assessing import (
+    _approve,
+    _close,
+    _losses,
+    _reassess_limits,
+    unverified_losses,
+)
 from services.payout.assessment import LossState
 from services.payout.claims import approvals_of, latest_assessment
 from services.payout.context import ClaimStatus, Context, _adjuster, locked_claim
-from services.payout.losses import assessed_as_they_are, unverified_losses
+from services.payout.losses import assessed_as_they_are
 from services.payout.models import Approval, Claim, Policy
 from services.payout.schemas import ApproveIn, DenyIn
 from shared.auth import Principal

@@ -185,6 +185,10 @@ def _late_remediation_note(status: str, overdue: set[Control], at: datetime) -> 
             f"{status} with this question asked. Review the decision.")
 
 
+async def unverified_losses(uow: UnitOfWork, claim: Claim) -> list[LossItem]:
+    return [item for item in await _losses(uow, claim) if item.state == LossState.unverified]
+
+
 async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,
                           requested_by: str = SYSTEM) -> Assessment | None:
     """Assess once the response is complete and no loss item awaits verification."""
@@ -291,10 +295,16 @@ async def _approve(uow: UnitOfWork, ctx: Context, claim: Claim, policy: Policy,
 
 async def assess_claim(uow: UnitOfWork, ctx: Context, principal: Principal,
                        claim_id: uuid.UUID) -> Claim:
-    """An adjuster asks for an assessment now (unverified items simply do not count)."""
+    """An adjuster asks for an assessment now. Not while a loss awaits verification: an
+    assessment that left it out could be approved, automatically too, and the loss would never
+    be decided (docs/approvals.md, "A loss submitted after the assessment")."""
     claim = await locked_claim(uow, claim_id)
     if claim.status not in ASSESSABLE:
         raise Conflict(f"claim is {claim.status}; only open or pending claims are assessed")
+    waiting = await unverified_losses(uow, claim)
+    if waiting:
+        raise Conflict(f"{len(waiting)} loss item(s) await verification: verify or reject them "
+                       "first")
     try:
         await _assess(uow, ctx, claim, None, _adjuster(principal))
     except _NotReady as exc:

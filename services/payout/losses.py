@@ -63,10 +63,6 @@ async def record_submitted_loss(uow: UnitOfWork, ctx: Context, event: LossSubmit
     claim.updated_at = now
 
 
-async def unverified_losses(uow: UnitOfWork, claim: Claim) -> list[LossItem]:
-    return [item for item in await _losses(uow, claim) if item.state == LossState.unverified]
-
-
 def assessed_as_they_are(assessment: Assessment, items: list[LossItem]) -> bool:
     """Whether `assessment` saw every loss item as it is now (each item's state and verified
     figure): a loss submitted and verified since, that could not be assessed yet (a per-hour

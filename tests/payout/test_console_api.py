@@ -266,6 +266,9 @@ async def test_a_loss_submitted_on_a_pending_claim_is_verified_before_any_approv
         refused = await api.post(f"/v1/claims/{claim}/approve", headers=adjuster, json={})
         assert refused.status_code == 409
         assert "verify or reject them first" in refused.json()["detail"]
+        leaving_it_out = await api.post(f"/v1/claims/{claim}/assess", headers=adjuster)
+        assert leaving_it_out.status_code == 409
+        assert "verify or reject them first" in leaving_it_out.json()["detail"]
 
         verified = await api.post(f"/v1/claims/{claim}/losses/{loss.loss_id}/verify",
                                   headers=adjuster, json={"note": "invoice checked"})
