@@ -47,14 +47,15 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
     claim = await locked_claim(uow, claim_id)
     if claim.status != ClaimStatus.pending_approval:
         raise Conflict(f"claim is {claim.status}, not pending approval")
-    waiting = await unverified_losses(uow, claim)
+    items = await _losses(uow, claim)
+    waiting = [item for item in items if item.state == LossState.unverified]
     if waiting:
         raise Conflict(f"{len(waiting)} loss item(s) submitted since the assessment await "
                        "verification: verify or reject them first, and the claim is assessed "
                        "again")
     current = await latest_assessment(uow, claim)
     assert current is not None, "a pending claim has an assessment"
-    if not assessed_as_they_are(current, await _losses(uow, claim)):
+    if not assessed_as_they_are(current, items):
         raise Conflict("the claim's losses changed since its assessment and it could not be "
                        "assessed again yet: set the outage hours its per-hour loss needs")
     amount = body.amount if body.amount is not None else current.payable
