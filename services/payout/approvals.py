@@ -57,7 +57,8 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
     assert current is not None, "a pending claim has an assessment"
     if not assessed_as_they_are(current, items):
         raise Conflict("the claim's losses changed since its assessment and it could not be "
-                       "assessed again yet: set the outage hours its per-hour loss needs")
+                       "assessed again yet: the verification queue says what it needs (the "
+                       "outage hours of a per-hour loss)")
     amount = body.amount if body.amount is not None else current.payable
     if amount <= ZERO:
         raise Unprocessable("nothing to approve: deny the claim instead", field="amount")

@@ -43,7 +43,8 @@ class _Needs:
     losses: ColumnElement[bool]
     """a loss item to verify or reject"""
     outage: ColumnElement[bool]
-    """a per-hour loss and no outage figure"""
+    """a per-hour loss whose worth follows the outage (none verified at an amount), and no
+    outage figure"""
 
     @classmethod
     def of_claim(cls) -> _Needs:
@@ -51,7 +52,8 @@ class _Needs:
                                                LossItem.state == LossState.unverified).exists()
         per_hour = select(LossItem.id).where(LossItem.claim_id == Claim.id,
                                              LossItem.hourly_loss.is_not(None),
-                                             LossItem.state != LossState.rejected).exists()
+                                             LossItem.state != LossState.rejected,
+                                             LossItem.verified_amount.is_(None)).exists()
         return cls(losses=unverified,
                    outage=and_(per_hour, Claim.outage_started_at.is_(None),
                                Claim.adjuster_outage_minutes.is_(None)))
@@ -85,8 +87,8 @@ async def queue(uow: UnitOfWork, principal: Principal, name: str, *, search: str
     approved_by_me = select(Approval.id).where(
         Approval.assessment_id == Claim.latest_assessment_id,
         Approval.adjuster == _adjuster(principal)).exists()
-    mine = (and_(Claim.payable <= ceiling, ~approved_by_me) if ceiling is not None
-            else literal(False))
+    mine = (and_(Claim.payable <= ceiling, ~approved_by_me, ~needs.losses)
+            if ceiling is not None else literal(False))
     where: list[ColumnElement[bool]]
     order: list[ColumnElement[Any] | InstrumentedAttribute[Any]]
     if name == "verification":

@@ -263,6 +263,8 @@ async def test_a_loss_submitted_on_a_pending_claim_is_verified_before_any_approv
             (str(loss.incident_id), "pending_approval", ["verify_losses"])]
         claim = verification["items"][0]["id"]
         before = (await api.get(f"/v1/claims/{claim}", headers=adjuster)).json()
+        approval = await _queue(api, adjuster, "approval", q=holder)
+        assert [i["mine"] for i in approval["items"]] == [False]  # not approvable yet
         refused = await api.post(f"/v1/claims/{claim}/approve", headers=adjuster, json={})
         assert refused.status_code == 409
         assert "verify or reject them first" in refused.json()["detail"]
@@ -277,6 +279,8 @@ async def test_a_loss_submitted_on_a_pending_claim_is_verified_before_any_approv
         assert after["assessment_id"] != before["assessment_id"]
         assert after["payable"] == "120000.00"
         assert (await _queue(api, adjuster, "verification", q=holder))["items"] == []
+        approval = await _queue(api, adjuster, "approval", q=holder)
+        assert [i["mine"] for i in approval["items"]] == [True]
         approved = await api.post(f"/v1/claims/{claim}/approve", headers=adjuster, json={})
         assert approved.status_code == 200 and approved.json()["status"] == "approved"
 
@@ -301,7 +305,7 @@ async def test_a_per_hour_loss_on_a_pending_claim_waits_for_its_outage_before_an
             ("pending_approval", ["set_outage"])]
         refused = await api.post(f"/v1/claims/{claim}/approve", headers=adjuster, json={})
         assert refused.status_code == 409
-        assert "set the outage hours" in refused.json()["detail"]
+        assert "the outage hours of a per-hour loss" in refused.json()["detail"]
 
         outage = await api.put(f"/v1/claims/{claim}/outage", headers=adjuster,
                                json={"outage_hours": "30", "note": "ERP logs"})
