@@ -18,7 +18,8 @@ from services.payout.assessing import (
     _close,
     _losses,
     _reassess_limits,
-    unverified_losses,
+    record_verdict,
+    unverified,
 )
 from services.payout.assessment import LossState
 from services.payout.claims import approvals_of, latest_assessment
@@ -48,7 +49,7 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
     if claim.status != ClaimStatus.pending_approval:
         raise Conflict(f"claim is {claim.status}, not pending approval")
     items = await _losses(uow, claim)
-    waiting = [item for item in items if item.state == LossState.unverified]
+    waiting = unverified(items)
     if waiting:
         raise Conflict(f"{len(waiting)} loss item(s) submitted since the assessment await "
                        "verification: verify or reject them first, and the claim is assessed "
@@ -108,9 +109,9 @@ async def deny(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uu
         raise Conflict(f"claim is {claim.status}, not pending approval")
     await within_authority(uow, principal, claim.payable or ZERO, "denying a claim whose payable is")
     now = ctx.clock.now()
-    for item in await unverified_losses(uow, claim):  # a denial decides them too
-        item.state, item.decided_by, item.decided_at = LossState.rejected, _adjuster(principal), now
-        item.note = f"the claim was denied: {body.reason}"
+    for item in unverified(await _losses(uow, claim)):  # a denial decides them too
+        record_verdict(item, LossState.rejected, by=_adjuster(principal), at=now,
+                       note=f"the claim was denied: {body.reason}")
     _close(claim, now, _adjuster(principal), body.reason, status=ClaimStatus.denied)
     ctx.outbox.add(uow.session, ClaimDenied(incident_id=claim.incident_id, org_id=claim.org_id,
                                             claim_id=claim.id, at=now,

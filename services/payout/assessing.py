@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -185,8 +186,14 @@ def _late_remediation_note(status: str, overdue: set[Control], at: datetime) -> 
             f"{status} with this question asked. Review the decision.")
 
 
-async def unverified_losses(uow: UnitOfWork, claim: Claim) -> list[LossItem]:
-    return [item for item in await _losses(uow, claim) if item.state == LossState.unverified]
+def unverified(items: Iterable[LossItem]) -> list[LossItem]:
+    """The loss items that still await an adjuster's verdict."""
+    return [item for item in items if item.state == LossState.unverified]
+
+
+def record_verdict(item: LossItem, state: str, *, by: str, at: datetime, note: str) -> None:
+    """A loss item's verdict (verified or rejected): who gave it, when and why."""
+    item.state, item.note, item.decided_by, item.decided_at = state, note, by, at
 
 
 async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: Envelope | None,
@@ -195,7 +202,7 @@ async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: En
     if claim.status not in ASSESSABLE or claim.response_completed_at is None:
         return None
     losses = await _losses(uow, claim)
-    if any(item.state == LossState.unverified for item in losses):
+    if unverified(losses):
         return None
     try:
         return await _assess(uow, ctx, claim, cause, requested_by, losses)
@@ -301,7 +308,7 @@ async def assess_claim(uow: UnitOfWork, ctx: Context, principal: Principal,
     claim = await locked_claim(uow, claim_id)
     if claim.status not in ASSESSABLE:
         raise Conflict(f"claim is {claim.status}; only open or pending claims are assessed")
-    waiting = await unverified_losses(uow, claim)
+    waiting = unverified(await _losses(uow, claim))
     if waiting:
         raise Conflict(f"{len(waiting)} loss item(s) await verification: verify or reject them "
                        "first")

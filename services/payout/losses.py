@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from services.payout import assessment as engine
 from services.payout.adjusters import within_authority
-from services.payout.assessing import _losses, assess_if_ready, outage_minutes
+from services.payout.assessing import _losses, assess_if_ready, outage_minutes, record_verdict
 from services.payout.assessment import LossSource, LossState
 from services.payout.claims import _claim_for_incident
 from services.payout.context import (
@@ -54,9 +54,9 @@ async def record_submitted_loss(uow: UnitOfWork, ctx: Context, event: LossSubmit
         submitted_at=event.submitted_at,
     )
     if claim.status not in ASSESSABLE:
-        item.state, item.decided_by, item.decided_at = LossState.rejected, SYSTEM, now
-        item.note = (f"submitted after the claim was {claim.status.replace('_', ' ')}: it is "
-                     "not part of this claim's decision")
+        record_verdict(item, LossState.rejected, by=SYSTEM, at=now,
+                       note=f"submitted after the claim was {claim.status.replace('_', ' ')}: "
+                            "it is not part of this claim's decision")
         log.warning("loss %s arrived after claim %s was %s; recorded as rejected", item.id,
                     claim.id, claim.status)
     uow.session.add(item)
@@ -136,10 +136,7 @@ async def _decide_loss(uow: UnitOfWork, ctx: Context, principal: Principal, clai
                        item: LossItem, state: str, note: str) -> Claim:
     """Record an adjuster's verdict on a loss item, then assess the claim if it is now ready."""
     now = ctx.clock.now()
-    item.state = state
-    item.note = note
-    item.decided_by = _adjuster(principal)
-    item.decided_at = now
+    record_verdict(item, state, by=_adjuster(principal), at=now, note=note)
     claim.updated_at = now
     await uow.session.flush()
     await assess_if_ready(uow, ctx, claim, None, _adjuster(principal))
