@@ -480,6 +480,20 @@ class ClaimClosedWithoutPayment(ClaimEvent):
     reason: str
 
 
+class LateLossRejected(ClaimEvent):
+    """A policyholder's loss that reached payout after the claim was decided: it crossed the
+    decision on its way (intake refuses a loss once it knows of the decision). It is not part
+    of the decision, and the policyholder, whose submission was accepted, is told why."""
+
+    event_type = "cyberclaims.claim.late_loss_rejected.v1"
+    loss_id: uuid.UUID
+    section: Section
+    amount: Money | None
+    hourly_loss: Money | None
+    claim_status: str
+    reason: str
+
+
 class PaymentEvent(ClaimEvent):
     payment_id: uuid.UUID
     amount: Money

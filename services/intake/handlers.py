@@ -26,6 +26,7 @@ from shared.events import (
     JobDispatched,
     JobExpired,
     JobUnassigned,
+    LateLossRejected,
     PaymentFailed,
     PaymentSucceeded,
 )
@@ -76,6 +77,9 @@ def _describe(event: Event) -> tuple[str, str | None, datetime, str]:
         case ClaimClosedWithoutPayment():
             return ("claim.closed_without_payment", "closed_without_payment", event.at,
                     f"Claim closed without payment: {event.reason}")
+        case LateLossRejected():
+            return ("claim.late_loss_rejected", None, event.at,
+                    f"Loss {event.loss_id} rejected: {event.reason}")
         case PaymentSucceeded():
             return ("payment.succeeded", "paid", event.at,
                     f"Paid {event.amount} {event.currency}")
@@ -120,7 +124,7 @@ async def _locked_incident(session: AsyncSession, incident_id: uuid.UUID) -> Inc
 TIMELINE_EVENTS: tuple[type[Event], ...] = (
     IncidentTriaged, JobDispatched, JobExpired, JobUnassigned, IncidentResponseCompleted,
     ClaimPendingApproval, ClaimApproved, ClaimDenied, ClaimClosedWithoutPayment,
-    PaymentSucceeded, PaymentFailed,
+    LateLossRejected, PaymentSucceeded, PaymentFailed,
 )
 
 

@@ -30,6 +30,7 @@ from shared.events import (
     JobDispatched,
     JobExpired,
     JobUnassigned,
+    LateLossRejected,
     PaymentFailed,
     PaymentSucceeded,
     RemediationDueSoon,
@@ -108,6 +109,9 @@ ROUTES: Mapping[str, Rule] = {
     )),
     ClaimClosedWithoutPayment.event_type: Rule("claim closed without payment", (
         Route(Audience.policyholder, "claim_closed_without_payment"),
+    )),
+    LateLossRejected.event_type: Rule("loss submitted after the claim's decision, rejected", (
+        Route(Audience.policyholder, "late_loss_rejected"),
     )),
     PaymentSucceeded.event_type: Rule("payment made", (
         Route(Audience.policyholder, "payment_succeeded"),

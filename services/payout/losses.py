@@ -28,7 +28,7 @@ from services.payout.models import Assessment, Claim, LossItem, Policy
 from services.payout.schemas import OutageIn, RejectLossIn, VerifyLossIn
 from shared.auth import Principal
 from shared.db import UnitOfWork
-from shared.events import Envelope, LossSubmitted, PolicyTerms
+from shared.events import Envelope, LateLossRejected, LossSubmitted, PolicyTerms
 from shared.money import ZERO
 from shared.problems import Conflict, NotFound, Unprocessable
 
@@ -40,8 +40,8 @@ async def record_submitted_loss(uow: UnitOfWork, ctx: Context, event: LossSubmit
     """A policyholder's loss awaits an adjuster's verification, which the claim's approval
     then waits for. One that arrives after the claim was decided (intake refuses them once it
     knows; this one crossed the decision on its way) cannot change what was decided: it is
-    kept, rejected with the reason, for an adjuster to take up outside this claim. The claim
-    is locked, so a decision and a loss racing each other are one of the two orders."""
+    kept, rejected with the reason, and the policyholder is told (`LateLossRejected`). The
+    claim is locked, so a decision and a loss racing each other are one of the two orders."""
     claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
                                       event.policy_number, envelope)
     if await uow.session.get(LossItem, event.loss_id) is not None:
@@ -54,9 +54,13 @@ async def record_submitted_loss(uow: UnitOfWork, ctx: Context, event: LossSubmit
         submitted_at=event.submitted_at,
     )
     if claim.status not in ASSESSABLE:
-        record_verdict(item, LossState.rejected, by=SYSTEM, at=now,
-                       note=f"submitted after the claim was {claim.status.replace('_', ' ')}: "
-                            "it is not part of this claim's decision")
+        reason = (f"submitted after the claim was {claim.status.replace('_', ' ')}: it is not "
+                  "part of this claim's decision")
+        record_verdict(item, LossState.rejected, by=SYSTEM, at=now, note=reason)
+        ctx.outbox.add(uow.session, LateLossRejected(
+            incident_id=claim.incident_id, org_id=claim.org_id, claim_id=claim.id, at=now,
+            loss_id=item.id, section=event.section, amount=event.amount,
+            hourly_loss=event.hourly_loss, claim_status=claim.status, reason=reason))
         log.warning("loss %s arrived after claim %s was %s; recorded as rejected", item.id,
                     claim.id, claim.status)
     uow.session.add(item)

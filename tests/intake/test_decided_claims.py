@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.intake.handlers import record_on_timeline
-from shared.events import ClaimApproved, Envelope
+from shared.events import ClaimApproved, ClaimEvent, Envelope, LateLossRejected, Section
 from shared.service import Runtime
 from tests.intake.conftest import register, report, sql_value
 from tests.support.service import Tokens, running
@@ -30,9 +30,14 @@ ROUNDS = 15
 
 async def decide(app: FastAPI, incident_id: str, org_id: str) -> None:
     """The claim's approval, applied as intake's consumer applies it."""
-    event = ClaimApproved(incident_id=uuid.UUID(incident_id), org_id=org_id,
-                          claim_id=uuid.uuid4(), at=datetime.now(UTC), amount=Decimal("90000"),
-                          approvers=["adjuster:test"], automatic=False, reason=None)
+    await apply(app, ClaimApproved(incident_id=uuid.UUID(incident_id), org_id=org_id,
+                                   claim_id=uuid.uuid4(), at=datetime.now(UTC),
+                                   amount=Decimal("90000"), approvers=["adjuster:test"],
+                                   automatic=False, reason=None))
+
+
+async def apply(app: FastAPI, event: ClaimEvent) -> None:
+    """A claim's event, applied as intake's consumer applies it."""
     runtime: Runtime = app.state.runtime
     async with runtime.uow() as uow:
         await record_on_timeline(uow, event, Envelope.wrap(event, source="/cyberclaims/payout",
@@ -91,3 +96,27 @@ async def test_a_loss_and_the_decision_at_once_are_one_order_or_the_other(
         stored = await sql_value(db, "SELECT count(*) FROM losses WHERE incident_id = :id",
                                  id=uuid.UUID(incident_id))
         assert (response.status_code, stored) in ((201, 1), (409, 0)), round_
+
+
+async def test_a_loss_payout_rejected_as_late_is_on_the_timeline_and_the_status_stays(
+    holder: tuple[FastAPI, httpx.AsyncClient, dict[str, Any]],
+) -> None:
+    """A loss that crossed the decision on its way: payout rejects it and says so
+    (`LateLossRejected`); the policyholder reads why on the incident, whose claim stays
+    decided as it was."""
+    app, client, insured = holder
+    incident_id = await report(client, insured)
+    assert (await submit(client, insured, incident_id)).status_code == 201
+    await decide(app, incident_id, insured["org_id"])
+    loss_id = uuid.uuid4()
+    reason = "submitted after the claim was approved: it is not part of this claim's decision"
+    await apply(app, LateLossRejected(
+        incident_id=uuid.UUID(incident_id), org_id=insured["org_id"], claim_id=uuid.uuid4(),
+        at=datetime.now(UTC), loss_id=loss_id, section=Section.incident_response,
+        amount=Decimal("18000"), hourly_loss=None, claim_status="approved", reason=reason))
+
+    incident = (await client.get(f"/v1/incidents/{incident_id}",
+                                 headers=insured["headers"])).json()
+    assert incident["status"] == "claim_approved"
+    [entry] = [e for e in incident["timeline"] if e["type"] == "claim.late_loss_rejected"]
+    assert entry["summary"] == f"Loss {loss_id} rejected: {reason}"

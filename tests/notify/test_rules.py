@@ -61,7 +61,7 @@ SAMPLE = {
     "reason": "no capacity", "findings": [], "attribution": "criminal", "claim_id": "c-1",
     "payable": "100.00", "approvals_required": 1, "coverage_questions": [], "amount": "100.00",
     "currency": "CNY", "provider_reference": "ref-1", "payment_id": "p-1", "error": "timeout",
-    "attempts": 8, "minutes_left": 60, "adjuster": "a-1",
+    "attempts": 8, "minutes_left": 60, "adjuster": "a-1", "loss_id": "l-1",
     "consumer": "payout", "dead_event_id": "e-1", "dead_event_type": "x", "marked": ["claim c-1"],
     "kind": "exposed_service", "description": "RDP <b>open</b>", "tier": "D",
     "item": {"title": "RDP <b>open</b>", "control": "no_exposed_rdp_or_smb",

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -44,7 +44,8 @@ from tests.support.kafka import publish
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, *, lifespan: str = "off") -> AsyncIterator[str]:
+async def serving(app: FastAPI, *, lifespan: Literal["auto", "on", "off"] = "off"
+                  ) -> AsyncIterator[str]:
     """Serve `app` over real HTTP on a free port in this event loop; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan=lifespan,

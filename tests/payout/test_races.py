@@ -21,11 +21,25 @@ from sqlalchemy import select
 from cyberclaims.doctor import STALE_SECONDS, service_health
 from services.payout.app import create_app
 from services.payout.context import Context
-from services.payout.models import Assessment, Claim, Incident, LossItem, Payment, Policy
+from services.payout.models import (
+    Assessment,
+    Claim,
+    Incident,
+    LossItem,
+    Outbox,
+    Payment,
+    Policy,
+)
 from services.payout.safety_net import StuckClaimsAndPayments, unassessed_ready_claims
 from services.payout.settings import PayoutSettings
 from shared.clock import ManualClock
-from shared.events import PolicyRegistered, PolicyUpdated, Section, SectionTerms
+from shared.events import (
+    LateLossRejected,
+    PolicyRegistered,
+    PolicyUpdated,
+    Section,
+    SectionTerms,
+)
 from shared.repairs import STUCK_REPAIRED
 from shared.service import Runtime
 from shared.settings import PlatformSettings
@@ -175,29 +189,39 @@ async def test_a_loss_and_the_claims_decision_at_once_never_leave_the_loss_undec
                                          json=body)
             return response.status_code
 
-        async def outcome(incident: IncidentStory, loss_id: uuid.UUID) -> tuple[str, str, str]:
+        async def outcome(incident: IncidentStory, loss_id: uuid.UUID
+                          ) -> tuple[str, str, str, list[str]]:
+            """The claim's status, the loss's state and note, and the loss ids of the
+            `LateLossRejected` events staged for the policyholder."""
             claim = (await client.get(f"/v1/incidents/{incident.incident_id}/claim",
                                       headers=adjuster)).json()
             [item] = [i for i in claim["losses"] if i["id"] == str(loss_id)]
-            return claim["status"], item["state"], item["note"] or ""
+            async with quiet_payout.state.runtime.uow() as uow:
+                told = (await uow.session.scalars(select(Outbox.envelope).where(
+                    Outbox.event_type == LateLossRejected.event_type,
+                    Outbox.partition_key == str(incident.incident_id)))).all()
+            return (claim["status"], item["state"], item["note"] or "",
+                    [envelope["data"]["loss_id"] for envelope in told])
 
         loss_first = (("pending_approval", "unverified", "") if decision == "approve" else
                       (decided_status, "rejected", "the claim was denied: not a covered event"))
-        decision_first = (decided_status, "rejected",
-                          f"submitted after the claim was {decided_status}: it is not part of "
-                          "this claim's decision")
+
+        def decision_first(loss_id: uuid.UUID) -> tuple[str, str, str, list[str]]:
+            return (decided_status, "rejected",
+                    f"submitted after the claim was {decided_status}: it is not part of this "
+                    "claim's decision", [str(loss_id)])
 
         incident, claim_id = await pending_claim()
         loss = incident.submitted(IR, amount="40000")
         await apply(quiet_payout, loss)
         assert await decide(claim_id) == (409 if decision == "approve" else 200)
-        assert await outcome(incident, loss.loss_id) == loss_first
+        assert await outcome(incident, loss.loss_id) == (*loss_first, [])
 
         incident, claim_id = await pending_claim()
         loss = incident.submitted(IR, amount="40000")
         assert await decide(claim_id) == 200
         await apply(quiet_payout, loss)
-        assert await outcome(incident, loss.loss_id) == decision_first
+        assert await outcome(incident, loss.loss_id) == decision_first(loss.loss_id)
 
         for iteration in range(2 * ITERATIONS):
             incident, claim_id = await pending_claim()
@@ -205,7 +229,8 @@ async def test_a_loss_and_the_claims_decision_at_once_never_leave_the_loss_undec
             first, second = ((decide(claim_id), apply(quiet_payout, loss)) if iteration % 2 == 0
                              else (apply(quiet_payout, loss), decide(claim_id)))
             await asyncio.gather(first, second)
-            assert await outcome(incident, loss.loss_id) in (loss_first, decision_first), iteration
+            assert await outcome(incident, loss.loss_id) in (
+                (*loss_first, []), decision_first(loss.loss_id)), iteration
 
 
 # --- the safety net -------------------------------------------------------------------------------
