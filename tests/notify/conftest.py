@@ -51,13 +51,26 @@ FAST = {
 
 @dataclass
 class Mailbox:
+    """The session's maildir. Each message is parsed once (again only if its size changed: the
+    sink may still be writing it): tests poll it from the event loop notify runs in, and
+    parsing the whole session's mail on every poll starved notify once the maildir held a
+    few thousand messages."""
+
     host: str
     port: int
     maildir: Path
+    _parsed: dict[Path, tuple[int, EmailMessage]] = field(default_factory=dict, repr=False)
 
     def messages(self) -> list[EmailMessage]:
-        return [message_from_bytes(path.read_bytes(), policy=default)
-                for path in sorted(self.maildir.glob("*.eml"))]
+        found = []
+        for path in sorted(self.maildir.glob("*.eml")):
+            size = path.stat().st_size
+            cached = self._parsed.get(path)
+            if cached is None or cached[0] != size:
+                cached = (size, message_from_bytes(path.read_bytes(), policy=default))
+                self._parsed[path] = cached
+            found.append(cached[1])
+        return found
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages() if address in str(m["To"])]

@@ -65,11 +65,17 @@ def hs256_signed(claims: dict[str, object], key: bytes, kid: str) -> str:
 
 
 def test_platform(bootstrap: str, **overrides: object) -> PlatformSettings:
-    """Rate limits are off unless a test turns them on: every test client is one address."""
+    """Rate limits are off unless a test turns them on: every test client is one address.
+
+    The session timeout is Tansu's shortest useful one: each test starts a service whose group
+    the previous test's app has just left, and Tansu keeps a member that left until its
+    session expires, then rebalances. At 2 s the new member joined, then lost its partitions
+    to that rebalance for seconds (notify's mail tests waited 20 s for nothing); at 1 s it
+    joins in about a second, with the old member already gone."""
     settings: dict[str, object] = {"jwks_url": provider_jwks_url(), "jwt_issuer": TEST_ISSUER,
                                    "rate_limits": False, **overrides}
     return PlatformSettings(env=Environment.test, kafka_bootstrap=bootstrap,
-                            kafka_session_timeout_ms=2000, outbox_poll_seconds=0.2,
+                            kafka_session_timeout_ms=1000, outbox_poll_seconds=0.2,
                             **settings)  # type: ignore[arg-type]
 
 
