@@ -35,7 +35,10 @@ async def test_the_policyholder_is_told_of_a_loss_rejected_as_late(
         return [m for m in messages if str(late.loss_id) in m.get_body(("plain",)).get_content()]
 
     async with running(make_notify()) as notify:
+        # notify learns the policyholder's address from the report, long before any decision
+        # in life; the two topics' events may be applied in either order, so wait for it
         await emit(broker, incident, source="/cyberclaims/intake")
+        await wait_until(lambda: mailbox.to(contact))
         await emit(broker, late, source="/cyberclaims/payout")
         [mail] = await wait_until(lambda: told(mailbox.to(contact)))
 
