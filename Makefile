@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite on two workers, one per core; tests/conftest.py (SuiteScheduling) says how they
+# share it.
+WORKERS := -n 2
 
 .PHONY: install lock run test test-fast lint bench demo clean
 
@@ -36,10 +39,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services cyberclaims bench
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m 'not bench' --durations=20
+	$(BIN)/python -m pytest -m 'not bench' $(WORKERS) --durations=20
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m 'not slow and not bench'
+	$(BIN)/python -m pytest -m 'not slow and not bench' $(WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from xdist.remote import Producer
+from xdist.scheduler import LoadScopeScheduling
 
 from shared.migrations import migrate
 from shared.settings import PlatformSettings
@@ -16,6 +18,28 @@ from tests.support.infra import (
     test_database_name,
 )
 from tests.support.service import Tokens, test_platform
+
+# The suites that start a whole system of processes (broker, every service, stand-ins), or
+# `make run`'s stack (its supervisor, its embedded PostgreSQL).
+WHOLE_SYSTEM_SUITES = ("tests/chaos/", "tests/e2e/", "tests/security/live/",
+                       "tests/security/ratelimit/", "tests/reliability/test_dev_supervisor.py",
+                       "tests/reliability/test_dev_postgres.py")
+
+
+class SuiteScheduling(LoadScopeScheduling):
+    """How `make test`'s two workers (`-n 2`) share the suite: each module goes whole to one
+    worker, so its fixtures start once, and the whole-system suites all go to the same worker,
+    one after the other: two whole systems at once on two cores would starve each other's
+    consumers past the deadlines the suites wait on."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return "whole-system" if module.startswith(WHOLE_SYSTEM_SUITES) else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> SuiteScheduling:
+    return SuiteScheduling(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -115,6 +115,9 @@ async def test_an_operator_requests_an_assessment_once_at_a_time(desk: Desk) -> 
 
 async def test_a_renewal_asks_for_a_new_assessment(desk: Desk) -> None:
     terms, _ = await desk.assessed(in_place=list(Control))
+    # the renewal comes later: on a clock standing still both assessments would have the same
+    # requested_at, and "the latest" would be whichever PostgreSQL happened to return first
+    desk.clock.advance(timedelta(days=1))
     renewed = terms.model_copy(update={"period_start": terms.period_end,
                                        "period_end": terms.period_end + timedelta(days=365)})
     await desk.publish(PolicyUpdated(policy=renewed, version=2), POLICIES.name,
