@@ -121,8 +121,17 @@ async def test_an_assessment_job_expires_after_72_hours_and_goes_to_the_next_ven
     _, assessment_id = await desk.policy(region=region)
     job = await dispatched(desk, assessment_id, first)
     context: TriageContext = app.state.runtime.resources[TRIAGE_CONTEXT]
+
+    async def offer() -> tuple[str, str, int]:
+        """The job as triage holds it: a pass expires every test's jobs due by the clock, so
+        this one is judged by its own state, not by the pass's count."""
+        found = (await jobs.get(f"/v1/jobs/{job['job_id']}",
+                                headers=desk.tokens.operator())).json()
+        return found["status"], found["vendor_id"], found["attempt"]
+
     desk.clock.advance(timedelta(hours=72))
-    assert (await run_timer_pass(app.state.runtime.uow, context)).expired == 0
+    await run_timer_pass(app.state.runtime.uow, context)
+    assert await offer() == ("dispatched", first, 1)
     desk.clock.advance(timedelta(seconds=1))
     assert (await run_timer_pass(app.state.runtime.uow, context)).expired >= 1
     await wait_for_events(desk.broker, RESPONSE.name,
