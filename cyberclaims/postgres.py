@@ -58,15 +58,21 @@ def unprivileged() -> Callable[[], None] | None:
     inside = pwd.getpwnam("nobody")
     outside_uid, outside_gid = os.getuid(), os.getgid()
     libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child only calls it
+    # Prepared here too: the child only makes system calls (os.open, os.write), no text I/O,
+    # which in a child forked from a threaded process may meet a lock another thread held.
+    maps = [(f"/proc/self/{name}", line.encode()) for name, line in (
+        ("setgroups", "deny"), ("uid_map", f"{inside.pw_uid} {outside_uid} 1"),
+        ("gid_map", f"{inside.pw_gid} {outside_gid} 1"))]
 
     def enter() -> None:
         if libc.unshare(CLONE_NEWUSER) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUSER)")
-        for name, line in (("setgroups", "deny"),
-                           ("uid_map", f"{inside.pw_uid} {outside_uid} 1"),
-                           ("gid_map", f"{inside.pw_gid} {outside_gid} 1")):
-            with open(f"/proc/self/{name}", "w") as file:
-                file.write(line)
+        for path, line in maps:
+            descriptor = os.open(path, os.O_WRONLY)
+            try:
+                os.write(descriptor, line)
+            finally:
+                os.close(descriptor)
 
     return enter
 
