@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,18 @@ E2E_ENV = {
     "PAYOUT_PAYMENT_POLL_SECONDS": "0.2",
     "INSIGHTS_MIN_ORGANISATIONS": "2",  # the simulated book of tests/e2e/test_insights.py is small
 }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test shows the system's last output (its warnings and errors): a report that
+    never reached the vendor says where it stopped."""
+    report = yield
+    system = getattr(item, "funcargs", {}).get("system")
+    if report.failed and isinstance(system, System):
+        report.sections.append(("the system's last output", system.logs()))
+    return report
 
 
 @pytest.fixture(scope="module")
