@@ -76,6 +76,13 @@ async def dispatched(desk: Desk, assessment_id: uuid.UUID, vendor_id: str) -> di
     return event.data
 
 
+async def triage_job(jobs: httpx.AsyncClient, desk: Desk, job_id: str) -> dict[str, Any]:
+    """The job as triage holds it, read by an operator."""
+    job: dict[str, Any] = (await jobs.get(f"/v1/jobs/{job_id}",
+                                          headers=desk.tokens.operator())).json()
+    return job
+
+
 async def test_policy_to_assessed_through_triage(
         desk: Desk, triage: tuple[FastAPI, httpx.AsyncClient], region: str) -> None:
     _, jobs = triage
@@ -105,8 +112,7 @@ async def test_policy_to_assessed_through_triage(
     assert (response.json()["score"], response.json()["tier"]) == (95, "A")
 
     async def completed() -> bool:
-        found = await jobs.get(f"/v1/jobs/{job['job_id']}", headers=desk.tokens.operator())
-        return found.json()["status"] == "completed"
+        return (await triage_job(jobs, desk, job["job_id"]))["status"] == "completed"
 
     await eventually(completed, what="triage completes the assessment job")
     vendors = (await jobs.get("/v1/vendors", headers=desk.tokens.operator())).json()
@@ -122,16 +128,11 @@ async def test_an_assessment_job_expires_after_72_hours_and_goes_to_the_next_ven
     job = await dispatched(desk, assessment_id, first)
     context: TriageContext = app.state.runtime.resources[TRIAGE_CONTEXT]
 
-    async def offer() -> tuple[str, str, int]:
-        """The job as triage holds it: a pass expires every test's jobs due by the clock, so
-        this one is judged by its own state, not by the pass's count."""
-        found = (await jobs.get(f"/v1/jobs/{job['job_id']}",
-                                headers=desk.tokens.operator())).json()
-        return found["status"], found["vendor_id"], found["attempt"]
-
     desk.clock.advance(timedelta(hours=72))
+    # a pass expires every test's jobs due by the clock: this one is judged by its own state
     await run_timer_pass(app.state.runtime.uow, context)
-    assert await offer() == ("dispatched", first, 1)
+    held = await triage_job(jobs, desk, job["job_id"])
+    assert (held["status"], held["vendor_id"], held["attempt"]) == ("dispatched", first, 1)
     desk.clock.advance(timedelta(seconds=1))
     assert (await run_timer_pass(app.state.runtime.uow, context)).expired >= 1
     await wait_for_events(desk.broker, RESPONSE.name,
