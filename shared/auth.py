@@ -71,7 +71,16 @@ class Principal(BaseModel):
         return f"{self.role.value}:{self.sub}"
 
 
-ClaimText = Annotated[str, Field(strict=True, max_length=256, pattern=NUL_FREE)]
+SUBJECT_MAX_LENGTH = 128
+"""The longest `sub` (and `org_id`) a token may carry: every service records who acted as the
+role and the subject (`operator:<sub>`), and the columns that hold them are sized for it."""
+VENDOR_ID_MAX_LENGTH = 64
+"""The longest `vendor_id`: triage's vendor registry allows no longer."""
+
+
+ClaimText = Annotated[str, Field(strict=True, max_length=SUBJECT_MAX_LENGTH, pattern=NUL_FREE)]
+VendorClaim = Annotated[str, Field(strict=True, max_length=VENDOR_ID_MAX_LENGTH,
+                                   pattern=NUL_FREE)]
 
 
 class _Claims(BaseModel):
@@ -82,7 +91,7 @@ class _Claims(BaseModel):
     role: Role
     sub: ClaimText
     org_id: ClaimText | None = None
-    vendor_id: ClaimText | None = None
+    vendor_id: VendorClaim | None = None
 
 
 REQUIRED_CLAIM = {Role.policyholder: "org_id", Role.vendor: "vendor_id"}

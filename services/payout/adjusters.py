@@ -33,14 +33,28 @@ async def authority_limit(uow: UnitOfWork, principal: Principal) -> Decimal | No
     return entry.authority_limit
 
 
-async def within_authority(uow: UnitOfWork, principal: Principal, amount: Decimal,
-                           what: str) -> None:
+async def active_authority(uow: UnitOfWork, principal: Principal, what: str) -> Decimal:
+    """The caller's authority limit; 403 for anyone with none (to `what`)."""
     limit = await authority_limit(uow, principal)
     if limit is None:
-        raise Forbidden(f"{what} {amount}: you have no authority (not an active adjuster in "
-                        "the registry; an operator registers adjusters)")
+        raise Forbidden(f"{what}: you have no authority (not an active adjuster in the "
+                        "registry; an operator registers adjusters)")
+    return limit
+
+
+async def within_authority(uow: UnitOfWork, principal: Principal, amount: Decimal,
+                           what: str) -> Decimal:
+    """The caller's authority limit, if it covers `amount` (403 otherwise)."""
+    limit = await active_authority(uow, principal, f"{what} {amount}")
     if limit < amount:
         raise Forbidden(f"{what} {amount} exceeds your authority limit")
+    return limit
+
+
+async def holds_authority(uow: UnitOfWork, subject: str, amount: Decimal) -> bool:
+    """Whether the registry's adjuster `subject` is active with authority for `amount` now."""
+    entry = await uow.session.get(Adjuster, subject)
+    return entry is not None and entry.active and entry.authority_limit >= amount
 
 
 async def put(uow: UnitOfWork, clock: Clock, operator: Principal, subject: str,

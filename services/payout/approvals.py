@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 
 from services.payout import assessment as engine
-from services.payout.adjusters import within_authority
+from services.payout.adjusters import holds_authority, within_authority
 from services.payout.assessing import (
     _approve,
     _close,
@@ -23,7 +23,7 @@ from services.payout.assessing import (
 )
 from services.payout.assessment import LossState
 from services.payout.claims import approvals_of, latest_assessment
-from services.payout.context import ClaimStatus, Context, _adjuster, locked_claim
+from services.payout.context import ADJUSTER, ClaimStatus, Context, _adjuster, locked_claim
 from services.payout.losses import assessed_as_they_are
 from services.payout.models import Approval, Claim, Policy
 from services.payout.schemas import ApproveIn, DenyIn
@@ -69,9 +69,13 @@ async def approve(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id:
         raise Unprocessable("approving less than payable needs a reason", field="reason")
     await within_authority(uow, principal, current.payable, "deciding on a claim whose payable is")
     adjuster = _adjuster(principal)
-    earlier = await approvals_of(uow, current.id)
-    if any(a.adjuster == adjuster for a in earlier):
+    approvals = await approvals_of(uow, current.id)
+    if any(a.adjuster == adjuster for a in approvals):
         raise Conflict("you already approved this claim; a second adjuster must approve")
+    # An earlier approval counts only while its adjuster still has the authority (an operator
+    # may have lowered or withdrawn it since): each approver must have it when the claim pays.
+    earlier = [a for a in approvals if await holds_authority(
+        uow, a.adjuster.removeprefix(ADJUSTER), current.payable)]
     if any(a.amount != amount for a in earlier):
         raise Conflict(f"the first approval was for {earlier[0].amount}; approve the same amount "
                        "or deny", field="amount")

@@ -12,6 +12,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from services.payout import assessment as engine
+from services.payout.adjusters import active_authority
 from services.payout.assessment import (
     AssessmentInputs,
     AssessmentResult,
@@ -80,6 +81,47 @@ def outage_minutes(claim: Claim) -> tuple[int, str] | None:
     if claim.adjuster_outage_minutes is not None:
         return claim.adjuster_outage_minutes, "adjuster"
     return None
+
+
+async def waiting_hours(uow: UnitOfWork, claim: Claim) -> int:
+    """The policy's business-interruption waiting period; 0 while the policy is not known (the
+    claimed figure is then the plain `hourly_loss x outage hours`)."""
+    policy = await uow.session.get(Policy, claim.policy_number)
+    return PolicyTerms.model_validate(policy.terms).bi_waiting_period_hours if policy else 0
+
+
+def following_the_outage(items: Iterable[LossItem]) -> list[tuple[LossItem, Decimal]]:
+    """The per-hour items verified as claimed, with their hourly loss: their worth is whatever
+    the outage makes it."""
+    return [(item, item.hourly_loss) for item in items if item.state == LossState.verified
+            and item.hourly_loss is not None and item.verified_amount is None]
+
+
+async def reopen_beyond_authority(uow: UnitOfWork, ctx: Context, claim: Claim,
+                                  losses: list[LossItem]) -> list[LossItem]:
+    """Send back for verification each per-hour item verified as claimed that the outage and
+    waiting period as they are now make worth more than the authority it was accepted within
+    (a vendor's outage arriving after the adjuster's figure, a shorter waiting period): its
+    worth is a number nobody with enough authority has looked at. Returns the items sent back."""
+    outage = outage_minutes(claim)
+    following = following_the_outage(losses)
+    if outage is None or not following:
+        return []
+    waiting = await waiting_hours(uow, claim)
+    now = ctx.clock.now()
+    reopened = []
+    for item, hourly_loss in following:
+        worth = engine.interruption_amount(hourly_loss, outage[0], waiting)
+        if item.verified_within is not None and worth <= item.verified_within:
+            continue
+        record_verdict(item, LossState.unverified, by=SYSTEM, at=now, note=(
+            f"the {outage[1]}'s outage makes it worth {worth}, beyond the authority it was "
+            f"verified within ({item.verified_within}): verify it again"))
+        item.verified_within = None
+        reopened.append(item)
+        log.warning("loss %s of claim %s is worth %s now, beyond the authority it was verified "
+                    "within: back to verification", item.id, claim.id, worth)
+    return reopened
 
 
 async def _paid_on_policy(uow: UnitOfWork, policy_number: str, excluding: uuid.UUID
@@ -202,6 +244,7 @@ async def assess_if_ready(uow: UnitOfWork, ctx: Context, claim: Claim, cause: En
     if claim.status not in ASSESSABLE or claim.response_completed_at is None:
         return None
     losses = await _losses(uow, claim)
+    await reopen_beyond_authority(uow, ctx, claim, losses)
     if unverified(losses):
         return None
     try:
@@ -308,12 +351,18 @@ async def assess_claim(uow: UnitOfWork, ctx: Context, principal: Principal,
     claim = await locked_claim(uow, claim_id)
     if claim.status not in ASSESSABLE:
         raise Conflict(f"claim is {claim.status}; only open or pending claims are assessed")
-    waiting = unverified(await _losses(uow, claim))
+    await active_authority(uow, principal, "assessing a claim")
+    losses = await _losses(uow, claim)
+    if await reopen_beyond_authority(uow, ctx, claim, losses):
+        await uow.commit()  # kept: what the claim now needs, whatever this request gets
+        raise Conflict("the outage makes a per-hour loss worth more than the authority it was "
+                       "verified within: it awaits verification again")
+    waiting = unverified(losses)
     if waiting:
         raise Conflict(f"{len(waiting)} loss item(s) await verification: verify or reject them "
                        "first")
     try:
-        await _assess(uow, ctx, claim, None, _adjuster(principal))
+        await _assess(uow, ctx, claim, None, _adjuster(principal), losses)
     except _NotReady as exc:
         raise Conflict(str(exc)) from exc
     except MissingOutage as exc:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from services.payout.assessing import _losses, assess_if_ready
 from services.payout.assessment import LossSource, LossState, in_range
 from services.payout.context import (
+    ASSESSABLE,
     OUTAGE_OUT_OF_RANGE,
     ClaimStatus,
     Context,
@@ -50,14 +51,25 @@ from shared.problems import NotFound
 
 async def record_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int,
                         cause: Envelope) -> None:
-    """Keep the newest version of a policy and assess the claims that were only waiting for it.
-    Their rows are locked before the policy's, in the lock order above: an adjuster's decision
-    on one of them at the same moment (claim, then policy) would otherwise deadlock."""
-    waiting = await _lock_claims(uow, Claim.policy_number == terms.policy_number,
-                                 Claim.status == ClaimStatus.open)
+    """Keep the newest version of a policy and assess its undecided claims under it: those
+    that were only waiting for it, and those awaiting approval, whose assessment (and any
+    approval of it) was of the terms this version replaces. Their rows are locked before the
+    policy's, in the lock order above: an adjuster's decision on one of them at the same
+    moment (claim, then policy) would otherwise deadlock."""
+    undecided = await _lock_claims(uow, Claim.policy_number == terms.policy_number,
+                                   Claim.status.in_(ASSESSABLE))
     if await _store_policy(uow, ctx, terms, version):
-        for claim in waiting:
+        for claim in undecided:
+            if claim.status == ClaimStatus.pending_approval and \
+                    await _assessed_under(uow, claim, terms):
+                continue  # a new version of the same terms: its approvals still stand
             await assess_if_ready(uow, ctx, claim, cause)
+
+
+async def _assessed_under(uow: UnitOfWork, claim: Claim, terms: PolicyTerms) -> bool:
+    """Whether the claim's latest assessment read exactly these terms."""
+    current = await latest_assessment(uow, claim)
+    return current is not None and PolicyTerms.model_validate(current.inputs["policy"]) == terms
 
 
 async def _store_policy(uow: UnitOfWork, ctx: Context, terms: PolicyTerms, version: int) -> bool:
@@ -164,8 +176,9 @@ async def record_incident(uow: UnitOfWork, ctx: Context, event: IncidentReported
 
 async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponseCompleted,
                           envelope: Envelope) -> None:
-    """The vendors' findings: attribution, verified outage and loss items. A vendor's item is
-    verified up to `Rules.vendor_verification_limit`; above it an adjuster verifies it."""
+    """The vendors' findings: attribution, verified outage and loss items. The vendors' items
+    count as verified while together they are within `Rules.vendor_verification_limit`; above
+    it an adjuster verifies each."""
     claim = await _claim_for_incident(uow, ctx, event.incident_id, event.org_id,
                                       event.policy_number, envelope)
     if claim.response_completed_at is not None:
@@ -185,11 +198,14 @@ async def record_response(uow: UnitOfWork, ctx: Context, event: IncidentResponse
     # one query for every item of the report instead of one look-up each.
     recorded = set(await uow.session.scalars(
         select(LossItem.id).where(LossItem.claim_id == claim.id)))
+    # The limit holds for the vendors' items together: split into items under it, a sum above
+    # it would otherwise be paid with no adjuster having looked at any of them.
+    self_verified = (sum(loss.amount for loss in event.verified_losses)
+                     <= ctx.rules.vendor_verification_limit)
     for index, loss in enumerate(event.verified_losses):
         loss_id = uuid.uuid5(claim.incident_id, f"{loss.job_id}/{index}")
         if loss_id in recorded:
             continue
-        self_verified = loss.amount <= ctx.rules.vendor_verification_limit
         uow.session.add(LossItem(
             id=loss_id, claim_id=claim.id, source=LossSource.vendor,
             state=LossState.verified if self_verified else LossState.unverified,

@@ -122,5 +122,9 @@ async def locked_claim(uow: UnitOfWork, claim_id: uuid.UUID) -> Claim:
     return claims[0]
 
 
+ADJUSTER = "adjuster:"
+"""The prefix of an adjuster's name on what they decided (then their token's `sub`)."""
+
+
 def _adjuster(principal: Principal) -> str:
-    return f"adjuster:{principal.sub}"
+    return f"{ADJUSTER}{principal.sub}"

@@ -12,8 +12,15 @@ import uuid
 from decimal import Decimal
 
 from services.payout import assessment as engine
-from services.payout.adjusters import within_authority
-from services.payout.assessing import _losses, assess_if_ready, outage_minutes, record_verdict
+from services.payout.adjusters import active_authority, within_authority
+from services.payout.assessing import (
+    _losses,
+    assess_if_ready,
+    following_the_outage,
+    outage_minutes,
+    record_verdict,
+    waiting_hours,
+)
 from services.payout.assessment import LossSource, LossState
 from services.payout.claims import _claim_for_incident
 from services.payout.context import (
@@ -24,11 +31,11 @@ from services.payout.context import (
     _adjuster,
     locked_claim,
 )
-from services.payout.models import Assessment, Claim, LossItem, Policy
+from services.payout.models import Assessment, Claim, LossItem
 from services.payout.schemas import OutageIn, RejectLossIn, VerifyLossIn
 from shared.auth import Principal
 from shared.db import UnitOfWork
-from shared.events import Envelope, LateLossRejected, LossSubmitted, PolicyTerms
+from shared.events import Envelope, LateLossRejected, LossSubmitted
 from shared.money import ZERO
 from shared.problems import Conflict, NotFound, Unprocessable
 
@@ -89,13 +96,6 @@ async def _open_loss(uow: UnitOfWork, claim: Claim, loss_id: uuid.UUID) -> LossI
     return item
 
 
-async def _waiting_hours(uow: UnitOfWork, claim: Claim) -> int:
-    """The policy's business-interruption waiting period; 0 while the policy is not known (the
-    claimed figure is then the plain `hourly_loss x outage hours`)."""
-    policy = await uow.session.get(Policy, claim.policy_number)
-    return PolicyTerms.model_validate(policy.terms).bi_waiting_period_hours if policy else 0
-
-
 async def _claimed(uow: UnitOfWork, claim: Claim, item: LossItem) -> Decimal | None:
     """What the item claims: its amount, or for business interruption `hourly_loss x
     max(0, outage hours - waiting period)`; None while no outage figure is known."""
@@ -104,14 +104,15 @@ async def _claimed(uow: UnitOfWork, claim: Claim, item: LossItem) -> Decimal | N
     outage = outage_minutes(claim)
     if outage is None:
         return None
-    return engine.interruption_amount(item.hourly_loss, outage[0], await _waiting_hours(uow, claim))
+    return engine.interruption_amount(item.hourly_loss, outage[0], await waiting_hours(uow, claim))
 
 
 async def verify_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
                       loss_id: uuid.UUID, body: VerifyLossIn) -> Claim:
     """Verify at most at the claimed figure, within the adjuster's authority. A per-hour item
-    without an outage figure can only be verified as claimed (its worth follows the outage,
-    and setting the outage is checked against the adjuster's authority)."""
+    without an outage figure can only be verified as claimed: its worth follows the outage, and
+    an outage that makes it worth more than the verifier's authority sends it back
+    (`reopen_beyond_authority`)."""
     claim = await locked_claim(uow, claim_id)
     item = await _open_loss(uow, claim, loss_id)
     claimed = await _claimed(uow, claim, item)
@@ -123,16 +124,24 @@ async def verify_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim
         raise Unprocessable(f"a loss may be verified at most at what was claimed ({claimed})",
                             field="amount")
     worth = body.amount if body.amount is not None else claimed
-    if worth is not None:
-        await within_authority(uow, principal, worth, "verifying a loss of")
+    item.verified_within = (
+        await within_authority(uow, principal, worth, "verifying a loss of") if worth is not None
+        else await active_authority(uow, principal, "verifying a per-hour loss"))
     item.verified_amount = body.amount
     return await _decide_loss(uow, ctx, principal, claim, item, LossState.verified, body.note)
 
 
 async def reject_loss(uow: UnitOfWork, ctx: Context, principal: Principal, claim_id: uuid.UUID,
                       loss_id: uuid.UUID, body: RejectLossIn) -> Claim:
+    """Reject within the adjuster's authority over what the item claims: turning money down is
+    a decision on it as much as paying it."""
     claim = await locked_claim(uow, claim_id)
     item = await _open_loss(uow, claim, loss_id)
+    claimed = await _claimed(uow, claim, item)
+    if claimed is None:
+        raise Conflict("no outage is known, so neither is what this per-hour item claims: set "
+                       "the outage hours first", field="outage_hours")
+    await within_authority(uow, principal, claimed, "rejecting a loss of")
     return await _decide_loss(uow, ctx, principal, claim, item, LossState.rejected, body.reason)
 
 
@@ -156,12 +165,14 @@ async def set_outage(uow: UnitOfWork, ctx: Context, principal: Principal, claim_
     if claim.outage_started_at is not None:
         raise Conflict("a vendor verified the outage; it is not overridden", field="outage_hours")
     minutes = int(body.outage_hours * 60)
-    waiting = await _waiting_hours(uow, claim)
-    worth = sum((engine.interruption_amount(item.hourly_loss, minutes, waiting)
-                 for item in await _losses(uow, claim)
-                 if item.hourly_loss is not None and item.state == LossState.verified
-                 and item.verified_amount is None), ZERO)
-    await within_authority(uow, principal, worth, "this outage makes the verified per-hour losses worth")
+    waiting = await waiting_hours(uow, claim)
+    following = following_the_outage(await _losses(uow, claim))
+    worth = sum((engine.interruption_amount(hourly_loss, minutes, waiting)
+                 for _, hourly_loss in following), ZERO)
+    limit = await within_authority(uow, principal, worth,
+                                   "this outage makes the verified per-hour losses worth")
+    for item, _ in following:  # their worth is now the setter's to answer for
+        item.verified_within = max(item.verified_within or ZERO, limit)
     claim.adjuster_outage_minutes = minutes
     claim.adjuster_outage_note = body.note
     if claim.data_issue is not None and claim.data_issue.startswith(OUTAGE_OUT_OF_RANGE):

@@ -131,7 +131,8 @@ class Claim(Base):
     payable: Mapped[Decimal | None] = mapped_column(MoneyColumn)
     approved_amount: Mapped[Decimal | None] = mapped_column(MoneyColumn)
     decision_reason: Mapped[str | None] = mapped_column(Text)
-    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    """Who decided: `system`, or the approvers, comma-separated (two above the threshold)."""
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     data_issue: Mapped[str | None] = mapped_column(Text)
     """Why the facts received cannot be assessed (e.g. a timestamp out of range): shown to the
@@ -154,6 +155,10 @@ class LossItem(Base):
     amount: Mapped[Decimal | None] = mapped_column(MoneyColumn)
     hourly_loss: Mapped[Decimal | None] = mapped_column(MoneyColumn)
     verified_amount: Mapped[Decimal | None] = mapped_column(MoneyColumn)
+    verified_within: Mapped[Decimal | None] = mapped_column(MoneyColumn)
+    """The authority limit the item's verified worth was accepted within (its verifier's, or
+    the limit of whoever set the outage it is worth): a per-hour item's worth follows the
+    outage, and an outage that makes it worth more sends it back for verification."""
     description: Mapped[str] = mapped_column(Text)
     vendor_id: Mapped[str | None] = mapped_column(String(128))
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)

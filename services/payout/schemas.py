@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from shared.auth import Role
+from shared.auth import SUBJECT_MAX_LENGTH, Role
 from shared.dead_letters import DeadLetterOut
 from shared.events import (
     Attribution,
@@ -235,7 +235,7 @@ class ClaimFileOut(BaseModel):
     coverage_questions: list[QuestionOut]
 
 
-Subject = Annotated[str, Field(min_length=1, max_length=256, pattern=NUL_FREE)]
+Subject = Annotated[str, Field(min_length=1, max_length=SUBJECT_MAX_LENGTH, pattern=NUL_FREE)]
 
 
 class AdjusterIn(RequestBody):

@@ -51,7 +51,7 @@ from services.payout.schemas import (
     SignedInOut,
     VerifyLossIn,
 )
-from shared.auth import Principal, Role, require
+from shared.auth import SUBJECT_MAX_LENGTH, Principal, Role, require
 from shared.db import UnitOfWork
 from shared.dead_letters import DeadLetterOut
 from shared.events import CoverageQuestion, Finding, SectionBreakdown, VerifiedOutage
@@ -72,7 +72,7 @@ queues_api = APIRouter(prefix="/v1", tags=["console"])
 payments_api = APIRouter(prefix="/v1/payments", tags=["payments"])
 console_api = APIRouter(tags=["console"])
 adjusters_api = APIRouter(prefix="/v1/adjusters", tags=["adjusters"])
-AdjusterSubject = Annotated[str, Path(min_length=1, max_length=256, pattern=NUL_FREE,
+AdjusterSubject = Annotated[str, Path(min_length=1, max_length=SUBJECT_MAX_LENGTH, pattern=NUL_FREE,
                                       description="the adjuster's token `sub`")]
 QueueName = Literal["verification", "approval", "decided"]
 Search = Annotated[str | None, Query(min_length=1, max_length=200, pattern=NUL_FREE,

@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from cyberclaims.cli import app
-from shared.auth import Role
-from shared.events import Section
+from shared.auth import SUBJECT_MAX_LENGTH, Role
+from shared.events import Section, SectionTerms
 from tests.payout.conftest import apply, reported_incident, serving
 from tests.support.service import Tokens, provider_signer, running
 
@@ -66,6 +66,77 @@ async def test_authority_comes_from_the_registry_never_from_the_token(
         assert (await put(payout, operator, sub, "10000", reason="back")).status_code == 200
         verified = await payout.post(verify, headers=boastful, json={"note": "as claimed"})
         assert verified.status_code == 200, verified.text
+
+
+async def test_rejecting_and_assessing_need_a_registered_active_adjuster(
+        quiet_payout: FastAPI, tokens: Tokens) -> None:
+    boastful = adjuster_token(f"forger-{uuid.uuid4().hex[:8]}", authority_limit="100000000")
+    adjuster = tokens.adjuster(f"desk-{uuid.uuid4().hex[:8]}", "1000000")
+    async with running(quiet_payout, wait_for_consumer=False) as payout:
+        incident = await reported_incident(quiet_payout, retention=Decimal("0"))
+        invoice = incident.submitted(Section.incident_response, amount="5000")
+        interruption = incident.submitted(Section.business_interruption, hourly_loss="100")
+        for loss in (invoice, interruption):
+            await apply(quiet_payout, loss)
+        await apply(quiet_payout, incident.completed({}))
+        claim = (await payout.get(f"/v1/incidents/{incident.incident_id}/claim",
+                                  headers=adjuster)).json()
+        losses = f"/v1/claims/{claim['id']}/losses"
+        rejecting = await payout.post(f"{losses}/{invoice.loss_id}/reject", headers=boastful,
+                                      json={"reason": "no invoice"})
+        assert rejecting.status_code == 403 and "no authority" in rejecting.json()["detail"]
+        per_hour = await payout.post(f"{losses}/{interruption.loss_id}/verify",
+                                     headers=boastful, json={"note": "rate checked"})
+        assert per_hour.status_code == 403 and "no authority" in per_hour.json()["detail"]
+        for loss in (invoice, interruption):
+            assert (await payout.post(f"{losses}/{loss.loss_id}/verify", headers=adjuster,
+                                      json={"note": "checked"})).status_code == 200
+        assessing = await payout.post(f"/v1/claims/{claim['id']}/assess", headers=boastful)
+        assert assessing.status_code == 403 and "no authority" in assessing.json()["detail"]
+
+
+async def two_approver_claim(app: FastAPI, payout: httpx.AsyncClient,
+                             headers: dict[str, str]) -> str:
+    """A claim awaiting two approvals (1,200,000 payable); the URL that approves it."""
+    incident = await reported_incident(app, sections={
+        Section.incident_response: SectionTerms(sublimit=Decimal("5000000"))})
+    await apply(app, incident.completed({Section.incident_response: "1250000"}))
+    claim = (await payout.get(f"/v1/incidents/{incident.incident_id}/claim",
+                              headers=headers)).json()
+    return f"/v1/claims/{claim['id']}/approve"
+
+
+async def test_an_approval_counts_only_while_its_adjuster_keeps_the_authority(
+        quiet_payout: FastAPI, tokens: Tokens) -> None:
+    operator = tokens.operator()
+    first_sub, second_sub, third_sub = (f"four-eyes-{n}-{uuid.uuid4().hex[:8]}" for n in "abc")
+    first, second, third = (tokens.adjuster(sub, "2000000")
+                            for sub in (first_sub, second_sub, third_sub))
+    async with running(quiet_payout, wait_for_consumer=False) as payout:
+        url = await two_approver_claim(quiet_payout, payout, first)
+        assert (await payout.post(url, headers=first, json={})).status_code == 200
+        # The first approver is taken off the desk before the second approval.
+        assert (await put(payout, operator, first_sub, "2000000", active=False,
+                          reason="left the company")).status_code == 200
+        second_approval = await payout.post(url, headers=second, json={})
+        assert second_approval.status_code == 200, second_approval.text
+        assert second_approval.json()["status"] == "pending_approval"
+        assert second_approval.json()["payment"] is None
+        third_approval = await payout.post(url, headers=third, json={})
+        assert third_approval.status_code == 200, third_approval.text
+        assert third_approval.json()["status"] == "approved"
+
+
+async def test_the_longest_subjects_a_token_may_carry_decide_a_claim_together(
+        quiet_payout: FastAPI, tokens: Tokens) -> None:
+    """Two approvers with 128-character subjects: both names fit what the claim records."""
+    first, second = (tokens.adjuster(letter * SUBJECT_MAX_LENGTH, "2000000") for letter in "pq")
+    async with running(quiet_payout, wait_for_consumer=False) as payout:
+        url = await two_approver_claim(quiet_payout, payout, first)
+        assert (await payout.post(url, headers=first, json={})).status_code == 200
+        approved = await payout.post(url, headers=second, json={})
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["status"] == "approved"
 
 
 async def test_registry_changes_are_operator_only_and_audited(

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from services.payout.app import create_app
 from services.payout.settings import PayoutSettings
-from shared.events import Category, PolicyRegistered, Section, SectionTerms
+from shared.events import Category, PolicyRegistered, PolicyUpdated, Section, SectionTerms
 from shared.settings import PlatformSettings
 from tests.payout.conftest import (
     Incident,
@@ -155,14 +155,20 @@ async def test_vendor_items_above_the_limit_wait_for_an_adjuster(
         await apply(app, incident.completed({IR: "50000", LEGAL: "50000.01"}))
         claim = await _claim(payout, adjuster, incident)
         states = {loss["section"]: loss["state"] for loss in claim["losses"]}
-        assert states == {"incident_response": "verified", "legal_and_notification": "unverified"}
+        # 100,000.01 together: each item waits, the one within the limit alone too.
+        assert states == {"incident_response": "unverified", "legal_and_notification": "unverified"}
         assert claim["status"] == "open"
-        pending = next(loss for loss in claim["losses"] if loss["state"] == "unverified")
-        verified = await payout.post(f"/v1/claims/{claim['id']}/losses/{pending['id']}/verify",
-                                     headers=adjuster, json={"note": "counsel's invoice checked"})
-        assert verified.status_code == 200
+        for loss in claim["losses"]:
+            verified = await payout.post(f"/v1/claims/{claim['id']}/losses/{loss['id']}/verify",
+                                         headers=adjuster, json={"note": "invoice checked"})
+            assert verified.status_code == 200
         assert verified.json()["payable"] == "50000.01"  # 100,000.01 less the 50,000 retention
         assert verified.json()["status"] == "pending_approval"
+
+        within = await reported_incident(app, sections=BIG_SECTIONS)
+        await apply(app, within.completed({IR: "50000"}))
+        alone = await _claim(payout, adjuster, within)
+        assert [loss["state"] for loss in alone["losses"]] == ["verified"]
 
 
 async def test_a_year_0001_outage_is_a_data_issue_not_a_crash(
@@ -206,3 +212,112 @@ async def test_a_policy_ending_in_year_9999_is_a_data_issue_not_a_crash(
         assert "out of range" in claim["data_issue"]
         assess = await payout.post(f"/v1/claims/{claim['id']}/assess", headers=adjuster)
         assert assess.status_code == 409
+
+
+async def test_rejecting_a_loss_needs_authority_over_what_it_claims(
+    quiet_payout: FastAPI, tokens: Tokens,
+) -> None:
+    low = tokens.adjuster("reject-low", "1000")
+    high = tokens.adjuster("reject-high", "1000000")
+    async with running(quiet_payout, wait_for_consumer=False) as payout:
+        incident = await reported_incident(quiet_payout, retention=Decimal("0"),
+                                           sections=BIG_SECTIONS)
+        invoice = incident.submitted(IR, amount="500000")
+        interruption = incident.submitted(BI, hourly_loss="1000")
+        for loss in (invoice, interruption):
+            await apply(quiet_payout, loss)
+        await apply(quiet_payout, incident.completed({}))
+        claim = await _claim(payout, high, incident)
+        losses = f"/v1/claims/{claim['id']}/losses"
+
+        # Turning 500,000 down is a decision on 500,000: beyond a 1,000 authority.
+        beyond = await payout.post(f"{losses}/{invoice.loss_id}/reject", headers=low,
+                                   json={"reason": "no invoice attached"})
+        assert beyond.status_code == 403, beyond.text
+        # A per-hour item with no outage known claims an unknown sum: set the outage first.
+        unknown = await payout.post(f"{losses}/{interruption.loss_id}/reject", headers=high,
+                                    json={"reason": "not caused by the incident"})
+        assert unknown.status_code == 409, unknown.text
+        assert unknown.json()["errors"][0]["field"] == "outage_hours"
+        after = await _claim(payout, high, incident)
+        assert after["status"] == "open"
+        assert {loss["state"] for loss in after["losses"]} == {"unverified"}
+        rejected = await payout.post(f"{losses}/{invoice.loss_id}/reject", headers=high,
+                                     json={"reason": "no invoice attached"})
+        assert rejected.status_code == 200, rejected.text
+
+
+async def test_a_per_hour_item_the_outage_makes_worth_more_than_its_verifier_may_pass_goes_back(
+    quiet_payout: FastAPI, tokens: Tokens,
+) -> None:
+    low = tokens.adjuster("rate-low", "1000")
+    high = tokens.adjuster("rate-high", "1000000")
+    async with running(quiet_payout, wait_for_consumer=False) as payout:
+        incident = await reported_incident(quiet_payout, retention=Decimal("0"))
+        interruption = incident.submitted(BI, hourly_loss="2000")
+        await apply(quiet_payout, interruption)
+        claim = await _claim(payout, high, incident)
+        verify = f"/v1/claims/{claim['id']}/losses/{interruption.loss_id}/verify"
+        assert (await payout.post(verify, headers=low,
+                                  json={"note": "rate matches the books"})).status_code == 200
+
+        # The vendor's outage arrives: 2,000 x (20 - 8) = 24,000, beyond the verifier's 1,000.
+        started = now() - timedelta(hours=30)
+        await apply(quiet_payout, incident.completed(
+            {}, outage=(started, started + timedelta(hours=20))))
+        back = await _claim(payout, high, incident)
+        assert back["status"] == "open", back
+        (item,) = back["losses"]
+        assert item["state"] == "unverified"
+        assert "24000.00" in item["note"] and "verify it again" in item["note"]
+        assert (await payout.post(verify, headers=low, json={"note": "again"})).status_code == 403
+        verified = await payout.post(verify, headers=high, json={"note": "ERP logs agree"})
+        assert verified.status_code == 200, verified.text
+        assert verified.json()["payable"] == "24000.00"
+        assert verified.json()["status"] == "approved"
+
+
+async def test_vendor_items_split_under_the_limit_still_wait_for_an_adjuster(
+    payout_db: str, platform: PlatformSettings, sandbox: Sandbox, tokens: Tokens,
+) -> None:
+    app = create_app(PayoutSettings(database_url=payout_db, payment_provider_url=sandbox.url),
+                     platform, run_workers=False)  # the default limit, 50,000
+    adjuster = tokens.adjuster("vendor-split", "1000000")
+    async with running(app, wait_for_consumer=False) as payout:
+        incident = await reported_incident(app, sections=BIG_SECTIONS)
+        report = incident.completed({IR: "50000"})
+        second = report.verified_losses[0].model_copy(update={"description": "second invoice"})
+        await apply(app, report.model_copy(update={"verified_losses": [
+            *report.verified_losses, second]}))
+        claim = await _claim(payout, adjuster, incident)
+        assert [loss["state"] for loss in claim["losses"]] == ["unverified", "unverified"]
+        assert claim["status"] == "open"
+
+
+async def test_a_policy_update_reassesses_a_claim_awaiting_approval(
+    quiet_payout: FastAPI, tokens: Tokens, sandbox: Sandbox,
+) -> None:
+    first, second = (tokens.adjuster("update-a", "2000000"), tokens.adjuster("update-b", "2000000"))
+    async with running(quiet_payout, wait_for_consumer=False) as payout:
+        incident = await reported_incident(quiet_payout, sections=BIG_SECTIONS)
+        await apply(quiet_payout, incident.completed({IR: "1250000"}))
+        claim = await _claim(payout, first, incident)
+        assert (claim["status"], claim["payable"]) == ("pending_approval", "1200000.00")
+        url = f"/v1/claims/{claim['id']}/approve"
+        assert (await payout.post(url, headers=first, json={})).status_code == 200
+
+        # The same terms again (a new version, nothing changed): the approval still stands.
+        await apply(quiet_payout, PolicyUpdated(policy=incident.policy, version=2))
+        kept = await _claim(payout, first, incident)
+        assert [a["adjuster"] for a in kept["approvals"]] == ["adjuster:update-a"]
+
+        # The aggregate lowered to 1,000,000: assessed again under it, the approval of the
+        # 1.2M assessment no longer counts, and one approver now decides.
+        lowered = incident.policy.model_copy(update={"aggregate_limit": Decimal("1000000")})
+        await apply(quiet_payout, PolicyUpdated(policy=lowered, version=3))
+        again = await _claim(payout, first, incident)
+        assert (again["status"], again["payable"]) == ("pending_approval", "1000000.00")
+        assert (again["approvals_required"], again["approvals"]) == (1, [])
+        approved = await payout.post(url, headers=second, json={})
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["approved_amount"] == "1000000.00"

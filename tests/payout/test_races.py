@@ -165,6 +165,40 @@ async def test_one_adjusters_concurrent_approvals_are_one_approval_and_409s(
 
 
 
+async def test_an_approval_and_a_policy_update_at_once_pay_what_the_terms_of_the_time_allow(
+    quiet_payout: FastAPI, tokens: Tokens,
+) -> None:
+    """A claim awaiting approval (70,000 payable) as the policy's aggregate is lowered to
+    60,000. Approval first: 70,000 under the terms it was assessed on, paid once; the update
+    finds the claim decided. Update first: the claim is assessed again at 60,000 and the
+    approval (of the payable, no amount named) approves that. Never more than the terms in
+    force when the approval committed, never two payments, never a 500."""
+    adjuster = tokens.adjuster("terms-racer", "5000000")
+    async with running(quiet_payout, wait_for_consumer=False) as client:
+        for iteration in range(2 * ITERATIONS):
+            incident = await reported_incident(quiet_payout)
+            await apply(quiet_payout, incident.completed({IR: "120000"}))
+            claim_id = await _claim_id(client, adjuster, incident)
+            lowered = incident.policy.model_copy(update={"aggregate_limit": Decimal("60000")})
+
+            async def approve(claim_id: str = claim_id) -> None:
+                response = await client.post(f"/v1/claims/{claim_id}/approve", headers=adjuster,
+                                             json={})
+                assert response.status_code == 200, response.text
+
+            update = apply(quiet_payout, PolicyUpdated(policy=lowered, version=2))
+            first, second = (approve(), update) if iteration % 2 == 0 else (update, approve())
+            await asyncio.gather(first, second)
+            claim = (await client.get(f"/v1/claims/{claim_id}", headers=adjuster)).json()
+            assert claim["status"] == "approved", (iteration, claim)
+            assert claim["approved_amount"] == claim["payable"], (iteration, claim)
+            assert claim["approved_amount"] in ("70000.00", "60000.00"), (iteration, claim)
+            async with quiet_payout.state.runtime.uow() as uow:
+                payments = (await uow.session.scalars(
+                    select(Payment.amount).where(Payment.claim_id == uuid.UUID(claim_id)))).all()
+            assert [str(amount) for amount in payments] == [claim["approved_amount"]], iteration
+
+
 @pytest.mark.parametrize("decision", ["approve", "deny"])
 async def test_a_loss_and_the_claims_decision_at_once_never_leave_the_loss_undecided(
     quiet_payout: FastAPI, tokens: Tokens, decision: str,

@@ -192,7 +192,9 @@ def _signed(provider: TokenSigner, **claims: object) -> str:
 @pytest.mark.parametrize("claims", [
     {"role": "policyholder", "sub": "it", "org_id": 123},
     {"role": "policyholder", "sub": "it", "org_id": "org\x00a"},
-    {"role": "policyholder", "sub": "it", "org_id": "o" * 257},
+    {"role": "policyholder", "sub": "it", "org_id": "o" * 129},
+    {"role": "operator", "sub": "s" * 129},
+    {"role": "vendor", "sub": "it", "vendor_id": "v" * 65},
     {"role": "policyholder", "sub": "it"},
     {"role": "vendor", "sub": "it", "vendor_id": []},
     {"role": "operator", "sub": 5},
