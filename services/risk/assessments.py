@@ -135,7 +135,7 @@ async def submit_assessment(uow: UnitOfWork, ctx: RiskContext, principal: Princi
     profile.premium_modifier_percent = outcome.premium_modifier_percent
     profile.referred_to_underwriter = outcome.referred_to_underwriter
     profile.assessed_at, profile.last_assessment_id = now, assessment.id
-    profile.monitoring_vendor_id, profile.updated_at = assessment.vendor_id, now
+    profile.updated_at = now  # its vendor monitors the policy since it accepted the job
     ctx.outbox.add(session, RiskAssessed(
         policy_number=profile.policy_number, org_id=profile.org_id, assessment_id=assessment.id,
         job_id=assessment.job_id, vendor_id=assessment.vendor_id or "", score=outcome.score,

@@ -4,15 +4,22 @@ contract and what counts as open, and who may see a policy.
 A policy's profile row is the lock every decision about that policy takes (FOR UPDATE): an
 operator's assessment request and a renewal, or an exposure alert and a new assessment's
 vendor, never decide on a stale read of each other.
+
+The vendor monitoring a policy is the vendor of its latest assessment that was accepted and
+not cancelled (accepted or completed). The profile keeps it (`monitoring_vendor_id`, what
+`may_see` reads), recomputed from the assessments under the profile's lock whenever one of them
+enters or leaves that set: whichever order job events and completions are applied in, it is
+the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.risk.models import RemediationItemRow, RiskProfile
+from services.risk.models import Assessment, AssessmentStatus, RemediationItemRow, RiskProfile
 from services.risk.rules import RiskRules
 from shared.auth import Principal, Role
 from shared.clock import Clock
@@ -41,6 +48,21 @@ def item_contract(item: RemediationItemRow) -> RemediationItem:
 
 OPEN_ITEM = (RemediationItemRow.done_at.is_(None), RemediationItemRow.superseded_at.is_(None))
 """Neither confirmed done nor superseded: reminded, counted overdue once past due."""
+
+
+MONITORING_ASSESSMENT = (AssessmentStatus.accepted, AssessmentStatus.completed)
+"""Accepted and not cancelled: its vendor may be the policy's monitor."""
+
+
+async def monitoring_vendor(session: AsyncSession, policy_number: str) -> str | None:
+    """The vendor of the policy's latest assessment that was accepted and not cancelled;
+    None when it has none. The caller holds the profile's lock and stores the answer."""
+    vendor_id: str | None = await session.scalar(
+        select(Assessment.vendor_id)
+        .where(Assessment.policy_number == policy_number,
+               Assessment.status.in_(MONITORING_ASSESSMENT))
+        .order_by(Assessment.requested_at.desc(), Assessment.id.desc()).limit(1))
+    return vendor_id
 
 
 async def visible_profile(session: AsyncSession, principal: Principal, policy_number: str, *,

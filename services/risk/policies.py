@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.risk.assessments import open_assessment, stage_request
-from services.risk.context import RiskContext
+from services.risk.context import RiskContext, monitoring_vendor
 from services.risk.models import Assessment, AssessmentStatus, RiskProfile
 from shared.events import (
     AssessmentReason,
@@ -59,20 +59,26 @@ JOB_STATUS: dict[type[JobEvent], str] = {
 }
 
 
+FINAL_ASSESSMENT = (AssessmentStatus.completed, AssessmentStatus.cancelled)
+"""Nothing at triage reopens these: a late or replayed event of the job changes nothing."""
+
+
 async def follow_job(session: AsyncSession, ctx: RiskContext, event: JobEvent) -> None:
     """An assessment job's life cycle at triage: who holds it. The vendor that accepts it is
-    the one that may submit the assessment, and then monitors the policy (exposure alerts)."""
+    the one that may submit the assessment; accepting or cancelling it also decides who
+    monitors the policy (exposure alerts, items confirmed done: `monitoring_vendor`)."""
     if event.job_type is not JobType.risk_assessment or event.assessment_id is None:
         return
     assessment = await session.get(Assessment, event.assessment_id, with_for_update=True)
-    if assessment is None or assessment.status == AssessmentStatus.completed:
+    if assessment is None or assessment.status in FINAL_ASSESSMENT:
         return
+    previous_status = assessment.status
     assessment.status = JOB_STATUS[type(event)]
     assessment.job_id = event.job_id
     assessment.vendor_id = getattr(event, "vendor_id", None) if isinstance(
         event, JobDispatched | JobAccepted) else None
     assessment.updated_at = ctx.clock.now()
-    if isinstance(event, JobAccepted):
+    if AssessmentStatus.accepted in (previous_status, assessment.status):
         profile = await session.get(RiskProfile, assessment.policy_number, with_for_update=True)
         assert profile is not None
-        profile.monitoring_vendor_id = event.vendor_id
+        profile.monitoring_vendor_id = await monitoring_vendor(session, profile.policy_number)

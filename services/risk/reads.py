@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, cast, func, select
 
 from services.risk.context import OPEN_ITEM, RiskContext, visible_profile
 from services.risk.models import Assessment, RemediationItemRow, RiskProfile
@@ -40,28 +40,30 @@ async def read_risk(uow: UnitOfWork, ctx: RiskContext, principal: Principal,
 
 
 async def portfolio(uow: UnitOfWork, ctx: RiskContext) -> PortfolioOut:
-    """Tier distribution per industry and region, with overdue remediation counts."""
-    session = uow.session
+    """Tier distribution per industry and region, with overdue remediation counts. One
+    statement, so one snapshot: a policy update committed meanwhile moves a policy with its
+    overdue items, never one without the other."""
     now = ctx.clock.now()
-    tiers = (await session.execute(
-        select(RiskProfile.industry, RiskProfile.region, RiskProfile.tier, func.count())
-        .group_by(RiskProfile.industry, RiskProfile.region, RiskProfile.tier))).all()
-    overdue = (await session.execute(
-        select(RiskProfile.industry, RiskProfile.region, func.count(),
-               func.count(func.distinct(RiskProfile.policy_number)))
-        .join(RemediationItemRow, RemediationItemRow.policy_number == RiskProfile.policy_number)
+    overdue_per_policy = (
+        select(RemediationItemRow.policy_number, func.count().label("overdue_items"))
         .where(*OPEN_ITEM, RemediationItemRow.due_at < now)
-        .group_by(RiskProfile.industry, RiskProfile.region))).all()
+        .group_by(RemediationItemRow.policy_number).subquery())
+    rows = (await uow.session.execute(
+        select(RiskProfile.industry, RiskProfile.region, RiskProfile.tier, func.count(),
+               cast(func.coalesce(func.sum(overdue_per_policy.c.overdue_items), 0), BigInteger),
+               func.count(overdue_per_policy.c.policy_number))
+        .outerjoin(overdue_per_policy,
+                   overdue_per_policy.c.policy_number == RiskProfile.policy_number)
+        .group_by(RiskProfile.industry, RiskProfile.region, RiskProfile.tier))).all()
     segments: dict[tuple[str, str], PortfolioSegment] = {}
-    for industry, region, tier, count in tiers:
+    for industry, region, tier, policies, overdue_items, policies_with_overdue in rows:
         segment = segments.setdefault((industry, region), PortfolioSegment(
             industry=industry, region=region, policies=0, tiers={}, overdue_items=0,
             policies_with_overdue=0))
-        segment.policies += count
-        segment.tiers[tier or "unassessed"] = count
-    for industry, region, items, policies in overdue:
-        segment = segments[(industry, region)]
-        segment.overdue_items, segment.policies_with_overdue = items, policies
+        segment.policies += policies
+        segment.tiers[tier or "unassessed"] = policies
+        segment.overdue_items += overdue_items
+        segment.policies_with_overdue += policies_with_overdue
     ordered = [segments[key] for key in sorted(segments)]
     totals = Counter[str]()
     for segment in ordered:

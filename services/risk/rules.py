@@ -2,7 +2,10 @@
 remediation plan of an assessment, and the due date of each remediation item.
 
 CVSS base scores are computed here from the vector with the `cvss` package; a client's own
-score is never read.
+score is never read. Only base vectors are scored: the package's CVSS 4.0 `base_score` reads a
+vector's threat and environmental metrics too (with them a vendor could lower a finding's
+score, its penalty and its urgency), so for both versions alike a vector with any metric
+beyond the base ones is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +21,24 @@ from cvss.exceptions import CVSSError
 from shared.controls import Control
 from shared.events import RemediationSource, RiskTier
 
-CVSS_PARSERS = {"CVSS:3.1/": CVSS3, "CVSS:4.0/": CVSS4}
+
+@dataclass(frozen=True)
+class CvssVersion:
+    """A CVSS version risk scores: its parser, its base metrics and what its others are."""
+
+    name: str
+    parser: type[CVSS3] | type[CVSS4]
+    base_metrics: frozenset[str]
+    other_metrics: str
+
+
+CVSS_VERSIONS = {
+    "CVSS:3.1/": CvssVersion("CVSS 3.1", CVSS3, frozenset(
+        ("AV", "AC", "PR", "UI", "S", "C", "I", "A")), "temporal and environmental"),
+    "CVSS:4.0/": CvssVersion("CVSS 4.0", CVSS4, frozenset(
+        ("AV", "AC", "AT", "PR", "UI", "VC", "VI", "VA", "SC", "SI", "SA")),
+        "threat, environmental and supplemental"),
+}
 TIERS = (RiskTier.A, RiskTier.B, RiskTier.C, RiskTier.D)
 
 
@@ -27,14 +47,22 @@ class InvalidVector(ValueError):
 
 
 def cvss_base_score(vector: str) -> Decimal:
-    """The base score of a CVSS v3.1 or v4.0 vector, to one decimal."""
-    parser = next((p for prefix, p in CVSS_PARSERS.items() if vector.startswith(prefix)), None)
-    if parser is None:
+    """The base score of a CVSS v3.1 or v4.0 base vector, to one decimal."""
+    version = next((v for prefix, v in CVSS_VERSIONS.items() if vector.startswith(prefix)),
+                   None)
+    if version is None:
         raise InvalidVector("not a CVSS v3.1 (CVSS:3.1/...) or v4.0 (CVSS:4.0/...) vector")
     try:
-        score = parser(vector).base_score
+        score = version.parser(vector).base_score
     except CVSSError as exc:
         raise InvalidVector(str(exc)) from exc
+    # parsed: every field is a known `metric:value`, each metric once
+    beyond_base = [field.split(":")[0] for field in vector.split("/")[1:]
+                   if field.split(":")[0] not in version.base_metrics]
+    if beyond_base:
+        raise InvalidVector(
+            f"{', '.join(beyond_base)}: not {version.name} base metrics; send the base vector "
+            f"only (risk scores the base metrics, not the {version.other_metrics} ones)")
     return Decimal(str(score)).quantize(Decimal("0.1"))
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from services.risk.app import create_app
 from services.risk.context import RiskContext
-from services.risk.models import Assessment, RemediationItemRow
+from services.risk.models import Assessment, Inbox, RemediationItemRow
 from services.risk.settings import RiskSettings
 from services.risk.timers import run_reminder_pass
 from services.risk.views import CONTEXT
@@ -27,6 +27,7 @@ from shared.events import (
     Event,
     Industry,
     JobAccepted,
+    JobCancelled,
     JobDispatched,
     JobType,
     PolicyRegistered,
@@ -116,9 +117,16 @@ class Desk:
         context: RiskContext = self.runtime.resources[CONTEXT]
         return context
 
-    async def publish(self, event: Event, topic: str, key: str) -> None:
+    async def publish(self, event: Event, topic: str, key: str) -> Envelope:
         envelope = Envelope.wrap(event, source="/cyberclaims/test", time=self.clock.now())
         await publish(self.broker, topic, envelope, key=key.encode())
+        return envelope
+
+    async def applied(self, envelope: Envelope) -> bool:
+        """Whether risk's consumer has taken the event (its inbox holds it), changes or not."""
+        async with self.runtime.uow() as uow:
+            return await uow.session.scalar(
+                select(Inbox.event_id).where(Inbox.event_id == envelope.id)) is not None
 
     async def policy(self, **overrides: Any) -> tuple[PolicyTerms, uuid.UUID]:
         """A registered policy and the assessment its registration asked for."""
@@ -144,18 +152,35 @@ class Desk:
             assessment = await uow.session.get(Assessment, assessment_id)
             return assessment.status if assessment else None
 
-    async def assign(self, terms: PolicyTerms, assessment_id: uuid.UUID, vendor_id: str) -> None:
-        """What triage publishes when a vendor takes the assessment job."""
-        job_id, now = uuid.uuid4(), self.clock.now()
-        common: dict[str, Any] = {
-            "incident_id": assessment_id, "org_id": terms.org_id, "job_id": job_id,
-            "job_type": JobType.risk_assessment, "at": now, "assessment_id": assessment_id,
-            "policy_number": terms.policy_number, "vendor_id": vendor_id}
+    def job_fields(self, terms: PolicyTerms, assessment_id: uuid.UUID, job_id: uuid.UUID,
+                   vendor_id: str) -> dict[str, Any]:
+        """What every triage event of the assessment's job carries."""
+        return {"incident_id": assessment_id, "org_id": terms.org_id, "job_id": job_id,
+                "job_type": JobType.risk_assessment, "at": self.clock.now(),
+                "assessment_id": assessment_id, "policy_number": terms.policy_number,
+                "vendor_id": vendor_id}
+
+    async def assign(self, terms: PolicyTerms, assessment_id: uuid.UUID,
+                     vendor_id: str) -> uuid.UUID:
+        """What triage publishes when a vendor takes the assessment job: its job id."""
+        job_id = uuid.uuid4()
+        common = self.job_fields(terms, assessment_id, job_id, vendor_id)
         await self.publish(JobDispatched(**common, priority=Priority.P4,
-                                         accept_by=now + timedelta(hours=72), attempt=1),
+                                         accept_by=self.clock.now() + timedelta(hours=72),
+                                         attempt=1),
                            RESPONSE.name, str(assessment_id))
         await self.publish(JobAccepted(**common), RESPONSE.name, str(assessment_id))
         await eventually(lambda: self._is(assessment_id, "accepted"), what="accepted")
+        return job_id
+
+    async def cancel(self, terms: PolicyTerms, assessment_id: uuid.UUID, job_id: uuid.UUID,
+                     vendor_id: str) -> None:
+        """What triage publishes when an operator cancels the accepted assessment job."""
+        await self.publish(JobCancelled(**self.job_fields(terms, assessment_id, job_id,
+                                                          vendor_id),
+                                        cancelled_by="operator-1"),
+                           RESPONSE.name, str(assessment_id))
+        await eventually(lambda: self._is(assessment_id, "cancelled"), what="cancelled")
 
     async def _is(self, assessment_id: uuid.UUID, status: str) -> bool:
         return await self.status(assessment_id) == status

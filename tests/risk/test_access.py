@@ -4,10 +4,16 @@ assessment or an item the caller may not see."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
+import httpx
+
+from services.risk.models import Assessment
 from shared.controls import Control
-from tests.risk.conftest import Desk
+from shared.events import JobAccepted, PolicyUpdated
+from shared.topics import POLICIES, RESPONSE
+from tests.risk.conftest import Desk, eventually
 from tests.risk.test_exposures import exposure
 
 
@@ -73,6 +79,55 @@ async def test_only_the_monitoring_vendor_or_an_operator_confirms_an_item(desk: 
     missing = f"/v1/remediation/{uuid.uuid4()}/done"
     assert (await desk.client.post(missing, headers=desk.tokens.operator())).status_code == 404
     assert (await desk.client.post(url, headers=desk.tokens.vendor(vendor_id))).status_code == 200
+
+
+async def test_cancelling_an_accepted_renewal_job_gives_the_policy_back_to_its_monitor(
+        desk: Desk) -> None:
+    terms, vendor_b = await desk.assessed(
+        in_place=[c for c in Control if c is not Control.mfa_email])
+    [item] = (await desk.risk(terms.policy_number)).json()["items"]
+    desk.clock.advance(timedelta(days=1))  # the renewal's assessment is the latest
+    renewed = terms.model_copy(update={"period_start": terms.period_end,
+                                       "period_end": terms.period_end + timedelta(days=365)})
+    await desk.publish(PolicyUpdated(policy=renewed, version=2), POLICIES.name,
+                       terms.policy_number)
+    renewal = await eventually(lambda: _renewal_of(desk, terms.policy_number),
+                               what="renewal assessment")
+    vendor_a = f"vendor-{uuid.uuid4().hex[:6]}"
+    job_id = await desk.assign(terms, renewal.id, vendor_a)
+    assert (await _raise_exposure(desk, terms.policy_number, vendor_a)).status_code == 201
+    await desk.cancel(terms, renewal.id, job_id, vendor_a)
+    done = f"/v1/remediation/{item['id']}/done"
+    assert (await _raise_exposure(desk, terms.policy_number, vendor_a)).status_code == 404
+    assert (await desk.client.post(done, headers=desk.tokens.vendor(vendor_a))).status_code == 404
+    assert (await _raise_exposure(desk, terms.policy_number, vendor_b)).status_code == 201
+    assert (await desk.client.post(done, headers=desk.tokens.vendor(vendor_b))).status_code == 200
+
+
+async def test_a_cancelled_job_stays_cancelled_whatever_arrives_after(desk: Desk) -> None:
+    """The first assessment's job cancelled: nobody monitors the policy; a late acceptance of
+    that job (replayed, out of order) changes nothing."""
+    terms, assessment_id = await desk.policy()
+    job_id = await desk.assign(terms, assessment_id, "vendor-a")
+    await desk.cancel(terms, assessment_id, job_id, "vendor-a")
+    assert (await _raise_exposure(desk, terms.policy_number, "vendor-a")).status_code == 404
+    late = await desk.publish(
+        JobAccepted(**desk.job_fields(terms, assessment_id, job_id, "vendor-a")),
+        RESPONSE.name, str(assessment_id))
+    await eventually(lambda: desk.applied(late), what="late acceptance applied")
+    assert await desk.status(assessment_id) == "cancelled"
+    assert (await _raise_exposure(desk, terms.policy_number, "vendor-a")).status_code == 404
+    assert (await desk.submit(assessment_id, "vendor-a", in_place=[])).status_code == 404
+
+
+async def _renewal_of(desk: Desk, policy_number: str) -> Assessment | None:
+    found = await desk.assessment_of(policy_number)
+    return found if found is not None and found.reason == "renewed" else None
+
+
+async def _raise_exposure(desk: Desk, policy_number: str, vendor_id: str) -> httpx.Response:
+    return await desk.client.post("/v1/exposures", json=exposure(policy_number),
+                                  headers=desk.tokens.vendor(vendor_id))
 
 
 async def test_bad_bodies_name_the_field(desk: Desk) -> None:

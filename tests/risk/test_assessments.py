@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+import pytest
+
 from shared.controls import Control
 from shared.events import PolicyUpdated, RiskAssessed, RiskAssessmentRequested, RiskTier
 from shared.topics import POLICIES, RISK
@@ -13,6 +15,7 @@ from tests.risk.conftest import CRITICAL, HIGH, Desk, eventually
 from tests.support.kafka import wait_for_events
 
 ALL_BUT_BACKUPS = [c for c in Control if c is not Control.offline_backups_tested]  # 85
+CRITICAL_4 = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"  # 9.3
 
 
 async def test_a_registered_policy_asks_for_an_assessment(desk: Desk) -> None:
@@ -75,6 +78,28 @@ async def test_an_invalid_cvss_vector_is_a_422_naming_the_field_and_changes_noth
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"][0]["field"] == "findings.1.cvss_vector"
+    assert await desk.status(assessment_id) == "accepted"
+    risk = (await desk.risk(terms.policy_number)).json()
+    assert (risk["score"], risk["items"]) == (None, [])
+
+
+@pytest.mark.parametrize(("vector", "named"), [
+    (f"{CRITICAL_4}/MVC:N/MVI:N/MVA:N", "MVC, MVI, MVA"),  # 9.3, but the package says 0.0
+    (f"{CRITICAL}/E:U/RL:O/RC:U", "E, RL, RC"),
+])
+async def test_a_vector_beyond_the_base_metrics_is_a_422_naming_the_field_and_changes_nothing(
+        desk: Desk, vector: str, named: str) -> None:
+    terms, assessment_id = await desk.policy()
+    await desk.assign(terms, assessment_id, "vendor-x")
+    response = await desk.submit(assessment_id, "vendor-x", in_place=list(Control), findings=[
+        {"title": "ok", "control": "mfa_email", "cvss_vector": HIGH},
+        {"title": "modified", "control": "mfa_email", "cvss_vector": vector}])
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["field"] == "findings.1.cvss_vector"
+    assert f"{named}: not CVSS" in error["message"]
+    assert "base vector only" in error["message"]
     assert await desk.status(assessment_id) == "accepted"
     risk = (await desk.risk(terms.policy_number)).json()
     assert (risk["score"], risk["items"]) == (None, [])

@@ -7,6 +7,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy import update
+
+from services.risk import reads
+from services.risk.models import RiskProfile
 from shared.controls import Control
 from shared.events import (
     ExposureAlerted,
@@ -114,3 +119,38 @@ async def test_the_portfolio_counts_tiers_and_overdue_items(desk: Desk) -> None:
     assert segment == {"industry": "energy", "region": region, "policies": 3,
                        "tiers": {"A": 1, "D": 1, "unassessed": 1},
                        "overdue_items": len(Control), "policies_with_overdue": 1}
+
+
+async def test_the_portfolio_holds_when_a_policy_moves_to_a_new_segment_meanwhile(
+        desk: Desk, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy update (new industry or region) committed right after the portfolio's first
+    statement: at READ COMMITTED a second statement would see the policy in a segment the first
+    never saw. The portfolio reads one snapshot and still adds up."""
+    region, moved_to = (f"ZZ-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    terms, _ = await desk.assessed(in_place=[], industry="energy", region=region)
+    desk.clock.advance(timedelta(days=91))
+    moved: list[str] = []
+
+    async def move_the_policy() -> None:
+        async with desk.runtime.uow() as other:
+            await other.session.execute(update(RiskProfile)
+                                        .where(RiskProfile.policy_number == terms.policy_number)
+                                        .values(region=moved_to))
+            await other.commit()
+        moved.append(moved_to)
+
+    async with desk.runtime.uow() as uow:
+        execute = uow.session.execute
+
+        async def execute_then_move(*args: Any, **kwargs: Any) -> Any:
+            result = await execute(*args, **kwargs)
+            if not moved:
+                await move_the_policy()
+            return result
+
+        monkeypatch.setattr(uow.session, "execute", execute_then_move)
+        portfolio = await reads.portfolio(uow, desk.context)
+    assert moved == [moved_to]
+    [segment] = [s for s in portfolio.segments if s.region in (region, moved_to)]
+    assert (segment.region, segment.policies, segment.tiers) == (region, 1, {"D": 1})
+    assert (segment.overdue_items, segment.policies_with_overdue) == (len(Control), 1)

@@ -66,6 +66,25 @@ def test_invalid_vectors_are_refused(vector: str) -> None:
         cvss_base_score(vector)
 
 
+BASE_4 = CVSS4_AT["9.3"]
+BASE_3 = CVSS_AT["9.0"]
+
+
+@pytest.mark.parametrize(("vector", "named"), [
+    (f"{BASE_4}/MVC:N/MVI:N/MVA:N", "MVC, MVI, MVA"),  # the package scores this 0.0
+    (f"{BASE_4}/E:U", "E"),                             # threat: 8.1
+    (f"{BASE_4}/CR:L/IR:L/AR:L", "CR, IR, AR"),         # environmental requirements: 8.9
+    (f"{BASE_4}/S:P/AU:Y", "S, AU"),                    # supplemental
+    (f"{BASE_4}/E:X", "E"),                             # even "not defined"
+    (f"{BASE_3}/E:U/RL:O/RC:U", "E, RL, RC"),           # temporal
+    (f"{BASE_3}/MAV:P/MC:N", "MAV, MC"),                # environmental
+    (f"{BASE_3}/CR:X", "CR"),
+])
+def test_only_base_vectors_are_scored(vector: str, named: str) -> None:
+    with pytest.raises(InvalidVector, match=rf"^{named}: not CVSS (3\.1|4\.0) base metrics"):
+        cvss_base_score(vector)
+
+
 @pytest.mark.parametrize(("score", "penalty", "due_days"), [
     ("6.9", 0, 90), ("7.0", 5, 30), ("8.9", 5, 30), ("9.0", 10, 7), ("10.0", 10, 7), ("0.0", 0, 90),
 ])
