@@ -1,17 +1,23 @@
 """Pre-aggregated experience: per cell of a grouping, the counts and sums its figures need,
-the organisations it covers (with how many of their claims or exposure rows are in it) and
-its paid and incurred amounts kept sorted (for the median and p90).
+the organisations it covers (with how many of their claims or exposure rows are in it), all
+of them and the live event stream's apart (privacy.py counts both), and its paid and incurred
+amounts kept sorted (for the median and p90).
 
 A claim or a policy's exposure is added once and can be taken out again (its old facts) when
 it changes, so a change costs a few operations per grouping, never a pass over the book; a
-grouping is built in one pass the first time it is asked for."""
+grouping is built in one pass the first time it is asked for. Exposure is valued at the
+aggregates' valuation (the time in force before it); moving the valuation on takes out and
+puts back only the rows in force in between."""
 
 from __future__ import annotations
 
 import bisect
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from services.insights.models import Source
 
 POLICY_DIMENSIONS = ("industry", "region", "size_band", "period", "source")
 DIMENSIONS = ("industry", "region", "size_band", "category", "attack_vector", "period",
@@ -35,10 +41,20 @@ class ClaimFacts:
 
 @dataclass(frozen=True)
 class ExposureFacts:
+    """A policy's time in force within one calendar quarter: `seconds` from `start`."""
+
     org_id: str
     dimensions: Mapping[str, str]
     seconds: int
     annual_premium: int
+    start: datetime
+
+    def valued_at(self, valuation: datetime) -> ExposureFacts | None:
+        """The row as far as it runs before `valuation`: none if it starts later."""
+        if self.start >= valuation:
+            return None
+        elapsed = int((valuation - self.start).total_seconds())
+        return self if elapsed >= self.seconds else replace(self, seconds=elapsed)
 
 
 @dataclass
@@ -72,11 +88,16 @@ def _count(organisations: Counter[str], org_id: str, sign: int) -> None:
         del organisations[org_id]
 
 
+def _live(facts: ClaimFacts | ExposureFacts) -> bool:
+    return facts.dimensions["source"] == Source.live
+
+
 @dataclass
 class ClaimTotals:
     """One cell's claims: amounts > 0 only in the sorted lists (severity is over those)."""
 
     organisations: Counter[str] = field(default_factory=Counter)
+    live_organisations: Counter[str] = field(default_factory=Counter)
     claims: int = 0
     paid_total: int = 0
     incurred_total: int = 0
@@ -91,7 +112,9 @@ class ClaimTotals:
     @classmethod
     def of(cls, claims: Sequence[ClaimFacts]) -> ClaimTotals:
         """A cell's totals in one pass over its claims (sorting once)."""
-        return cls(organisations=Counter(claim.org_id for claim in claims), claims=len(claims),
+        return cls(organisations=Counter(claim.org_id for claim in claims),
+                   live_organisations=Counter(claim.org_id for claim in claims if _live(claim)),
+                   claims=len(claims),
                    paid_total=sum(claim.paid for claim in claims),
                    incurred_total=sum(claim.incurred for claim in claims),
                    paid_positive=sorted(claim.paid for claim in claims if claim.paid > 0),
@@ -105,6 +128,8 @@ class ClaimTotals:
 
     def add(self, claim: ClaimFacts, sign: int) -> None:
         _count(self.organisations, claim.org_id, sign)
+        if _live(claim):
+            _count(self.live_organisations, claim.org_id, sign)
         self.claims += sign
         self.paid_total += sign * claim.paid
         self.incurred_total += sign * claim.incurred
@@ -122,17 +147,21 @@ class ClaimTotals:
 @dataclass
 class ExposureTotals:
     organisations: Counter[str] = field(default_factory=Counter)
+    live_organisations: Counter[str] = field(default_factory=Counter)
     seconds: int = 0
     premium_seconds: int = 0  # Σ annual premium (cents) x seconds in force
 
     @classmethod
     def of(cls, rows: Sequence[ExposureFacts]) -> ExposureTotals:
         return cls(organisations=Counter(row.org_id for row in rows),
+                   live_organisations=Counter(row.org_id for row in rows if _live(row)),
                    seconds=sum(row.seconds for row in rows),
                    premium_seconds=sum(row.annual_premium * row.seconds for row in rows))
 
     def add(self, exposure: ExposureFacts, sign: int) -> None:
         _count(self.organisations, exposure.org_id, sign)
+        if _live(exposure):
+            _count(self.live_organisations, exposure.org_id, sign)
         self.seconds += sign * exposure.seconds
         self.premium_seconds += sign * exposure.annual_premium * exposure.seconds
 
@@ -178,18 +207,20 @@ there are 128 of them; one dropped is built again when next asked for."""
 class Aggregates:
     """Every claim's and policy's facts by id, and the groupings asked for lately, kept up to
     date as facts are replaced (a grouping is built from the facts when it is asked for and
-    not kept)."""
+    not kept); the groupings hold the exposure valued at `valuation`."""
 
-    def __init__(self, kept: int = MAX_GROUPINGS) -> None:
+    def __init__(self, valuation: datetime, kept: int = MAX_GROUPINGS) -> None:
+        self.valuation = valuation
         self._kept = kept
         self._claims: dict[object, ClaimFacts] = {}
         self._exposures: dict[str, tuple[ExposureFacts, ...]] = {}
         self._groupings: OrderedDict[tuple[str, ...], Grouping] = OrderedDict()
 
     @classmethod
-    def of(cls, claims: Iterable[ClaimFacts], exposure: Iterable[ExposureFacts]) -> Aggregates:
+    def of(cls, claims: Iterable[ClaimFacts], exposure: Iterable[ExposureFacts],
+           valuation: datetime) -> Aggregates:
         """Aggregates of plain lists of facts (each claim its own, exposure as one policy)."""
-        aggregates = cls()
+        aggregates = cls(valuation)
         aggregates._claims = dict(enumerate(claims))
         aggregates._exposures = {"": tuple(exposure)}
         return aggregates
@@ -200,8 +231,8 @@ class Aggregates:
             self._groupings.move_to_end(key)
         else:
             self._groupings[key] = Grouping(key, self._claims.values(),
-                                            (row for rows in self._exposures.values()
-                                             for row in rows))
+                                            self._valued(row for rows in self._exposures.values()
+                                                         for row in rows))
             if len(self._groupings) > self._kept:
                 self._groupings.popitem(last=False)
         return self._groupings[key]
@@ -221,9 +252,30 @@ class Aggregates:
         new = tuple(rows)
         if old == new:
             return
+        self._change_exposure(tuple(self._valued(old)), tuple(self._valued(new)))
+        self._exposures[policy_number] = new
+
+    def revalue(self, valuation: datetime) -> None:
+        """Value the exposure at another time: the rows in force in between change."""
+        rows = [row for policy_rows in self._exposures.values() for row in policy_rows]
+        before = [row.valued_at(self.valuation) for row in rows]
+        self.valuation = valuation
+        changed = [(old, new) for old, new in zip(before, (row.valued_at(valuation)
+                                                             for row in rows), strict=True)
+                   if old is not new]
+        self._change_exposure(tuple(old for old, _ in changed if old is not None),
+                              tuple(new for _, new in changed if new is not None))
+
+    def _valued(self, rows: Iterable[ExposureFacts]) -> Iterator[ExposureFacts]:
+        for row in rows:
+            valued = row.valued_at(self.valuation)
+            if valued is not None:
+                yield valued
+
+    def _change_exposure(self, old: Sequence[ExposureFacts], new: Sequence[ExposureFacts]
+                         ) -> None:
         for grouping in self._groupings.values():
             for exposure in old:
                 grouping.add_exposure(exposure, -1)
             for exposure in new:
                 grouping.add_exposure(exposure, 1)
-        self._exposures[policy_number] = new

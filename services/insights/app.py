@@ -13,7 +13,7 @@ from services.insights import handlers, service, triangles, views
 from services.insights.models import Inbox, Outbox
 from services.insights.page import Pages
 from services.insights.settings import InsightsSettings
-from services.insights.statistics import ExperienceCache
+from services.insights.statistics import ExperienceCache, valuation_of
 from shared.clock import Clock
 from shared.service import Runtime, ServiceSpec, create_service_app
 from shared.settings import PlatformSettings
@@ -36,10 +36,12 @@ async def warm_up(runtime: Runtime) -> None:
     leaves the aggregates to the first query, as before, rather than failing the start."""
     await asyncio.to_thread(triangles.development, SMALL_TRIANGLE)
     k = runtime.resources["settings"].min_organisations
+    valuation = valuation_of(runtime.clock.now())
     try:
         async with runtime.uow() as uow:
             for group_by in WARM_GROUPINGS:
-                await runtime.resources["experience"].experience(uow.session, group_by, {}, k)
+                await runtime.resources["experience"].experience(uow.session, group_by, {}, k,
+                                                                 valuation)
     except (SQLAlchemyError, OSError) as exc:
         log.warning("insights: the statistics were not loaded at start-up (%s: %s); the first "
                     "query loads them", type(exc).__name__, exc)

@@ -102,7 +102,9 @@ class IncidentRecord(Base):
 
 
 class ClaimRecord(Base):
-    """A claim's current position: the amount reserved for it and what has been paid."""
+    """A claim's current position: the amount reserved for it and what has been paid. The
+    reserve basis is the latest movement's in event time (`reserve_basis_at`), whatever the
+    order the movements are applied in (a rebuild and the live consumer interleave)."""
 
     __tablename__ = "claims"
     __table_args__ = (Index("ix_claims_incident_id", "incident_id"),
@@ -114,6 +116,7 @@ class ClaimRecord(Base):
     policy_number: Mapped[str | None] = mapped_column(String(64))
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reserve_basis: Mapped[Decimal | None] = mapped_column(MoneyColumn)
+    reserve_basis_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid: Mapped[Decimal] = mapped_column(MoneyColumn)
     first_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

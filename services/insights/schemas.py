@@ -82,6 +82,7 @@ class CellOut(Out):
 
 class ExperienceOut(Out):
     k: int
+    valuation: str  # the exposure and earned premium run up to it
     group_by: list[str]
     filters: dict[str, str]
     cells: list[CellOut]

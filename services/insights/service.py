@@ -167,11 +167,15 @@ async def claim(uow: UnitOfWork, claim_id: uuid.UUID, incident_id: uuid.UUID,
 
 def move(uow: UnitOfWork, event_id: uuid.UUID, record: ClaimRecord, kind: str,
          amount: Decimal, at: datetime) -> None:
-    """Record a dated movement and apply it to the claim's current position."""
+    """Record a dated movement and apply it to the claim's current position, in any order:
+    the reserve basis only moves forward in event time (at one instant, to the larger
+    amount, as the triangles value it), payments add up, the earliest payment is the first."""
     uow.session.add(ClaimMovement(event_id=event_id, claim_id=record.claim_id, kind=kind,
                                   amount=amount, at=at))
     if kind == MovementKind.reserve:
-        record.reserve_basis = amount
+        if record.reserve_basis_at is None or record.reserve_basis is None \
+                or (at, amount) > (record.reserve_basis_at, record.reserve_basis):
+            record.reserve_basis, record.reserve_basis_at = amount, at
     elif kind == MovementKind.paid:
         record.paid = record.paid + amount
         if record.first_paid_at is None or at < record.first_paid_at:

@@ -6,6 +6,9 @@ same cells are hidden whatever the filter: two queries never differ by a hidden 
 by category or attack vector shows the exposure of its policy dimensions only where that
 grouping publishes it.
 
+Exposure and earned premium run up to the valuation, the start of the query's UTC day: a
+book still in force has none in the quarters to come, and the current quarter's so far.
+
 Amounts are summed as integer cents and divided once, so every figure is exact up to its
 final rounding (half up)."""
 
@@ -15,7 +18,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -39,12 +42,25 @@ from services.insights.models import (
     ReadModelVersion,
 )
 from services.insights.privacy import Cell, suppress
-from services.insights.service import UNKNOWN, VERSION_ROW, case_reserve, quarter_of
+from services.insights.service import (
+    UNKNOWN,
+    VERSION_ROW,
+    case_reserve,
+    quarter_of,
+    quarter_start,
+)
 
 YEAR_SECONDS = 365 * 24 * 3600
 HOUR_MICROSECONDS = 3600 * 1_000_000
 CENT = Decimal("0.01")
 FOUR_PLACES = Decimal("0.0001")
+
+
+def valuation_of(now: datetime) -> datetime:
+    """The valuation of a query made at `now`: the start of its UTC day. A valuation date, not
+    an instant, so an answer holds for the day (kept until the book changes) and the exposure
+    is valued again once a day, not on every query."""
+    return datetime.combine(now.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
 
 
 def _cents(amount: Decimal | None) -> int:
@@ -104,20 +120,23 @@ async def load_claims(session: AsyncSession, since: int | None) -> dict[Any, Cla
 async def load_exposure(session: AsyncSession, since: int | None
                         ) -> dict[str, list[ExposureFacts]]:
     """Every policy's exposure rows, or those of the policies changed after `since` (a
-    changed policy without rows maps to none)."""
+    changed policy without rows maps to none); a row starts at its quarter's start or its
+    policy's, the later."""
     query = (select(PolicyRecord.policy_number, Exposure.org_id, Exposure.quarter,
                     Exposure.seconds, PolicyRecord.industry, PolicyRecord.region,
-                    PolicyRecord.size_band, PolicyRecord.annual_premium, PolicyRecord.source)
+                    PolicyRecord.size_band, PolicyRecord.annual_premium, PolicyRecord.source,
+                    PolicyRecord.period_start)
              .outerjoin(Exposure, Exposure.policy_number == PolicyRecord.policy_number))
     if since is not None:
         query = query.where(PolicyRecord.changed_in > since)
     facts: dict[str, list[ExposureFacts]] = defaultdict(list)
     for (policy_number, org_id, quarter, seconds, industry, region, band,
-         premium, source) in await session.execute(query):
+         premium, source, period_start) in await session.execute(query):
         rows = facts[policy_number]
         if quarter is not None:
             rows.append(ExposureFacts(org_id=org_id, seconds=seconds,
                                       annual_premium=_cents(premium),
+                                      start=max(period_start, quarter_start(quarter)),
                                       dimensions={"industry": industry, "region": region,
                                                   "size_band": band, "period": quarter,
                                                   "source": source}))
@@ -131,11 +150,12 @@ class ExperienceCache:
     aggregates; a query reads aggregates, never the whole book. After a rebuild (deleted rows
     carry no stamp) the aggregates start again from the whole read model, as at start-up.
     The version is read before the rows, so the aggregates are never labelled newer than they
-    are (rows of a later version read early are read again, and replace themselves)."""
+    are (rows of a later version read early are read again, and replace themselves). A new
+    valuation date values the exposure again and forgets the answers."""
 
     def __init__(self) -> None:
         self._seen: tuple[int, int] | None = None  # (rebuilds, version) of the aggregates
-        self._aggregates = Aggregates()
+        self._aggregates: Aggregates | None = None
         self._answers: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._lock = asyncio.Lock()
 
@@ -145,7 +165,7 @@ class ExperienceCache:
         return self._seen
 
     def answered(self, group_by: Sequence[str], filters: Mapping[str, str], k: int) -> bool:
-        """Whether this query's answer is kept for the version last seen."""
+        """Whether this query's answer is kept for the version and valuation last seen."""
         return self._key(group_by, filters, k) in self._answers
 
     @staticmethod
@@ -153,39 +173,46 @@ class ExperienceCache:
         return (tuple(group_by), tuple(sorted(filters.items())), k)
 
     async def experience(self, session: AsyncSession, group_by: Sequence[str],
-                         filters: Mapping[str, str], k: int) -> list[dict[str, Any]]:
+                         filters: Mapping[str, str], k: int, valuation: datetime
+                         ) -> list[dict[str, Any]]:
         async with self._lock:
             rebuilds, version = (await session.execute(
                 select(ReadModelVersion.rebuilds, ReadModelVersion.version)
                 .where(ReadModelVersion.id == VERSION_ROW))).one()
-            if self._seen is None or self._seen[0] != rebuilds:
-                self._aggregates = Aggregates()
-                await self._catch_up(session, None)
+            aggregates = self._aggregates
+            if aggregates is None or self._seen is None or self._seen[0] != rebuilds:
+                aggregates = self._aggregates = Aggregates(valuation)
+                await self._catch_up(aggregates, session, None)
             elif self._seen[1] != version:
-                await self._catch_up(session, self._seen[1])
+                await self._catch_up(aggregates, session, self._seen[1])
             if self._seen != (rebuilds, version):
                 self._seen = (rebuilds, version)
+                self._answers = {}
+            if aggregates.valuation != valuation:  # once a day: off the event loop
+                await asyncio.to_thread(aggregates.revalue, valuation)
                 self._answers = {}
             key = self._key(group_by, filters, k)
             if key not in self._answers:
                 # Off the event loop (a grouping's first answer aggregates the whole book), so
                 # health checks are answered meanwhile; the lock keeps the aggregates still.
-                self._answers[key] = await asyncio.to_thread(published, self._aggregates,
+                self._answers[key] = await asyncio.to_thread(published, aggregates,
                                                              group_by, filters, k)
             return self._answers[key]
 
-    async def _catch_up(self, session: AsyncSession, since: int | None) -> None:
+    @staticmethod
+    async def _catch_up(aggregates: Aggregates, session: AsyncSession, since: int | None
+                        ) -> None:
         for policy_number, rows in (await load_exposure(session, since)).items():
-            self._aggregates.replace_exposure(policy_number, rows)
+            aggregates.replace_exposure(policy_number, rows)
         for claim_id, claim in (await load_claims(session, since)).items():
-            self._aggregates.replace_claim(claim_id, claim)
+            aggregates.replace_claim(claim_id, claim)
 
 
 def experience(claims: Sequence[ClaimFacts], exposure: Sequence[ExposureFacts],
-               group_by: Sequence[str], filters: Mapping[str, str], k: int
-               ) -> list[dict[str, Any]]:
-    """The published cells of a query over plain facts."""
-    return published(Aggregates.of(claims, exposure), group_by, filters, k)
+               group_by: Sequence[str], filters: Mapping[str, str], k: int,
+               valuation: datetime) -> list[dict[str, Any]]:
+    """The published cells of a query over plain facts, the exposure valued at `valuation`."""
+    return published(Aggregates.of(claims, exposure, valuation), group_by, filters, k)
 
 
 def published(aggregates: Aggregates, group_by: Sequence[str], filters: Mapping[str, str],
@@ -193,14 +220,13 @@ def published(aggregates: Aggregates, group_by: Sequence[str], filters: Mapping[
     """The published cells of a query, in key order; hidden cells carry no figures."""
     cells = aggregates.grouping(tuple(d for d in DIMENSIONS if d in group_by or d in filters))
     by_claims = cells.dimensions != cells.exposure_dimensions  # category or vector
-    organisations: dict[tuple[str, ...], AbstractSet[str]] = {}  # views, not copies
-    if not by_claims:  # a cell without claims is covered by the organisations it exposes
-        organisations.update((key, totals.organisations.keys())
-                             for key, totals in cells.exposures.items())
-    # claim figures are protected by the organisations that claimed
-    organisations.update((key, totals.organisations.keys())
-                         for key, totals in cells.claims.items())
-    privacy = [Cell(key, orgs) for key, orgs in organisations.items()]
+    # The claim figures rest on the organisations that claimed, the exposure figures on those
+    # exposed; by category or vector the exposure shown is its parent's, withheld below where
+    # the parent's own grouping hides it.
+    keys = cells.claims.keys() if by_claims else cells.claims.keys() | cells.exposures.keys()
+    privacy = [Cell(key, (*_covers(cells.claims.get(key)),
+                          *_covers(None if by_claims else cells.exposures.get(key))))
+               for key in keys]
     suppress(privacy, k)
     withheld = set()  # parents whose exposure their own grouping hides: not shown here either
     if by_claims:
@@ -219,6 +245,18 @@ def published(aggregates: Aggregates, group_by: Sequence[str], filters: Mapping[
             None if parent_key in withheld else cells.exposures.get(parent_key))
         answer.append({"dimensions": shown, "suppressed": entry.suppressed, "figures": figures})
     return answer
+
+
+NO_ONE: frozenset[str] = frozenset()
+
+
+def _covers(totals: ClaimTotals | ExposureTotals | None
+            ) -> tuple[AbstractSet[str], AbstractSet[str]]:
+    """The organisations behind a cell's figures of one kind: all of them, and the live
+    event stream's (views, not copies)."""
+    if totals is None:
+        return NO_ONE, NO_ONE
+    return totals.organisations.keys(), totals.live_organisations.keys()
 
 
 def _figures(claims: ClaimTotals, exposure: ExposureTotals | None) -> dict[str, Any]:

@@ -85,8 +85,9 @@ async def load_histories(session: AsyncSession, source: str | None = None
         movements[claim_id].append((at, kind, amount))
     return [ClaimHistory(org_id=org_id, accident_quarter=quarter_of(occurred_at),
                          opened_at=opened_at,
-                         movements=tuple(sorted(movements.get(claim_id, ()),
-                                                key=lambda m: (m[0], m[1]))))
+                         # by time, then kind, then amount: of two reserves at one
+                         # instant the larger is the basis, as on the claim's row
+                         movements=tuple(sorted(movements.get(claim_id, ()))))
             for claim_id, org_id, opened_at, occurred_at in claims
             if occurred_at is not None]
 

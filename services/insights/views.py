@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.responses import HTMLResponse, Response
 
-from services.insights import exports, history, triangles
+from services.insights import exports, history, statistics, triangles
 from services.insights.schemas import (
     Bordereau,
     CellOut,
@@ -31,10 +32,17 @@ insights_api = APIRouter(prefix="/v1/insights", tags=["insights"])
 page_api = APIRouter(tags=["page"])
 
 
-async def _cells(runtime: RuntimeDep, uow: UnitOfWorkDep, query: ExperienceQuery) -> list[CellOut]:
+async def _cells(runtime: RuntimeDep, uow: UnitOfWorkDep, query: ExperienceQuery,
+                 valuation: datetime) -> list[CellOut]:
     published = await runtime.resources["experience"].experience(
-        uow.session, query.group_by, query.filters, runtime.resources["settings"].min_organisations)
+        uow.session, query.group_by, query.filters, runtime.resources["settings"].min_organisations,
+        valuation)
     return [CellOut.model_validate(cell) for cell in published]
+
+
+def _valuation(runtime: RuntimeDep) -> datetime:
+    """The statistics' valuation date (the exposure runs up to it): the start of today, UTC."""
+    return statistics.valuation_of(runtime.clock.now())
 
 
 async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis,
@@ -42,7 +50,8 @@ async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis,
     k = runtime.resources["settings"].min_organisations
     valuation = runtime.clock.now()
     only = {} if source is None else {"source": source}  # a filter is a group (statistics)
-    by_period = await runtime.resources["experience"].experience(uow.session, ("period",), only, k)
+    by_period = await runtime.resources["experience"].experience(
+        uow.session, ("period",), only, k, statistics.valuation_of(valuation))
     hidden_quarters = {cell["dimensions"]["period"] for cell in by_period if cell["suppressed"]}
     histories = await triangles.load_histories(uow.session, source)
     rows, hidden = triangles.triangle_rows(histories, basis, valuation, hidden_quarters)
@@ -58,10 +67,13 @@ async def _triangle(runtime: RuntimeDep, uow: UnitOfWorkDep, basis: Basis,
 async def experience(caller: Reader, query: Experience, runtime: RuntimeDep,
                      uow: UnitOfWorkDep) -> ExperienceOut:
     """Frequency, severity, loss ratio and response times by the `group_by` dimensions,
-    within the filters; a cell covering fewer than k organisations is `suppressed`."""
+    within the filters, exposure and earned premium up to the `valuation` date; a cell
+    covering fewer than k organisations is `suppressed`."""
+    valuation = _valuation(runtime)
     return ExperienceOut(k=runtime.resources["settings"].min_organisations,
-                         group_by=list(query.group_by), filters=query.filters,
-                         cells=await _cells(runtime, uow, query))
+                         valuation=valuation.isoformat(), group_by=list(query.group_by),
+                         filters=query.filters,
+                         cells=await _cells(runtime, uow, query, valuation))
 
 
 @insights_api.get("/experience.csv", response_class=Response,
@@ -69,7 +81,7 @@ async def experience(caller: Reader, query: Experience, runtime: RuntimeDep,
 async def experience_csv(caller: Reader, query: Experience, runtime: RuntimeDep,
                          uow: UnitOfWorkDep) -> Response:
     """The experience cells as CSV (suppressed cells marked, their figures empty)."""
-    cells = await _cells(runtime, uow, query)
+    cells = await _cells(runtime, uow, query, _valuation(runtime))
     return Response(exports.to_csv(cells, query.group_by), media_type="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="experience.csv"'})
 
@@ -79,7 +91,7 @@ async def experience_csv(caller: Reader, query: Experience, runtime: RuntimeDep,
 async def experience_parquet(caller: Reader, query: Experience, runtime: RuntimeDep,
                              uow: UnitOfWorkDep) -> Response:
     """The experience cells as Parquet (amounts as exact decimals)."""
-    cells = await _cells(runtime, uow, query)
+    cells = await _cells(runtime, uow, query, _valuation(runtime))
     return Response(exports.to_parquet(cells, query.group_by),
                     media_type="application/vnd.apache.parquet",
                     headers={"Content-Disposition": 'attachment; filename="experience.parquet"'})
@@ -118,9 +130,11 @@ async def import_history(body: Bordereau, caller: Importer, runtime: RuntimeDep,
 async def report(caller: Reader, query: Experience, runtime: RuntimeDep,
                  uow: UnitOfWorkDep) -> HTMLResponse:
     """The page's body: the frequency/severity table, the triangle and the charts as SVG."""
-    cells = await _cells(runtime, uow, query)
+    valuation = _valuation(runtime)
+    cells = await _cells(runtime, uow, query, valuation)
     triangle = await _triangle(runtime, uow, Basis.paid)
-    context: dict[str, Any] = {"group_by": query.group_by, "cells": cells, "triangle": triangle}
+    context: dict[str, Any] = {"group_by": query.group_by, "cells": cells, "triangle": triangle,
+                               "valuation": valuation.date().isoformat()}
     return HTMLResponse(runtime.resources["pages"].report(context))
 
 

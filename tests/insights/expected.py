@@ -157,23 +157,27 @@ class Raw:
             })
         return rows
 
-    def exposure_rows(self) -> list[dict[str, Any]]:
+    def exposure_rows(self, valuation: datetime) -> list[dict[str, Any]]:
+        """Each policy's time in force by quarter, as far as it runs before the valuation."""
         rows = []
         for policy in self.policies.values():
-            for period, seconds in quarter_overlaps(policy.period_start, policy.period_end).items():
+            for period, seconds in quarter_overlaps(policy.period_start,
+                                                    min(policy.period_end, valuation)).items():
                 rows.append({"org": policy.org_id, "industry": policy.industry.value,
                              "region": policy.region, "size_band": band(policy.employees),
                              "period": period, "seconds": seconds,
                              "premium": int((policy.annual_premium or 0) * 100)})
         return rows
 
-    def cells(self, dims: tuple[str, ...], withheld: frozenset[tuple[str, ...]] = frozenset()
+    def cells(self, dims: tuple[str, ...], valuation: datetime,
+              withheld: frozenset[tuple[str, ...]] = frozenset()
               ) -> dict[tuple[str, ...], dict[str, Any]]:
-        """Every cell of a grouping: its organisations and its figures as the API shows them
-        (without exposure where the parent's own grouping hides it: `withheld`)."""
+        """Every cell of a grouping: its organisations and its figures as the API shows them,
+        exposure up to the valuation (none where the parent's own grouping hides it:
+        `withheld`)."""
         policy_dims = tuple(d for d in dims if d in POLICY_DIMS)
         exposure: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for row in self.exposure_rows():
+        for row in self.exposure_rows(valuation):
             exposure[tuple(row[d] for d in policy_dims)].append(row)
         claims: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for row in self.claim_rows():

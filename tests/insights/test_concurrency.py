@@ -1,10 +1,13 @@
 """An incident's events arrive on different topics, so different consumers (pods) may apply
-them at the same moment: both orders, and both at once, give the same row."""
+them at the same moment: both orders, and both at once, give the same row. A rebuild applies
+a claim's events beside the live consumer, so they may come in any order: the same row too."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -12,9 +15,9 @@ from sqlalchemy import func, select
 
 from cyberclaims.simulate import book
 from services.insights import handlers, service
-from services.insights.models import Inbox, IncidentRecord
+from services.insights.models import ClaimRecord, Inbox, IncidentRecord
 from shared.consumer import EventConsumer
-from shared.events import Envelope, Event
+from shared.events import ClaimAssessed, ClaimOpened, Envelope, Event
 from shared.service import Runtime
 from tests.insights.conftest import World, claim_events
 from tests.support.kafka import fetched
@@ -74,3 +77,28 @@ async def test_an_incidents_report_and_response_arriving_together(world: World, 
         assert row.attack_vector == claim.attack_vector
         assert row.outage_seconds == (None if claim.outage_hours is None else
                                       int(timedelta(hours=claim.outage_hours).total_seconds()))
+
+
+@pytest.mark.parametrize("newer_first", [True, False], ids=["newer first", "older first"])
+async def test_the_reserve_basis_is_the_latest_assessments_whatever_the_order(
+        world: World, newer_first: bool) -> None:
+    """A rebuild racing the live consumer can apply an older assessment after a newer one:
+    the reserve basis only moves forward in event time, so it is the newer's either way."""
+    [claim, *_] = book(40, 1, 9, start=datetime(2025, 1, 1, tzinfo=UTC)).claims
+    opened, newer = (event for _, event in claim_events(claim)[3:5])
+    assert isinstance(opened, ClaimOpened) and isinstance(newer, ClaimAssessed)
+    older = newer.model_copy(update={"at": newer.at - timedelta(days=3),
+                                     "payable": newer.payable + Decimal(1000),
+                                     "assessment_id": uuid.uuid4()})
+    first, then = (newer, older) if newer_first else (older, newer)
+    app = world.app(run_workers=False)
+    async with running(app, wait_for_consumer=False):
+        runtime: Runtime = app.state.runtime
+        live, rebuilding = consumer(runtime), consumer(runtime)
+        await live.process_batch(fetched(*envelopes([opened, first]), topic="cyberclaims.claims"))
+        await rebuilding.process_batch(fetched(*envelopes([then]), topic="cyberclaims.claims"))
+        async with runtime.uow() as uow:
+            row = await uow.session.get(ClaimRecord, newer.claim_id)
+    assert row is not None
+    assert row.reserve_basis == newer.payable
+    assert row.reserve_basis_at == newer.at

@@ -1,6 +1,7 @@
 """The loss experience of a simulated book, published as its services would, equals the
-test's own computation from the raw events; no published cell or export covers fewer than k
-organisations, and differencing two queries reveals none."""
+test's own computation from the raw events, exposure and earned premium up to the valuation
+date; no published cell or export covers fewer than k organisations, and differencing two
+queries reveals none."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import csv
 import io
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,8 +22,8 @@ from services.insights.models import Inbox
 from shared.auth import Role
 from shared.events import Event, PolicyRegistered, PolicyUpdated
 from shared.service import Runtime
-from tests.insights.conftest import World, book_events, publish_all
-from tests.insights.expected import ORDER, POLICY_DIMS, Raw, as_numbers
+from tests.insights.conftest import World, book_events, policy_event, publish_all
+from tests.insights.expected import ORDER, POLICY_DIMS, YEAR, Raw, as_numbers, quarter_overlaps
 from tests.support.service import running
 
 K = 5
@@ -57,9 +58,10 @@ async def experience(client: httpx.AsyncClient, world: World, **params: str) -> 
 
 async def check_against(client: httpx.AsyncClient, world: World, raw: Raw, body: dict[str, Any],
                         group_by: tuple[str, ...], filters: dict[str, str]) -> int:
-    """Every published cell equals the test's computation and covers at least k
-    organisations; returns how many were published. A cell by category or vector shows its
-    policy dimensions' exposure only where their own grouping publishes it."""
+    """Every published cell equals the test's computation (exposure up to the answer's
+    valuation) and covers at least k organisations; returns how many were published. A cell
+    by category or vector shows its policy dimensions' exposure only where their own grouping
+    publishes it."""
     grouping = tuple(d for d in ORDER if d in group_by or d in filters)
     parents = tuple(d for d in grouping if d in POLICY_DIMS)
     withheld: frozenset[tuple[str, ...]] = frozenset()
@@ -67,7 +69,7 @@ async def check_against(client: httpx.AsyncClient, world: World, raw: Raw, body:
         coarser = await experience(client, world, group_by=",".join(parents))
         withheld = frozenset(tuple(c["dimensions"][d] for d in parents)
                              for c in coarser["cells"] if c["suppressed"])
-    expected = raw.cells(grouping, withheld)
+    expected = raw.cells(grouping, datetime.fromisoformat(body["valuation"]), withheld)
     wanted = {key: cell for key, cell in expected.items()
               if all(dict(zip(grouping, key, strict=True))[d] == v for d, v in filters.items())}
     assert len(body["cells"]) == len(wanted)
@@ -109,6 +111,34 @@ async def test_statistics_equal_an_independent_computation_from_the_raw_events(w
                             await experience(client, world, group_by="industry"), ("industry",), {})
 
 
+async def test_exposure_and_earned_premium_run_to_the_valuation_date(world: World) -> None:
+    """A book still in force: no exposure in the quarters to come, the current quarter's time
+    in force so far, and premium earned for that time only (36,500 a year: 100 a day)."""
+    today = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), tzinfo=UTC)
+    start = today - timedelta(days=100)
+    events: list[Event] = [policy_event(SimPolicy(
+        policy_number=f"IN-FORCE-{n}", org_id=f"in-force-{n}", holder_name=f"SME {n}",
+        industry="finance", region="CN-GD", employees=30, annual_revenue=Decimal(10_000_000),
+        annual_premium=Decimal("36500.00"), period_start=start,
+        period_end=start + timedelta(days=365))) for n in range(K)]
+    await publish_all(world.broker, events)
+    app = world.app(min_organisations=K)
+    async with running(app) as client:
+        await consumed(client, app.state.runtime, len(events))
+        by_period = await experience(client, world, group_by="period")
+        assert await check_against(client, world, Raw.of(events), by_period, ("period",), {}) >= 2
+        total = await experience(client, world)
+    valuation = datetime.fromisoformat(by_period["valuation"])
+    assert valuation == today or valuation == today + timedelta(days=1)  # midnight passed
+    assert [c["dimensions"]["period"] for c in by_period["cells"]] == \
+        sorted(quarter_overlaps(start, valuation))  # none of the quarters to come
+    days = (valuation - start).days
+    [everything] = total["cells"]
+    assert Decimal(everything["figures"]["earned_premium"]) == K * 100 * days
+    assert Decimal(everything["figures"]["exposure_policy_years"]) == \
+        round(Decimal(K * days * 86_400) / YEAR, 4)
+
+
 def lone_organisation(seed: int, start: datetime = START) -> tuple[Book, SimPolicy]:
     """A book with one energy company (its industry's only organisation) that claims."""
     the_book = book(200, 2, seed, start=start)
@@ -138,7 +168,8 @@ async def test_k_anonymity_holds_and_differencing_two_queries_reveals_no_one(wor
         assert cells["energy"]["suppressed"]  # primary: one organisation
         hidden = [name for name, c in cells.items() if c["suppressed"]]
         assert len(hidden) >= 2  # complementary: the total minus the rest is not energy alone
-        expected = raw.cells(("industry",))
+        valuation = datetime.fromisoformat(by_industry["valuation"])
+        expected = raw.cells(("industry",), valuation)
         assert len(set().union(*(expected[(name,)]["orgs"] for name in hidden))) >= K
         # The attack: the total minus every visible industry.
         visible = sum(Decimal(c["figures"]["paid"]["total"]) for c in cells.values()
@@ -168,7 +199,7 @@ async def test_k_anonymity_holds_and_differencing_two_queries_reveals_no_one(wor
             (c["dimensions"]["industry"], c["dimensions"]["category"], str(c["suppressed"]))
             for c in json_cells]
         assert all(r["claims"] == "" for r in rows if r["suppressed"] == "True")
-        expected_cells = raw.cells(("industry", "category"))
+        expected_cells = raw.cells(("industry", "category"), valuation)
         for row in rows:
             if row["suppressed"] == "False":
                 assert len(expected_cells[(row["industry"], row["category"])]["orgs"]) >= K

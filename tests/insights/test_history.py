@@ -12,11 +12,20 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from cyberclaims.simulate import book, bordereaux
+from cyberclaims.simulate import (
+    SECTION_OF,
+    Book,
+    SimClaim,
+    SimPayment,
+    SimPolicy,
+    book,
+    bordereaux,
+)
 from services.insights.app import WARM_GROUPINGS
 from services.insights.models import ClaimRecord, HistoryImport, PolicyRecord, ReadModelVersion
 from services.insights.rebuild import rebuild
 from shared.auth import Role
+from shared.events import Category
 from shared.service import Runtime
 from tests.insights.conftest import World, book_events, publish_all
 from tests.insights.expected import Claim, Raw
@@ -248,6 +257,86 @@ async def test_k_anonymity_holds_on_imported_history(world: World) -> None:
                                   headers=world.bearer(Role.regulator))
         assert export.status_code == 200
         assert lone.org_id not in export.text and "sim-" not in export.text
+
+
+LIVE_YEAR = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def live_policy(name: str, industry: str) -> SimPolicy:
+    return SimPolicy(policy_number=f"LIVE-{name}", org_id=f"live-{name}", holder_name=name,
+                     industry=industry, region="CN-GD", employees=30,
+                     annual_revenue=Decimal(10_000_000), annual_premium=Decimal(12_000),
+                     period_start=LIVE_YEAR, period_end=LIVE_YEAR + timedelta(days=365))
+
+
+def paid_claim(policy: SimPolicy, occurred: datetime, amount: Decimal) -> SimClaim:
+    """A ransomware claim paid in full 40 days after the incident."""
+    return SimClaim(policy=policy, category=Category.ransomware,
+                    section=SECTION_OF[Category.ransomware], attack_vector="vpn",
+                    occurred_at=occurred, reported_at=occurred + timedelta(hours=3),
+                    dispatched_at=occurred + timedelta(hours=4),
+                    contained_at=occurred + timedelta(days=2), outage_hours=None,
+                    assessed_at=occurred + timedelta(days=10), payable=amount, denied=False,
+                    payments=(SimPayment(occurred + timedelta(days=40), amount),))
+
+
+def made_up(import_id: str, industry: str, occurred: datetime, amount: Decimal
+            ) -> dict[str, Any]:
+    """A bordereau of k - 1 organisations that do not exist, each with a claim paid `amount`."""
+    period = {"period_start": LIVE_YEAR.isoformat(),
+              "period_end": (LIVE_YEAR + timedelta(days=365)).isoformat()}
+    return {
+        "import_id": import_id,
+        "exposures": [{"exposure_id": f"F{n}", "org_id": f"{import_id}-org-{n}",
+                       "industry": industry, "region": "CN-GD", "size_band": "1-49",
+                       "currency": "CNY", "annual_premium": "12000.00", **period}
+                      for n in range(K - 1)],
+        "claims": [{"claim_id": f"C{n}", "exposure_id": f"F{n}", "category": "ransomware",
+                    "occurred_at": occurred.isoformat(),
+                    "reported_at": (occurred + timedelta(hours=3)).isoformat(),
+                    "movements": [{"at": (occurred + timedelta(days=40)).isoformat(),
+                                   "kind": "paid", "amount": str(amount)}]}
+                   for n in range(K - 1)]}
+
+
+async def test_made_up_organisations_imported_never_unlock_a_live_one(world: World) -> None:
+    """An imported row's organisation is whatever its sender writes. k - 1 made-up ones
+    beside a lone live organisation (in another hidden cell), then in its very cell: it stays
+    hidden, in the statistics and the triangle, and the total less the visible cells less the
+    importer's own amounts is never its claim."""
+    lone_quarter = datetime(2025, 2, 10, tzinfo=UTC)  # 2025Q1; everyone else claims in Q2
+    crowd_quarter = datetime(2025, 5, 10, tzinfo=UTC)
+    lone = live_policy("energy", "energy")
+    crowd = [live_policy(f"{industry}-{n}", industry) for industry in ("finance", "telecom")
+             for n in range(K)]
+    lone_paid = Decimal("77777.00")
+    claims = (paid_claim(lone, lone_quarter, lone_paid),
+              *(paid_claim(policy, crowd_quarter, Decimal("50000.00")) for policy in crowd))
+    events = book_events(Book((lone, *crowd), claims), until=datetime.now(UTC))
+    await publish_all(world.broker, events)
+    app = world.app(min_organisations=K)
+    async with running(app) as client:
+        await consumed(client, app.state.runtime, len(events))
+        own = Decimal(0)  # what the importer knows of the hidden cells: its own claims
+        for import_id, industry, occurred, amount in (
+                ("beside", "healthcare", datetime(2025, 8, 10, tzinfo=UTC), Decimal("1000.00")),
+                ("into", "energy", lone_quarter, Decimal("2000.00"))):
+            await import_all(client, world, [made_up(import_id, industry, occurred, amount)])
+            own += (K - 1) * amount
+            [total] = (await experience(client, world))["cells"]
+            assert not total["suppressed"]
+            for dimension, lones in (("industry", "energy"), ("period", "2025Q1")):
+                cells = (await experience(client, world, group_by=dimension))["cells"]
+                assert {c["dimensions"][dimension]: c["suppressed"] for c in cells}[lones], \
+                    (import_id, dimension)
+                visible = sum(Decimal(c["figures"]["paid"]["total"]) for c in cells
+                              if not c["suppressed"])
+                assert Decimal(total["figures"]["paid"]["total"]) - visible - own != lone_paid, \
+                    (import_id, dimension)
+            triangle = (await client.get("/v1/insights/triangles",
+                                         headers=world.bearer(Role.actuary))).json()
+            assert "2025Q1" in triangle["suppressed_accident_quarters"]
+            assert "2025Q1" not in [row["accident_quarter"] for row in triangle["rows"]]
 
 
 async def test_a_rebuild_keeps_the_imported_history(world: World) -> None:

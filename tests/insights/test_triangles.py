@@ -32,7 +32,7 @@ def months_later(moment: datetime, months: int) -> datetime:
 def claim_value(claim: Claim, cutoff: datetime, basis: str) -> Decimal:
     if claim.opened_at is None or claim.opened_at >= cutoff:
         return Decimal(0)
-    before = sorted((m for m in claim.movements if m[0] < cutoff), key=lambda m: (m[0], m[1]))
+    before = sorted(m for m in claim.movements if m[0] < cutoff)  # at one instant, the larger
     paid = sum((amount for _, kind, amount in before if kind == "paid"), Decimal(0))
     reserves = [amount for _, kind, amount in before if kind == "reserve"]
     closed = any(kind == "closed" for _, kind, _ in before)
