@@ -7,7 +7,8 @@ up a partition: what a crash leaves uncommitted is delivered again and skipped).
 that fails `max_attempts` times, or a message that cannot be read, goes to the topic's
 dead-letter topic with the error and its origin in headers, and the partition
 keeps flowing. Losing the database (unreachable, restarting after a crash, out of connection
-slots: `database_unavailable`) is not the message's fault: that waits and retries, and so
+slots: `database_unavailable`; the service's own pool with no connection free) is not the
+message's fault: that waits and retries, and so
 do a deadlock and a serialization failure (another transaction's fault, not the message's).
 
 Throughput: the messages of one fetch are applied in one transaction, in partition order (one
@@ -42,6 +43,7 @@ from pydantic import ValidationError
 from sqlalchemy import Insert, String, Table, bindparam, func, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import Uuid
 
@@ -276,7 +278,9 @@ class EventConsumer:
                     if attempts >= self._max_attempts:
                         await self._dead_letter(record, exc, attempts=attempts, envelope=envelope)
                         return
-                except OSError:
+                except (OSError, PoolTimeout) as exc:  # no connection, or none free in the pool
+                    log.warning("%s: database unavailable (%s), retrying %s", self.name,
+                                type(exc).__name__, envelope.id)
                     attempts -= 1
                     await asyncio.sleep(1.0)
                 except Exception as exc:

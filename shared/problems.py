@@ -54,6 +54,13 @@ class Unprocessable(Problem):
     title = "Unprocessable content"
 
 
+class TooManyRequests(Problem):
+    """The caller has as much under way as it may have at once; it may retry shortly."""
+
+    status = 429
+    title = "Too many requests"
+
+
 class Unavailable(Problem):
     """The request may be retried shortly (with its Idempotency-Key where it has one)."""
 
@@ -88,6 +95,7 @@ def problem_response(status: int, title: str, detail: str, instance: str, *,
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "instance": instance, **extra}
     sent = {401: {"WWW-Authenticate": "Bearer"},
+            429: {"Retry-After": str(RETRY_AFTER_SECONDS)},
             503: {"Retry-After": str(RETRY_AFTER_SECONDS)}}.get(status, {})
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
                         headers={**sent, **(headers or {})} or None)

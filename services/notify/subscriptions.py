@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import Subscription
 from services.notify.schemas import SubscriptionIn
-from services.notify.targets import RefusedTarget, TargetPolicy, UnresolvedTarget
+from services.notify.targets import BusyOwner, RefusedTarget, TargetPolicy, UnresolvedTarget
 from shared.auth import Principal, Role
 from shared.clock import Clock
 from shared.db import UnitOfWork
-from shared.problems import Conflict, NotFound, Unprocessable
+from shared.problems import Conflict, NotFound, TooManyRequests, Unprocessable
 
 
 async def create_subscription(uow: UnitOfWork, clock: Clock, principal: Principal,
@@ -29,7 +29,9 @@ async def create_subscription(uow: UnitOfWork, clock: Clock, principal: Principa
     url = str(body.url)
     try:
         async with asyncio.timeout(lookup_seconds):
-            await targets.resolve(url)
+            await targets.check(url, owner)
+    except BusyOwner as exc:
+        raise TooManyRequests(f"{exc}: subscribe again shortly") from exc
     except (RefusedTarget, UnresolvedTarget) as exc:
         raise Unprocessable(f"url refused: {exc}", field="url") from exc
     except TimeoutError as exc:

@@ -16,10 +16,10 @@ import asyncio
 import ipaddress
 import re
 import socket
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 
 from pydantic import AnyHttpUrl
 
@@ -32,6 +32,16 @@ _REFUSED_KINDS = ("unspecified", "loopback", "link_local", "multicast", "private
 
 class RefusedTarget(ValueError):
     """The URL may never be called (an answer for the subscriber, naming why)."""
+
+
+CHECK_THREADS = 32
+"""Look-ups at once for subscribing, all owners together."""
+CHECKS_PER_OWNER = 2
+"""Look-ups at once for one owner's subscribing."""
+
+
+class BusyOwner(Exception):
+    """The owner's earlier look-ups are still running: subscribe again shortly."""
 
 
 class UnresolvedTarget(Exception):
@@ -99,12 +109,20 @@ class Resolved:
 class TargetPolicy:
     """The allow-list and whether plain http is allowed, applied to URLs and their addresses."""
 
-    def __init__(self, allowlist: Iterable[str], *, require_https: bool, lookups: int) -> None:
-        """`lookups`: DNS look-ups at once. They run in threads of their own, not the event
-        loop's few default ones: a subscriber's slow name server holds up its own tries
-        only, never another host's look-up."""
+    def __init__(self, allowlist: Iterable[str], *, require_https: bool, lookups: int,
+                 checks: int = CHECK_THREADS, checks_per_owner: int = CHECKS_PER_OWNER) -> None:
+        """`lookups`: DNS look-ups at once for sends. They run in threads of their own, not
+        the event loop's few default ones, and a lane holds a host's sends (and so its
+        look-ups) to a few at once: a subscriber's slow name server holds up its own tries
+        only, never another host's look-up. `checks`, `checks_per_owner`: the look-ups of
+        subscribing run in threads apart from the sends', at most a few per owner at once
+        (`check`)."""
         self.require_https = require_https
         self._lookups = ThreadPoolExecutor(max_workers=lookups, thread_name_prefix="notify-dns")
+        self._checks = ThreadPoolExecutor(max_workers=checks,
+                                          thread_name_prefix="notify-dns-check")
+        self._checks_per_owner = checks_per_owner
+        self._checking: Counter[str] = Counter()
         self._hosts: set[str] = set()
         self._networks: list[IPNetwork] = []
         for entry in allowlist:
@@ -117,6 +135,19 @@ class TargetPolicy:
     async def resolve(self, url: str) -> Resolved:
         """Check `url` and every address its host resolves to; the first, to connect to.
         Raises RefusedTarget, or UnresolvedTarget when the host does not resolve now."""
+        return await self._resolve(url, self._lookups, None)
+
+    async def check(self, url: str, owner: str) -> Resolved:
+        """`resolve` for subscribing on behalf of `owner`. A look-up its caller stopped waiting
+        for goes on in its thread until the resolver gives up, so an owner may have only
+        `checks_per_owner` of them at once (BusyOwner beyond), and they never take the sends'
+        threads: no owner's made-up host names can stall another's deliveries or subscribing."""
+        if self._checking[owner] >= self._checks_per_owner:
+            raise BusyOwner(f"{owner} has {self._checking[owner]} host look-ups still running")
+        return await self._resolve(url, self._checks, owner)
+
+    async def _resolve(self, url: str, threads: ThreadPoolExecutor, owner: str | None
+                       ) -> Resolved:
         parsed = AnyHttpUrl(url)
         refusal = url_refusal(parsed, url)
         if refusal is None and self.require_https and parsed.scheme != "https":
@@ -130,7 +161,7 @@ class TargetPolicy:
             addresses = [literal]
         else:
             try:
-                addresses = await self._lookup(host, port)
+                addresses = await self._lookup(host, port, threads, owner)
             except OSError as exc:
                 raise UnresolvedTarget(f"{host} does not resolve ({exc})") from exc
             if not addresses:
@@ -144,13 +175,24 @@ class TargetPolicy:
                         else f"{host} resolves to {refusal}, not a public address")
         return Resolved(host=host, port=port, address=addresses[0])
 
-    async def _lookup(self, host: str, port: int) -> list[IPAddress]:
-        infos = await asyncio.get_running_loop().run_in_executor(
-            self._lookups, partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM))
+    async def _lookup(self, host: str, port: int, threads: ThreadPoolExecutor,
+                      owner: str | None) -> list[IPAddress]:
+        lookup = threads.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+        if owner is not None:  # counted until the thread is done, not until the caller gives up
+            self._checking[owner] += 1
+            loop = asyncio.get_running_loop()
+            lookup.add_done_callback(lambda _: loop.call_soon_threadsafe(self._checked, owner))
+        infos = await asyncio.wrap_future(lookup)
         return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
+    def _checked(self, owner: str) -> None:
+        self._checking[owner] -= 1
+        if not self._checking[owner]:
+            del self._checking[owner]
+
     def close(self) -> None:
-        self._lookups.shutdown(wait=False, cancel_futures=True)
+        for threads in (self._lookups, self._checks):
+            threads.shutdown(wait=False, cancel_futures=True)
 
 
 def allowlisted_network(entry: str) -> IPNetwork | None:

@@ -302,7 +302,11 @@ async def pass_on(session: AsyncSession, ctx: TriageContext, job: Job, now: date
     assert vendor_id is not None
     pool = await lock_vendors(session, [job.job_type], job.region, also=[vendor_id])
     await release_slot(session, vendor_id, pool)
-    session.add(JobRefusal(job_id=job.id, vendor_id=vendor_id, outcome=outcome, at=now))
+    refusal = await session.get(JobRefusal, (job.id, vendor_id))
+    if refusal is None:
+        session.add(JobRefusal(job_id=job.id, vendor_id=vendor_id, outcome=outcome, at=now))
+    else:  # an operator gave the job back to a vendor that had passed on it: its latest word
+        refusal.outcome, refusal.at = outcome, now
     job.status = outcome
     add_history(session, job, outcome, now, actor, vendor_id, note)
     job_type = JobType(job.job_type)

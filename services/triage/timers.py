@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, tuple_
 
 from services.triage import rules
 from services.triage.context import SYSTEM, TriageContext, add_history, incident_of
@@ -88,44 +89,59 @@ async def _expire_next(uows: UnitOfWorkFactory, ctx: TriageContext, now: datetim
 
 async def _assign_waiting(uows: UnitOfWorkFactory, ctx: TriageContext, now: datetime,
                           batch: int = 500) -> int:
-    """Waiting jobs that some vendor has room for (e.g. one skipped while it was locked)."""
-    async with uows() as uow:
-        waiting = (await uow.session.execute(
-            select(Job.id, Job.job_type, Job.region).where(Job.status == JobStatus.unassigned)
-            .order_by(Job.priority, Job.created_at, Job.position).limit(batch)
-        )).all()
-        if not waiting:
-            return 0
-        with_room = [vendor_load(v) for v in await uow.session.scalars(
-            select(Vendor).where(Vendor.active.is_(True), Vendor.open_jobs < Vendor.capacity)
-        )]
-        if not with_room:
-            return 0
-        refusals = (await uow.session.execute(
-            select(JobRefusal.job_id, JobRefusal.vendor_id)
-            .where(any_of(JobRefusal.job_id, [row.id for row in waiting]))
-        )).all()
-    refused: dict[uuid.UUID, set[str]] = {}
-    for job_id, vendor_id in refusals:
-        refused.setdefault(job_id, set()).add(vendor_id)
-    assignable = [row.id for row in waiting
-                  if rules.rank_vendors(with_room, JobType(row.job_type), row.region,
-                                        refused.get(row.id, ()))]
+    """Waiting jobs that some vendor has room for (e.g. one skipped while it was locked), read
+    a page at a time in the order they are owed a vendor, through every page: jobs no vendor
+    can take (every capable vendor passed on them, none serves the region) may head the list
+    for good, and must never hide the ones behind them."""
     assigned = 0
-    for job_id in assignable:
+    after: tuple[Any, ...] | None = None
+    while True:
         async with uows() as uow:
-            job = await uow.session.scalar(
-                select(Job).where(Job.id == job_id, Job.status == JobStatus.unassigned)
-                .with_for_update(skip_locked=True)
-            )
-            if job is None:
-                continue
-            incident = await incident_of(uow.session, job)
-            pool = await lock_vendors(uow.session, [job.job_type], job.region)
-            if await offer(uow.session, ctx, job, incident, pool, now, announce=False):
-                await uow.commit()
-                assigned += 1
-    return assigned
+            order = (Job.priority, Job.created_at, Job.position, Job.id)
+            page = select(Job.id, Job.job_type, Job.region, *order).where(
+                Job.status == JobStatus.unassigned)
+            if after is not None:
+                page = page.where(tuple_(*order) > tuple_(*after))
+            waiting = (await uow.session.execute(page.order_by(*order).limit(batch))).all()
+            if not waiting:
+                return assigned
+            with_room = [vendor_load(v) for v in await uow.session.scalars(
+                select(Vendor).where(Vendor.active.is_(True), Vendor.open_jobs < Vendor.capacity)
+            )]
+            if not with_room:
+                return assigned
+            refusals = (await uow.session.execute(
+                select(JobRefusal.job_id, JobRefusal.vendor_id)
+                .where(any_of(JobRefusal.job_id, [row.id for row in waiting]))
+            )).all()
+        after = tuple(waiting[-1])[3:]
+        refused: dict[uuid.UUID, set[str]] = {}
+        for job_id, vendor_id in refusals:
+            refused.setdefault(job_id, set()).add(vendor_id)
+        for row in waiting:
+            if rules.rank_vendors(with_room, JobType(row.job_type), row.region,
+                                  refused.get(row.id, ())):
+                assigned += await _assign(uows, ctx, row.id, now)
+        if len(waiting) < batch:
+            return assigned
+
+
+async def _assign(uows: UnitOfWorkFactory, ctx: TriageContext, job_id: uuid.UUID,
+                  now: datetime) -> int:
+    """Offer one waiting job again, if it still waits; 1 if a vendor took it."""
+    async with uows() as uow:
+        job = await uow.session.scalar(
+            select(Job).where(Job.id == job_id, Job.status == JobStatus.unassigned)
+            .with_for_update(skip_locked=True)
+        )
+        if job is None:
+            return 0
+        incident = await incident_of(uow.session, job)
+        pool = await lock_vendors(uow.session, [job.job_type], job.region)
+        if await offer(uow.session, ctx, job, incident, pool, now, announce=False):
+            await uow.commit()
+            return 1
+    return 0
 
 
 async def _triage_waiting(uows: UnitOfWorkFactory, ctx: TriageContext, now: datetime) -> int:

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.intake.handlers import handlers, load_batch
 from services.intake.models import Inbox
 from shared.clock import SystemClock
 from shared.consumer import EventConsumer, database_unavailable
-from shared.db import UnitOfWorkFactory, create_engine
+from shared.db import JSON_CODEC, UnitOfWorkFactory, create_engine
 from shared.events import Priority
 from shared.kafka import KafkaPublisher
 from shared.topics import RESPONSE
@@ -173,6 +173,51 @@ async def test_a_fetch_of_one_incidents_events_locks_and_reads_it_once(
         "incident.reported", "incident.triaged", *["job.dispatched"] * 3]
 
 
+def patient_consumer(broker: str, engine: AsyncEngine, publisher: KafkaPublisher
+                     ) -> EventConsumer:
+    """Intake's consumer on `engine`, giving up on an event after two failed tries."""
+    return EventConsumer(name="intake", group_id="unused", bootstrap=broker,
+                         handlers=handlers(), uow=UnitOfWorkFactory(engine),
+                         inbox_model=Inbox, dead_letters=publisher, clock=SystemClock(),
+                         max_attempts=2, retry_delay_seconds=0.01, load_batch=load_batch)
+
+
+async def test_a_pool_with_no_connection_free_delays_an_event_but_never_dead_letters_it(
+    api: httpx.AsyncClient, insured: dict[str, Any], db: AsyncEngine, intake_db: str,
+    broker: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service's own pool with every connection taken (requests holding them all, one
+    tenant's flood of reads) times out the consumer's checkout: the service's load, not the
+    message's fault, so the event waits however many tries it takes, never dead-lettered."""
+    caplog.set_level(logging.WARNING, logger="shared.consumer")
+    incident_id = await report(api, insured)
+    event = triaged(incident_id, insured["org_id"], insured["policy_number"])
+    engine = create_async_engine(intake_db, pool_size=1, max_overflow=0, pool_timeout=0.1,
+                                 **JSON_CODEC)
+    publisher = KafkaPublisher(broker, client_id="pool-test", idempotent=False)
+    await publisher.start()
+    try:
+        consumer = patient_consumer(broker, engine, publisher)
+        async with engine.connect() as taken:  # the pool's only connection
+            await taken.execute(text("SELECT 1"))
+            applying = asyncio.create_task(consumer.process_batch(
+                fetched(event, topic=RESPONSE.name, key=incident_id)))
+
+            def timeouts() -> int:
+                return sum("database unavailable (TimeoutError)" in r.getMessage()
+                           for r in caplog.records)
+
+            while timeouts() < 3:  # more tries than max_attempts: none of them counted
+                assert not applying.done(), applying
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(applying, timeout=30)
+    finally:
+        await publisher.stop()
+        await engine.dispose()
+    assert await timeline(db, incident_id) == ["incident.reported", "incident.triaged"]
+    assert not any("dead-lettering" in r.getMessage() for r in caplog.records)
+
+
 async def test_a_database_out_of_connection_slots_delays_an_event_but_never_dead_letters_it(
     api: httpx.AsyncClient, insured: dict[str, Any], db: AsyncEngine, intake_db: str,
     broker: str, caplog: pytest.LogCaptureFixture
@@ -194,10 +239,7 @@ async def test_a_database_out_of_connection_slots_delays_an_event_but_never_dead
     publisher = KafkaPublisher(broker, client_id="slots-test", idempotent=False)
     await publisher.start()
     try:
-        consumer = EventConsumer(name="intake", group_id="unused", bootstrap=broker,
-                                 handlers=handlers(), uow=UnitOfWorkFactory(engine),
-                                 inbox_model=Inbox, dead_letters=publisher, clock=SystemClock(),
-                                 max_attempts=2, retry_delay_seconds=0.01, load_batch=load_batch)
+        consumer = patient_consumer(broker, engine, publisher)
         applying = asyncio.create_task(consumer.process_batch(
             fetched(event, topic=RESPONSE.name, key=incident_id)))
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import socket
 import ssl
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +26,7 @@ from sqlalchemy import func, select
 from services.notify.channels import SendFailed, WebhookSender
 from services.notify.models import Subscription
 from services.notify.signing import verify
-from services.notify.targets import TargetPolicy
+from services.notify.targets import BusyOwner, TargetPolicy
 from shared.settings import Environment
 from tests.notify.conftest import (
     Receiver,
@@ -282,3 +284,45 @@ async def test_https_connects_to_the_checked_address_and_verifies_the_host_name(
     targets.close()
 
     assert names[0] == "localhost"
+
+
+async def test_one_owners_hanging_name_server_stalls_neither_other_owners_nor_the_sends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A look-up the subscribe request stopped waiting for goes on in its thread until the
+    resolver gives up: an owner subscribing to made-up names on a name server that never answers
+    gets 429 once two of its look-ups are running, and other owners' subscribing and every send
+    still resolve at once."""
+    answer = threading.Event()
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        if host.startswith("slow."):
+            answer.wait(30)
+            raise socket.gaierror("the name server never answered")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    targets = TargetPolicy((), require_https=False, lookups=2, checks=3, checks_per_owner=2)
+    try:
+        for n in range(2):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await targets.check(f"http://slow.{n}.example/hooks", "vendor:mallory")
+        with pytest.raises(BusyOwner):
+            await targets.check("http://slow.2.example/hooks", "vendor:mallory")
+        async with asyncio.timeout(5):
+            assert (await targets.check("http://fine.example/hooks", "vendor:alice")).host \
+                == "fine.example"
+            assert str((await targets.resolve("http://fine.example/hooks")).address) \
+                == "93.184.216.34"
+        answer.set()  # the name server gives up: the owner may look up again
+        for _ in range(100):
+            with contextlib.suppress(BusyOwner):
+                await targets.check("http://fine.example/hooks", "vendor:mallory")
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the owner's finished look-ups still count")
+    finally:
+        answer.set()
+        targets.close()

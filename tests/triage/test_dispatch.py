@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from services.triage.incidents import receive_incident
-from services.triage.models import Incident, Job, Outbox
-from services.triage.timers import run_timer_pass
+from services.triage.models import Incident, Job, Outbox, Vendor
+from services.triage.timers import _assign_waiting, run_timer_pass
 from shared.clock import ManualClock
 from shared.events import (
     Category,
@@ -175,6 +175,68 @@ async def test_expiry_goes_to_the_next_vendor(make_triage: Callable[..., FastAPI
         mine = await desk.act(job["id"], "accept", first)
         assert (mine.status_code, mine.json()["state"]) == (409, "expired")
         assert (await desk.accept(job["id"], second))["status"] == "accepted"
+
+
+async def test_a_vendor_given_back_a_job_it_passed_on_may_pass_on_it_again(
+        make_triage: Callable[..., FastAPI], clock: ManualClock, tokens: Tokens, broker: str,
+        region: str) -> None:
+    """An operator may hand a job back to a vendor that declined it or let it expire; that
+    vendor's next decline or expiry is its latest word, not a clash with the first (a 500 for
+    the vendor, and a timer pass failing on it for every tenant's deadlines)."""
+    app = make_triage(clock, timer_poll_seconds=3600)
+    async with running(app) as client:
+        desk = Desk(app, client, tokens, broker, clock, region)
+        first = await desk.vendor("first", capabilities=["forensics"], rating=5.0)
+        second = await desk.vendor("second", capabilities=["forensics"], rating=4.0)
+        job_id = (await desk.triaged(await desk.report(await desk.policy())))["jobs"][0]["id"]
+        operator = desk.tokens.operator()
+
+        async def give_back() -> None:
+            given = await client.post(f"/v1/jobs/{job_id}/assign", headers=operator,
+                                      json={"vendor_id": first})
+            assert given.status_code == 200, given.text
+
+        assert (await desk.act(job_id, "decline", first, {"reason": "busy"})).status_code == 200
+        await give_back()
+        clock.advance(timedelta(hours=25))  # past the P4 deadline
+        other = (await desk.triaged(await desk.report(await desk.policy())))["jobs"][0]
+        clock.advance(timedelta(hours=25))
+        passed = await run_timer_pass(desk.runtime.uow, desk.context)
+        assert passed.expired >= 2  # the job given back, and another tenant's behind it
+        assert (await desk.job(other["id"]))["attempt"] == 2
+        job = await desk.job(job_id)
+        assert (job["vendor_id"], job["status"]) == (second, "dispatched")
+        await give_back()
+        again = await desk.act(job_id, "decline", first, {"reason": "still busy"})
+        assert again.status_code == 200, again.text
+        job = await desk.job(job_id)
+        assert (job["vendor_id"], job["status"]) == (second, "dispatched")
+
+
+async def test_jobs_no_vendor_can_take_never_hide_the_waiting_jobs_behind_them(
+        make_triage: Callable[..., FastAPI], clock: ManualClock, tokens: Tokens, broker: str,
+        region: str) -> None:
+    """The timer offers waiting jobs again a page at a time: a page of jobs every vendor has
+    passed on must not stop it from reaching a job a vendor now has room for."""
+    app = make_triage(clock, timer_poll_seconds=3600)
+    async with running(app) as client:
+        desk = Desk(app, client, tokens, broker, clock, region)
+        only = await desk.vendor("only", capabilities=["forensics"], capacity=1)
+        policy = await desk.policy()
+        passed_on = (await desk.triaged(await desk.report(policy)))["jobs"][0]
+        assert (await desk.act(passed_on["id"], "decline", only, {"reason": "no"})).status_code == 200
+        clock.advance(timedelta(seconds=1))
+        held = (await desk.triaged(await desk.report(policy)))["jobs"][0]
+        clock.advance(timedelta(seconds=1))
+        behind = (await desk.triaged(await desk.report(policy)))["jobs"][0]
+        assert (held["vendor_id"], behind["status"]) == (only, "unassigned")
+        async with desk.runtime.uow() as uow:  # room a vendor gained while its row was locked
+            await uow.session.execute(update(Vendor).where(Vendor.vendor_id == only)
+                                      .values(capacity=2))
+            await uow.commit()
+        assert await _assign_waiting(desk.runtime.uow, desk.context, clock.now(), batch=1) == 1
+        assert (await desk.job(behind["id"]))["vendor_id"] == only
+        assert (await desk.job(passed_on["id"]))["status"] == "unassigned"
 
 
 async def test_a_waiting_job_is_assigned_as_soon_as_capacity_frees(desk: Desk) -> None:
