@@ -165,7 +165,7 @@ def _add_claim(uow: UnitOfWork, import_id: str, claim: HistoricalClaim,
     uow.session.add(IncidentRecord(
         incident_id=incident_id, org_id=exposure.org_id, policy_number=policy_number,
         category=claim.category.value,
-        attack_vector=(claim.attack_vector or "").strip().lower() or None,
+        attack_vector=claim.attack_vector,
         occurred_at=claim.occurred_at, reported_at=claim.reported_at,
         first_dispatched_at=claim.dispatched_at, contained_at=claim.contained_at,
         outage_seconds=outage, changed_in=version, source=Source.history))

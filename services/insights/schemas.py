@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.insights.statistics import DIMENSIONS
 from services.insights.triangles import Basis
@@ -161,11 +161,23 @@ class HistoricalMovement(RequestBody):
     amount: Money = Decimal(0)
 
 
+def _attack_vector_as_stored(value: str | None) -> str | None:
+    """Stripped and lower-cased, as stored and grouped; the limit holds for that text (lower
+    case can be longer: "İ" becomes two characters)."""
+    if value is None:
+        return None
+    normalised = value.strip().lower()
+    if len(normalised) > 300:
+        raise ValueError("at most 300 characters, lower-cased")
+    return normalised or None
+
+
 class HistoricalClaim(RequestBody):
     claim_id: RowId
     exposure_id: RowId
     category: Category
-    attack_vector: Annotated[str | None, Field(max_length=300)] = None
+    attack_vector: Annotated[str | None, Field(max_length=300),
+                             AfterValidator(_attack_vector_as_stored)] = None
     occurred_at: Timestamp
     reported_at: Timestamp
     dispatched_at: Timestamp | None = None

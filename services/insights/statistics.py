@@ -15,7 +15,7 @@ final rounding (half up)."""
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
@@ -143,6 +143,11 @@ async def load_exposure(session: AsyncSession, since: int | None
     return facts
 
 
+MAX_ANSWERS = 256
+"""Answers kept: the least recently asked are forgotten first. A filter takes any text, so a
+reader looping over made-up values would otherwise grow the process without bound."""
+
+
 class ExperienceCache:
     """The read model pre-aggregated in memory (`Aggregates`), and the answers computed from
     it, kept up to date with what changed: a query reads the version row (one primary-key
@@ -156,7 +161,7 @@ class ExperienceCache:
     def __init__(self) -> None:
         self._seen: tuple[int, int] | None = None  # (rebuilds, version) of the aggregates
         self._aggregates: Aggregates | None = None
-        self._answers: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        self._answers: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
         self._lock = asyncio.Lock()
 
     @property
@@ -187,16 +192,20 @@ class ExperienceCache:
                 await self._catch_up(aggregates, session, self._seen[1])
             if self._seen != (rebuilds, version):
                 self._seen = (rebuilds, version)
-                self._answers = {}
+                self._answers.clear()
             if aggregates.valuation != valuation:  # once a day: off the event loop
                 await asyncio.to_thread(aggregates.revalue, valuation)
-                self._answers = {}
+                self._answers.clear()
             key = self._key(group_by, filters, k)
-            if key not in self._answers:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+            else:
                 # Off the event loop (a grouping's first answer aggregates the whole book), so
                 # health checks are answered meanwhile; the lock keeps the aggregates still.
                 self._answers[key] = await asyncio.to_thread(published, aggregates,
                                                              group_by, filters, k)
+                while len(self._answers) > MAX_ANSWERS:
+                    self._answers.popitem(last=False)
             return self._answers[key]
 
     @staticmethod

@@ -217,4 +217,4 @@ class LossOut(LossIn):
 
 class RegulatorReportIn(RequestBody):
     reported_at: Timestamp
-    reference: ShortText
+    reference: Annotated[str, Field(min_length=1, max_length=200)]  # the column's length

@@ -111,12 +111,19 @@ class AssignIn(RequestBody):
     vendor_id: VendorId
 
 
+MAX_VERIFIED_LOSSES = 50
+"""Items in one completion report: with each description bounded too, every job of an incident
+together stays far below the broker's 1 MB message limit in `IncidentResponseCompleted` (which
+carries them all, each with its vendor and job), which would otherwise hold the incident back
+for good."""
+
+
 class VerifiedLossIn(RequestBody):
     """The vendor's own invoice or a loss it verified; a section of the rulebook, amount >= 0."""
 
     section: Section
     amount: Money
-    description: Text
+    description: Annotated[str, Field(min_length=1, max_length=1_000)]
 
 
 class CompletionReportIn(RequestBody):
@@ -130,7 +137,8 @@ class CompletionReportIn(RequestBody):
     outage_started_at: Timestamp | None = None
     outage_ended_at: Timestamp | None = Field(default=None, validate_default=True)
     records_confirmed: Count | None = None
-    verified_losses: list[VerifiedLossIn] = Field(default_factory=list)
+    verified_losses: list[VerifiedLossIn] = Field(default_factory=list,
+                                                  max_length=MAX_VERIFIED_LOSSES)
 
     @field_validator("outage_ended_at")
     @classmethod

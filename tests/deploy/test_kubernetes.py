@@ -189,6 +189,8 @@ def test_services_are_configured_for_their_environment_and_kafka(overlay: str) -
         assert config["CYBERCLAIMS_JWKS_URL"].startswith("https://")
         assert config["CYBERCLAIMS_JWT_ISSUER"]
         assert config[f"{prefix}_AUDIENCE"] == f"cyberclaims-{name}"
+        # Per-address limits see the client behind the ingress, not the ingress's address.
+        assert config["FORWARDED_ALLOW_IPS"] == "*"
         assert not any("JWT_SECRET" in variable for variable in [*env, *config])
 
 

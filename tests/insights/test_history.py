@@ -24,6 +24,7 @@ from cyberclaims.simulate import (
 from services.insights.app import WARM_GROUPINGS
 from services.insights.models import ClaimRecord, HistoryImport, PolicyRecord, ReadModelVersion
 from services.insights.rebuild import rebuild
+from services.insights.statistics import MAX_ANSWERS
 from shared.auth import Role
 from shared.events import Category
 from shared.service import Runtime
@@ -106,6 +107,9 @@ def broken(change: str) -> tuple[dict[str, Any], str]:
     if change == "amount":
         claims[1]["movements"][1]["amount"] = "12.345"
         return body, "claims.1.movements.1.amount"
+    if change == "attack vector longer once lower-cased":
+        claims[0]["attack_vector"] = "İ" * 300  # 600 characters in lower case
+        return body, "claims.0.attack_vector"
     if change == "movement before the report":
         claims[1]["movements"][0]["at"] = claims[1]["occurred_at"]
         return body, "claims.1.movements.0.at"
@@ -125,7 +129,8 @@ async def test_a_bad_row_is_named_and_nothing_is_written_and_only_actuaries_and_
             assert (await post_history(client, world, small_bordereau(), role)
                     ).status_code == 403, role
         for change in ("industry", "currency", "duplicate", "unknown exposure",
-                       "outside the period", "amount", "movement before the report", "future"):
+                       "outside the period", "amount", "attack vector longer once lower-cased",
+                       "movement before the report", "future"):
             body, field = broken(change)
             response = await post_history(client, world, body)
             assert response.status_code == 422, (change, response.text)
@@ -177,6 +182,18 @@ async def test_the_same_import_again_writes_nothing_and_other_rows_under_its_id_
         assert all(cache.answered(group_by, {}, 2) for group_by in WARM_GROUPINGS)
         assert (await client.get("/readyz")).status_code == 200
         assert await experience(client, world, group_by="source") == body
+
+
+async def test_answers_to_made_up_filters_are_kept_a_bounded_number(world: World) -> None:
+    """A filter takes any text: a reader looping over made-up values finds the least recently
+    asked answers forgotten, never the process growing without bound."""
+    app = world.app(min_organisations=2)
+    async with running(app, wait_for_consumer=False) as client:
+        cache = app.state.runtime.resources["experience"]
+        for n in range(MAX_ANSWERS + 10):
+            await experience(client, world, group_by="industry", attack_vector=f"made-up-{n}")
+        assert cache.answered(("industry",), {"attack_vector": f"made-up-{MAX_ANSWERS + 9}"}, 2)
+        assert not cache.answered(("industry",), {"attack_vector": "made-up-0"}, 2)
 
 
 def raw_of_bordereaux(bodies: list[dict[str, Any]]) -> Raw:

@@ -43,6 +43,8 @@ async def test_policies_losses_and_regulator_reports_refuse_nul_and_bad_dates(
     regulator = f"/v1/incidents/{incident.json()['id']}/regulator-report"
     for body, field in (({"reported_at": YEAR_1, "reference": "R-1"}, "reported_at"),
                         ({"reported_at": "2026-01-01T00:00:00Z", "reference": f"R{NUL}"},
+                         "reference"),
+                        ({"reported_at": "2026-01-01T00:00:00Z", "reference": "R" * 201},
                          "reference")):
         response = await api.post(regulator, json=body, headers=insured["headers"])
         assert_problem(response, 422, field)

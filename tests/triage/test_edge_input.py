@@ -34,6 +34,10 @@ BAD_REPORTS: list[tuple[str, dict[str, Any], str]] = [
      "verified_losses.0.amount"),
     ("a loss of NaN", {"verified_losses": [{**LOSS, "amount": "NaN"}]},
      "verified_losses.0.amount"),
+    # Beyond what the response's event may carry to the broker (at most 1 MB a message).
+    ("51 losses", {"verified_losses": [LOSS] * 51}, "verified_losses"),
+    ("a loss described in 1,001 characters",
+     {"verified_losses": [{**LOSS, "description": "x" * 1001}]}, "verified_losses.0.description"),
 ]
 
 
