@@ -766,8 +766,8 @@ class Envelope(BaseModel):
     def type_in_kafka_headers(headers: Any) -> str | None:
         """The event type a message declares, read without decoding the message."""
         for name, raw in headers or ():
-            if name == "ce_type":
-                return bytes(raw).decode(errors="replace")
+            if name == "ce_type":  # a null value declares nothing: from_kafka refuses it
+                return None if raw is None else bytes(raw).decode(errors="replace")
         return None
 
     @classmethod
@@ -777,7 +777,9 @@ class Envelope(BaseModel):
         attributes: dict[str, Any] = {}
         for name, raw in headers or ():
             if name.startswith("ce_"):
-                attributes[name[3:]] = raw.decode()
+                if raw is None:
+                    raise ValueError(f"header {name} has no value")
+                attributes[name[3:]] = bytes(raw).decode()
         if value is None:
             raise ValueError("message has no value")
         return cls.model_validate({**attributes, "data": jsoncodec.loads(value)}, extra="ignore")

@@ -30,7 +30,8 @@ def spec(settings: PayoutSettings) -> ServiceSpec:
                                   vendor_verification_limit=settings.vendor_verification_limit))
         client = httpx.AsyncClient(base_url=settings.payment_provider_url,
                                    timeout=settings.payment_timeout_seconds)
-        payments = PaymentWorker(runtime.uow, ctx, PaymentProvider(client), settings)
+        payments = PaymentWorker(runtime.uow, ctx, PaymentProvider(
+            client, deadline_seconds=settings.payment_timeout_seconds), settings)
         # A commit that staged events may have approved a claim (an automatic approval in an
         # event handler): its payment is sent at once rather than at the worker's next poll.
         wake_relay = runtime.uow.on_events_committed

@@ -228,7 +228,7 @@ class Payment(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
-    provider_reference: Mapped[str | None] = mapped_column(String(200))
+    provider_reference: Mapped[str | None] = mapped_column(Text)  # the provider's, any length
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -6,7 +6,10 @@ call. A crash or restart mid-call leaves the payment pending; once the lease run
 tried again with the same idempotency key (the payment id), and the provider answers with the
 payment it already made. Timeouts, transport errors, 5xx, 409 and 429 are retried with
 exponential backoff; other 4xx are final; after the last try the payment fails and operators
-are alerted by the PaymentFailed event.
+are alerted by the PaymentFailed event. A call has a total deadline shorter than the lease
+(`PayoutSettings`), so two tries of a payment never overlap; and a payment whose tries never
+recorded an outcome (the service crashing, or the recording failing, each time) fails once
+its tries are used up, instead of being leased again for ever.
 """
 
 from __future__ import annotations
@@ -61,20 +64,24 @@ class Leased:
 class PaymentProvider:
     """The provider's HTTP API: `POST /v1/payments` with an `Idempotency-Key` header."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, *, deadline_seconds: float) -> None:
+        """`deadline_seconds`: the whole call's (httpx's timeout bounds each phase and each
+        read, so a provider trickling its answer could outlast the lease)."""
         self._client = client
+        self._deadline = deadline_seconds
 
     async def pay(self, payment: Leased) -> Outcome:
         try:
-            response = await self._client.post(
-                "/v1/payments",
-                json={"amount": str(payment.amount), "currency": payment.currency,
-                      "reference": str(payment.claim_id)},
-                headers={"Idempotency-Key": str(payment.payment_id)},
-            )
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self._deadline):
+                response = await self._client.post(
+                    "/v1/payments",
+                    json={"amount": str(payment.amount), "currency": payment.currency,
+                          "reference": str(payment.claim_id)},
+                    headers={"Idempotency-Key": str(payment.payment_id)},
+                )
+        except (httpx.TimeoutException, TimeoutError) as exc:
             return Outcome(error=f"timeout: {type(exc).__name__}", retryable=True)
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # transport, protocol, decoding: the same key goes again
             return Outcome(error=f"transport error: {exc!r}", retryable=True)
         if response.status_code in (200, 201):
             try:
@@ -141,12 +148,19 @@ class PaymentWorker:
         await self._loop.run()
 
     async def process_due(self) -> int:
-        """One pass: lease due payments, call the provider for each, record the outcomes."""
-        leased = await self._lease()
+        """One pass: lease due payments, call the provider for each, record the outcomes; a
+        payment whose tries are used up with no outcome recorded fails."""
+        leased, used_up = await self._lease()
+        for payment in used_up:
+            await self._record(payment, Outcome(
+                error=f"no outcome was recorded for any of its {payment.attempt} tries "
+                      "(see the service's log)", retryable=False))
         await asyncio.gather(*(self._attempt(payment) for payment in leased))
-        return len(leased)
+        return len(leased) + len(used_up)
 
-    async def _lease(self) -> list[Leased]:
+    async def _lease(self) -> tuple[list[Leased], list[Leased]]:
+        """The due payments leased for a try, and those whose tries are all used up (each try
+        was leased, none recorded: its lease ran out): these are not tried again."""
         now = self._ctx.clock.now()
         async with self._uows() as uow:
             rows = (await uow.session.scalars(
@@ -156,14 +170,18 @@ class PaymentWorker:
                 .limit(self._settings.payment_batch_size)
                 .with_for_update(skip_locked=True)
             )).all()
-            leased = []
+            leased, used_up = [], []
             for row in rows:
+                if row.attempts >= self._settings.payment_max_attempts:
+                    used_up.append(Leased(row.id, row.claim_id, row.amount, row.currency,
+                                          row.attempts))
+                    continue
                 row.attempts += 1
                 row.next_attempt_at = now + timedelta(seconds=self._settings.payment_lease_seconds)
                 leased.append(Leased(row.id, row.claim_id, row.amount, row.currency, row.attempts))
             if leased:
                 await uow.commit()
-            return leased
+            return leased, used_up
 
     async def _attempt(self, payment: Leased) -> None:
         outcome = await self._provider.pay(payment)

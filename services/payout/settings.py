@@ -1,6 +1,8 @@
+from __future__ import annotations
+
 from decimal import Decimal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -28,8 +30,9 @@ class PayoutSettings(ServiceSettings):
     two_approver_threshold: Decimal = Decimal("1000000")
     vendor_verification_limit: Decimal = Field(
         default=Decimal("50000"), ge=0,
-        description="A loss item a vendor verified in its completion report counts as verified up "
-                    "to this amount; above it, it arrives unverified and an adjuster verifies it.",
+        description="The loss items of the vendors' completion reports count as verified while "
+                    "together they are within this amount; above it, each arrives unverified "
+                    "and an adjuster verifies it.",
     )
     safety_net_interval_seconds: float = Field(
         default=60.0, gt=0, description="How often the safety net looks for stuck claims and payments.",
@@ -39,3 +42,10 @@ class PayoutSettings(ServiceSettings):
         description="How long a claim ready to assess, or a payment due, may stay untouched "
                     "before the safety net repairs it.",
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_try(self) -> PayoutSettings:
+        if self.payment_lease_seconds <= self.payment_timeout_seconds:
+            raise ValueError("PAYOUT_PAYMENT_LEASE_SECONDS must exceed "
+                             "PAYOUT_PAYMENT_TIMEOUT_SECONDS, or two tries of a payment overlap")
+        return self

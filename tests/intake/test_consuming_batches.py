@@ -129,6 +129,28 @@ async def test_only_messages_of_handled_types_are_decoded_and_so_dead_lettered(
         str(fetch[1].offset).encode()]
 
 
+@pytest.mark.parametrize("header", ["ce_type", "ce_id"])
+async def test_a_header_without_a_value_is_dead_lettered_and_the_fetch_goes_on(
+    consumer: EventConsumer, api: httpx.AsyncClient, insured: dict[str, Any], db: AsyncEngine,
+    broker: str, header: str
+) -> None:
+    """Kafka allows a header with no value, which any producer may write: the message is
+    unreadable (dead-lettered), never an exception that stops the consumer on it for good."""
+    incident_id = await report(api, insured)
+    org, policy = insured["org_id"], insured["policy_number"]
+    fetch = fetched(triaged(incident_id, org, policy), dispatched(incident_id, org),
+                    topic=RESPONSE.name, key=incident_id)
+    object.__setattr__(fetch[0], "headers", [(name, None if name == header else value)
+                                              for name, value in fetch[0].headers])
+
+    await consumer.process_batch(fetch)
+
+    assert await timeline(db, incident_id) == ["incident.reported", "job.dispatched"]
+    letters = [r for r in await read_topic(broker, RESPONSE.dead_letter)
+               if dict(r.headers).get("dlq_origin_offset") == str(fetch[0].offset).encode()]
+    assert len(letters) == 1
+
+
 async def test_the_same_event_applied_by_two_consumers_at_once_has_one_effect(
     consumer: EventConsumer, intake_db: str, broker: str, api: httpx.AsyncClient,
     insured: dict[str, Any], db: AsyncEngine

@@ -4,6 +4,7 @@ assessment, decisions, approvals and exactly one payment."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -11,10 +12,15 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from services.payout.models import Outbox
+from services.payout.app import create_app
+from services.payout.models import Claim, Outbox, Payment
+from services.payout.payments import Leased, Outcome, PaymentWorker
+from services.payout.settings import PayoutSettings
+from shared.clock import ManualClock
 from shared.events import (
     Attribution,
     Category,
@@ -25,14 +31,17 @@ from shared.events import (
     Section,
     SectionTerms,
 )
+from shared.settings import PlatformSettings
 from shared.topics import CLAIMS, INCIDENTS
 from tests.payout.conftest import (
     Incident,
     Sandbox,
+    apply,
     claim_when,
     eventually,
     now,
     register,
+    reported_incident,
     wrap,
 )
 from tests.support.kafka import wait_for_events, wait_until_consumed
@@ -396,3 +405,55 @@ async def test_a_restart_in_the_middle_of_a_payment_still_pays_once(
     assert paid["payment"]["attempts"] == 2
     assert len(await sandbox.payments(reference=paid["id"])) == 1
     assert {t["idempotency_key"] for t in await sandbox.requests()} == {paid["payment"]["id"]}
+
+
+class ProviderCallThatNeverReturns:
+    """A provider call that fails in a way no outcome is recorded for (a bug, a crash): each
+    try is leased and its lease runs out."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def pay(self, payment: Leased) -> Outcome:
+        self.calls += 1
+        raise RuntimeError("the call never came back")
+
+
+async def test_a_payment_whose_tries_record_no_outcome_fails_once_they_are_used_up(
+    payout_db: str, platform: PlatformSettings, sandbox: Sandbox,
+) -> None:
+    settings = PayoutSettings(database_url=payout_db, payment_provider_url=sandbox.url,
+                              payment_timeout_seconds=1.0, payment_lease_seconds=2.0,
+                              payment_max_attempts=3)
+    app = create_app(settings, platform, run_workers=False)
+    async with running(app, wait_for_consumer=False):
+        incident = await reported_incident(app, retention=Decimal("0"))
+        await apply(app, incident.completed({IR: "30000"}))  # approved automatically
+        runtime = app.state.runtime
+        clock = ManualClock()
+        provider = ProviderCallThatNeverReturns()
+        worker = PaymentWorker(runtime.uow, dataclasses.replace(
+            runtime.resources["context"], clock=clock), provider, settings)  # type: ignore[arg-type]
+        for _ in range(settings.payment_max_attempts):
+            with pytest.raises(RuntimeError):
+                await worker.process_due()
+            clock.advance(timedelta(seconds=settings.payment_lease_seconds + 1))
+        assert await worker.process_due() == 1  # no try left: it fails, not leased again
+        assert await worker.process_due() == 0
+        async with runtime.uow() as uow:
+            payment = await uow.session.scalar(select(Payment).join(
+                Claim, Claim.id == Payment.claim_id).where(
+                Claim.incident_id == incident.incident_id))
+            assert payment is not None
+            assert (payment.state, payment.attempts) == ("failed", 3)
+            assert "no outcome was recorded" in (payment.last_error or "")
+            failed = await uow.session.scalar(select(func.count()).select_from(Outbox).where(
+                Outbox.event_type == PaymentFailed.event_type,
+                Outbox.partition_key == str(incident.incident_id)))
+        assert failed == 1
+        assert provider.calls == settings.payment_max_attempts
+
+
+def test_a_payment_lease_no_longer_than_a_try_is_refused() -> None:
+    with pytest.raises(ValueError, match="PAYOUT_PAYMENT_LEASE_SECONDS must exceed"):
+        PayoutSettings(payment_timeout_seconds=30.0, payment_lease_seconds=30.0)

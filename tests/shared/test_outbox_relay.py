@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -174,14 +175,22 @@ async def test_a_failed_row_holds_back_its_key_even_against_rows_written_later(
 
     assert await relaying.publish_pending() == 1  # the other key's row
     assert publisher.sent == [other]
+    assert held_back_gauge() == 2
     [later] = await stage_events(engine, 1, key=key, clock=clock)  # due now, its key is not
     assert await relaying.publish_pending() == 0
+    assert held_back_gauge() == 3  # a pass that retries nothing still counts them
 
     clock.advance(timedelta(minutes=2))  # past the key's backoff
     assert await relaying.publish_pending() == 3
     first_sends = list(dict.fromkeys(i for i in publisher.sent if i != other))
     assert first_sends == [first, second, later]
     assert await pending(engine) == 0
+    assert held_back_gauge() == 0
+
+
+def held_back_gauge() -> float | None:
+    """`cyberclaims_outbox_pending` of the relay under test."""
+    return REGISTRY.get_sample_value("cyberclaims_outbox_pending", {"service": "intake"})
 
 
 async def test_only_a_commit_that_staged_events_wakes_the_relay(engine: AsyncEngine) -> None:
