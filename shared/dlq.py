@@ -24,8 +24,8 @@ class DeadLetter:
 
     def header(self, name: str) -> str:
         for key, value in self.record.headers or ():
-            if key == name:
-                return value.decode(errors="replace")
+            if key == name:  # a header without a value (Kafka allows it) reads as empty
+                return "" if value is None else bytes(value).decode(errors="replace")
         return ""
 
     def summary(self) -> dict[str, str]:

@@ -163,12 +163,16 @@ class HistoricalMovement(RequestBody):
 
 def _attack_vector_as_stored(value: str | None) -> str | None:
     """Stripped and lower-cased, as stored and grouped; the limit holds for that text (lower
-    case can be longer: "İ" becomes two characters)."""
+    case can be longer: "İ" becomes two characters). It begins with a letter or a digit: it
+    is a grouping value of the CSV export, which a spreadsheet would run as a formula if it
+    began with "=", "+", "-" or "@"."""
     if value is None:
         return None
     normalised = value.strip().lower()
     if len(normalised) > 300:
         raise ValueError("at most 300 characters, lower-cased")
+    if normalised and not normalised[0].isalnum():
+        raise ValueError("must begin with a letter or a digit")
     return normalised or None
 
 

