@@ -8,7 +8,13 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.risk.context import OPEN_ITEM, RiskContext, item_contract, visible_profile
+from services.risk.context import (
+    OPEN_ITEM,
+    RiskContext,
+    item_contract,
+    locked_assessment,
+    visible_profile,
+)
 from services.risk.models import (
     OPEN_ASSESSMENT,
     Assessment,
@@ -96,14 +102,15 @@ async def submit_assessment(uow: UnitOfWork, ctx: RiskContext, principal: Princi
     closed as superseded."""
     findings = _score_findings(body)
     session = uow.session
-    assessment = await session.get(Assessment, assessment_id, with_for_update=True)
-    if assessment is None or assessment.vendor_id != principal.vendor_id or (
+    locked = await locked_assessment(session, assessment_id)
+    if locked is None:
+        raise NotFound(f"assessment {assessment_id} not found")
+    profile, assessment = locked
+    if assessment.vendor_id != principal.vendor_id or (
             assessment.status not in (AssessmentStatus.accepted, AssessmentStatus.completed)):
         raise NotFound(f"assessment {assessment_id} not found")
     if assessment.status == AssessmentStatus.completed:
         raise Conflict(f"assessment {assessment_id} is already completed")
-    profile = await session.get(RiskProfile, assessment.policy_number, with_for_update=True)
-    assert profile is not None
     now = ctx.clock.now()
     outcome = ctx.rules.assess(body.controls_in_place, findings, now)
     earlier = await _earlier_open_items(session, profile.policy_number)

@@ -14,6 +14,7 @@ the same.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -63,6 +64,22 @@ async def monitoring_vendor(session: AsyncSession, policy_number: str) -> str | 
                Assessment.status.in_(MONITORING_ASSESSMENT))
         .order_by(Assessment.requested_at.desc(), Assessment.id.desc()).limit(1))
     return vendor_id
+
+
+async def locked_assessment(session: AsyncSession, assessment_id: uuid.UUID
+                            ) -> tuple[RiskProfile, Assessment] | None:
+    """The assessment and its policy's profile, both locked, the profile first as every
+    decision about the policy takes it (a vendor's report and a consumer's fetch that took the
+    other order would deadlock); None for an unknown assessment."""
+    policy_number = await session.scalar(
+        select(Assessment.policy_number).where(Assessment.id == assessment_id))
+    if policy_number is None:
+        return None
+    profile = await session.get(RiskProfile, policy_number, with_for_update=True)
+    assessment = await session.get(Assessment, assessment_id, with_for_update=True,
+                                   populate_existing=True)
+    assert profile is not None and assessment is not None
+    return profile, assessment
 
 
 async def visible_profile(session: AsyncSession, principal: Principal, policy_number: str, *,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.risk.assessments import open_assessment, stage_request
-from services.risk.context import RiskContext, monitoring_vendor
-from services.risk.models import Assessment, AssessmentStatus, RiskProfile
+from services.risk.context import RiskContext, locked_assessment, monitoring_vendor
+from services.risk.models import AssessmentStatus, RiskProfile
 from shared.events import (
     AssessmentReason,
     Envelope,
@@ -69,9 +69,14 @@ async def follow_job(session: AsyncSession, ctx: RiskContext, event: JobEvent) -
     monitors the policy (exposure alerts, items confirmed done: `monitoring_vendor`)."""
     if event.job_type is not JobType.risk_assessment or event.assessment_id is None:
         return
-    assessment = await session.get(Assessment, event.assessment_id, with_for_update=True)
-    if assessment is None or assessment.status in FINAL_ASSESSMENT:
+    locked = await locked_assessment(session, event.assessment_id)
+    if locked is None:
         return
+    profile, assessment = locked
+    if assessment.status in FINAL_ASSESSMENT:
+        return
+    if assessment.status == AssessmentStatus.accepted and not isinstance(event, JobCancelled):
+        return  # triage moves an accepted job only to completed or cancelled: a late copy
     previous_status = assessment.status
     assessment.status = JOB_STATUS[type(event)]
     assessment.job_id = event.job_id
@@ -79,6 +84,4 @@ async def follow_job(session: AsyncSession, ctx: RiskContext, event: JobEvent) -
         event, JobDispatched | JobAccepted) else None
     assessment.updated_at = ctx.clock.now()
     if AssessmentStatus.accepted in (previous_status, assessment.status):
-        profile = await session.get(RiskProfile, assessment.policy_number, with_for_update=True)
-        assert profile is not None
         profile.monitoring_vendor_id = await monitoring_vendor(session, profile.policy_number)

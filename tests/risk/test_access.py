@@ -11,7 +11,7 @@ import httpx
 
 from services.risk.models import Assessment
 from shared.controls import Control
-from shared.events import JobAccepted, PolicyUpdated
+from shared.events import JobAccepted, JobDispatched, PolicyUpdated, Priority
 from shared.topics import POLICIES, RESPONSE
 from tests.risk.conftest import Desk, eventually
 from tests.risk.test_exposures import exposure
@@ -118,6 +118,23 @@ async def test_a_cancelled_job_stays_cancelled_whatever_arrives_after(desk: Desk
     assert await desk.status(assessment_id) == "cancelled"
     assert (await _raise_exposure(desk, terms.policy_number, "vendor-a")).status_code == 404
     assert (await desk.submit(assessment_id, "vendor-a", in_place=[])).status_code == 404
+
+
+async def test_a_replayed_dispatch_never_takes_an_accepted_job_back(desk: Desk) -> None:
+    """A job event dead-lettered and replayed after the job was accepted (out of its
+    partition's order): triage moves an accepted job only to completed or cancelled, so the
+    late dispatch changes nothing and the vendor holding it still reports and monitors."""
+    terms, assessment_id = await desk.policy()
+    job_id = await desk.assign(terms, assessment_id, "vendor-a")
+    late = await desk.publish(
+        JobDispatched(**desk.job_fields(terms, assessment_id, job_id, "vendor-a"),
+                      priority=Priority.P4, accept_by=desk.clock.now() + timedelta(hours=72),
+                      attempt=1),
+        RESPONSE.name, str(assessment_id))
+    await eventually(lambda: desk.applied(late), what="late dispatch applied")
+    assert await desk.status(assessment_id) == "accepted"
+    assert (await _raise_exposure(desk, terms.policy_number, "vendor-a")).status_code == 201
+    assert (await desk.submit(assessment_id, "vendor-a", in_place=[])).status_code == 200
 
 
 async def _renewal_of(desk: Desk, policy_number: str) -> Assessment | None:
