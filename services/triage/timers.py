@@ -94,11 +94,11 @@ async def _assign_waiting(uows: UnitOfWorkFactory, ctx: TriageContext, now: date
     can take (every capable vendor passed on them, none serves the region) may head the list
     for good, and must never hide the ones behind them."""
     assigned = 0
+    order = (Job.priority, Job.created_at, Job.position, Job.id)
     after: tuple[Any, ...] | None = None
     while True:
         async with uows() as uow:
-            order = (Job.priority, Job.created_at, Job.position, Job.id)
-            page = select(Job.id, Job.job_type, Job.region, *order).where(
+            page = select(Job.job_type, Job.region, *order).where(
                 Job.status == JobStatus.unassigned)
             if after is not None:
                 page = page.where(tuple_(*order) > tuple_(*after))
@@ -114,7 +114,8 @@ async def _assign_waiting(uows: UnitOfWorkFactory, ctx: TriageContext, now: date
                 select(JobRefusal.job_id, JobRefusal.vendor_id)
                 .where(any_of(JobRefusal.job_id, [row.id for row in waiting]))
             )).all()
-        after = tuple(waiting[-1])[3:]
+        last = waiting[-1]
+        after = (last.priority, last.created_at, last.position, last.id)
         refused: dict[uuid.UUID, set[str]] = {}
         for job_id, vendor_id in refusals:
             refused.setdefault(job_id, set()).add(vendor_id)
